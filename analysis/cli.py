@@ -40,8 +40,7 @@ import polars as pl
 from analysis import columns as C
 from analysis._common import require_columns
 from analysis._pivot import MISSING_TOKENS
-from analysis.errors import AnalysisError
-from study.errors import StudyError, first_line
+from analysis.errors import AnalysisError, first_line
 
 EXIT_BAD_INPUT = 2
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
@@ -578,8 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         frame = args.run(args, read_table(args.file))
         output = to_json(frame) if args.format == "json" else to_table(frame)
-    except (StudyError, ValueError, pl.exceptions.PolarsError) as exc:
-        # StudyError covers AnalysisError; a plain ValueError from a library, or a polars error
+    except (ValueError, pl.exceptions.PolarsError) as exc:
+        # ValueError covers AnalysisError; a plain ValueError from a library, or a polars error
         # on data of an unexpected shape, is bad input too: one line, no traceback.
         message = (
             " ".join(first_line(exc).split())
