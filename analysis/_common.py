@@ -28,6 +28,9 @@ from analysis.columns import (
 )
 from analysis.errors import AnalysisError
 
+DIRECTIONS = ("higher", "lower")
+"""Which way is better for a non-inferiority comparison: higher values, or lower ones."""
+
 
 def require_columns(df: pl.DataFrame, columns: Iterable[str]) -> None:
     """Raise ``AnalysisError`` naming the first of ``columns`` missing from ``df``."""

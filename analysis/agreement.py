@@ -75,8 +75,8 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     C.N_VALUES: pl.Int64(),
     C.RATER_A: pl.String(),
     C.RATER_B: pl.String(),
-    C.ALT_NAME: pl.String(),
-    C.STAT_VALUE: pl.Float64(),
+    C.MCGRAW_WONG_NAME: pl.String(),
+    C.STATISTIC_VALUE: pl.Float64(),
     C.DF1: pl.Float64(),
     C.DF2: pl.Float64(),
     C.SEED: pl.Int64(),
@@ -628,7 +628,7 @@ def _gwet_row(
             C.CI_LOW: low,
             C.CI_HIGH: high,
             C.P_VALUE: _two_sided_t(res["coef"], res["se"], df) if p_value else None,
-            C.STAT_VALUE: res["coef"] / res["se"] if p_value and res["se"] > 0 else None,
+            C.STATISTIC_VALUE: res["coef"] / res["se"] if p_value and res["se"] > 0 else None,
             C.DF1: float(df) if p_value else None,
             C.METHOD: method + f"; pa = {res['pa']:.4f}, pe = {res['pe']:.4f}",
             C.NOTE: _join_notes(weight_note, extra_note),
@@ -836,14 +836,17 @@ def _fleiss_row(rat: Ratings, ci: float) -> dict[str, Any]:
             "Fleiss, Nee & Landis (1979), two-sided; interval from Gwet's (2014) standard error, "
             "t with n_units - 1 df"
         )
-        extras = {C.STAT_VALUE: z}
+        extras = {C.STATISTIC_VALUE: z}
     else:
         p_value = _two_sided_t(kappa, res["se"], n - 1)
         method = (
             "Fleiss' kappa generalised to unequal numbers of ratings per unit (Gwet 2014; equals "
             "Fleiss 1971 when balanced); two-sided t test and interval from Gwet's standard error"
         )
-        extras = {C.STAT_VALUE: kappa / res["se"] if res["se"] > 0 else None, C.DF1: float(n - 1)}
+        extras = {
+            C.STATISTIC_VALUE: kappa / res["se"] if res["se"] > 0 else None,
+            C.DF1: float(n - 1),
+        }
     unbalanced_note = (
         None
         if balanced
@@ -981,7 +984,7 @@ def _cohen_frame(rat: Ratings, weights: str, ci: float) -> pl.DataFrame:
             C.N_VALUES: 2 * n_ab,
             C.RATER_A: labels[a],
             C.RATER_B: labels[b],
-            C.STAT_VALUE: z,
+            C.STATISTIC_VALUE: z,
         },
     )
 
@@ -1141,7 +1144,9 @@ def _icc_design(rat: Ratings) -> tuple[np.ndarray, bool, str]:
 def _icc_not_applicable(reason: str, ci: float, **common: Any) -> list[dict[str, Any]]:
     """One not-applicable row per ICC form (the six of ``_ICC_FORMS``), each giving ``reason``."""
     return [
-        _not_applicable("icc", reason, **common, **{C.VARIANT: sf, C.ALT_NAME: mw, C.CI_LEVEL: ci})
+        _not_applicable(
+            "icc", reason, **common, **{C.VARIANT: sf, C.MCGRAW_WONG_NAME: mw, C.CI_LEVEL: ci}
+        )
         for sf, mw, _ in _ICC_FORMS
     ]
 
@@ -1232,7 +1237,7 @@ def _icc_rows(rat: Ratings, ci: float) -> list[dict[str, Any]]:
             }
     rows = []
     for sf, mw, model in _ICC_FORMS:
-        fields = {**common, C.VARIANT: sf, C.ALT_NAME: mw}
+        fields = {**common, C.VARIANT: sf, C.MCGRAW_WONG_NAME: mw}
         method = (
             f"Shrout & Fleiss (1979) {sf} = McGraw & Wong (1996) {mw}: {model}; ANOVA mean "
             "squares, one-sided F test of H0: ICC = 0"
@@ -1267,7 +1272,7 @@ def _icc_rows(rat: Ratings, ci: float) -> list[dict[str, Any]]:
                     C.ESTIMATE: res["icc"],
                     C.CI_LOW: res["lo"],
                     C.CI_HIGH: res["hi"],
-                    C.STAT_VALUE: res["F"],
+                    C.STATISTIC_VALUE: res["F"],
                     C.DF1: float(n - 1),
                     C.DF2: float(res["df2"]),
                     C.P_VALUE: res["p"],

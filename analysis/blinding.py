@@ -36,14 +36,16 @@ from analysis.columns import (
     CI_HIGH,
     CI_LEVEL,
     CI_LOW,
+    CORRECT,
+    DONT_KNOW_COUNT,
     ESTIMATE,
+    INCORRECT,
     METHOD,
-    N_CORRECT,
-    N_DONT_KNOW,
     N_GUESSES,
-    N_INCORRECT,
     NOTE,
     P_VALUE,
+    SOURCE,
+    SOURCES,
     STATISTIC,
     STD_ERROR,
     VARIANT,
@@ -70,15 +72,15 @@ def _guesses(
     if frame["arm"].null_count():
         raise AnalysisError(f"column '{arm}' has empty values; every guess needs its answer's arm")
     if kind is None:
-        frame = frame.with_columns(pl.col("arm").alias("source"))
+        frame = frame.with_columns(pl.col("arm").alias(SOURCE))
     else:
         missing = sorted(set(frame["arm"].unique().to_list()) - set(kind))
         if missing:
             raise AnalysisError(f"arm '{missing[0]}' has no source kind in the mapping given")
         frame = frame.with_columns(
-            pl.col("arm").replace_strict(dict(kind), return_dtype=pl.String).alias("source")
+            pl.col("arm").replace_strict(dict(kind), return_dtype=pl.String).alias(SOURCE)
         )
-    sources = set(frame["source"].unique().to_list())
+    sources = set(frame[SOURCE].unique().to_list())
     allowed = sources | {dont_know}
     bad = frame.filter(~pl.col("guess").is_in(sorted(allowed)))
     if bad.height:
@@ -145,13 +147,13 @@ def bang_index(
     z = _z(ci, alternative)
     frame = _guesses(df, arm=arm, guess=guess, kind=kind, dont_know=dont_know)
     per_arm = (
-        frame.group_by("arm", "source")
+        frame.group_by("arm", SOURCE)
         .agg(
-            (pl.col("guess") == pl.col("source")).sum().alias(N_CORRECT),
-            ((pl.col("guess") != pl.col("source")) & (pl.col("guess") != dont_know))
+            (pl.col("guess") == pl.col(SOURCE)).sum().alias(CORRECT),
+            ((pl.col("guess") != pl.col(SOURCE)) & (pl.col("guess") != dont_know))
             .sum()
-            .alias(N_INCORRECT),
-            (pl.col("guess") == dont_know).sum().alias(N_DONT_KNOW),
+            .alias(INCORRECT),
+            (pl.col("guess") == dont_know).sum().alias(DONT_KNOW_COUNT),
             pl.len().alias(N_GUESSES),
         )
         .sort("arm")
@@ -163,12 +165,12 @@ def bang_index(
     rows: list[dict[str, Any]] = []
     for r in per_arm.rows(named=True):
         n = r[N_GUESSES]
-        p1, p2 = r[N_CORRECT] / n, r[N_INCORRECT] / n
+        p1, p2 = r[CORRECT] / n, r[INCORRECT] / n
         est = p1 - p2
         se = float(np.sqrt((p1 * (1 - p1) + p2 * (1 - p2) + 2 * p1 * p2) / n))
         low, high = _interval(est, se, z, alternative, -1.0, 1.0)
         note = None
-        if r[N_CORRECT] + r[N_INCORRECT] == 0:
+        if r[CORRECT] + r[INCORRECT] == 0:
             note = "every guess was 'don't know'"
         rows.append(
             {
@@ -184,10 +186,10 @@ def bang_index(
                 NOTE: note,
                 STD_ERROR: se,
                 ARM: r["arm"],
-                "source": r["source"],
-                N_CORRECT: r[N_CORRECT],
-                N_INCORRECT: r[N_INCORRECT],
-                N_DONT_KNOW: r[N_DONT_KNOW],
+                SOURCE: r[SOURCE],
+                CORRECT: r[CORRECT],
+                INCORRECT: r[INCORRECT],
+                DONT_KNOW_COUNT: r[DONT_KNOW_COUNT],
                 N_GUESSES: n,
             }
         )
@@ -271,13 +273,13 @@ def james_index(
     """
     z = _z(ci, alternative)
     frame = _guesses(df, arm=arm, guess=guess, kind=kind, dont_know=dont_know)
-    sources = sorted(frame["source"].unique().to_list())
+    sources = sorted(frame[SOURCE].unique().to_list())
     base: dict[str, Any] = {
         STATISTIC: "james_index",
         VARIANT: None,
         CI_LEVEL: ci,
         N_GUESSES: frame.height,
-        "sources": ", ".join(sources),
+        SOURCES: ", ".join(sources),
     }
     if len(sources) != 2:
         return result_frame(
@@ -292,7 +294,7 @@ def james_index(
         )
     labels = [*sources, dont_know]
     table = np.zeros((3, 2))
-    for g, s, count in frame.group_by("guess", "source").len().iter_rows():
+    for g, s, count in frame.group_by("guess", SOURCE).len().iter_rows():
         table[labels.index(g), sources.index(s)] = count
     est, se = james_from_table(table)
     if not np.isfinite(est):

@@ -38,12 +38,11 @@ from typing import Any, NoReturn
 import polars as pl
 
 from analysis import columns as C
-from analysis._common import require_columns
-from analysis._pivot import MISSING_TOKENS
+from analysis._common import DIRECTIONS, require_columns
+from analysis._pivot import LEVELS, MISSING_TOKENS
 from analysis.errors import AnalysisError, first_line
 
 EXIT_BAD_INPUT = 2
-LEVELS = ("nominal", "ordinal", "interval", "ratio")
 CONTINUOUS_METHODS = ("t", "bootstrap", "mixed", "tost")
 BINARY_METHODS = ("newcombe", "farrington-manning", "miettinen-nurminen")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -379,7 +378,7 @@ _KEY_COLUMNS = (
     C.STATISTIC,
     C.VARIANT,
     C.COMPETITOR,
-    "opponent",
+    C.OPPONENT,
     C.RATER_A,
     C.RATER_B,
     C.ESTIMATE,
@@ -515,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     ni.add_argument("--alpha", type=float, default=0.025, help="one-sided alpha (default 0.025)")
     ni.add_argument(
         "--direction",
-        choices=("higher", "lower"),
+        choices=DIRECTIONS,
         default=None,
         help="higher or lower is better (default: higher, for both outcomes); for harm rates "
         "pass --direction lower; ignored, with a note, by tost",

@@ -43,14 +43,19 @@ N_RATERS = "n_raters"
 N_VALUES = "n_values"  # pairable values / ratings used
 LEVEL = "level"  # nominal | ordinal | interval | ratio
 
-# statistic-specific parameters
+# Parameters and counts a statistic adds. A constant is named after its string (a count that is
+# spelt "wins" is WINS, one spelt "n_guesses" is N_GUESSES): the strings are the output contract.
 RATER_A = "rater_a"
 RATER_B = "rater_b"
-ALTERNATIVE_NAME = "alternative"
-ALT_NAME = "alternative_name"  # McGraw & Wong name of an ICC form, e.g. "ICC(A,1)"
-STAT_VALUE = "statistic_value"  # test statistic (z, F, t) where one exists
+MCGRAW_WONG_NAME = "alternative_name"  # McGraw & Wong name of an ICC form, e.g. "ICC(A,1)"
+STATISTIC_VALUE = "statistic_value"  # test statistic (z, F, t) where one exists
 DF1 = "df1"
 DF2 = "df2"
+STD_ERROR = "std_error"
+SEED = "seed"  # the bootstrap's seed, as given or drawn when none was given (None: a Generator)
+ALTERNATIVE = "alternative"  # "two-sided" | "greater" | "less", for a statistic that reports it
+
+# non-inferiority and equivalence
 MARGIN = "margin"
 DIRECTION = "direction"  # "higher" (higher is better) or "lower" (lower is better)
 TEST_ARM = "test_arm"
@@ -62,17 +67,26 @@ CONCLUSION = "conclusion"  # a sentence: whether non-inferiority / equivalence i
 SHOWN = "shown"  # bool: non-inferiority (or equivalence) shown at ALPHA
 P_ADJUSTED = "p_adjusted"  # Holm-adjusted p for secondary items
 ROLE = "role"  # "primary" | "secondary"
+
+# pairwise preference
 COMPETITOR = "competitor"
-N_WINS = "wins"
-N_TIES = "ties"
-N_LOSSES = "losses"
 OPPONENT = "opponent"
-STD_ERROR = "std_error"
-N_CORRECT = "correct"  # blinding: guesses of the right arm
-N_INCORRECT = "incorrect"
-N_DONT_KNOW = "dont_know_count"
+REFERENCE = "reference"  # Bradley-Terry: the competitor fixed at log-ability 0
+WINS = "wins"
+TIES = "ties"
+LOSSES = "losses"
+N_COMPARISONS = "n_comparisons"
+WIN_PROBABILITY_VS_REFERENCE = "win_probability_vs_reference"
+FIRST_WINS = "first_wins"  # position bias: decided comparisons won by the first-shown answer
+SECOND_WINS = "second_wins"
+
+# blinding
+SOURCE = "source"  # the guess that is correct for an arm, e.g. "llm"
+SOURCES = "sources"  # James' index: the two sources of its table, in table order
+CORRECT = "correct"  # guesses of the right source
+INCORRECT = "incorrect"
+DONT_KNOW_COUNT = "dont_know_count"
 N_GUESSES = "n_guesses"
-SEED = "seed"  # the bootstrap's seed, as given or drawn when none was given (None: a Generator)
 
 RESULT_COLUMNS = (
     STATISTIC,

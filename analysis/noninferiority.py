@@ -50,14 +50,13 @@ import polars as pl
 from scipy import optimize, sparse, stats
 
 from analysis import columns as cols
-from analysis._common import require_columns, wilson_interval
+from analysis._common import DIRECTIONS, require_columns, wilson_interval
 from analysis._pivot import MISSING_TOKENS
 from analysis._random import Seed, resolve_seed, seed_text
 from analysis.errors import AnalysisError
 
 MEAN_METHODS = ("t", "bootstrap", "mixed")
 RISK_METHODS = ("newcombe", "farrington-manning", "miettinen-nurminen")
-DIRECTIONS = ("higher", "lower")
 MIN_UNITS = 3  # fewer cases (or ratings per arm) than this cannot support a variance estimate
 FEW_RATERS = 10  # below this many raters (or FEW_CASES cases) the two-way bootstrap is conservative
 FEW_CASES = 20
@@ -89,7 +88,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     cols.N_UNITS: pl.Int64(),
     cols.N_RATERS: pl.Int64(),
     cols.N_VALUES: pl.Int64(),
-    cols.STAT_VALUE: pl.Float64(),
+    cols.STATISTIC_VALUE: pl.Float64(),
     cols.DF1: pl.Float64(),
     cols.SEED: pl.Int64(),
 }
@@ -1265,7 +1264,7 @@ def _row(
         cols.N_UNITS: n_units,
         cols.N_RATERS: n_raters,
         cols.N_VALUES: n_values,
-        cols.STAT_VALUE: None if stat_value is None else float(stat_value),
+        cols.STATISTIC_VALUE: None if stat_value is None else float(stat_value),
         cols.DF1: None if dof is None else float(dof),
         cols.SEED: seed,
     }

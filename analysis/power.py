@@ -34,11 +34,9 @@ import polars as pl
 from scipy import stats
 
 from analysis import columns as C
-from analysis._common import wilson_interval_ci
+from analysis._common import DIRECTIONS, wilson_interval_ci
 from analysis._random import resolve_seed
 from analysis.errors import AnalysisError
-
-DIRECTIONS = ("higher", "lower")
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,25 +38,24 @@ from analysis.columns import (
     CI_LOW,
     COMPETITOR,
     ESTIMATE,
+    FIRST_WINS,
+    LOSSES,
     METHOD,
-    N_LOSSES,
-    N_TIES,
-    N_WINS,
+    N_COMPARISONS,
     NOTE,
     OPPONENT,
     P_VALUE,
+    REFERENCE,
+    SECOND_WINS,
     SEED,
     STATISTIC,
     STD_ERROR,
+    TIES,
     VARIANT,
+    WIN_PROBABILITY_VS_REFERENCE,
+    WINS,
 )
 from analysis.errors import AnalysisError
-
-REFERENCE = "reference"
-N_COMPARISONS = "n_comparisons"
-WIN_PROBABILITY = "win_probability_vs_reference"
-FIRST_WINS = "first_wins"
-SECOND_WINS = "second_wins"
 
 _FIRST_LABELS = frozenset({"first", "left", "1", "a"})
 _SECOND_LABELS = frozenset({"second", "right", "2", "b"})
@@ -136,9 +135,9 @@ def _oriented_counts(comparisons: pl.DataFrame) -> pl.DataFrame:
         pl.concat([a_view, b_view])
         .group_by(COMPETITOR, OPPONENT)
         .agg(
-            pl.col("win").sum().alias(N_WINS),
-            pl.col("tie").sum().alias(N_TIES),
-            pl.col("loss").sum().alias(N_LOSSES),
+            pl.col("win").sum().alias(WINS),
+            pl.col("tie").sum().alias(TIES),
+            pl.col("loss").sum().alias(LOSSES),
         )
         .sort(COMPETITOR, OPPONENT)
     )
@@ -202,7 +201,7 @@ def win_rates(
         if pair in seen:
             continue
         seen.add(pair)
-        wins, ties, losses = row[N_WINS], row[N_TIES], row[N_LOSSES]
+        wins, ties, losses = row[WINS], row[TIES], row[LOSSES]
         n = wins + ties + losses
         decided = wins + losses
         sign_p = (
@@ -227,9 +226,9 @@ def win_rates(
                     NOTE: f"{dropped} comparison(s) without a winner left out" if dropped else None,
                     COMPETITOR: row[COMPETITOR],
                     OPPONENT: row[OPPONENT],
-                    N_WINS: wins,
-                    N_TIES: ties,
-                    N_LOSSES: losses,
+                    WINS: wins,
+                    TIES: ties,
+                    LOSSES: losses,
                     N_COMPARISONS: n,
                 }
             )
@@ -430,20 +429,20 @@ def bradley_terry(
     per_comp = (
         _oriented_counts(comparisons)
         .group_by(COMPETITOR)
-        .agg(pl.col(N_WINS).sum(), pl.col(N_TIES).sum(), pl.col(N_LOSSES).sum())
+        .agg(pl.col(WINS).sum(), pl.col(TIES).sum(), pl.col(LOSSES).sum())
     )
     tallies = {r[COMPETITOR]: r for r in per_comp.rows(named=True)}
     notes = [f"{dropped} comparison(s) without a winner left out"] if dropped else []
     w_obs, n_obs = pair_totals(counts[None, :].astype(float))
 
     def base_row(name: str) -> dict[str, Any]:
-        t = tallies.get(name, {N_WINS: 0, N_TIES: 0, N_LOSSES: 0})
+        t = tallies.get(name, {WINS: 0, TIES: 0, LOSSES: 0})
         return {
             COMPETITOR: name,
             REFERENCE: reference,
-            N_WINS: t[N_WINS],
-            N_TIES: t[N_TIES],
-            N_LOSSES: t[N_LOSSES],
+            WINS: t[WINS],
+            TIES: t[TIES],
+            LOSSES: t[LOSSES],
             N_COMPARISONS: comparisons.height,
         }
 
@@ -521,7 +520,7 @@ def bradley_terry(
                 APPLICABLE: True,
                 NOTE: "; ".join(notes + (["reference: fixed at 0"] if is_ref else [])) or None,
                 STD_ERROR: None if is_ref else float(se[c]),
-                WIN_PROBABILITY: float(1 / (1 + np.exp(-theta[c]))),
+                WIN_PROBABILITY_VS_REFERENCE: float(1 / (1 + np.exp(-theta[c]))),
                 SEED: used_seed,
             }
             | base_row(name)
@@ -599,7 +598,7 @@ def position_bias(
     second_wins = int((pos == "second").sum())
     ties = int((pos == "tie").sum())
     decided = first_wins + second_wins
-    counts = {FIRST_WINS: first_wins, SECOND_WINS: second_wins, N_TIES: ties}
+    counts = {FIRST_WINS: first_wins, SECOND_WINS: second_wins, TIES: ties}
     if decided == 0:
         return result_frame(
             [

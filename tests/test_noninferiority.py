@@ -162,7 +162,7 @@ def test_farrington_manning_statistic_matches_cicalc():
         direction="lower",
         method="farrington-manning",
     ).row(0, named=True)
-    assert out[cols.STAT_VALUE] == pytest.approx(1.348, abs=5e-4)
+    assert out[cols.STATISTIC_VALUE] == pytest.approx(1.348, abs=5e-4)
     assert out[cols.P_VALUE] == pytest.approx(1 - 0.0889, abs=5e-5)
     assert out[cols.SHOWN] is False
 
@@ -522,7 +522,7 @@ def test_paired_t_matches_scipy(direction, seed):
     )
     assert out[cols.ESTIMATE] == pytest.approx(float(np.mean(a - b)), abs=1e-12)
     assert out[cols.P_VALUE] == pytest.approx(float(ref.pvalue), abs=1e-12)
-    assert out[cols.STAT_VALUE] == pytest.approx(float(ref.statistic), abs=1e-10)
+    assert out[cols.STATISTIC_VALUE] == pytest.approx(float(ref.statistic), abs=1e-10)
     assert (out[cols.CI_LOW], out[cols.CI_HIGH]) == pytest.approx((ci.low, ci.high), abs=1e-12)
     assert out[cols.N_UNITS] == 25 and out[cols.N_RATERS] == 3 and out[cols.N_VALUES] == 150
 
