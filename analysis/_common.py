@@ -1,4 +1,5 @@
-"""Small helpers every analysis module shares: argument checks, the Wilson interval, result rows.
+"""Small helpers every analysis module shares: argument checks, the Wilson interval, result rows
+and the frames built from them.
 
 No scipy at module level: the CLI imports this to check a command line before it loads the
 statistics modules (and with them scipy), so that bad input fails fast.
@@ -22,7 +23,6 @@ from analysis.columns import (
     METHOD,
     NOTE,
     P_VALUE,
-    RESULT_COLUMNS,
     STATISTIC,
     VARIANT,
 )
@@ -69,7 +69,7 @@ def wilson_interval_ci(x: float, n: float, ci: float = 0.95) -> tuple[float, flo
     return wilson_interval(x, n, z=float(stats.norm.ppf(0.5 + ci / 2)))
 
 
-_RESULT_SCHEMA: dict[str, pl.DataType] = {
+RESULT_COLUMNS_SCHEMA: dict[str, pl.DataType] = {
     STATISTIC: pl.String(),
     VARIANT: pl.String(),
     ESTIMATE: pl.Float64(),
@@ -81,29 +81,73 @@ _RESULT_SCHEMA: dict[str, pl.DataType] = {
     APPLICABLE: pl.Boolean(),
     NOTE: pl.String(),
 }
+"""Types of ``RESULT_COLUMNS``, the columns every result frame starts with; a module that
+declares its whole frame extends this (``{**RESULT_COLUMNS_SCHEMA, LEVEL: pl.String(), ...}``)."""
 
 
-def result_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
-    """Rows (dicts) -> a frame with ``RESULT_COLUMNS`` first, typed, then the other keys in order.
+def result_row(statistic: str, **columns: Any) -> dict[str, Any]:
+    """One result row: ``statistic``, applicable, and ``columns`` keyed by column name.
 
-    Non-finite floats in the result columns become null.
+    Pass columns by their constants, ``result_row("icc", **{ESTIMATE: 0.8, CI_LOW: 0.6})``;
+    a column not given is null in the frame. ``result_frame`` turns rows into a frame.
     """
-    extra: list[str] = []
-    for row in rows:
-        extra.extend(k for k in row if k not in _RESULT_SCHEMA and k not in extra)
-    data = {
-        name: [
-            _finite_or_none(row.get(name)) if name in _RESULT_SCHEMA else row.get(name)
-            for row in rows
-        ]
-        for name in (*RESULT_COLUMNS, *extra)
+    return {STATISTIC: statistic, APPLICABLE: True, **columns}
+
+
+def not_applicable(statistic: str, *, reason: str, **columns: Any) -> dict[str, Any]:
+    """A row for a statistic that does not apply to the data: applicable False, ``reason`` as
+    its note and no estimate, interval or p-value, whatever ``columns`` says about those; the
+    other ``columns`` (variant, method, counts, parameters) are kept as for ``result_row``.
+    """
+    return result_row(statistic, **columns) | {
+        APPLICABLE: False,
+        ESTIMATE: None,
+        CI_LOW: None,
+        CI_HIGH: None,
+        P_VALUE: None,
+        NOTE: reason,
     }
-    columns = [pl.Series(name, data[name], dtype=_RESULT_SCHEMA[name]) for name in RESULT_COLUMNS]
-    columns += [pl.Series(name, data[name], strict=False) for name in extra]
+
+
+def join_notes(notes: Iterable[str | None]) -> str | None:
+    """The notes that say something, joined by "; " (one ``note`` cell), or None."""
+    kept = [note for note in notes if note]
+    return "; ".join(kept) if kept else None
+
+
+def result_frame(
+    rows: Sequence[dict[str, Any]],
+    *,
+    schema: dict[str, pl.DataType] | None = None,
+    nonfinite_to_null: bool = True,
+) -> pl.DataFrame:
+    """Rows (dicts keyed by column name) -> a typed result frame.
+
+    With ``schema``: exactly its columns, in its order and types (a key outside it is a
+    programming error: ``KeyError``). Without: ``RESULT_COLUMNS`` first, typed, then the other
+    keys in the order they first appear, their types inferred. numpy scalars become Python
+    numbers; with ``nonfinite_to_null`` NaN and infinities in the typed columns become null.
+    """
+    if schema is None:
+        typed: dict[str, pl.DataType] = RESULT_COLUMNS_SCHEMA
+        extra: list[str] = []
+        for row in rows:
+            extra.extend(k for k in row if k not in typed and k not in extra)
+    else:
+        typed, extra = schema, []
+        unknown = {key for row in rows for key in row} - set(schema)
+        if unknown:
+            raise KeyError(", ".join(sorted(unknown)))
+
+    def typed_cell(value: Any) -> Any:
+        value = value.item() if isinstance(value, np.generic) else value
+        if nonfinite_to_null and isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    columns = [
+        pl.Series(name, [typed_cell(row.get(name)) for row in rows], dtype=dtype)
+        for name, dtype in typed.items()
+    ]
+    columns += [pl.Series(name, [row.get(name) for row in rows], strict=False) for name in extra]
     return pl.DataFrame(columns)
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float | np.floating) and not np.isfinite(value):
-        return None
-    return value

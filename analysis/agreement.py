@@ -53,22 +53,20 @@ import polars as pl
 from scipy import stats
 
 from analysis import columns as C
-from analysis._common import check_ci
+from analysis._common import (
+    RESULT_COLUMNS_SCHEMA,
+    check_ci,
+    join_notes,
+    not_applicable,
+    result_frame,
+    result_row,
+)
 from analysis._pivot import Ratings, check_level, distinct_rows, read_ratings
 from analysis._random import BOOT_CHUNK, Seed, resolve_seed, seed_text
 from analysis.errors import AnalysisError
 
 RESULT_SCHEMA: dict[str, pl.DataType] = {
-    C.STATISTIC: pl.String(),
-    C.VARIANT: pl.String(),
-    C.ESTIMATE: pl.Float64(),
-    C.CI_LOW: pl.Float64(),
-    C.CI_HIGH: pl.Float64(),
-    C.CI_LEVEL: pl.Float64(),
-    C.P_VALUE: pl.Float64(),
-    C.METHOD: pl.String(),
-    C.APPLICABLE: pl.Boolean(),
-    C.NOTE: pl.String(),
+    **RESULT_COLUMNS_SCHEMA,
     C.LEVEL: pl.String(),
     C.N_UNITS: pl.Int64(),
     C.N_RATERS: pl.Int64(),
@@ -107,38 +105,14 @@ Weights = Literal["unweighted", "linear", "quadratic"]
 # --- result rows ---------------------------------------------------------------------------------
 
 
-def _row(statistic: str, **fields: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA)
-    row[C.STATISTIC] = statistic
-    row[C.APPLICABLE] = True
-    for key, val in fields.items():
-        if key not in RESULT_SCHEMA:
-            raise KeyError(key)
-        if isinstance(val, float | np.floating) and not np.isfinite(val):
-            val = None
-        elif isinstance(val, np.floating):
-            val = float(val)
-        elif isinstance(val, np.integer):
-            val = int(val)
-        row[key] = val
-    return row
-
-
-def _not_applicable(statistic: str, reason: str, **fields: Any) -> dict[str, Any]:
-    row = _row(statistic, **fields)
-    row[C.APPLICABLE] = False
-    row[C.ESTIMATE] = row[C.CI_LOW] = row[C.CI_HIGH] = row[C.P_VALUE] = None
-    row[C.NOTE] = reason
-    return row
-
-
 def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row")
+    return result_frame(rows, schema=RESULT_SCHEMA)
 
 
 def _columns_frame(height: int, columns: dict[str, Any]) -> pl.DataFrame:
     """A result frame of ``height`` rows from whole columns: arrays or lists of length ``height``,
-    or scalars repeated; columns not given are null. Non-finite floats become null, as in ``_row``.
+    or scalars repeated; columns not given are null. Non-finite floats become null, as in
+    ``result_frame``; the whole-column twin of it for the many rows of Cohen's pairs.
     """
     unknown = set(columns) - set(RESULT_SCHEMA)
     if unknown:
@@ -177,11 +151,6 @@ def _stack(parts: list[dict[str, Any] | pl.DataFrame]) -> pl.DataFrame:
     if pending or not frames:
         frames.append(_frame(pending))
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-
-
-def _join_notes(*notes: str | None) -> str | None:
-    kept = [n for n in notes if n]
-    return "; ".join(kept) if kept else None
 
 
 def _fmt(x: Any) -> str:
@@ -358,17 +327,19 @@ def _alpha_rows(
     if not np.isfinite(estimate):
         only = _fmt(rat.categories[int(np.argmax(n_v))])
         return [
-            _not_applicable(
+            not_applicable(
                 stat,
-                f"alpha is undefined: every pairable value is {only}, so there is no expected "
-                "disagreement to compare with",
+                reason=f"alpha is undefined: every pairable value is {only}, so there is no "
+                "expected disagreement to compare with",
                 **common,
                 **{C.METHOD: method},
             )
         ]
     prevalence = _prevalence_note(rat)
     if boot == 0:
-        return [_row(stat, **common, **{C.ESTIMATE: estimate, C.METHOD: method + "; no interval"})]
+        return [
+            result_row(stat, **common, **{C.ESTIMATE: estimate, C.METHOD: method + "; no interval"})
+        ]
     rng, used_seed = resolve_seed(seed)
     common[C.SEED] = used_seed
     seeded = seed_text(used_seed, seed)
@@ -424,7 +395,7 @@ def _alpha_rows(
         else None
     )
     return [
-        _row(
+        result_row(
             stat,
             **common,
             **{
@@ -432,7 +403,7 @@ def _alpha_rows(
                 C.CI_LOW: low,
                 C.CI_HIGH: high,
                 C.METHOD: method,
-                C.NOTE: _join_notes(prevalence, q_note, dropped_note),
+                C.NOTE: join_notes([prevalence, q_note, dropped_note]),
             },
         )
     ]
@@ -608,19 +579,19 @@ def _gwet_row(
         C.N_VALUES: rat.n_ratings,
     }
     if kind != "pa" and not rat.scale_given and (reason := _single_category_reason(rat)):
-        return _not_applicable(statistic, reason, **common, **{C.METHOD: method})
+        return not_applicable(statistic, reason=reason, **common, **{C.METHOD: method})
     res = _gwet_core(rat.patterns()[0], rat.unit_pattern(), w, kind, rat.mean_unit_shares())
     if not np.isfinite(res["coef"]):
-        return _not_applicable(
+        return not_applicable(
             statistic,
-            f"chance agreement is 1 (pe = {res['pe']:.3f}), so the coefficient is undefined",
+            reason=f"chance agreement is 1 (pe = {res['pe']:.3f}), so the coefficient is undefined",
             **common,
             **{C.METHOD: method},
         )
     df = res["n"] - 1
     low, high = _t_interval(res["coef"], res["se"], df, ci)
     weight_note = over if weights != "unweighted" else None
-    return _row(
+    return result_row(
         statistic,
         **common,
         **{
@@ -631,7 +602,7 @@ def _gwet_row(
             C.STATISTIC_VALUE: res["coef"] / res["se"] if p_value and res["se"] > 0 else None,
             C.DF1: float(df) if p_value else None,
             C.METHOD: method + f"; pa = {res['pa']:.4f}, pe = {res['pe']:.4f}",
-            C.NOTE: _join_notes(weight_note, extra_note),
+            C.NOTE: join_notes([weight_note, extra_note]),
         },
     )
 
@@ -811,7 +782,7 @@ def _fleiss_row(rat: Ratings, ci: float) -> dict[str, Any]:
         C.N_VALUES: rat.n_ratings,
     }
     if reason := _single_category_reason(rat):
-        return _not_applicable(stat, reason, **common, **{C.METHOD: "Fleiss (1971)"})
+        return not_applicable(stat, reason=reason, **common, **{C.METHOD: "Fleiss (1971)"})
     res = _gwet_core(
         rat.patterns()[0],
         rat.unit_pattern(),
@@ -820,7 +791,7 @@ def _fleiss_row(rat: Ratings, ci: float) -> dict[str, Any]:
         rat.mean_unit_shares(),
     )
     if not np.isfinite(res["coef"]):
-        return _not_applicable(stat, "chance agreement is 1", **common)
+        return not_applicable(stat, reason="chance agreement is 1", **common)
     kappa, n = res["coef"], res["n"]
     low, high = _t_interval(kappa, res["se"], n - 1, ci)
     balanced = m_per_unit.min() == m_per_unit.max()
@@ -855,7 +826,7 @@ def _fleiss_row(rat: Ratings, ci: float) -> dict[str, Any]:
             "Landis z test (equal numbers) does not apply; Gwet's t test is reported instead"
         )
     )
-    return _row(
+    return result_row(
         stat,
         **common,
         **extras,
@@ -865,7 +836,7 @@ def _fleiss_row(rat: Ratings, ci: float) -> dict[str, Any]:
             C.CI_HIGH: high,
             C.P_VALUE: p_value,
             C.METHOD: method + f"; Po = {res['pa']:.4f}, Pe = {res['pe']:.4f}",
-            C.NOTE: _join_notes(_prevalence_note(rat), unbalanced_note),
+            C.NOTE: join_notes([_prevalence_note(rat), unbalanced_note]),
         },
     )
 
@@ -934,9 +905,9 @@ def _cohen_frame(rat: Ratings, weights: str, ci: float) -> pl.DataFrame:
     if a.size == 0:
         return _frame(
             [
-                _not_applicable(
+                not_applicable(
                     stat,
-                    "no pair of raters rated two or more units in common",
+                    reason="no pair of raters rated two or more units in common",
                     **{C.VARIANT: weights, C.CI_LEVEL: ci, C.N_RATERS: rat.n_raters},
                 )
             ]
@@ -955,7 +926,7 @@ def _cohen_frame(rat: Ratings, weights: str, ci: float) -> pl.DataFrame:
         "large-sample SE of Fleiss, Cohen & Everitt (1969), truncated to [-1, 1]; two-sided z "
         "test with the SE under H0"
     )
-    tail = _join_notes(over if weights != "unweighted" else None, _prevalence_note(rat))
+    tail = join_notes([over if weights != "unweighted" else None, _prevalence_note(rat)])
     tail = f"; {tail}" if tail else ""
     undefined = (
         "both raters used a single category on their common units: chance agreement is 1 and "
@@ -1144,8 +1115,11 @@ def _icc_design(rat: Ratings) -> tuple[np.ndarray, bool, str]:
 def _icc_not_applicable(reason: str, ci: float, **common: Any) -> list[dict[str, Any]]:
     """One not-applicable row per ICC form (the six of ``_ICC_FORMS``), each giving ``reason``."""
     return [
-        _not_applicable(
-            "icc", reason, **common, **{C.VARIANT: sf, C.MCGRAW_WONG_NAME: mw, C.CI_LEVEL: ci}
+        not_applicable(
+            "icc",
+            reason=reason,
+            **common,
+            **{C.VARIANT: sf, C.MCGRAW_WONG_NAME: mw, C.CI_LEVEL: ci},
         )
         for sf, mw, _ in _ICC_FORMS
     ]
@@ -1244,9 +1218,9 @@ def _icc_rows(rat: Ratings, ci: float) -> list[dict[str, Any]]:
         )
         if sf not in out:
             rows.append(
-                _not_applicable(
+                not_applicable(
                     "icc",
-                    f"{design_note}; two-way ICCs need the same raters on every unit",
+                    reason=f"{design_note}; two-way ICCs need the same raters on every unit",
                     **fields,
                     **{C.METHOD: method},
                 )
@@ -1255,17 +1229,17 @@ def _icc_rows(rat: Ratings, ci: float) -> list[dict[str, Any]]:
         res = out[sf]
         if not np.isfinite(res["icc"]):
             rows.append(
-                _not_applicable(
+                not_applicable(
                     "icc",
-                    f"{design_note}; the ratings have no variance between or within units, "
-                    "so the ICC is undefined",
+                    reason=f"{design_note}; the ratings have no variance between or within "
+                    "units, so the ICC is undefined",
                     **fields,
                     **{C.METHOD: method},
                 )
             )
             continue
         rows.append(
-            _row(
+            result_row(
                 "icc",
                 **fields,
                 **{
@@ -1383,12 +1357,12 @@ def agreement_table(
     for stat, variant in categorical:
         na_fields = {C.VARIANT: variant, C.CI_LEVEL: ci, C.N_RATERS: rat.n_raters}
         if categorical_reason:
-            rows.append(_not_applicable(stat, categorical_reason, **na_fields))
+            rows.append(not_applicable(stat, reason=categorical_reason, **na_fields))
         elif variant in ("linear", "quadratic") and level == "nominal":
             rows.append(
-                _not_applicable(
+                not_applicable(
                     stat,
-                    f"{variant} weights need ordered categories; the item is nominal",
+                    reason=f"{variant} weights need ordered categories; the item is nominal",
                     **na_fields,
                 )
             )
@@ -1414,8 +1388,8 @@ def agreement_table(
         icc_rows = _icc_rows(rat, ci)
         if level == "ordinal":
             for row in icc_rows:
-                row[C.NOTE] = _join_notes(
-                    row[C.NOTE], "treats the ordinal codes as interval numbers"
+                row[C.NOTE] = join_notes(
+                    [row.get(C.NOTE), "treats the ordinal codes as interval numbers"]
                 )
         rows.extend(icc_rows)
     return _stack(rows).with_columns(pl.lit(level, dtype=pl.String).alias(C.LEVEL))

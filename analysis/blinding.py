@@ -29,9 +29,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from analysis._common import check_ci, require_columns, result_frame
+from analysis._common import check_ci, not_applicable, require_columns, result_frame, result_row
 from analysis.columns import (
-    APPLICABLE,
     ARM,
     CI_HIGH,
     CI_LEVEL,
@@ -46,7 +45,6 @@ from analysis.columns import (
     P_VALUE,
     SOURCE,
     SOURCES,
-    STATISTIC,
     STD_ERROR,
     VARIANT,
 )
@@ -173,35 +171,30 @@ def bang_index(
         if r[CORRECT] + r[INCORRECT] == 0:
             note = "every guess was 'don't know'"
         rows.append(
-            {
-                STATISTIC: "bang_index",
-                VARIANT: r["arm"],
-                ESTIMATE: est,
-                CI_LOW: low,
-                CI_HIGH: high,
-                CI_LEVEL: ci,
-                P_VALUE: None,
-                METHOD: method,
-                APPLICABLE: True,
-                NOTE: note,
-                STD_ERROR: se,
-                ARM: r["arm"],
-                SOURCE: r[SOURCE],
-                CORRECT: r[CORRECT],
-                INCORRECT: r[INCORRECT],
-                DONT_KNOW_COUNT: r[DONT_KNOW_COUNT],
-                N_GUESSES: n,
-            }
+            result_row(
+                "bang_index",
+                **{
+                    VARIANT: r["arm"],
+                    ESTIMATE: est,
+                    CI_LOW: low,
+                    CI_HIGH: high,
+                    CI_LEVEL: ci,
+                    P_VALUE: None,
+                    METHOD: method,
+                    NOTE: note,
+                    STD_ERROR: se,
+                    ARM: r["arm"],
+                    SOURCE: r[SOURCE],
+                    CORRECT: r[CORRECT],
+                    INCORRECT: r[INCORRECT],
+                    DONT_KNOW_COUNT: r[DONT_KNOW_COUNT],
+                    N_GUESSES: n,
+                },
+            )
         )
     if not rows:
         rows.append(
-            {
-                STATISTIC: "bang_index",
-                VARIANT: None,
-                CI_LEVEL: ci,
-                APPLICABLE: False,
-                NOTE: "no guesses",
-            }
+            not_applicable("bang_index", reason="no guesses", **{VARIANT: None, CI_LEVEL: ci})
         )
     return result_frame(rows)
 
@@ -274,8 +267,8 @@ def james_index(
     z = _z(ci, alternative)
     frame = _guesses(df, arm=arm, guess=guess, kind=kind, dont_know=dont_know)
     sources = sorted(frame[SOURCE].unique().to_list())
+    statistic = "james_index"
     base: dict[str, Any] = {
-        STATISTIC: "james_index",
         VARIANT: None,
         CI_LEVEL: ci,
         N_GUESSES: frame.height,
@@ -284,12 +277,12 @@ def james_index(
     if len(sources) != 2:
         return result_frame(
             [
-                base
-                | {
-                    APPLICABLE: False,
-                    NOTE: f"James' index needs guesses about exactly two sources, got "
+                not_applicable(
+                    statistic,
+                    reason=f"James' index needs guesses about exactly two sources, got "
                     f"{len(sources)}",
-                }
+                    **base,
+                )
             ]
         )
     labels = [*sources, dont_know]
@@ -299,22 +292,24 @@ def james_index(
     est, se = james_from_table(table)
     if not np.isfinite(est):
         return result_frame(
-            [base | {APPLICABLE: False, NOTE: "James' index is undefined for these counts"}]
+            [not_applicable(statistic, reason="James' index is undefined for these counts", **base)]
         )
     low, high = _interval(est, se, z, alternative, 0.0, 1.0)
     return result_frame(
         [
-            base
-            | {
-                ESTIMATE: est,
-                CI_LOW: low,
-                CI_HIGH: high,
-                P_VALUE: None,
-                METHOD: f"James et al. (1996) blinding index, weights correct 0 / incorrect 0.5 / "
-                f"don't know 1; normal-approximation interval ({ci:.0%}, {alternative})",
-                APPLICABLE: True,
-                NOTE: None,
-                STD_ERROR: se,
-            }
+            result_row(
+                statistic,
+                **base,
+                **{
+                    ESTIMATE: est,
+                    CI_LOW: low,
+                    CI_HIGH: high,
+                    P_VALUE: None,
+                    METHOD: "James et al. (1996) blinding index, weights correct 0 / incorrect "
+                    f"0.5 / don't know 1; normal-approximation interval ({ci:.0%}, {alternative})",
+                    NOTE: None,
+                    STD_ERROR: se,
+                },
+            )
         ]
     )

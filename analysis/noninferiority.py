@@ -50,7 +50,16 @@ import polars as pl
 from scipy import optimize, sparse, stats
 
 from analysis import columns as cols
-from analysis._common import DIRECTIONS, require_columns, wilson_interval
+from analysis._common import (
+    DIRECTIONS,
+    RESULT_COLUMNS_SCHEMA,
+    join_notes,
+    not_applicable,
+    require_columns,
+    result_frame,
+    result_row,
+    wilson_interval,
+)
 from analysis._pivot import MISSING_TOKENS
 from analysis._random import Seed, resolve_seed, seed_text
 from analysis.errors import AnalysisError
@@ -66,16 +75,7 @@ STATISTIC_RISK = "risk_difference"
 STATISTIC_TOST = "tost"
 
 RESULT_SCHEMA: dict[str, pl.DataType] = {
-    cols.STATISTIC: pl.String(),
-    cols.VARIANT: pl.String(),
-    cols.ESTIMATE: pl.Float64(),
-    cols.CI_LOW: pl.Float64(),
-    cols.CI_HIGH: pl.Float64(),
-    cols.CI_LEVEL: pl.Float64(),
-    cols.P_VALUE: pl.Float64(),
-    cols.METHOD: pl.String(),
-    cols.APPLICABLE: pl.Boolean(),
-    cols.NOTE: pl.String(),
+    **RESULT_COLUMNS_SCHEMA,
     cols.TEST_ARM: pl.String(),
     cols.REFERENCE_ARM: pl.String(),
     cols.MARGIN: pl.Float64(),
@@ -313,32 +313,36 @@ def tost(
         f"({_f(lo)}, {_f(hi)}) {relation} ({_f(-margin)}, {_f(margin)}); "
         f"TOST {_p(p)} (the larger of {_p(p_lower)} and {_p(p_upper)})."
     )
-    row = _row(
-        statistic=STATISTIC_TOST,
-        variant=variant,
-        estimate=est,
-        ci_low=lo,
-        ci_high=hi,
-        alpha=alpha,
-        p_value=p,
-        method=(
-            f"TOST (Schuirmann 1987): two one-sided t-tests at alpha {_f(alpha)} each, {how}; "
-            f"{_pct(level)} t interval"
+    row = result_row(
+        STATISTIC_TOST,
+        **_repeated_columns(
+            test=test,
+            reference=reference,
+            margin=margin,
+            direction=None,
+            alpha=alpha,
+            n_units=n_units,
+            n_raters=None,
+            n_values=n_values,
         ),
-        test=test,
-        reference=reference,
-        margin=margin,
-        direction=None,
-        h0=h0,
-        h1=h1,
-        shown=shown,
-        conclusion=conclusion,
-        n_units=n_units,
-        n_raters=None,
-        n_values=n_values,
-        stat_value=t_used,
-        dof=dof,
-        notes=notes,
+        **{
+            cols.VARIANT: variant,
+            cols.ESTIMATE: est,
+            cols.CI_LOW: lo,
+            cols.CI_HIGH: hi,
+            cols.P_VALUE: p,
+            cols.METHOD: (
+                f"TOST (Schuirmann 1987): two one-sided t-tests at alpha {_f(alpha)} each, {how}; "
+                f"{_pct(level)} t interval"
+            ),
+            cols.NOTE: join_notes(notes),
+            cols.H0: h0,
+            cols.H1: h1,
+            cols.SHOWN: shown,
+            cols.CONCLUSION: conclusion,
+            cols.STATISTIC_VALUE: float(t_used),
+            cols.DF1: float(dof),
+        },
     )
     return _frame([row])
 
@@ -924,14 +928,10 @@ def _mean_mixed_row(
         est = float(result.fe_params["arm_test"])
         se = float(result.bse_fe["arm_test"])
     except (np.linalg.LinAlgError, ValueError) as exc:
-        return _not_applicable(
-            variant="mixed", reason=f"mixed model could not be fitted: {exc}", **common
-        )
+        return _mixed_not_applicable(reason=f"mixed model could not be fitted: {exc}", **common)
     if not math.isfinite(se):
-        return _not_applicable(
-            variant="mixed",
-            reason="mixed model gave no standard error for the arm effect",
-            **common,
+        return _mixed_not_applicable(
+            reason="mixed model gave no standard error for the arm effect", **common
         )
     notes = [*notes, *caught]
     if not result.converged:
@@ -1154,124 +1154,88 @@ def _ni_frame(
     """The one-row result frame of a non-inferiority test of ``quantity`` ("mean" or "p")."""
     h0, h1 = _ni_hypotheses(direction, margin, test, reference, quantity)
     shown = _ni_shown(direction, margin, lo, hi)
-    row = _row(
-        statistic=statistic,
-        variant=variant,
-        estimate=est,
-        ci_low=lo,
-        ci_high=hi,
-        alpha=alpha,
-        p_value=p,
-        method=how,
-        test=test,
-        reference=reference,
-        margin=margin,
-        direction=direction,
-        h0=h0,
-        h1=h1,
-        shown=shown,
-        conclusion=_ni_conclusion(shown, direction, margin, lo, hi, p, alpha),
-        n_units=n_units,
-        n_raters=n_raters,
-        n_values=n_values,
-        stat_value=stat_value,
-        dof=dof,
-        notes=notes,
-        seed=seed,
+    row = result_row(
+        statistic,
+        **_repeated_columns(
+            test=test,
+            reference=reference,
+            margin=margin,
+            direction=direction,
+            alpha=alpha,
+            n_units=n_units,
+            n_raters=n_raters,
+            n_values=n_values,
+        ),
+        **{
+            cols.VARIANT: variant,
+            cols.ESTIMATE: est,
+            cols.CI_LOW: lo,
+            cols.CI_HIGH: hi,
+            cols.P_VALUE: p,
+            cols.METHOD: how,
+            cols.NOTE: join_notes(notes),
+            cols.H0: h0,
+            cols.H1: h1,
+            cols.SHOWN: shown,
+            cols.CONCLUSION: _ni_conclusion(shown, direction, margin, lo, hi, p, alpha),
+            cols.STATISTIC_VALUE: None if stat_value is None else float(stat_value),
+            cols.DF1: None if dof is None else float(dof),
+            cols.SEED: seed,
+        },
     )
     return _frame([row])
 
 
-def _not_applicable(
-    *, variant, reason, test, reference, margin, direction, alpha, n_units, n_raters, n_values
+def _mixed_not_applicable(
+    *, reason, test, reference, margin, direction, alpha, n_units, n_raters, n_values
 ) -> pl.DataFrame:
+    """The one-row frame of a mixed model that could not be fitted, saying why."""
     h0, h1 = _ni_hypotheses(direction, margin, test, reference, "mean")
-    row = _row(
-        statistic=STATISTIC_MEAN,
-        variant=variant,
-        estimate=None,
-        ci_low=None,
-        ci_high=None,
-        alpha=alpha,
-        p_value=None,
-        method="linear mixed model value ~ arm + (1|case) + (1|rater)",
-        test=test,
-        reference=reference,
-        margin=margin,
-        direction=direction,
-        h0=h0,
-        h1=h1,
-        shown=None,
-        conclusion=f"Not computed: {reason}.",
-        n_units=n_units,
-        n_raters=n_raters,
-        n_values=n_values,
-        stat_value=None,
-        dof=None,
-        notes=[reason],
-        applicable=False,
+    row = not_applicable(
+        STATISTIC_MEAN,
+        reason=reason,
+        **_repeated_columns(
+            test=test,
+            reference=reference,
+            margin=margin,
+            direction=direction,
+            alpha=alpha,
+            n_units=n_units,
+            n_raters=n_raters,
+            n_values=n_values,
+        ),
+        **{
+            cols.VARIANT: "mixed",
+            cols.METHOD: "linear mixed model value ~ arm + (1|case) + (1|rater)",
+            cols.H0: h0,
+            cols.H1: h1,
+            cols.CONCLUSION: f"Not computed: {reason}.",
+        },
     )
     return _frame([row])
 
 
-def _row(
-    *,
-    statistic,
-    variant,
-    estimate,
-    ci_low,
-    ci_high,
-    alpha,
-    p_value,
-    method,
-    test,
-    reference,
-    margin,
-    direction,
-    h0,
-    h1,
-    shown,
-    conclusion,
-    n_units,
-    n_raters,
-    n_values,
-    stat_value,
-    dof,
-    notes,
-    applicable=True,
-    seed=None,
-) -> dict:
+def _repeated_columns(
+    *, test, reference, margin, direction, alpha, n_units, n_raters, n_values
+) -> dict[str, object]:
+    """What every row of this module repeats: the arms, margin, direction and one-sided alpha it
+    was run with, the interval's level 1 - 2*alpha, and the counts of cases, raters, ratings."""
     return {
-        cols.STATISTIC: statistic,
-        cols.VARIANT: variant,
-        cols.ESTIMATE: estimate,
-        cols.CI_LOW: ci_low,
-        cols.CI_HIGH: ci_high,
         cols.CI_LEVEL: 1 - 2 * alpha,
-        cols.P_VALUE: p_value,
-        cols.METHOD: method,
-        cols.APPLICABLE: applicable,
-        cols.NOTE: "; ".join(notes) if notes else None,
         cols.TEST_ARM: str(test),
         cols.REFERENCE_ARM: str(reference),
         cols.MARGIN: float(margin),
         cols.DIRECTION: direction,
         cols.ALPHA: float(alpha),
-        cols.H0: h0,
-        cols.H1: h1,
-        cols.SHOWN: shown,
-        cols.CONCLUSION: conclusion,
         cols.N_UNITS: n_units,
         cols.N_RATERS: n_raters,
         cols.N_VALUES: n_values,
-        cols.STATISTIC_VALUE: None if stat_value is None else float(stat_value),
-        cols.DF1: None if dof is None else float(dof),
-        cols.SEED: seed,
     }
 
 
 def _frame(rows: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=RESULT_SCHEMA)
+    # Non-finite values are kept: a t or z of +-inf (standard error 0) is reported as such.
+    return result_frame(rows, schema=RESULT_SCHEMA, nonfinite_to_null=False)
 
 
 def _ratio(num: float, den: float) -> float:

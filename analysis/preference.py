@@ -29,10 +29,17 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from analysis._common import check_ci, require_columns, result_frame, wilson_interval_ci
+from analysis._common import (
+    check_ci,
+    join_notes,
+    not_applicable,
+    require_columns,
+    result_frame,
+    result_row,
+    wilson_interval_ci,
+)
 from analysis._random import BOOT_CHUNK, Seed, resolve_seed, seed_text
 from analysis.columns import (
-    APPLICABLE,
     CI_HIGH,
     CI_LEVEL,
     CI_LOW,
@@ -48,7 +55,6 @@ from analysis.columns import (
     REFERENCE,
     SECOND_WINS,
     SEED,
-    STATISTIC,
     STD_ERROR,
     TIES,
     VARIANT,
@@ -196,6 +202,8 @@ def win_rates(
     # Report each unordered pair once, from the focus side if it is in the pair.
     ordered.sort(key=lambda r: (r[COMPETITOR] != focus, r[COMPETITOR], r[OPPONENT]))
     method = f"share of comparisons; Wilson score interval ({ci:.0%})"
+    sign_test = "; exact binomial sign test of wins vs losses"
+    note = f"{dropped} comparison(s) without a winner left out" if dropped else None
     for row in ordered:
         pair = frozenset((row[COMPETITOR], row[OPPONENT]))
         if pair in seen:
@@ -212,44 +220,33 @@ def win_rates(
         for variant, count in (("win", wins), ("tie", ties), ("loss", losses)):
             low, high = wilson_interval_ci(count, n, ci)
             rows.append(
-                {
-                    STATISTIC: "win_rate",
-                    VARIANT: variant,
-                    ESTIMATE: count / n,
-                    CI_LOW: low,
-                    CI_HIGH: high,
-                    CI_LEVEL: ci,
-                    P_VALUE: sign_p if variant == "win" else None,
-                    METHOD: method
-                    + ("; exact binomial sign test of wins vs losses" if variant == "win" else ""),
-                    APPLICABLE: True,
-                    NOTE: f"{dropped} comparison(s) without a winner left out" if dropped else None,
-                    COMPETITOR: row[COMPETITOR],
-                    OPPONENT: row[OPPONENT],
-                    WINS: wins,
-                    TIES: ties,
-                    LOSSES: losses,
-                    N_COMPARISONS: n,
-                }
+                result_row(
+                    "win_rate",
+                    **{
+                        VARIANT: variant,
+                        ESTIMATE: count / n,
+                        CI_LOW: low,
+                        CI_HIGH: high,
+                        CI_LEVEL: ci,
+                        P_VALUE: sign_p if variant == "win" else None,
+                        METHOD: method + (sign_test if variant == "win" else ""),
+                        NOTE: note,
+                        COMPETITOR: row[COMPETITOR],
+                        OPPONENT: row[OPPONENT],
+                        WINS: wins,
+                        TIES: ties,
+                        LOSSES: losses,
+                        N_COMPARISONS: n,
+                    },
+                )
             )
     if not rows:
-        rows.append(_not_applicable("win_rate", "win", "no comparisons with a winner", ci))
+        rows.append(
+            not_applicable(
+                "win_rate", reason="no comparisons with a winner", **{VARIANT: "win", CI_LEVEL: ci}
+            )
+        )
     return result_frame(rows)
-
-
-def _not_applicable(statistic: str, variant: str | None, reason: str, ci: float) -> dict[str, Any]:
-    return {
-        STATISTIC: statistic,
-        VARIANT: variant,
-        ESTIMATE: None,
-        CI_LOW: None,
-        CI_HIGH: None,
-        CI_LEVEL: ci,
-        P_VALUE: None,
-        METHOD: None,
-        APPLICABLE: False,
-        NOTE: reason,
-    }
 
 
 # --- Bradley-Terry ------------------------------------------------------------------------------
@@ -387,7 +384,13 @@ def bradley_terry(
     if reference is None:
         if not competitors:
             return result_frame(
-                [_not_applicable("bradley_terry", "log_ability", "no comparisons", ci)]
+                [
+                    not_applicable(
+                        "bradley_terry",
+                        reason="no comparisons",
+                        **{VARIANT: "log_ability", CI_LEVEL: ci},
+                    )
+                ]
             )
         reference = competitors[0]
     if reference not in competitors:
@@ -455,7 +458,12 @@ def bradley_terry(
         )
         return result_frame(
             [
-                _not_applicable("bradley_terry", "log_ability", reason, ci) | base_row(c)
+                not_applicable(
+                    "bradley_terry",
+                    reason=reason,
+                    **{VARIANT: "log_ability", CI_LEVEL: ci},
+                    **base_row(c),
+                )
                 for c in competitors
             ]
         )
@@ -508,22 +516,23 @@ def bradley_terry(
     for c, name in enumerate(competitors):
         is_ref = c == ref
         rows.append(
-            {
-                STATISTIC: "bradley_terry",
-                VARIANT: "log_ability",
-                ESTIMATE: float(theta[c]),
-                CI_LOW: None if is_ref else float(lows[c]),
-                CI_HIGH: None if is_ref else float(highs[c]),
-                CI_LEVEL: ci,
-                P_VALUE: None if is_ref else float(2 * stats.norm.sf(abs(theta[c]) / se[c])),
-                METHOD: method,
-                APPLICABLE: True,
-                NOTE: "; ".join(notes + (["reference: fixed at 0"] if is_ref else [])) or None,
-                STD_ERROR: None if is_ref else float(se[c]),
-                WIN_PROBABILITY_VS_REFERENCE: float(1 / (1 + np.exp(-theta[c]))),
-                SEED: used_seed,
-            }
-            | base_row(name)
+            result_row(
+                "bradley_terry",
+                **{
+                    VARIANT: "log_ability",
+                    ESTIMATE: float(theta[c]),
+                    CI_LOW: None if is_ref else float(lows[c]),
+                    CI_HIGH: None if is_ref else float(highs[c]),
+                    CI_LEVEL: ci,
+                    P_VALUE: None if is_ref else float(2 * stats.norm.sf(abs(theta[c]) / se[c])),
+                    METHOD: method,
+                    NOTE: join_notes([*notes, "reference: fixed at 0" if is_ref else None]),
+                    STD_ERROR: None if is_ref else float(se[c]),
+                    WIN_PROBABILITY_VS_REFERENCE: float(1 / (1 + np.exp(-theta[c]))),
+                    SEED: used_seed,
+                },
+                **base_row(name),
+            )
         )
     return result_frame(rows)
 
@@ -602,29 +611,32 @@ def position_bias(
     if decided == 0:
         return result_frame(
             [
-                _not_applicable(
-                    "position_bias", "first_shown", "no comparison with a winner (all ties)", ci
+                not_applicable(
+                    "position_bias",
+                    reason="no comparison with a winner (all ties)",
+                    **{VARIANT: "first_shown", CI_LEVEL: ci},
+                    **counts,
                 )
-                | counts
             ]
         )
     low, high = wilson_interval_ci(first_wins, decided, ci)
     p = float(stats.binomtest(first_wins, decided, 0.5, alternative="two-sided").pvalue)
     return result_frame(
         [
-            {
-                STATISTIC: "position_bias",
-                VARIANT: "first_shown",
-                ESTIMATE: first_wins / decided,
-                CI_LOW: low,
-                CI_HIGH: high,
-                CI_LEVEL: ci,
-                P_VALUE: p,
-                METHOD: "share of non-tied comparisons won by the first-shown answer; Wilson "
-                f"score interval ({ci:.0%}); two-sided exact binomial test against 1/2",
-                APPLICABLE: True,
-                NOTE: None,
-            }
-            | counts
+            result_row(
+                "position_bias",
+                **{
+                    VARIANT: "first_shown",
+                    ESTIMATE: first_wins / decided,
+                    CI_LOW: low,
+                    CI_HIGH: high,
+                    CI_LEVEL: ci,
+                    P_VALUE: p,
+                    METHOD: "share of non-tied comparisons won by the first-shown answer; Wilson "
+                    f"score interval ({ci:.0%}); two-sided exact binomial test against 1/2",
+                    NOTE: None,
+                },
+                **counts,
+            )
         ]
     )
