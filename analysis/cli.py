@@ -97,11 +97,13 @@ def read_table(path: str) -> pl.DataFrame:
 
 
 def require_plain_columns(df: pl.DataFrame, columns: Sequence[str], *, value: str) -> None:
-    """Refuse columns whose type the statistics cannot use, before any of them touches it.
+    """Refuse missing columns and columns whose type the statistics cannot use, before any of
+    them touches one.
 
-    Every named column must hold scalars (no lists, arrays, structs or binary); ``value`` must in
-    addition be numeric, boolean or text (a category).
+    Every named column must exist (``require_columns``) and hold scalars (no lists, arrays,
+    structs or binary); ``value`` must in addition be numeric, boolean or text (a category).
     """
+    require_columns(df, columns)
     for column in dict.fromkeys(columns):
         dtype = df.schema[column]
         if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
@@ -156,7 +158,6 @@ def _arm_values(df: pl.DataFrame, arm: str) -> list[str]:
 def run_agreement(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     from analysis.agreement import agreement_table
 
-    require_columns(df, (args.unit, args.rater, args.value))
     require_plain_columns(df, (args.unit, args.rater, args.value), value=args.value)
     if args.level in ("interval", "ratio"):
         df = _numeric(df, args.value, f"level '{args.level}'")
@@ -208,7 +209,6 @@ def run_noninferiority(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFra
         used += [args.pair or args.case] + ([args.rater] if args.method != "t" else [])
     elif args.method == "tost" and args.pair:
         used.append(args.pair)
-    require_columns(df, used)
     require_plain_columns(df, used, value=args.value)
     arms = _arm_values(df, args.arm)
     for role, name in (("test", args.test), ("reference", args.reference)):
@@ -304,7 +304,6 @@ def run_preference(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     from analysis.preference import bradley_terry, position_bias, win_rates
 
     used = [args.a, args.b, args.winner] + [c for c in (args.position, args.first) if c]
-    require_columns(df, used)
     require_plain_columns(df, used, value=args.winner)
     common = {"a": args.a, "b": args.b, "winner": args.winner, "tie": args.tie, "ci": args.ci}
     frames = [
