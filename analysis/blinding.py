@@ -211,6 +211,17 @@ def james_from_table(
     Kd = (Pdo - Pde) / Pde; BI = (1 + Pdk + (1 - Pdk) Kd) / 2, with its delta-method variance.
     When every guess is "don't know" BI = 1 with SE 0 (James 1996, p. 1425).
     Returns (nan, nan) where the index is undefined (Pde = 0).
+
+    Examples
+    --------
+    Houweling et al. (2014), Table 2, site investigators of the SOX trial; R package ``BI``
+    prints James' index 0.896 with SE 0.011.
+
+    >>> investigators = np.array([[48, 22], [4, 30], [330, 319]])
+    >>> [round(x, 3) for x in james_from_table(investigators)]
+    [0.896, 0.011]
+    >>> james_from_table(np.array([[0, 0], [0, 0], [10, 12]]))
+    (1.0, 0.0)
     """
     x = np.asarray(table, dtype=float)
     if x.shape != (3, 2):

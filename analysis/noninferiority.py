@@ -470,6 +470,14 @@ def holm(p_values: Sequence[float | None]) -> list[float]:
     Missing p-values (None or NaN) stay NaN and do not count towards the number of tests. The
     adjusted value of the i-th smallest of m p-values is max over j <= i of min(1, (m - j + 1) *
     p_(j)).
+
+    Three tests: 0.01 * 3, then max(0.03, 0.03 * 2), then max(0.06, 0.04 * 1); a missing p-value
+    stays missing and does not count.
+
+    >>> holm([0.01, 0.04, 0.03])
+    [0.03, 0.06, 0.06]
+    >>> holm([0.01, None, 0.04])
+    [0.02, nan, 0.04]
     """
     p = np.array([np.nan if v is None else float(v) for v in p_values], dtype=float)
     if np.any((p < 0) | (p > 1)):
@@ -549,7 +557,13 @@ def adjust_secondary(
 
 
 def newcombe_interval(x1: int, n1: int, x0: int, n0: int, *, z: float) -> tuple[float, float]:
-    """Newcombe's (1998) hybrid score interval (method 10) for p1 - p0 at normal quantile z."""
+    """Newcombe's (1998) hybrid score interval (method 10) for p1 - p0 at normal quantile z.
+
+    Newcombe (1998), Table II, example (a): 56/70 vs 48/80 gives 0.0524 to 0.3339 (95%).
+
+    >>> [round(limit, 4) for limit in newcombe_interval(56, 70, 48, 80, z=1.959964)]
+    [0.0524, 0.3339]
+    """
     p1, p0 = x1 / n1, x0 / n0
     l1, u1 = wilson_interval(x1, n1, z=z)
     l0, u0 = wilson_interval(x0, n0, z=z)
