@@ -1166,22 +1166,19 @@ def _icc_rows(rat: Ratings, ci: float) -> list[dict[str, Any]]:
         df1, df1w = n - 1, n * (k - 1)
         f1l = f1 / stats.f.ppf(1 - alpha / 2, df1, df1w)
         f1u = f1 * stats.f.ppf(1 - alpha / 2, df1w, df1)
-        p1 = stats.f.sf(f1, df1, df1w)
+        # each pair of forms (single rater, mean of k) shares its F test
+        one_way_test = {"F": f1, "df2": df1w, "p": stats.f.sf(f1, df1, df1w)}
         out["ICC1"] = {
             "icc": (msr - msw) / (msr + (k - 1) * msw),
             "lo": (f1l - 1) / (f1l + k - 1),
             "hi": (f1u - 1) / (f1u + k - 1),
-            "F": f1,
-            "df2": df1w,
-            "p": p1,
+            **one_way_test,
         }
         out["ICC1k"] = {
             "icc": (msr - msw) / msr,
             "lo": 1 - 1 / f1l,
             "hi": 1 - 1 / f1u,
-            "F": f1,
-            "df2": df1w,
-            "p": p1,
+            **one_way_test,
         }
         if two_way:
             col_means = block.mean(axis=0)
@@ -1190,7 +1187,7 @@ def _icc_rows(rat: Ratings, ci: float) -> list[dict[str, Any]]:
             msc = ss_cols / (k - 1)
             f3 = msr / mse
             dfe = (n - 1) * (k - 1)
-            p3 = stats.f.sf(f3, df1, dfe)
+            two_way_test = {"F": f3, "df2": dfe, "p": stats.f.sf(f3, df1, dfe)}
             f3l = f3 / stats.f.ppf(1 - alpha / 2, df1, dfe)
             f3u = f3 * stats.f.ppf(1 - alpha / 2, dfe, df1)
             icc2 = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
@@ -1203,30 +1200,24 @@ def _icc_rows(rat: Ratings, ci: float) -> list[dict[str, Any]]:
             f2l = stats.f.ppf(1 - alpha / 2, v, df1)
             lo2 = n * (msr - f2u * mse) / (f2u * (k * msc + (k * n - k - n) * mse) + n * msr)
             hi2 = n * (f2l * msr - mse) / (k * msc + (k * n - k - n) * mse + n * f2l * msr)
-            out["ICC2"] = {"icc": icc2, "lo": lo2, "hi": hi2, "F": f3, "df2": dfe, "p": p3}
+            out["ICC2"] = {"icc": icc2, "lo": lo2, "hi": hi2, **two_way_test}
             out["ICC2k"] = {
                 "icc": (msr - mse) / (msr + (msc - mse) / n),
                 "lo": lo2 * k / (1 + lo2 * (k - 1)),
                 "hi": hi2 * k / (1 + hi2 * (k - 1)),
-                "F": f3,
-                "df2": dfe,
-                "p": p3,
+                **two_way_test,
             }
             out["ICC3"] = {
                 "icc": (msr - mse) / (msr + (k - 1) * mse),
                 "lo": (f3l - 1) / (f3l + k - 1),
                 "hi": (f3u - 1) / (f3u + k - 1),
-                "F": f3,
-                "df2": dfe,
-                "p": p3,
+                **two_way_test,
             }
             out["ICC3k"] = {
                 "icc": (msr - mse) / msr,
                 "lo": 1 - 1 / f3l,
                 "hi": 1 - 1 / f3u,
-                "F": f3,
-                "df2": dfe,
-                "p": p3,
+                **two_way_test,
             }
     rows = []
     for sf, mw, model in _ICC_FORMS:

@@ -1155,31 +1155,21 @@ def _ni_frame(
     stat_value,
     dof,
     notes,
-    test,
-    reference,
-    margin,
-    direction,
-    alpha,
-    n_units,
-    n_raters,
-    n_values,
     seed=None,
+    **common,
 ) -> pl.DataFrame:
-    """The one-row result frame of a non-inferiority test of ``quantity`` ("mean" or "p")."""
+    """The one-row result frame of a non-inferiority test of ``quantity`` ("mean" or "p").
+
+    ``common``: test, reference, margin, direction, alpha, n_units, n_raters, n_values (the
+    keyword-only arguments of ``_repeated_columns``, which refuses any other).
+    """
+    test, reference = common["test"], common["reference"]
+    margin, direction, alpha = common["margin"], common["direction"], common["alpha"]
     h0, h1 = _ni_hypotheses(direction, margin, test, reference, quantity)
     shown = _ni_shown(direction, margin, lo, hi)
     row = result_row(
         statistic,
-        **_repeated_columns(
-            test=test,
-            reference=reference,
-            margin=margin,
-            direction=direction,
-            alpha=alpha,
-            n_units=n_units,
-            n_raters=n_raters,
-            n_values=n_values,
-        ),
+        **_repeated_columns(**common),
         **{
             cols.VARIANT: variant,
             cols.ESTIMATE: est,
@@ -1200,24 +1190,16 @@ def _ni_frame(
     return _frame([row])
 
 
-def _mixed_not_applicable(
-    *, reason, test, reference, margin, direction, alpha, n_units, n_raters, n_values
-) -> pl.DataFrame:
-    """The one-row frame of a mixed model that could not be fitted, saying why."""
-    h0, h1 = _ni_hypotheses(direction, margin, test, reference, "mean")
+def _mixed_not_applicable(*, reason, **common) -> pl.DataFrame:
+    """The one-row frame of a mixed model that could not be fitted, saying why; ``common`` as
+    for ``_ni_frame``."""
+    h0, h1 = _ni_hypotheses(
+        common["direction"], common["margin"], common["test"], common["reference"], "mean"
+    )
     row = not_applicable(
         STATISTIC_MEAN,
         reason=reason,
-        **_repeated_columns(
-            test=test,
-            reference=reference,
-            margin=margin,
-            direction=direction,
-            alpha=alpha,
-            n_units=n_units,
-            n_raters=n_raters,
-            n_values=n_values,
-        ),
+        **_repeated_columns(**common),
         **{
             cols.VARIANT: "mixed",
             cols.METHOD: "linear mixed model value ~ arm + (1|case) + (1|rater)",
