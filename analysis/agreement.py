@@ -409,6 +409,28 @@ def _alpha_rows(
     ]
 
 
+def _read_at_level(
+    df: pl.DataFrame,
+    *,
+    unit: str,
+    rater: str,
+    value: str,
+    level: str,
+    scale: Sequence[Any] | None,
+) -> Ratings:
+    """``read_ratings`` with what ``level`` demands: numbers at interval and ratio level, ordered
+    categories (numbers, or text with a declared scale) at ordinal level."""
+    return read_ratings(
+        df,
+        unit=unit,
+        rater=rater,
+        value=value,
+        scale=scale,
+        need_numeric=f"{level} level" if level in ("interval", "ratio") else None,
+        need_order=f"{level} level" if level == "ordinal" else None,
+    )
+
+
 def krippendorff_alpha(
     df: pl.DataFrame,
     *,
@@ -474,15 +496,7 @@ def krippendorff_alpha(
     """
     check_level(level)
     ci = check_ci(ci)
-    rat = read_ratings(
-        df,
-        unit=unit,
-        rater=rater,
-        value=value,
-        scale=scale,
-        need_numeric=f"{level} level" if level in ("interval", "ratio") else None,
-        need_order=f"{level} level" if level == "ordinal" else None,
-    )
+    rat = _read_at_level(df, unit=unit, rater=rater, value=value, level=level, scale=scale)
     return _frame(_alpha_rows(rat, level=level, boot=boot, ci=ci, seed=seed, bootstrap=bootstrap))
 
 
@@ -1352,15 +1366,7 @@ def agreement_table(
     """
     check_level(level)
     ci = check_ci(ci)
-    rat = read_ratings(
-        df,
-        unit=unit,
-        rater=rater,
-        value=value,
-        scale=scale,
-        need_numeric=f"{level} level" if level in ("interval", "ratio") else None,
-        need_order=f"{level} level" if level == "ordinal" else None,
-    )
+    rat = _read_at_level(df, unit=unit, rater=rater, value=value, level=level, scale=scale)
     rows: list[dict[str, Any] | pl.DataFrame] = list(
         _alpha_rows(rat, level=level, boot=boot, ci=ci, seed=seed, bootstrap="units")
     )
