@@ -4,15 +4,23 @@ Run with ``streamlit run app.py``. This file holds no screen of its own: every s
 in ``pages/`` registered below with ``st.Page``; helpers live in ``study``/``analysis``.
 
 Per process there is one ``Store`` (one DuckDB connection; DuckDB lets one process open the
-file), cached with ``st.cache_resource`` and handed to pages as ``st.session_state["store"]``.
+file), cached with ``st.cache_resource`` and handed to pages as ``st.session_state["store"]``;
+the caller every service needs (``study.access.Caller``) is handed over as
+``st.session_state["caller"]``.
+
+Until real sign-in (OIDC) is configured, the app runs as a demo without sign-in: a permanent
+banner says so, and the sidebar picks who you are: one of the synthetic demo's people, or the
+local operator (whoever runs the app on their own machine).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from study import services, settings
+from study import settings
+from study.access import Caller, system_caller
 from study.errors import StudyError, first_line
+from study.services import people, studies
 from study.store import DatabaseError, Store
 
 st.set_page_config(
@@ -44,17 +52,38 @@ def ensure_demo(path: str) -> str | None:
     from study.demo import build_demo
 
     store = open_store(path)
-    if services.list_studies(store).height:
+    if studies.list_studies(store, system_caller("demo")).height:
         return None
     # The demo's default seed, as ``python -m study demo`` uses: app and CLI build the same study.
     return build_demo(store)
 
 
-def pages_for(user: object | None) -> list[st.Page]:
-    """The screens ``user`` may open. Until sign-in lands every visitor sees the overview."""
+def pages_for(caller: Caller) -> list[st.Page]:
+    """The screens ``caller`` may open (every service checks again)."""
     return [
         st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     ]
+
+
+_LOCAL = "__local__"
+
+
+def demo_caller(store: Store) -> Caller:
+    """Who the visitor is in the demo without sign-in: picked in the sidebar, under a banner."""
+    st.warning(
+        "**Demo without real sign-in.** Anyone who can open this page can act as anyone listed "
+        "in the sidebar. Configure sign-in before real use.",
+        icon=":material/no_accounts:",
+    )
+    demo = people.demo_people(store)
+    names = {_LOCAL: "Local operator (no sign-in)"}
+    names.update({uid: f"{name} — {roles}" for uid, name, roles in demo.iter_rows()})
+    chosen = st.sidebar.selectbox(
+        "Acting as", options=list(names), format_func=names.__getitem__, key="demo_person"
+    )
+    if chosen == _LOCAL:
+        return system_caller("local")
+    return people.demo_sign_in(store, chosen)
 
 
 db_path = str(settings.db_path())
@@ -76,9 +105,9 @@ if settings.get("CLINVAL_DEMO_ON_START"):
         ensure_demo(db_path)
 st.session_state["store"] = store
 
-# The sign-in gate slots in here: map st.user to a Clinval user (issuer, subject) with their
-# roles, and st.stop() behind a login screen when signed out; a session-age limit will be
-# enforced here when sign-in comes. Until then there is no user.
-user = None
+# The sign-in gate slots in here once OIDC is configured (people.sign_in from st.user's
+# verified claims); until then the demo picker decides who the visitor is.
+caller = demo_caller(store)
+st.session_state["caller"] = caller
 
-st.navigation(pages_for(user), position="sidebar").run()
+st.navigation(pages_for(caller), position="sidebar").run()

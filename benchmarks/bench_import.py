@@ -7,7 +7,8 @@ clinician arm) as CSV and as Parquet in a temporary folder, then times, for each
   ``pl.read_parquet`` of the cases file and the answers file);
 - validate: ``study.importing.read_cases`` + ``read_answers`` (read + validate, no database);
 - import: the full import into a fresh DuckDB file through ``study.services`` (create study,
-  import arms, ``import_cases``, ``import_answers``), when ``study.services`` exists.
+  import arms, ``import_cases``, ``import_answers``, as the command line's operator), when
+  ``study.services`` exists.
 
 Prints each time (best of ``--repeat`` runs) and ``ratio=<time/baseline>``. Targets: validate
 <= 2x, import <= 3x the baseline. ``--profile`` prints where the full import spends its time.
@@ -186,7 +187,7 @@ def main() -> None:
             ) -> None:
                 run[0] += 1
                 db = folder / f"bench-{fmt}-{run[0]}.duckdb"
-                _full_import(services, db, folder / "arms.csv", c, a, max_bytes)
+                _full_import(db, folder / "arms.csv", c, a, max_bytes)
 
             base2, imp = best_of(args.repeat, baseline, full_import)
             base = min(base, base2)
@@ -197,28 +198,30 @@ def main() -> None:
             if args.profile:
                 db = folder / f"profile-{fmt}.duckdb"
                 prof = cProfile.Profile()
-                prof.runcall(_full_import, services, db, folder / "arms.csv", c, a, max_bytes)
+                prof.runcall(_full_import, db, folder / "arms.csv", c, a, max_bytes)
                 out = io.StringIO()
                 pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
                 print(out.getvalue())
         del case_ids
 
 
-def _full_import(services, db: Path, arms: Path, cases: Path, answers: Path, max_bytes: int):
-    """One import as a coordinator would run it; adapted to ``study.services`` as it exists."""
+def _full_import(db: Path, arms: Path, cases: Path, answers: Path, max_bytes: int):
+    """One import as a coordinator runs it with ``python -m study import``: as the operator."""
     import os
 
     os.environ["CLINVAL_MAX_IMPORT_MB"] = str(max_bytes // (1024 * 1024))
+    from study.access import system_caller
+    from study.services import content, studies
     from study.store import Store
 
     store = Store(db)
     try:
         store.migrate()
-        actor = "bench"
-        services.create_study(store, "Benchmark", actor, study_id="bench")
-        services.import_arms(store, "bench", arms, actor)
-        services.import_cases(store, "bench", cases, actor)
-        services.import_answers(store, "bench", answers, actor)
+        caller = system_caller("cli", "bench")
+        studies.create_study(store, caller, "Benchmark", study_id="bench")
+        content.import_arms(store, caller, "bench", arms)
+        content.import_cases(store, caller, "bench", cases)
+        content.import_answers(store, caller, "bench", answers)
     finally:
         store.close()
 

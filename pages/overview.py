@@ -1,6 +1,8 @@
 """Study overview: which study, where it stands, what it compares and with which instrument.
 
-Reads only, through ``study.services``; the store comes from ``app.py`` (session state).
+Reads only, through ``study.services``; the store and the caller come from ``app.py`` (session
+state). A rater sees the study and their own progress; coordinators and statisticians see the
+protocol, progress by rater and the arms.
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from study import services
+from study.access import allowed
 from study.errors import NotFoundError
+from study.services import design, instruments, monitoring, rating, studies
 
 store = st.session_state["store"]
+caller = st.session_state["caller"]
 
 st.title("Study overview")
 
-studies = services.list_studies(store)
-if studies.height == 0:
+visible = studies.list_studies(store, caller)
+if visible.height == 0:
     st.info(
         "There is no study yet. Create one with `python -m study init --study NAME`, or build "
         "the synthetic demo with `python -m study demo` (or start the app with "
@@ -25,15 +29,14 @@ if studies.height == 0:
     )
     st.stop()
 
-names = dict(zip(studies["id"], studies["name"], strict=True))
+names = dict(zip(visible["id"], visible["name"], strict=True))
 study_id = st.selectbox(
     "Study",
     options=list(names),
     format_func=lambda sid: f"{names[sid]} ({sid})",
     key="overview_study",
 )
-study = services.get_study(store, study_id)
-status = services.study_status(store, study_id, per_arm=False)
+study = studies.get_study(store, caller, study_id)
 
 if study["synthetic"]:
     st.warning(
@@ -43,7 +46,7 @@ if study["synthetic"]:
     )
 
 st.header(study["name"], anchor=False)
-badges = [f":blue-badge[:material/flag: {status['status'].capitalize()}]"]
+badges = [f":blue-badge[:material/flag: {study['status'].capitalize()}]"]
 if study["synthetic"]:
     badges.append(":orange-badge[:material/science: Synthetic demo data]")
 badges.append(f"study id `{study_id}`")
@@ -51,16 +54,30 @@ st.markdown(" ".join(badges))
 if study.get("description"):
     st.caption(study["description"])
 
+if not allowed(store, caller, "monitor_study", study=study_id):
+    # a rater: their own queue, nothing of other raters, arms or the protocol
+    queue = rating.rater_queue(store, caller, study_id)
+    done = int(queue.get_column("done").sum()) if queue.height else 0
+    st.subheader("Your assignments", anchor=False)
+    if queue.height:
+        share = done / queue.height
+        st.progress(share, text=f"{done:,} of {queue.height:,} done ({share:.0%})")
+    else:
+        st.caption("You have no assignments in this study yet.")
+    st.stop()
+
+status = monitoring.study_status(store, caller, study_id, per_arm=False)
+
 # --- protocol --------------------------------------------------------------------------------
 
 st.subheader("Protocol", anchor=False)
 try:
-    protocol = services.get_protocol(store, study_id)
+    protocol = design.get_protocol(store, caller, study_id)
 except NotFoundError:
     protocol = None
     st.info("The protocol is not locked yet: the study is still being designed.")
 
-items = services.study_items(store, study_id)
+items = instruments.study_items(store, caller, study_id)
 attached = ", ".join(
     f"{key} {version}"
     for key, version in items.select("instrument_key", "instrument_version")
@@ -149,9 +166,9 @@ done, total = status["done"], status["assignments"]
 share = done / total if total else 0.0
 st.progress(share, text=f"{done:,} of {total:,} assignments done ({share:.0%})")
 
-per_specialty = services.cases_by_specialty(store, study_id)
+per_specialty = monitoring.cases_by_specialty(store, caller, study_id)
 per_rater = (
-    services.rater_progress(store, study_id)
+    monitoring.rater_progress(store, caller, study_id)
     .unpivot(index="name", on=["done", "to_do"], variable_name="state", value_name="assignments")
     .with_columns(pl.col("state").replace({"to_do": "to do"}))
 )
@@ -202,7 +219,7 @@ with chart_right:
 
 st.subheader("Arms", anchor=False)
 st.dataframe(
-    services.arm_summary(store, study_id),
+    monitoring.arm_summary(store, caller, study_id),
     hide_index=True,
     column_config={
         "arm_id": "Arm",

@@ -1,32 +1,292 @@
-"""Roles: who may do what, per study or in every study.
+"""Who is calling, and what they may do: the caller, the roles, and every permission declared once.
 
-Roles live in the database keyed by user id (users are keyed by OIDC issuer and subject); a role
-granted with ``study=None`` holds in every study. ``admin`` holds every permission.
+Every public service takes a ``Caller`` right after the store. A caller is made only by the
+sign-in step (``study.services.people.sign_in``, or the demo picker's ``demo_sign_in``) or as a
+named system actor (``system_caller``: the command line, the demo builder); never from an id that
+a page or a form passes. Roles live in the database, read afresh on every call, so a revoked role
+stops working at once; token claims never carry roles.
 
-Pages ask ``allowed(store, user_id, action, study=...)`` before they show a screen or call a
-service; services that guard a sensitive step themselves (``services.unblind``) use ``has_role``.
+``PERMISSIONS`` declares each permission once: the roles that hold it, where a role must be held
+(in the study the call names, globally, or in any study), and the services that require it. The
+``@guarded`` decorator looks a service up in that declaration and checks the caller before the
+service's body runs; a service listed under two permissions needs either. A refused call raises
+``PermissionDenied`` and appends an ``access.denied`` event to the audit chain, committed even
+though the call fails. ``tests/test_access.py`` iterates over the declaration: every public
+service is declared, every role is tried.
+
+``admin`` holds every permission except those marked ``admin=False`` (rating, unblinding and
+amending a locked protocol are a rater's, a statistician's and a coordinator's own acts). A system
+actor acts as an admin that is no person: it is recorded as ``system:<name>`` in the audit trail.
 """
 
 from __future__ import annotations
 
-from study.errors import PermissionDenied
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn, ParamSpec, TypeVar
+
+from study import audit
+from study.errors import PermissionDenied, StudyError
 from study.store import Store
 
 ROLES = ("admin", "coordinator", "rater", "statistician")
 
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "manage_users": frozenset({"admin"}),
-    "view_audit": frozenset({"admin"}),
-    "design_study": frozenset({"admin", "coordinator"}),
-    "monitor_study": frozenset({"admin", "coordinator", "statistician"}),
-    "rate": frozenset({"rater"}),
-    "analyze": frozenset({"admin", "statistician"}),
-    "export": frozenset({"admin", "statistician"}),
-    "unblind": frozenset({"statistician"}),
+SYSTEM_ACTORS: dict[str, str] = {
+    "cli": "the local operator at the command line (who holds the database file)",
+    "demo": "the demo builder, creating the synthetic demo study and its people",
+    "sign-in": "the sign-in step, recording a person the first time they sign in",
+    "local": "whoever runs the app on their own machine in the demo without sign-in",
 }
-"""Action -> roles that may perform it (``admin`` also may, except ``rate`` and ``unblind``)."""
+"""Named system actors: callers that are no person, with what each stands for."""
 
-_ADMIN_EXCLUDED = frozenset({"rate", "unblind"})
+_SYSTEM_PREFIX = "system:"
+
+Scope = Literal["study", "global", "any"]
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """One permission: the ``roles`` that hold it, where (``scope``), and its ``services``.
+
+    ``scope``: ``"study"``, the role held in the study the call names (or globally);
+    ``"global"``, held for every study; ``"any"``, held anywhere (a library-wide read).
+    ``admin``: whether the admin role holds it too. ``services``: "module.function" names
+    under ``study.services`` that require it.
+    """
+
+    roles: frozenset[str]
+    scope: Scope
+    help: str
+    services: tuple[str, ...]
+    admin: bool = True
+
+
+PERMISSIONS: dict[str, Permission] = {
+    "create_study": Permission(
+        frozenset({"coordinator"}),
+        "global",
+        "create a study (a coordinator for every study, or an admin)",
+        ("studies.create_study",),
+    ),
+    "list_studies": Permission(
+        frozenset(ROLES),
+        "any",
+        "list the studies where one holds a role",
+        ("studies.list_studies",),
+    ),
+    "view_study": Permission(
+        frozenset(ROLES),
+        "study",
+        "see a study's name, status and instrument items",
+        (
+            "studies.get_study",
+            "instruments.study_instruments",
+            "instruments.study_items",
+        ),
+    ),
+    "view_instruments": Permission(
+        frozenset(ROLES),
+        "any",
+        "read an instrument of the library",
+        ("instruments.get_instrument",),
+    ),
+    "manage_instruments": Permission(
+        frozenset({"coordinator"}),
+        "any",
+        "add an instrument version to the library",
+        ("instruments.add_instrument",),
+    ),
+    "view_design": Permission(
+        frozenset({"coordinator", "statistician"}),
+        "study",
+        "see a study's cases and arms with their provenance",
+        ("content.list_cases", "content.list_arms"),
+    ),
+    "design_study": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "import cases, arms and answers, see answers with their arms and authors, attach "
+        "instruments, lock the first protocol, make assignments",
+        (
+            "content.import_cases",
+            "content.import_arms",
+            "content.import_answers",
+            "content.add_cases",
+            "content.add_arms",
+            "content.add_arm",
+            "content.add_answers",
+            "content.list_answers",
+            "instruments.attach_instrument",
+            "design.lock_protocol",
+            "design.persist_assignments",
+            "design.make_assignments",
+        ),
+    ),
+    "amend_protocol": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "lock a new protocol version after the first, with a reason",
+        ("design.lock_protocol",),
+        admin=False,
+    ),
+    "view_protocol": Permission(
+        frozenset({"coordinator", "statistician"}),
+        "study",
+        "read the locked protocol",
+        ("design.get_protocol",),
+    ),
+    "run_study": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "open and close rating",
+        ("lifecycle.start_rating", "lifecycle.close_rating"),
+    ),
+    "monitor_study": Permission(
+        frozenset({"coordinator", "statistician"}),
+        "study",
+        "see progress by rater and case, per-arm counts, and any rater's queue (no results by arm)",
+        (
+            "monitoring.study_status",
+            "monitoring.arm_summary",
+            "monitoring.cases_by_specialty",
+            "monitoring.rater_progress",
+            "rating.rater_queue",
+            "analyses.interim_agreement",
+        ),
+    ),
+    "rate": Permission(
+        frozenset({"rater"}),
+        "study",
+        "rate one's own assignments and read one's own queue",
+        ("rating.next_assignment", "rating.submit_rating", "rating.rater_queue"),
+        admin=False,
+    ),
+    "export": Permission(
+        frozenset({"statistician"}),
+        "study",
+        "export the ratings with their arms (a person: only once the study is unblinded)",
+        ("exports.export_ratings_long",),
+    ),
+    "unblind": Permission(
+        frozenset({"statistician"}),
+        "study",
+        "unblind a closed study",
+        ("lifecycle.unblind",),
+        admin=False,
+    ),
+    "manage_users": Permission(
+        frozenset(),
+        "global",
+        "add people, list them, grant and revoke any role",
+        (
+            "people.ensure_user",
+            "people.find_user",
+            "people.get_user",
+            "people.list_users",
+            "people.user_roles",
+            "people.grant_role",
+            "people.revoke_role",
+        ),
+    ),
+    "invite_raters": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "grant or revoke the rater role in one's own study",
+        ("people.grant_role", "people.revoke_role"),
+    ),
+}
+"""Every permission, declared once with the services that require it."""
+
+SIGN_IN_STEP: dict[str, str] = {
+    "people.sign_in": "makes the caller from a provider's verified identity",
+    "people.demo_sign_in": "makes the caller for a synthetic demo person picked from a list",
+    "people.demo_people": "lists the synthetic demo people for that picker",
+}
+"""The public service functions that take no caller: they are the sign-in step that makes one."""
+
+SERVICE_PERMISSIONS: dict[str, tuple[str, ...]] = {}
+"""Service ("module.function") -> the permissions of which it needs one, from ``PERMISSIONS``."""
+for _name, _permission in PERMISSIONS.items():
+    for _service in _permission.services:
+        SERVICE_PERMISSIONS.setdefault(_service, ())
+        SERVICE_PERMISSIONS[_service] += (_name,)
+
+
+# --- the caller ------------------------------------------------------------------------------
+
+_MINT = object()  # only this module's factories hold it
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling a service: a signed-in person (``user_id``) or a named system actor.
+
+    Made by ``study.services.people.sign_in`` / ``demo_sign_in`` or by ``system_caller``; the
+    constructor refuses anything else, so an id typed into a form can never become a caller.
+    ``via`` says how the caller was made ("oidc", "demo", "system"). ``actor`` is the name the
+    audit trail records.
+    """
+
+    user_id: str | None
+    system: str | None
+    via: str
+    _mint: object = field(repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self._mint is not _MINT:
+            raise TypeError(
+                "a Caller is made by the sign-in step or study.access.system_caller, not directly"
+            )
+
+    @property
+    def actor(self) -> str:
+        """The audit trail's name for this caller: the user id, or ``system:<name>``."""
+        return self.user_id if self.user_id is not None else f"{_SYSTEM_PREFIX}{self.system}"
+
+    @property
+    def is_system(self) -> bool:
+        return self.system is not None
+
+    @property
+    def is_operator(self) -> bool:
+        """The local operator at the command line, who holds the database file itself."""
+        return self.system is not None and self.system.split(":")[0] == "cli"
+
+    def __str__(self) -> str:
+        return self.actor
+
+
+def system_caller(name: str, detail: str | None = None) -> Caller:
+    """The caller for the named system actor ``name`` (a key of ``SYSTEM_ACTORS``).
+
+    ``detail`` is recorded after the name, e.g. the OS account of the command line's operator:
+
+    >>> operator = system_caller("cli", "alice")
+    >>> operator.actor, operator.is_operator, operator.user_id
+    ('system:cli:alice', True, None)
+    >>> system_caller("demo").is_operator
+    False
+    """
+    if name not in SYSTEM_ACTORS:
+        raise ValueError(f"unknown system actor {name!r}; declared: {', '.join(SYSTEM_ACTORS)}")
+    return Caller(None, f"{name}:{detail}" if detail else name, "system", _MINT)
+
+
+def person_caller(user_id: str, *, via: str) -> Caller:
+    """The caller for the person ``user_id``; for the sign-in step only (``services.people``)."""
+    if not user_id:
+        raise ValueError("a person's caller needs their user id")
+    return Caller(user_id, None, via, _MINT)
+
+
+def is_system_id(user_id: str) -> bool:
+    """Whether ``user_id`` would read as a system actor's name in the audit trail."""
+    return user_id.startswith(_SYSTEM_PREFIX)
+
+
+# --- roles and checks ------------------------------------------------------------------------
 
 
 def roles_of(store: Store, user_id: str, *, study: str | None = None) -> set[str]:
@@ -44,21 +304,137 @@ def has_role(store: Store, user_id: str, role: str, *, study: str | None = None)
     return role in roles_of(store, user_id, study=study)
 
 
-def allowed(store: Store, user_id: str, action: str, *, study: str | None = None) -> bool:
-    """Whether ``user_id`` may perform ``action`` (a key of ``PERMISSIONS``) in ``study``."""
-    if action not in PERMISSIONS:
-        raise ValueError(f"unknown action {action!r}")
-    held = roles_of(store, user_id, study=study)
-    if "admin" in held and action not in _ADMIN_EXCLUDED:
+def _grants(store: Store, user_id: str) -> list[tuple[str | None, str]] | None:
+    """(study or None for every study, role) held by ``user_id``; None if no such user."""
+    cur = store.cursor()
+    try:
+        rows = cur.execute(
+            "SELECT r.study, r.role, u.id FROM users u LEFT JOIN roles r ON r.user_id = u.id"
+            " WHERE u.id = ?",
+            [user_id],
+        ).fetchall()
+    finally:
+        cur.close()
+    if not rows:
+        return None
+    return [(study, role) for study, role, _ in rows if role is not None]
+
+
+def _held(grants: list[tuple[str | None, str]], permission: Permission, study: str | None) -> bool:
+    everywhere = {role for where, role in grants if where is None}
+    if permission.admin and "admin" in everywhere:
         return True
-    return bool(held & PERMISSIONS[action])
+    if permission.scope == "any":
+        held = {role for _, role in grants}
+    elif permission.scope == "global":
+        held = everywhere
+    else:
+        held = everywhere | {role for where, role in grants if where is not None and where == study}
+    return bool(held & permission.roles)
 
 
-def require(store: Store, user_id: str, action: str, *, study: str | None = None) -> None:
-    """Raise ``PermissionDenied`` unless ``user_id`` may perform ``action``."""
-    if not allowed(store, user_id, action, study=study):
-        where = f" in study '{study}'" if study else ""
-        raise PermissionDenied(f"You may not {action.replace('_', ' ')}{where}.")
+def allowed(store: Store, caller: Caller, action: str, *, study: str | None = None) -> bool:
+    """Whether ``caller`` holds the permission ``action`` (a key of ``PERMISSIONS``).
+
+    Never for something that is not a ``Caller`` or for a person no longer stored; roles are
+    read afresh, so a revoked role counts no more.
+    """
+    return _allowed_any(store, caller, (action,), study)
+
+
+def _allowed_any(store: Store, caller: Caller, actions: tuple[str, ...], study: str | None) -> bool:
+    for action in actions:
+        if action not in PERMISSIONS:
+            raise ValueError(f"unknown permission {action!r}")
+    if not isinstance(caller, Caller):
+        return False
+    if caller.is_system:
+        return any(PERMISSIONS[a].admin for a in actions)
+    grants = _grants(store, caller.user_id)
+    if grants is None:
+        return False
+    return any(_held(grants, PERMISSIONS[a], study) for a in actions)
+
+
+def require(
+    store: Store,
+    caller: Caller,
+    *actions: str,
+    study: str | None = None,
+    service: str | None = None,
+) -> None:
+    """Raise ``PermissionDenied`` unless ``caller`` holds one of ``actions`` (audited refusal).
+
+    A caller that is not a ``Caller`` (an id passed as text) or names no stored person is
+    refused too. The refusal is recorded as an ``access.denied`` event in its own transaction,
+    so it stays in the trail although the call fails.
+    """
+    if _allowed_any(store, caller, actions, study):
+        return
+    who = caller.actor if isinstance(caller, Caller) else f"unverified:{caller!r}"[:200]
+    _record_denial(store, who, actions, study, service)
+    what = " or ".join(PERMISSIONS[a].help for a in actions)
+    where = f" in study '{study}'" if study else ""
+    raise PermissionDenied(f"You may not {what}{where}.")
+
+
+def _record_denial(
+    store: Store, who: str, actions: tuple[str, ...], study: str | None, service: str | None
+) -> None:
+    # A refusal inside a caller's open transaction would roll back with it; write it on its own
+    # when no transaction is open on this thread, else join (the demo builder is never refused).
+    known_study = study if study is not None and _study_exists(store, study) else None
+    with store.transaction() as cur:
+        audit.append(
+            cur,
+            actor=who,
+            kind=audit.ACCESS_DENIED,
+            object_type="service",
+            object_id=service,
+            study=known_study,
+            payload={"service": service, "permissions": list(actions), "study": study},
+        )
+
+
+def _study_exists(store: Store, study: str) -> bool:
+    cur = store.cursor()
+    try:
+        return bool(cur.execute("SELECT 1 FROM studies WHERE id = ?", [study]).fetchall())
+    finally:
+        cur.close()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Check the caller against the service's declared permissions before ``fn`` runs.
+
+    ``fn`` must be declared in ``PERMISSIONS`` (as "module.function" under ``study.services``)
+    and take ``(store, caller, ...)``; a study-scoped permission also needs ``study`` as its third
+    parameter. Refuses at import time otherwise, so an undeclared service cannot exist.
+    """
+    name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
+    actions = SERVICE_PERMISSIONS.get(name)
+    if not actions:
+        raise StudyError(f"service {name} is not declared in study.access.PERMISSIONS")
+    params = list(inspect.signature(fn).parameters)
+    if params[:2] != ["store", "caller"]:
+        raise TypeError(f"service {name} must take (store, caller, ...), not {params[:2]}")
+    scoped = any(PERMISSIONS[a].scope == "study" for a in actions)
+    if scoped and (len(params) < 3 or params[2] != "study"):
+        raise TypeError(f"service {name} is study-scoped and must take the study third")
+
+    @functools.wraps(fn)
+    def check_then_call(store: Store, caller: Caller, *args: Any, **kwargs: Any) -> R:
+        study = (args[0] if args else kwargs.get("study")) if scoped else None
+        require(store, caller, *actions, study=study, service=name)
+        return fn(store, caller, *args, **kwargs)
+
+    check_then_call.permissions = actions  # type: ignore[attr-defined]
+    check_then_call.service_name = name  # type: ignore[attr-defined]
+    return check_then_call  # type: ignore[return-value]
 
 
 def studies_for(store: Store, user_id: str, role: str) -> list[str]:
@@ -69,3 +445,11 @@ def studies_for(store: Store, user_id: str, role: str) -> list[str]:
         {"u": user_id, "r": role},
     )
     return frame.get_column("id").to_list()
+
+
+def refuse(
+    store: Store, caller: Caller, message: str, *, study: str | None, service: str
+) -> NoReturn:
+    """Record a refusal that a service decided itself (e.g. a self-grant) and raise it."""
+    _record_denial(store, caller.actor, (), study, service)
+    raise PermissionDenied(message)

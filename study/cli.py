@@ -46,19 +46,23 @@ STATUS_FIELDS = (
     ("done", "done"),
     ("ratings", "ratings_submitted"),
 )
-"""(label printed, key of ``services.study_status``) in the order ``status`` prints them."""
+"""(label printed, key of ``monitoring.study_status``) in the order ``status`` prints them."""
 
 
 class CliError(StudyError):
     """A mistake on the command line that no service would see (e.g. a missing file)."""
 
 
-def _actor() -> str:
-    # The audit trail names who changed what; from the shell that is the OS account.
+def _caller():
+    """The command line's caller: the local operator, named by the OS account in the audit
+    trail (``system:cli:alice``). Whoever can run this holds the database file itself."""
+    from study.access import system_caller
+
     try:
-        return f"cli:{getpass.getuser()}"
+        account = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers)
-        return "cli"
+        account = None
+    return system_caller("cli", account)
 
 
 # --- opening the database --------------------------------------------------------------------
@@ -97,25 +101,25 @@ def _existing_file(path: Path) -> Path:
 
 
 def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
-    from study import services
+    from study.services import studies
 
     existed = args.db.is_file()
     with _open_store(args.db, create=True) as store:
         verb = "migrated" if existed else "created"
         print(f"database {verb}: {args.db} (schema version {store.schema_version()})", file=out)
         if args.study:
-            study_id = services.create_study(store, args.study, _actor(), study_id=args.id)
+            study_id = studies.create_study(store, _caller(), args.study, study_id=args.id)
             print(f"study created: {study_id} (draft)", file=out)
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from study import services
     from study.demo import build_demo
+    from study.services import studies
 
     with _open_store(args.db, create=True) as store:
-        studies = services.list_studies(store)
-        synthetic = studies.filter(pl.col("synthetic")) if studies.height else studies
+        stored = studies.list_studies(store, _caller())
+        synthetic = stored.filter(pl.col("synthetic")) if stored.height else stored
         if synthetic.height:
             existing = ", ".join(synthetic.get_column("id").to_list())
             raise CliError(
@@ -123,19 +127,22 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                 "use another --db to build a fresh one"
             )
         study_id = build_demo(store) if args.seed is None else build_demo(store, seed=args.seed)
-        _print_status(
-            services.study_status(store, study_id), services.get_study(store, study_id), out
-        )
+        _print_status(store, study_id, out)
     return EXIT_OK
 
 
 def _import(kind: str) -> Callable[[argparse.Namespace, TextIO], int]:
     def command(args: argparse.Namespace, out: TextIO) -> int:
-        from study import services
+        from study.services import content
 
+        importer = {
+            "cases": content.import_cases,
+            "arms": content.import_arms,
+            "answers": content.import_answers,
+        }[kind]
         path = _existing_file(args.file)
         with _open_store(args.db, create=False) as store:
-            result = getattr(services, f"import_{kind}")(store, args.study, path, _actor())
+            result = importer(store, _caller(), args.study, path)
         print(f"{args.study}: {result}", file=out)
         return EXIT_OK
 
@@ -193,25 +200,29 @@ def cmd_instruments_validate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from study import services
+    from study.services import studies
 
     with _open_store(args.db, create=False) as store:
         if args.study:
             ids = [args.study]
         else:
-            ids = services.list_studies(store).get_column("id").to_list()
+            ids = studies.list_studies(store, _caller()).get_column("id").to_list()
             if not ids:
                 print(f"no studies in {args.db}", file=out)
                 return EXIT_OK
         for n, study_id in enumerate(ids):
             if n:
                 print(file=out)
-            study = services.get_study(store, study_id)
-            _print_status(services.study_status(store, study_id), study, out)
+            _print_status(store, study_id, out)
     return EXIT_OK
 
 
-def _print_status(status: dict[str, Any], study: dict[str, Any], out: TextIO) -> None:
+def _print_status(store: Any, study_id: str, out: TextIO) -> None:
+    from study.services import monitoring, studies
+
+    caller = _caller()
+    study = studies.get_study(store, caller, study_id)
+    status = monitoring.study_status(store, caller, study_id, per_arm=False)
     badge = " [synthetic demo data]" if study.get("synthetic") else ""
     print(f"study {status['study']}: {study['name']} ({status['status']}){badge}", file=out)
     width = max(len(label) for label, _ in STATUS_FIELDS)
@@ -223,29 +234,33 @@ def _print_status(status: dict[str, Any], study: dict[str, Any], out: TextIO) ->
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
-    from study.store import verify_audit
+    from study import audit
 
     with _open_store(args.db, create=False) as store:
-        report = verify_audit(store)
+        report = audit.verify(store)
     if report.ok:
         # The head hash is what lets someone prove later that the chain was not rewritten as a
         # whole: it is meant to be copied somewhere outside the database.
         print(f"audit chain intact: {report.events} events", file=out)
         print(f"head hash: {report.head_hash} (record it outside the database)", file=out)
+        if args.kinds:
+            width = max(len(name) for name in report.counts)
+            for name, count in report.counts.items():
+                print(f"  {name:<{width}}  {count}", file=out)
         return EXIT_OK
     print(f"audit chain BROKEN at event {report.seq}: {report.problem}", file=sys.stderr)
     return EXIT_AUDIT_BROKEN
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    from study import services
+    from study.services import exports
 
     fmt = _export_format(args.out, args.format)
     # Checked before the export is recorded in the audit trail: a refused --out changes nothing.
     existed = _check_writable(args.out)
     try:
         with _open_store(args.db, create=False) as store:
-            frame = services.export_ratings_long(store, args.study, actor=_actor())
+            frame = exports.export_ratings_long(store, _caller(), args.study)
         if fmt == "csv":
             frame.write_csv(args.out)
         else:
@@ -399,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         parents=[common],
         help="check the hash chain; exit 1 naming the first altered or removed event",
+    )
+    q.add_argument(
+        "--kinds",
+        action="store_true",
+        help="also print the number of events of every declared kind",
     )
     q.set_defaults(func=cmd_audit_verify)
 

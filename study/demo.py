@@ -43,6 +43,7 @@ import numpy as np
 import polars as pl
 
 from study.errors import ConfigError, StudyError
+from study.services.people import DEMO_ISSUER
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEMO_STUDY_ID = "demo-patient-questions"
@@ -56,7 +57,7 @@ DEMO_INSTRUMENT = "ayers_harm"
 TEST_ARM = "llm_a"
 REFERENCE_ARM = "clinician"
 RATERS_PER_CASE = 3
-ISSUER = "demo"
+ISSUER = DEMO_ISSUER
 COORDINATOR = {
     "user_id": "demo-coordinator",
     "display_name": "Demo Coordinator (demo)",
@@ -268,7 +269,7 @@ def submissions(simulated: pl.DataFrame) -> list[dict[str, Any]]:
     """Group :func:`simulate_ratings` rows into one submission per assignment.
 
     Each: ``{"assignment_id", "rater_id", "case_id", "seconds", "values"}`` where ``values`` is
-    what ``services.submit_rating`` takes: ``{"better_response": "A", "quality": {"Response A":
+    what ``rating.submit_rating`` takes: ``{"better_response": "A", "quality": {"Response A":
     4, "Response B": 3}, ...}`` (whole numbers as ``int``).
     """
     out: list[dict[str, Any]] = []
@@ -376,42 +377,47 @@ def build_demo(store: Any, *, seed: int = 2026, study_id: str = DEMO_STUDY_ID) -
 
 
 def _build(store: Any, *, seed: int, study_id: str) -> str:
-    """``build_demo``'s steps; runs inside its transaction."""
-    from study import services
+    """``build_demo``'s steps; runs inside its transaction.
+
+    The demo builder (a named system actor) creates the people, the study and its design; each
+    simulated rater then submits as themselves, signed in through the demo picker's step.
+    """
+    from study.access import system_caller
     from study.assignment import design_assignments
     from study.instruments import get_builtin
+    from study.services import content, design, instruments, lifecycle, people, rating, studies
 
-    coordinator = COORDINATOR["user_id"]
+    builder = system_caller("demo")
     raters = read_raters()
     for person in (COORDINATOR, STATISTICIAN, *raters):
-        services.ensure_user(
+        people.ensure_user(
             store,
+            builder,
             issuer=str(person.get("issuer") or ISSUER),
             subject=str(person["subject"]),
-            actor=coordinator,
             email=person["email"],
             display_name=person["display_name"],
             specialty=person["specialty"],
             user_id=str(person["user_id"]),
         )
 
-    study_id = services.create_study(
+    study_id = studies.create_study(
         store,
+        builder,
         DEMO_STUDY_NAME,
-        coordinator,
         study_id=study_id,
         synthetic=True,
         description=DEMO_DESCRIPTION,
     )
-    services.grant_role(store, coordinator, "coordinator", coordinator, study=study_id)
-    services.grant_role(store, STATISTICIAN["user_id"], "statistician", coordinator, study=study_id)
+    people.grant_role(store, builder, study_id, COORDINATOR["user_id"], "coordinator")
+    people.grant_role(store, builder, study_id, STATISTICIAN["user_id"], "statistician")
     rater_ids = [str(r["user_id"]) for r in raters]
     for rater in rater_ids:
-        services.grant_role(store, rater, "rater", coordinator, study=study_id)
+        people.grant_role(store, builder, study_id, rater, "rater")
 
-    services.import_arms(store, study_id, DEMO_DIR / "arms.csv", coordinator)
-    services.import_cases(store, study_id, DEMO_DIR / "cases.jsonl", coordinator)
-    services.import_answers(store, study_id, DEMO_DIR / "answers.jsonl", coordinator)
+    content.import_arms(store, builder, study_id, DEMO_DIR / "arms.csv")
+    content.import_cases(store, builder, study_id, DEMO_DIR / "cases.jsonl")
+    content.import_answers(store, builder, study_id, DEMO_DIR / "answers.jsonl")
 
     instrument = get_builtin(DEMO_INSTRUMENT)
     missing = sorted(set(SIMULATED_ITEMS) - {item.key for item in instrument.items})
@@ -420,17 +426,17 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
             f"Built-in instrument '{DEMO_INSTRUMENT}' lacks the items the demo rates: "
             + ", ".join(missing)
         )
-    key, version = services.add_instrument(store, instrument, coordinator)
-    services.attach_instrument(store, study_id, key, version, coordinator)
+    key, version = instruments.add_instrument(store, builder, instrument)
+    instruments.attach_instrument(store, builder, study_id, key, version)
 
     protocol = demo_protocol(
         seed=seed,
         instrument={"key": key, "version": version, "content_hash": instrument.content_hash()},
     )
-    services.lock_protocol(store, study_id, protocol, coordinator)
+    design.lock_protocol(store, builder, study_id, protocol)
 
-    cases = services.list_cases(store, study_id)
-    answers = services.list_answers(store, study_id)
+    cases = content.list_cases(store, builder, study_id)
+    answers = content.list_answers(store, builder, study_id)
     specialty = {str(r["user_id"]): r["specialty"] for r in raters}
     assignments, presentations = design_assignments(
         cases.get_column("case_id").to_list(),
@@ -441,24 +447,27 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
         rater_specialty=specialty,
         case_specialty=dict(cases.select("case_id", "specialty").iter_rows()),
     )
-    services.persist_assignments(store, study_id, assignments, presentations, seed, coordinator)
-    services.start_rating(store, study_id, coordinator)
+    design.persist_assignments(store, builder, study_id, assignments, presentations, seed=seed)
+    lifecycle.start_rating(store, builder, study_id)
 
     words = {a: len(t.split()) for a, t in answers.select("answer_id", "text").iter_rows()}
     simulated = simulate_ratings(
         assignments, presentations, errors=read_answer_errors(), words=words, seed=seed
     )
+    callers = {rater: people.demo_sign_in(store, rater) for rater in rater_ids}
     stored_id = {}
-    for rater in rater_ids:
-        queue = services.rater_queue(store, rater, study_id)
+    for rater, caller in callers.items():
+        queue = rating.rater_queue(store, caller, study_id)
         for assignment, case_id in queue.select("assignment", "case_id").iter_rows():
             stored_id[(rater, case_id)] = assignment
     for submission in submissions(simulated):
-        services.submit_rating(
+        rater = submission["rater_id"]
+        rating.submit_rating(
             store,
-            rater=submission["rater_id"],
-            assignment_id=stored_id[(submission["rater_id"], submission["case_id"])],
-            values=submission["values"],
+            callers[rater],
+            study_id,
+            stored_id[(rater, submission["case_id"])],
+            submission["values"],
             seconds=submission["seconds"],
         )
     return study_id

@@ -6,6 +6,7 @@ Anything that is not a ``StudyError`` is a bug and propagates with its traceback
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -18,6 +19,21 @@ def first_line(exc: BaseException) -> str:
     """
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def listed(shown: Sequence[str], total: int | None = None, *, sep: str = ", ") -> str:
+    """``shown`` joined by ``sep``, then "(and M more)" when ``total`` exceeds what is shown.
+
+    The one way a message lists the first few of many things:
+
+    >>> listed(["'c1'", "'c2'"], 5)
+    "'c1', 'c2' (and 3 more)"
+    >>> listed(["a", "b"], sep="; ")
+    'a; b'
+    """
+    text = sep.join(shown)
+    more = (total or 0) - len(shown)
+    return f"{text} (and {more:,} more)" if more > 0 else text
 
 
 class StudyError(Exception):
@@ -40,6 +56,10 @@ class ConfigError(StudyError):
     """A setting or a configuration file is invalid."""
 
 
+class ConflictError(StudyError):
+    """The object exists already with different content, or the action was already done."""
+
+
 class InstrumentError(StudyError):
     """An instrument definition is invalid."""
 
@@ -55,6 +75,11 @@ class Problem:
     problem concerns the whole file or a whole column. ``repeats`` is how many problems this line
     stands for: 1, or more for a summary line such as "... and 100 more rows with the same
     problem" that replaces a long run of identical problems.
+
+    >>> print(Problem("cases.csv", 3, "question", "is empty"))
+    cases.csv, row 3, column 'question': is empty
+    >>> Problem.summary("cases.csv", "question", 100).repeats
+    100
     """
 
     file: str

@@ -104,7 +104,6 @@ written in TOML or JSON has the same hash.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
@@ -116,6 +115,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from study.canonical import canonical_json, sha256_hex
 from study.errors import InstrumentError, NotFoundError, StudyError
 
 SCHEMA_VERSION = 1
@@ -770,17 +770,11 @@ class Instrument:
 
     def canonical_json(self) -> str:
         """Sorted keys, no whitespace, UTF-8 text: the bytes that ``content_hash`` digests."""
-        return json.dumps(
-            self.to_dict(),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        return canonical_json(self.to_dict())
 
     def content_hash(self) -> str:
         """Hex SHA-256 of ``canonical_json()`` encoded as UTF-8 (64 characters)."""
-        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+        return sha256_hex(self.canonical_json())
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None) -> Instrument:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import OPERATOR
 from streamlit.testing.v1 import AppTest
 
-from study import services
 from study.demo import build_demo
 from study.instruments import get_builtin
+from study.services import studies
 from study.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,7 @@ def demo_and_draft_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("app") / "clinval.duckdb"
     with Store(db) as store:
         build_demo(store)
-        services.create_study(store, "Draft trial", "test", study_id="draft-trial")
+        studies.create_study(store, OPERATOR, "Draft trial", study_id="draft-trial")
     return db
 
 
@@ -150,7 +151,7 @@ def test_demo_on_start_leaves_a_database_with_studies_alone(
 ) -> None:
     db = tmp_path / "has-a-study.duckdb"
     with Store(db) as store:
-        services.create_study(store, "Draft trial", "test", study_id="draft-trial")
+        studies.create_study(store, OPERATOR, "Draft trial", study_id="draft-trial")
     at = run_app(monkeypatch, db, demo_on_start="1")
     no_failure(at)
     assert at.selectbox(key="overview_study").options == ["Draft trial (draft-trial)"]
@@ -171,3 +172,46 @@ def test_overview_tables_show_arm_counts_and_item_prompts(
     demo_items = get_builtin("ayers_harm").items
     assert list(items["item_key"]) == [item.key for item in demo_items]
     assert list(items["prompt"]) == [item.prompt for item in demo_items]
+
+
+def run_as(monkeypatch: pytest.MonkeyPatch, db: Path, person: str) -> AppTest:
+    """The app's first run with ``person`` picked in the demo picker.
+
+    A fresh AppTest per person: AppTest re-detects the ``pages/`` folder on every rerun and then
+    runs the page alone, without ``app.py`` (the real server keeps ``st.navigation``'s registry),
+    so a change of the picker must start a new session to reach the router.
+    """
+    monkeypatch.setenv("CLINVAL_DB", str(db))
+    monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["demo_person"] = person
+    return at.run()
+
+
+def test_the_demo_without_sign_in_says_so_and_acts_as_the_person_picked(
+    monkeypatch: pytest.MonkeyPatch, demo_and_draft_db: Path
+) -> None:
+    at = run_app(monkeypatch, demo_and_draft_db)
+    no_failure(at)
+    assert any("Demo without real sign-in" in w.value for w in at.warning)
+    picker = at.selectbox(key="demo_person")
+    assert picker.value == "__local__"  # the local operator sees every study
+    shown = set(picker.options)  # display names with each person's roles
+    assert "Local operator (no sign-in)" in shown
+    assert "Demo Coordinator (demo) — coordinator" in shown
+    assert "Dr Ada Example (demo) — rater" in shown
+
+    at = run_as(monkeypatch, demo_and_draft_db, "demo-coordinator")
+    no_failure(at)
+    # the demo coordinator holds a role in the demo study only
+    assert at.selectbox(key="overview_study").options == [
+        "Demo: patient questions (synthetic) (demo-patient-questions)"
+    ]
+    assert metrics(at)["Arms"] == str(DEMO_COUNTS["Arms"])
+
+    at = run_as(monkeypatch, demo_and_draft_db, "demo-rater-01")
+    no_failure(at)
+    # a rater sees their own queue: no protocol, no arms, nobody else's progress
+    assert [s.value for s in at.subheader] == ["Your assignments"]
+    assert not at.metric and not at.dataframe and not at.get("plotly_chart")
+    assert "done" in at.get("progress")[0].proto.text

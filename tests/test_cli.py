@@ -179,6 +179,19 @@ def test_audit_verify_passes_on_an_untouched_database(built_db: Path) -> None:
     assert second == f"head hash: {head} (record it outside the database)"
 
 
+def test_audit_verify_counts_the_events_of_every_declared_kind(built_db: Path) -> None:
+    from study.audit import EVENT_KINDS
+
+    with duckdb.connect(str(built_db), read_only=True) as con:
+        stored = dict(
+            con.execute("SELECT action, count(*) FROM audit_events GROUP BY 1").fetchall()
+        )
+    result = run_cli("audit", "verify", "--kinds", db=built_db)
+    assert result.returncode == 0, result.stderr
+    counted = dict(line.split() for line in result.stdout.strip().splitlines()[2:])
+    assert counted == {name: str(stored.get(name, 0)) for name in EVENT_KINDS}
+
+
 @pytest.mark.parametrize(
     ("tamper", "seq"),
     [

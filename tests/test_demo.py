@@ -7,12 +7,14 @@ import json
 
 import polars as pl
 import pytest
+from conftest import OPERATOR, sign_in
 
-from study import importing, services
+from study import audit, importing
 from study.assignment import design_assignments
 from study.blinding import leak_report
 from study.demo import (
     DEMO_DIR,
+    DEMO_STUDY_ID,
     DEMO_STUDY_NAME,
     ITEM_BETTER,
     ITEM_COULD_HARM,
@@ -30,7 +32,9 @@ from study.demo import (
     submissions,
 )
 from study.errors import StudyError
-from study.store import Store, verify_audit
+from study.services import content, exports, lifecycle, monitoring, rating, studies
+from study.services import design as design_service
+from study.store import Store
 
 SEED = 2026
 
@@ -221,21 +225,19 @@ def test_simulation_rejects_unknown_severity_and_share(design):
 # --- build_demo through the services -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("demo") / "demo.duckdb")
-    study_id = build_demo(store, seed=SEED)
-    yield store, study_id
-    store.close()
+@pytest.fixture
+def built(demo):
+    # the session's demo database (default seed, SEED) on a private copy
+    yield demo, DEMO_STUDY_ID
 
 
 def test_build_demo_stores_a_synthetic_study_in_rating(built):
     store, study_id = built
-    study = services.get_study(store, study_id)
+    study = studies.get_study(store, OPERATOR, study_id)
     assert study["name"] == DEMO_STUDY_NAME
     assert study["synthetic"] is True
     assert study["status"] == "rating"
-    protocol = services.get_protocol(store, study_id)["content"]
+    protocol = design_service.get_protocol(store, OPERATOR, study_id)["content"]
     primary = protocol["primary_endpoint"]
     assert (primary["item"], primary["margin"], primary["direction"], primary["alpha"]) == (
         ITEM_QUALITY,
@@ -249,16 +251,16 @@ def test_build_demo_stores_a_synthetic_study_in_rating(built):
 
 def test_build_demo_cases_arms_and_provenance(built):
     store, study_id = built
-    cases = services.list_cases(store, study_id)
+    cases = content.list_cases(store, OPERATOR, study_id)
     assert cases.height >= 40
     assert cases.get_column("specialty").n_unique() >= 5
-    arms = services.list_arms(store, study_id)
+    arms = content.list_arms(store, OPERATOR, study_id)
     assert arms.height == 2
     llm = arms.filter(pl.col("kind") == "llm").row(0, named=True)
     assert (llm["model_name"], llm["model_version"]) == ("demo-llm", "demo-llm-2026-06-01")
     clinician = arms.filter(pl.col("kind") == "clinician").row(0, named=True)
     assert clinician["author_role"]
-    answers = services.list_answers(store, study_id)
+    answers = content.list_answers(store, OPERATOR, study_id)
     llm_answers = answers.filter(pl.col("arm_id") == llm["arm_id"])
     assert llm_answers.height == cases.height
     for column in ("model_version", "generated_at", "prompt", "system_prompt", "parameters"):
@@ -268,7 +270,9 @@ def test_build_demo_cases_arms_and_provenance(built):
 def _queues(store, study_id) -> pl.DataFrame:
     raters = [r["user_id"] for r in read_raters()]
     frames = [
-        services.rater_queue(store, rater, study_id).with_columns(pl.lit(rater).alias("rater"))
+        rating.rater_queue(store, sign_in(store, rater), study_id).with_columns(
+            pl.lit(rater).alias("rater")
+        )
         for rater in raters
     ]
     return pl.concat(frames)
@@ -281,7 +285,7 @@ def test_build_demo_assigns_three_raters_per_case_balanced_never_to_own_answers(
     per_case = queues.group_by("case_id").agg(pl.col("rater").n_unique().alias("n"), pl.len())
     assert set(per_case.get_column("n")) == {3}
     assert set(per_case.get_column("len")) == {3}
-    answers = services.list_answers(store, study_id)
+    answers = content.list_answers(store, OPERATOR, study_id)
     own = queues.join(
         answers.select("case_id", pl.col("author_id").alias("rater")), on=["case_id", "rater"]
     )
@@ -296,12 +300,12 @@ def test_build_demo_assigns_three_raters_per_case_balanced_never_to_own_answers(
 
 def test_build_demo_rates_about_sixty_percent_and_the_llm_is_more_empathetic(built):
     store, study_id = built
-    status = services.study_status(store, study_id)
+    status = monitoring.study_status(store, OPERATOR, study_id)
     assert status["raters"] == 6
     assert status["assignments"] == status["cases"] * 3
     share = status["done"] / status["assignments"]
     assert 0.5 <= share <= 0.7
-    long = services.export_ratings_long(store, study_id, actor="test")
+    long = exports.export_ratings_long(store, OPERATOR, study_id)
     empathy = dict(
         long.filter(pl.col("item") == ITEM_EMPATHY)
         .group_by("arm")
@@ -317,9 +321,9 @@ def test_build_demo_rates_about_sixty_percent_and_the_llm_is_more_empathetic(bui
 
 
 def _fingerprint(store, study_id) -> tuple:
-    status = services.study_status(store, study_id)
+    status = monitoring.study_status(store, OPERATOR, study_id)
     long = (
-        services.export_ratings_long(store, study_id, actor="test")
+        exports.export_ratings_long(store, OPERATOR, study_id)
         .select("case", "rater", "answer", "item", "value", "value_text", "position", "seconds")
         .sort("case", "rater", "item", "position", nulls_last=False)
     )
@@ -345,7 +349,7 @@ def test_build_demo_refuses_to_overwrite_an_existing_demo(built):
 def test_build_demo_with_the_default_seed_gives_the_documented_counts(tmp_path):
     # the figures the README and the app's first start show
     with Store(tmp_path / "default.duckdb") as store:
-        status = services.study_status(store, build_demo(store))
+        status = monitoring.study_status(store, OPERATOR, build_demo(store))
     assert (status["cases"], status["assignments"], status["ratings_submitted"]) == (42, 126, 836)
     assert round(100 * status["done"] / status["assignments"], 1) == 60.3
 
@@ -367,11 +371,11 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_build_succeeds(
     with Store(tmp_path / "interrupted.duckdb") as store:
         # start_rating comes after the imports, the instrument, the lock and the assignments
         with monkeypatch.context() as patch:
-            patch.setattr(services, "start_rating", fail)
+            patch.setattr(lifecycle, "start_rating", fail)
             with pytest.raises(type(error)):
                 build_demo(store, seed=SEED)
         assert _traces(store) == (0, 0, 0, 0)
-        assert verify_audit(store).ok
+        assert audit.verify(store).ok
         study_id = build_demo(store, seed=SEED)
-        assert services.get_study(store, study_id)["status"] == "rating"
-        assert verify_audit(store).ok
+        assert studies.get_study(store, OPERATOR, study_id)["status"] == "rating"
+        assert audit.verify(store).ok

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import OPERATOR, add_person, sign_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -158,23 +159,27 @@ def _dump(store) -> dict[str, list[tuple]]:
 
 @pytest.fixture(scope="module")
 def study_store(tmp_path_factory):
-    from study import services
+    """A draft study "prop" with arms and cases, whose coordinator ``alice`` imports."""
+    from study.services import content, people, studies
     from study.store import Store
 
     folder = tmp_path_factory.mktemp("import-db")
     store = Store(folder / "clinval.duckdb")
     store.migrate()
-    services.create_study(store, "Property", "alice", study_id="prop")
+    studies.create_study(store, OPERATOR, "Property", study_id="prop")
+    add_person(store, "alice")
+    people.grant_role(store, OPERATOR, "prop", "alice", "coordinator")
+    alice = sign_in(store, "alice")
     arms = folder / "arms.csv"
     arms.write_text(
         "arm_id,kind,model_name,model_version,author_role\n"
         "gpt,llm,gpt-4o,2024-08-06,\ndoc,clinician,,,nurse\n",
         encoding="utf-8",
     )
-    services.import_arms(store, "prop", arms, "alice")
+    content.import_arms(store, alice, "prop", arms)
     cases = folder / "cases.csv"
     cases.write_text("case_id,question\nc1,first\nc2,second\n", encoding="utf-8")
-    services.import_cases(store, "prop", cases, "alice")
+    content.import_cases(store, alice, "prop", cases)
     yield store
     store.close()
 
@@ -210,16 +215,17 @@ def import_files(draw) -> tuple[str, str]:
 @FEW
 @given(file=import_files())
 def test_a_failed_import_leaves_every_table_as_it_was(study_store, file):
-    from study import services
+    from study.services import content
 
     kind, text = file
+    alice = sign_in(study_store, "alice")
     before = _dump(study_store)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{kind}.csv"
         path.write_bytes(text.encode("utf-8", errors="surrogatepass"))
-        importer = services.import_cases if kind == "cases" else services.import_answers
+        importer = content.import_cases if kind == "cases" else content.import_answers
         try:
-            importer(study_store, "prop", path, "alice")
+            importer(study_store, alice, "prop", path)
         except ValidationError:
             assert _dump(study_store) == before
         else:
@@ -229,7 +235,7 @@ def test_a_failed_import_leaves_every_table_as_it_was(study_store, file):
 
 def test_the_database_property_also_sees_successes(study_store, tmp_path):
     # guards against the property passing only because every random file failed
-    from study import services
+    from study.services import content
 
     path = tmp_path / "answers.csv"
     path.write_text(
@@ -237,8 +243,9 @@ def test_the_database_property_also_sees_successes(study_store, tmp_path):
         "c1,gpt,a,2025-03-01,p,\nc2,gpt,b,2025-03-01,p,\n",
         encoding="utf-8",
     )
+    alice = sign_in(study_store, "alice")
     before = _dump(study_store)
-    result = services.import_answers(study_store, "prop", path, "alice")
+    result = content.import_answers(study_store, alice, "prop", path)
     assert result.added == 2 or result.skipped == 2
     if result.added:
         assert _dump(study_store)["answers"] != before["answers"]

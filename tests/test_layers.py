@@ -1,7 +1,10 @@
 """The layering rules from STYLE.md, checked on the source with ``ast`` (nothing is imported).
 
 - ``study/`` and ``analysis/`` never import streamlit (the core must run without a UI).
-- ``analysis/`` never imports duckdb (statistics take frames, not connections).
+- ``analysis/`` never imports duckdb (statistics take frames, not connections) nor ``study``
+  (the library at the bottom knows nothing of the application above it).
+- ``study`` reaches ``analysis`` only through ``study/services/analyses.py``.
+- A person's ``Caller`` is minted only by the sign-in step (``study/services/people.py``).
 - ``app.py`` and ``pages/`` hold no SQL: they import neither duckdb nor (pages) ``study.store``,
   call no store or connection method that runs SQL, and hold no string literal written as a SQL
   statement (this codebase writes SQL keywords in capitals, so prose such as "Select a study"
@@ -142,6 +145,28 @@ def test_sql_calls_sees_store_and_connection_methods(snippet: str, calls: list[s
     assert sorted(sql_calls(snippet)) == sorted(calls)
 
 
+def test_imported_roots_sees_a_study_import_inside_analysis() -> None:
+    snippet = "def f():\n    from study.errors import StudyError\n"
+    assert "study" in imported_roots(snippet)
+
+
+def names_called(source: str) -> set[str]:
+    """Names of the functions ``source`` calls or imports by name (``f(...)``, ``m.f(...)``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            names.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_names_called_sees_calls_and_imports() -> None:
+    assert "person_caller" in names_called("from study.access import person_caller")
+    assert "person_caller" in names_called("access.person_caller('x', via='oidc')")
+
+
 def test_imported_modules_sees_from_imports() -> None:
     assert "study.store" in imported_modules("from study.store import Store")
     assert "study.store" in imported_modules("from study import store")
@@ -166,6 +191,39 @@ def test_core_never_imports_streamlit(path: Path) -> None:
 @pytest.mark.parametrize("path", ANALYSIS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_analysis_never_imports_duckdb(path: Path) -> None:
     assert "duckdb" not in imported_roots(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", ANALYSIS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_analysis_never_imports_study(path: Path) -> None:
+    assert "study" not in imported_roots(path.read_text(encoding="utf-8"))
+
+
+STUDY = _py_files("study")
+ANALYSES_DOOR = ROOT / "study" / "services" / "analyses.py"
+
+
+@pytest.mark.parametrize("path", STUDY, ids=lambda p: str(p.relative_to(ROOT)))
+def test_study_reaches_analysis_only_through_its_analyses_service(path: Path) -> None:
+    if path == ANALYSES_DOOR:
+        return
+    assert "analysis" not in imported_roots(path.read_text(encoding="utf-8"))
+
+
+def test_the_analyses_service_is_the_door() -> None:
+    # guards the exemption above: the door exists and does use the library
+    assert "analysis" in imported_roots(ANALYSES_DOOR.read_text(encoding="utf-8"))
+
+
+MINT = {ROOT / "study" / "access.py", ROOT / "study" / "services" / "people.py"}
+
+
+@pytest.mark.parametrize(
+    "path", [*CORE, *UI, *_py_files("tests", "benchmarks")], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_only_the_sign_in_step_mints_a_persons_caller(path: Path) -> None:
+    if path in MINT or path == Path(__file__):
+        return
+    assert "person_caller" not in names_called(path.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("path", UI, ids=lambda p: str(p.relative_to(ROOT)))

@@ -1,0 +1,480 @@
+"""The audit chain: the event kinds declared once, appending an event, and verifying the chain.
+
+Every change to a study, and every sensitive read or refused call, appends one event to
+``audit_events`` in the same transaction as the change, so a failure leaves neither. Each event
+stores the SHA-256 digest of its canonical JSON payload, the hash of the previous event and its
+own hash over all of its fields: a hash chain. ``verify`` walks the chain and names the first
+event that was altered or removed, checks that every event is of a declared kind, and checks that
+the audited rows (studies, imports, assignments, ratings, ...) have their events, so a trail cut
+short is caught too; its ``head_hash`` is the value to record outside the database.
+
+Each kind is declared once below (``EVENT_KINDS``), with what it records and which stored rows
+it covers; the README's table of event kinds is checked against this declaration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from study.canonical import canonical_json, sha256_hex
+from study.errors import StudyError
+from study.store import Cursor, Store, first, utc_now
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first audit event."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    """One kind of audit event: its ``name`` (stored as ``audit_events.action``), what it
+    records (``help``) and which stored rows ``verify`` checks against it (``covers``; empty for
+    a kind that stands for a read or a refusal, with no rows behind it)."""
+
+    name: str
+    help: str
+    covers: str = ""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+EVENT_KINDS: dict[str, EventKind] = {}
+"""Every kind of event, by name, in the order declared."""
+
+
+def _kind(name: str, help: str, covers: str = "") -> EventKind:
+    kind = EventKind(name, help, covers)
+    EVENT_KINDS[name] = kind
+    return kind
+
+
+STUDY_CREATE = _kind(
+    "study.create", "a study was created as a draft", "studies: one event per study"
+)
+CASES_IMPORT = _kind(
+    "cases.import",
+    "cases were imported (file, its SHA-256, rows read, added, skipped)",
+    "cases: the rows added, counted per study",
+)
+ARMS_IMPORT = _kind(
+    "arms.import",
+    "arms were imported (file, its SHA-256, rows read, added, skipped)",
+    "arms: the rows added, counted per study",
+)
+ANSWERS_IMPORT = _kind(
+    "answers.import",
+    "answers were imported (file, its SHA-256, rows read, added, skipped)",
+    "answers: the rows added, counted per study",
+)
+INSTRUMENT_ADD = _kind(
+    "instrument.add",
+    "an instrument version was added to the library (key, version, content hash)",
+    "instruments: one event per key and version",
+)
+INSTRUMENT_ATTACH = _kind(
+    "instrument.attach", "an instrument version was attached to a draft study (key, version)"
+)
+USER_ADD = _kind(
+    "user.add", "a person was added (issuer, subject, e-mail)", "users: one event per user"
+)
+ROLE_GRANT = _kind("role.grant", "a role was granted to a person (role, study or every study)")
+ROLE_REVOKE = _kind("role.revoke", "a role was taken from a person (role, study or every study)")
+PROTOCOL_LOCK = _kind(
+    "protocol.lock",
+    "a protocol version was locked (version, content hash, reason for a later version)",
+    "protocols: one event per study and version, and no event without its protocol",
+)
+ASSIGNMENTS_PERSIST = _kind(
+    "assignments.persist",
+    "an assignment design was stored (seed, algorithm, assignments, presentations)",
+    "assignments and presentations: the rows stored, counted per study",
+)
+STUDY_RATING = _kind("study.rating", "rating was opened (locked -> rating)")
+STUDY_CLOSED = _kind("study.closed", "rating was closed (rating -> closed)")
+STUDY_UNBLINDED = _kind("study.unblinded", "the study was unblinded (closed -> unblinded)")
+RATING_SUBMIT = _kind(
+    "rating.submit",
+    "a rater submitted an assignment (rater, seconds on task, every value with its revision)",
+    "ratings: every stored revision equals a recorded value, and every recorded value is stored",
+)
+RATING_REVISE = _kind(
+    "rating.revise",
+    "a rater revised a submitted assignment (the new revisions, as for rating.submit)",
+    "ratings: as rating.submit",
+)
+RATINGS_EXPORT = _kind(
+    "ratings.export", "a sensitive read: the ratings were exported with their arms (rows)"
+)
+ACCESS_DENIED = _kind(
+    "access.denied",
+    "a service refused a caller (service, the permission it needs, study)",
+)
+
+_EVENT_FIELDS = (
+    "seq",
+    "occurred_at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "study",
+    "payload",
+    "payload_digest",
+    "prev_hash",
+    "hash",
+)
+"""Columns of ``audit_events`` that make up an event, in the order ``verify`` reads them."""
+
+_ACTION = _EVENT_FIELDS.index("action")
+
+# the hash covers the payload through its digest, and of course not itself
+_HASHED_FIELDS = tuple(f for f in _EVENT_FIELDS if f not in ("payload", "hash"))
+
+
+def _event_hash(event: Mapping[str, Any]) -> str:
+    fields = {name: event[name] for name in _HASHED_FIELDS}
+    fields["occurred_at"] = fields["occurred_at"].isoformat(timespec="microseconds")
+    return sha256_hex(canonical_json(fields))
+
+
+def append(
+    cur: Cursor,
+    *,
+    actor: str,
+    kind: EventKind,
+    object_type: str,
+    object_id: str | None = None,
+    study: str | None = None,
+    payload: Any = None,
+) -> int:
+    """Append one event to the audit chain on ``cur`` (inside the caller's transaction).
+
+    Returns the event's ``seq``. ``payload`` is any JSON-able value; its canonical JSON is stored
+    and its SHA-256 digest enters the event's hash.
+    """
+    if not actor:
+        raise StudyError("Every change needs an actor: who made it.")
+    if EVENT_KINDS.get(str(kind)) is not kind:
+        raise ValueError(f"{kind!r} is not a declared audit event kind (study.audit.EVENT_KINDS)")
+    action = kind.name
+    payload_text = canonical_json(payload if payload is not None else {})
+    head = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
+    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+    event = {
+        "seq": seq,
+        "occurred_at": utc_now(),
+        "actor": actor,
+        "action": action,
+        "object_type": object_type,
+        "object_id": None if object_id is None else str(object_id),
+        "study": study,
+        "payload_digest": sha256_hex(payload_text),
+        "prev_hash": prev_hash,
+    }
+    event_hash = _event_hash(event)
+    cur.execute(
+        "INSERT INTO audit_events (seq, occurred_at, actor, action, object_type, object_id, study,"
+        " payload, payload_digest, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            event["seq"],
+            event["occurred_at"],
+            actor,
+            action,
+            object_type,
+            event["object_id"],
+            study,
+            payload_text,
+            event["payload_digest"],
+            prev_hash,
+            event_hash,
+        ],
+    )
+    cur.execute(
+        "INSERT INTO audit_head VALUES (1, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        [seq, event_hash],
+    )
+    return seq
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """Result of ``verify``: ``ok`` is True when the whole chain checks out.
+
+        Otherwise ``seq`` is the first event found altered or missing and ``problem`` says what.
+        ``head_hash`` is the hash of the chain's last event (``GENESIS_HASH`` for an empty chain):
+        record it outside the database (a report, a ticket, an e-mail) to be able to show later
+        that the chain was not rewritten as a whole. ``counts`` maps every declared kind's name to
+        the number of its events in the chain (0 for a kind that never occurred), whenever the chain
+    itself is whole (also when rows and events disagree).
+    """
+
+    ok: bool
+    events: int
+    seq: int | None = None
+    problem: str | None = None
+    head_hash: str | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"audit trail intact: {self.events} events, head hash {self.head_hash}"
+        return self.problem or "audit trail broken"
+
+
+def verify(store: Store) -> AuditReport:
+    """Walk the audit chain from the first event; report the first event altered or removed.
+
+    The chain: for each event, in seq order, seq follows the previous one without a gap; the
+    payload's digest matches the stored payload; the event's hash matches its fields (seq
+    included, so an event moved to another place fails itself and is named); ``prev_hash``
+    equals the previous event's ``hash``. The chain's end must match ``audit_head``.
+
+    Coverage (checked when the chain is whole): audited rows must have their events, so a trail
+    cut short or emptied (with ``audit_head`` moved back or deleted too) is caught. Every study
+    has its ``study.create`` event, every user its ``user.add``, every instrument its
+    ``instrument.add``, every protocol version its ``protocol.lock`` (and every such event its
+    protocol); per study the cases, arms and answers stored equal the rows the import events
+    added, and the assignments and presentations what ``assignments.persist`` events recorded;
+    every rating row (every revision) equals a value recorded by a ``rating.submit`` or
+    ``rating.revise`` event (slot, item, revision, value) and every recorded value has its row.
+    A coverage problem blames the event that recorded the row, or, for a row with no event at
+    all, the seq after the chain's end.
+
+    What it cannot detect: a consistent rewrite by someone with write access to the file who
+    recomputes every hash and keeps rows and events in step (the chain is then valid, only
+    different). That is caught only by comparing with a ``head_hash`` recorded outside the
+    database earlier: a genuine chain that grew since still holds that hash at that seq. Nor
+    does it check columns no event records (e.g. a case's question text after import: the
+    import event holds the file's SHA-256, against which the original file can be checked), or
+    roles (they are granted and revoked, so no count must match).
+    """
+    cur = store.cursor()
+    try:
+        rows = cur.execute(
+            "SELECT " + ", ".join(_EVENT_FIELDS) + " FROM audit_events ORDER BY seq"
+        ).fetchall()
+        head = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
+        report = _verify_chain(rows, head)
+        if report.ok:
+            counts = dict.fromkeys(EVENT_KINDS, 0)
+            for row in rows:
+                counts[row[_ACTION]] += 1
+            report = AuditReport(True, len(rows), head_hash=report.head_hash, counts=counts)
+            fault = _coverage_fault(cur)
+            if fault is not None:
+                seq, problem = fault
+                blamed = len(rows) + 1 if seq is None else seq
+                report = AuditReport(False, len(rows), blamed, problem, counts=counts)
+    finally:
+        cur.close()
+    return report
+
+
+def _verify_chain(rows: list[tuple], head: tuple | None) -> AuditReport:
+    n = len(rows)
+    prev_seq, prev_hash = 0, GENESIS_HASH
+    for row in rows:
+        event = dict(zip(_EVENT_FIELDS, row, strict=True))
+        seq = event["seq"]
+        if seq != prev_seq + 1:
+            missing = prev_seq + 1
+            problem = f"audit event {missing} is missing: seq jumps {prev_seq} -> {seq}"
+            return AuditReport(False, n, missing, problem)
+        # the event's own checks first: an event edited or moved to another seq fails here and
+        # is named, before its link to the (intact) predecessor is looked at
+        if sha256_hex(event["payload"]) != event["payload_digest"]:
+            problem = f"audit event {seq} was altered: its payload does not match its digest"
+            return AuditReport(False, n, seq, problem)
+        if _event_hash(event) != event["hash"]:
+            problem = f"audit event {seq} was altered: its hash does not match its contents"
+            return AuditReport(False, n, seq, problem)
+        if event["action"] not in EVENT_KINDS:
+            problem = (
+                f"audit event {seq} is of kind '{event['action']}', which this code does not "
+                "declare: it was written around the store"
+            )
+            return AuditReport(False, n, seq, problem)
+        if event["prev_hash"] != prev_hash:
+            # both events match their own hashes but not the link that event seq recorded:
+            # prev_seq was rewritten with a recomputed hash (or seq's link was, with its hash)
+            first_bad = prev_seq if prev_seq else seq
+            return AuditReport(
+                False,
+                n,
+                first_bad,
+                f"audit event {first_bad} was altered: event {seq} records a different hash for "
+                f"its predecessor (prev_hash mismatch between events {prev_seq} and {seq})",
+            )
+        prev_seq, prev_hash = seq, event["hash"]
+    head_seq, head_hash = head if head else (0, GENESIS_HASH)
+    if head_seq > prev_seq:
+        return AuditReport(
+            False,
+            n,
+            prev_seq + 1,
+            f"audit event {prev_seq + 1} is missing: the chain ends at {prev_seq} but "
+            f"{head_seq} events were written",
+        )
+    if head_seq < prev_seq or head_hash != prev_hash:
+        return AuditReport(
+            False,
+            n,
+            prev_seq,
+            f"audit event {prev_seq} was altered or added outside the store: it does not match "
+            "the recorded head of the chain",
+        )
+    return AuditReport(True, n, head_hash=prev_hash)
+
+
+# Rows that must have an audit event: (SQL giving a description of the first row without one,
+# taking the kind's name as $kind; the kind).
+_MISSING_EVENT_SQL = (
+    (
+        "SELECT 'study ' || id || ' has no ' || $kind || ' event' FROM studies s"
+        " WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $kind"
+        "  AND e.object_id = s.id) ORDER BY id LIMIT 1",
+        STUDY_CREATE,
+    ),
+    (
+        "SELECT 'user ' || id || ' has no ' || $kind || ' event' FROM users u"
+        " WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $kind"
+        "  AND e.object_id = u.id) ORDER BY id LIMIT 1",
+        USER_ADD,
+    ),
+    (
+        "SELECT 'instrument ' || key || '@' || version || ' has no ' || $kind || ' event'"
+        " FROM instruments i WHERE NOT EXISTS (SELECT 1 FROM audit_events e"
+        "  WHERE e.action = $kind AND e.object_id = i.key || '@' || i.version)"
+        " ORDER BY key, version LIMIT 1",
+        INSTRUMENT_ADD,
+    ),
+    (
+        "SELECT 'protocol ' || study || '@' || version || ' has no ' || $kind || ' event'"
+        " FROM protocols p WHERE NOT EXISTS (SELECT 1 FROM audit_events e"
+        "  WHERE e.action = $kind AND e.object_id = p.study || '@' || p.version)"
+        " ORDER BY study, version LIMIT 1",
+        PROTOCOL_LOCK,
+    ),
+)
+
+# Per study, stored row counts against the counts the events recorded:
+# (table, event kind, payload field).
+_COUNTED = (
+    ("cases", CASES_IMPORT, "added"),
+    ("arms", ARMS_IMPORT, "added"),
+    ("answers", ANSWERS_IMPORT, "added"),
+    ("assignments", ASSIGNMENTS_PERSIST, "assignments"),
+    ("presentations", ASSIGNMENTS_PERSIST, "presentations"),
+)
+
+# Every value a rating event recorded, one row each ($submit, $revise: the two kinds' names).
+_RATING_EVENT_VALUES = """
+SELECT seq, CAST(object_id AS BIGINT) AS assignment, v.slot, v.item_key, v.revision,
+       v.value_num, v.value_text
+FROM (SELECT seq, object_id, unnest(from_json(json_extract(payload, '$.values'),
+        '[{"slot": "BIGINT", "item_key": "VARCHAR", "revision": "INTEGER",
+           "value_num": "DOUBLE", "value_text": "VARCHAR"}]')) AS v
+      FROM audit_events WHERE action IN ($submit, $revise))
+"""
+_RATING_KINDS = {"submit": RATING_SUBMIT.name, "revise": RATING_REVISE.name}
+
+
+def _coverage_fault(cur: Cursor) -> tuple[int | None, str] | None:
+    """(seq to blame, or None for "missing after the chain's end"; problem) for the first
+    audited row without its event or event without its row; None when all is covered."""
+    cut = ": the audit trail was cut short or emptied, or the row was written around the store"
+    for sql, kind in _MISSING_EVENT_SQL:
+        row = first(cur.execute(sql, {"kind": kind.name}).fetchall())
+        if row is not None:
+            return None, f"audit events are missing: {row[0]}{cut}"
+    orphan = first(
+        cur.execute(
+            "SELECT seq, object_id FROM audit_events e WHERE action = ?"
+            " AND NOT EXISTS (SELECT 1 FROM protocols p"
+            "  WHERE e.object_id = p.study || '@' || p.version) ORDER BY seq LIMIT 1",
+            [PROTOCOL_LOCK.name],
+        ).fetchall()
+    )
+    if orphan is not None:
+        seq, name = orphan
+        return seq, f"audit event {seq} records protocol {name}, which is no longer stored"
+    for table, kind, payload_field in _COUNTED:
+        # the table name is one of the constants above; the rest are parameters
+        row = first(
+            cur.execute(
+                "SELECT coalesce(r.study, e.study), coalesce(r.n, 0), coalesce(e.n, 0) FROM"
+                f' (SELECT study, count(*) AS n FROM "{table}" GROUP BY study) r'
+                " FULL JOIN (SELECT study, sum(CAST(json_extract_string(payload, ?) AS BIGINT))"
+                "  AS n FROM audit_events WHERE action = ? GROUP BY study) e"
+                " ON e.study = r.study"
+                " WHERE coalesce(r.n, 0) <> coalesce(e.n, 0) ORDER BY 1 LIMIT 1",
+                [f"$.{payload_field}", kind.name],
+            ).fetchall()
+        )
+        if row is not None:
+            study, stored, recorded = row
+            if stored > recorded:
+                return None, (
+                    f"audit events are missing: study {study} stores {stored} {table} but its "
+                    f"{kind} events record {recorded}{cut}"
+                )
+            return None, (
+                f"study {study} stores {stored} {table} but its {kind} events record "
+                f"{recorded}: rows were removed around the store"
+            )
+    unmatched = first(
+        cur.execute(
+            f"WITH ev AS ({_RATING_EVENT_VALUES})"
+            " SELECT r.id, r.assignment, r.item_key, r.revision,"
+            "  (SELECT min(seq) FROM ev WHERE ev.assignment = r.assignment AND ev.slot = r.slot"
+            "   AND ev.item_key = r.item_key AND ev.revision = r.revision)"
+            " FROM ratings r WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.assignment = r.assignment"
+            "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision"
+            "  AND ev.value_num IS NOT DISTINCT FROM r.value_num"
+            "  AND ev.value_text IS NOT DISTINCT FROM r.value_text)"
+            " ORDER BY r.id LIMIT 1",
+            _RATING_KINDS,
+        ).fetchall()
+    )
+    if unmatched is not None:
+        rating, assignment, item, revision, seq = unmatched
+        what = f"rating {rating} (assignment {assignment}, item '{item}', revision {revision})"
+        if seq is None:
+            return None, f"audit events are missing: {what} has no rating event{cut}"
+        return seq, f"{what} differs from the value audit event {seq} recorded: it was altered"
+    gone = first(
+        cur.execute(
+            f"WITH ev AS ({_RATING_EVENT_VALUES})"
+            " SELECT ev.seq, ev.assignment, ev.item_key, ev.revision FROM ev"
+            " WHERE NOT EXISTS (SELECT 1 FROM ratings r WHERE ev.assignment = r.assignment"
+            "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision)"
+            " ORDER BY ev.seq LIMIT 1",
+            _RATING_KINDS,
+        ).fetchall()
+    )
+    if gone is not None:
+        seq, assignment, item, revision = gone
+        return seq, (
+            f"audit event {seq} records a rating (assignment {assignment}, item '{item}', "
+            f"revision {revision}) that is no longer stored"
+        )
+    return None
+
+
+def events(store: Store, *, study: str | None = None, limit: int | None = None) -> pl.DataFrame:
+    """Audit events, newest first, optionally for one study; columns as in ``audit_events``."""
+    sql = "SELECT * FROM audit_events"
+    params: dict[str, Any] = {}
+    if study is not None:
+        sql += " WHERE study = $study"
+        params["study"] = study
+    sql += " ORDER BY seq DESC"
+    if limit is not None:
+        sql += " LIMIT $limit"
+        params["limit"] = int(limit)
+    return store.read(sql, params or None)

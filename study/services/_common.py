@@ -1,0 +1,58 @@
+"""Small pieces several services share: the study row and its state, who wrote an answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from study.errors import NotFoundError, StateError
+from study.store import Cursor
+
+MAX_LISTED = 20
+"""How many offending things a refusal names before it says "(and N more)"."""
+
+
+def study_row(cur: Cursor, study_id: str) -> dict[str, Any] | None:
+    """The study's row as a dict, or None."""
+    frame = cur.sql("SELECT * FROM studies WHERE id = $id", params={"id": study_id}).pl()
+    return frame.row(0, named=True) if frame.height else None
+
+
+def require_study(cur: Cursor, study_id: str, allowed: Iterable[str] | None = None) -> dict:
+    """The study's row; ``NotFoundError`` if there is none, ``StateError`` if its status is not
+    one of ``allowed`` (when given)."""
+    row = study_row(cur, study_id)
+    if row is None:
+        raise NotFoundError(f"There is no study '{study_id}'.")
+    if allowed is not None:
+        allowed = tuple(allowed)
+        if row["status"] not in allowed:
+            raise StateError(
+                f"Study '{study_id}' is {row['status']}; this needs it to be "
+                f"{' or '.join(allowed)}."
+            )
+    return row
+
+
+def column(cur: Cursor, sql: str, params: list[Any]) -> list[Any]:
+    """The first column of a query's rows, as a list."""
+    return [row[0] for row in cur.execute(sql, params).fetchall()]
+
+
+def constraint_reason(exc: Exception) -> str:
+    """A database constraint's refusal as one line for the person who sent the rows."""
+    text = str(exc).split("\n")[0]
+    return f"the database refused the rows: {text}"
+
+
+def author_owner_sql() -> str:
+    """SQL condition: answer ``a`` was written by user ``u``.
+
+    An answer is a rater's own when its author_id names the rater by id, e-mail or subject,
+    ignoring case and edge spaces (author ids are typed by people: "DR1 " is dr1). The one
+    definition used wherever own answers are kept from their author.
+    """
+    return (
+        "lower(trim(a.author_id)) IN"
+        " (lower(trim(u.id)), lower(trim(u.email)), lower(trim(u.subject)))"
+    )

@@ -1,0 +1,375 @@
+"""The design of a study: its protocol, the lock that freezes it, and the assignment of raters.
+
+The protocol (primary endpoint, margin, analysis plan, assignment seed) is locked before rating
+starts and hashed; nothing in a locked version changes, and a change is a new version with a
+reason, the coordinator's alone. Assignments come from ``study.assignment``'s seeded designs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from study import audit
+from study.access import Caller, guarded, require
+from study.canonical import canonical_json, content_hash
+from study.errors import (
+    NotFoundError,
+    PermissionDenied,
+    Problem,
+    StateError,
+    ValidationError,
+    listed,
+)
+from study.services._common import MAX_LISTED, author_owner_sql, constraint_reason, require_study
+from study.store import ConstraintViolation, Cursor, Store, utc_now
+
+
+@guarded
+def lock_protocol(
+    store: Store,
+    caller: Caller,
+    study: str,
+    protocol: Mapping[str, Any],
+    *,
+    reason: str | None = None,
+) -> str:
+    """Freeze ``protocol`` (a JSON-able dict) as the study's next protocol version.
+
+    Returns the protocol's hash: SHA-256 of its canonical JSON.
+
+    From ``draft`` this is version 1 and the study becomes ``locked``; it needs at least one arm,
+    one case, an attached instrument and an answer from every arm to every case (after the lock
+    no answer can be added; the refusal lists the missing (case, arm) answers, up to 20). Later
+    (``locked`` or ``rating``) a new version needs a ``reason`` and leaves the status alone,
+    and is the study's coordinator's alone (permission ``amend_protocol``).
+    """
+    digest = content_hash(dict(protocol))
+    cur = store.cursor()
+    try:
+        status = require_study(cur, study)["status"]
+    finally:
+        cur.close()
+    if status != "draft":
+        # checked before the transaction, so that the refusal's audit event is kept
+        require(store, caller, "amend_protocol", study=study, service=_LOCK)
+    with store.transaction() as cur:
+        row = require_study(cur, study, ("draft", "locked", "rating"))
+        if row["status"] != status:
+            raise StateError(f"Study '{study}' changed state meanwhile; try again.")
+        version = cur.execute(
+            "SELECT coalesce(max(version), 0) + 1 FROM protocols WHERE study = ?", [study]
+        ).fetchall()[0][0]
+        if row["status"] == "draft":
+            _check_ready_to_lock(cur, study)
+        if row["status"] != "draft" and not (reason and reason.strip()):
+            raise StateError(
+                f"Study '{study}' has a locked protocol; a change is a new version and needs "
+                "a reason."
+            )
+        cur.execute(
+            "INSERT INTO protocols (study, version, content, content_hash, reason, locked_at,"
+            " locked_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                study,
+                version,
+                canonical_json(dict(protocol)),
+                digest,
+                reason,
+                utc_now(),
+                caller.actor,
+            ],
+        )
+        if row["status"] == "draft":
+            cur.execute("UPDATE studies SET status = 'locked' WHERE id = ?", [study])
+        audit.append(
+            cur,
+            actor=caller.actor,
+            kind=audit.PROTOCOL_LOCK,
+            object_type="protocol",
+            object_id=f"{study}@{version}",
+            study=study,
+            payload={"version": version, "content_hash": digest, "reason": reason},
+        )
+    return digest
+
+
+_LOCK = "design.lock_protocol"
+
+
+def _check_ready_to_lock(cur: Cursor, study: str) -> None:
+    """Refuse to lock a design that could never be rated completely.
+
+    After the lock no answer can be added and nothing unlocks, so every case must have an answer
+    from every arm now: needs at least one arm, one case and one attached instrument.
+    """
+    counts = cur.execute(
+        "SELECT (SELECT count(*) FROM arms WHERE study = $s),"
+        " (SELECT count(*) FROM cases WHERE study = $s),"
+        " (SELECT count(*) FROM study_instruments WHERE study = $s)",
+        {"s": study},
+    ).fetchall()[0]
+    reasons = [
+        f"it has no {what}"
+        for what, n in zip(("arm", "case", "attached instrument"), counts, strict=True)
+        if not n
+    ]
+    gaps = cur.execute(
+        "SELECT c.case_id, r.arm_id, count(*) OVER () FROM cases c JOIN arms r ON r.study = c.study"
+        " WHERE c.study = $s AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.study = c.study"
+        "  AND a.case_id = c.case_id AND a.arm_id = r.arm_id)"
+        " ORDER BY c.case_id, r.arm_id LIMIT $n",
+        {"s": study, "n": MAX_LISTED},
+    ).fetchall()
+    if gaps:
+        total = gaps[0][2]
+        gaps_text = listed(
+            [f"case '{case}' has no answer from arm '{arm}'" for case, arm, _ in gaps],
+            total,
+            sep="; ",
+        )
+        reasons.append(f"{total:,} answers are missing: {gaps_text}")
+    if reasons:
+        raise StateError(
+            f"Study '{study}' cannot be locked yet (after the lock answers can no longer be "
+            f"added): {'; '.join(reasons)}."
+        )
+
+
+@guarded
+def get_protocol(
+    store: Store, caller: Caller, study: str, *, version: int | None = None
+) -> dict[str, Any]:
+    """The protocol row (version, content dict, content_hash, reason, locked_at, locked_by).
+
+    ``version``: a given version (default: the newest). ``content`` is the protocol exactly as
+    locked. Read from it for display:
+    ``primary_endpoint``, always a dict (a bare item key is ``{"item": key}``, none is ``{}``),
+    and ``test_arm`` / ``reference_arm`` (from ``content["arms"]``; None when it names none).
+    """
+    sql = "SELECT * FROM protocols WHERE study = $s"
+    params: dict[str, Any] = {"s": study}
+    if version is not None:
+        sql += " AND version = $v"
+        params["v"] = int(version)
+    frame = store.read(sql + " ORDER BY version DESC LIMIT 1", params)
+    if frame.height == 0:
+        raise NotFoundError(f"Study '{study}' has no locked protocol.")
+    row = frame.row(0, named=True)
+    content = row["content"] = json.loads(row["content"])
+    endpoint = content.get("primary_endpoint") if isinstance(content, Mapping) else None
+    if not endpoint:
+        endpoint = {}
+    elif not isinstance(endpoint, Mapping):
+        endpoint = {"item": endpoint}
+    arms = content.get("arms") if isinstance(content, Mapping) else None
+    arms = arms if isinstance(arms, Mapping) else {}
+    row["primary_endpoint"] = dict(endpoint)
+    row["test_arm"] = arms.get("test")
+    row["reference_arm"] = arms.get("reference")
+    return row
+
+
+@guarded
+def persist_assignments(
+    store: Store,
+    caller: Caller,
+    study: str,
+    assignments: pl.DataFrame,
+    presentations: pl.DataFrame,
+    *,
+    seed: int,
+) -> int:
+    """Store a design from ``study.assignment.design_assignments``; return assignments added.
+
+    ``assignments``: assignment_id, case_id, rater_id, queue_position, seed, algorithm (optional).
+    ``presentations``: assignment_id, answer_id, position, label. Allowed in ``draft`` or
+    ``locked``. Refuses raters who are not users, answers not in the study, and any rater
+    shown an answer they wrote.
+    """
+    _check_design_frames(assignments, presentations, seed)
+    with store.transaction() as cur:
+        require_study(cur, study, ("draft", "locked"))
+        first_id = store.allocate_ids(cur, "assignments")
+        numbered = _numbered_assignments(assignments, first_id, seed)
+        _refuse_unknown_raters(cur, numbered)
+        shown = _numbered_presentations(
+            presentations, numbered, store.allocate_ids(cur, "presentations")
+        )
+        try:
+            store.insert_frame(cur, "assignments", numbered, constants={"study": study})
+            store.insert_frame(cur, "presentations", shown, constants={"study": study})
+        except ConstraintViolation as exc:
+            raise ValidationError(
+                [Problem("assignments", None, None, constraint_reason(exc))]
+            ) from None
+        _refuse_own_answers(cur, study, first_id)
+        audit.append(
+            cur,
+            actor=caller.actor,
+            kind=audit.ASSIGNMENTS_PERSIST,
+            object_type="study",
+            object_id=study,
+            study=study,
+            payload={
+                "seed": int(seed),
+                "assignments": numbered.height,
+                "presentations": shown.height,
+                "algorithm": sorted(set(numbered.get_column("algorithm").to_list())),
+            },
+        )
+    return numbered.height
+
+
+def _check_design_frames(assignments: pl.DataFrame, presentations: pl.DataFrame, seed: int) -> None:
+    needed = {
+        "assignments": ({"assignment_id", "case_id", "rater_id", "queue_position"}, assignments),
+        "presentations": ({"assignment_id", "answer_id", "position", "label"}, presentations),
+    }
+    problems = [
+        Problem(name, None, column, "column missing")
+        for name, (columns, frame) in needed.items()
+        for column in sorted(columns - set(frame.columns))
+    ]
+    if problems:
+        raise ValidationError(problems)
+    if "seed" in assignments.columns:
+        seeds = set(assignments.get_column("seed").unique().to_list())
+        if seeds - {seed}:
+            raise ValidationError(
+                [Problem("assignments", None, "seed", f"rows carry seed {seeds}, not {seed}")]
+            )
+
+
+def _numbered_assignments(assignments: pl.DataFrame, first_id: int, seed: int) -> pl.DataFrame:
+    """The design's assignments as rows of ``assignments``, ids from ``first_id`` on."""
+    algorithm = (
+        pl.col("algorithm").cast(pl.String)
+        if "algorithm" in assignments.columns
+        else pl.lit("unspecified")
+    )
+    return assignments.select(
+        pl.col("assignment_id").cast(pl.String).alias("design_key"),
+        pl.col("rater_id").cast(pl.String).alias("rater"),
+        pl.col("case_id").cast(pl.String),
+        pl.col("queue_position").cast(pl.Int32).alias("shown_order"),
+        (pl.int_range(pl.len(), dtype=pl.Int64) + first_id).alias("id"),
+        pl.lit(int(seed), dtype=pl.Int64).alias("seed"),
+        algorithm.alias("algorithm"),
+        pl.lit(utc_now()).alias("created_at"),
+    )
+
+
+def _refuse_unknown_raters(cur: Cursor, numbered: pl.DataFrame) -> None:
+    users = set(cur.sql("SELECT id FROM users").pl().get_column("id").to_list())
+    unknown = sorted(set(numbered.get_column("rater").to_list()) - users)
+    if unknown:
+        raise NotFoundError(
+            "These raters are not users yet (add them first): "
+            + listed(unknown[:MAX_LISTED], len(unknown))
+        )
+
+
+def _numbered_presentations(
+    presentations: pl.DataFrame, numbered: pl.DataFrame, first_id: int
+) -> pl.DataFrame:
+    """The design's presentations as rows of ``presentations``, pointing at the numbered
+    assignments, ids from ``first_id`` on; refuses one of an assignment not in the design."""
+    shown = presentations.select(
+        pl.col("assignment_id").cast(pl.String).alias("design_key"),
+        pl.col("answer_id").cast(pl.String),
+        pl.col("position").cast(pl.Int32),
+        pl.col("label").cast(pl.String),
+    ).join(
+        numbered.select("design_key", pl.col("id").alias("assignment")),
+        on="design_key",
+        how="left",
+    )
+    orphans = shown.filter(pl.col("assignment").is_null()).get_column("design_key").unique()
+    if orphans.len():
+        problems = [
+            Problem("presentations", None, "assignment_id", f"unknown assignment '{k}'")
+            for k in orphans.sort().head(MAX_LISTED)
+        ]
+        if orphans.len() > MAX_LISTED:
+            problems.append(
+                Problem.summary("presentations", "assignment_id", orphans.len() - MAX_LISTED)
+            )
+        raise ValidationError(problems)
+    return shown.drop("design_key").with_columns(
+        (pl.int_range(pl.len(), dtype=pl.Int64) + first_id).alias("id")
+    )
+
+
+def _refuse_own_answers(cur: Cursor, study: str, first_id: int) -> None:
+    """Refuse the new assignments (ids from ``first_id``) if one shows a rater their answer."""
+    own = cur.execute(
+        "SELECT s.rater, s.case_id, a.answer_id FROM assignments s"
+        " JOIN presentations p ON p.assignment = s.id"
+        " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
+        " JOIN users u ON u.id = s.rater"
+        f" WHERE s.study = ? AND s.id >= ? AND {author_owner_sql()}",
+        [study, first_id],
+    ).fetchall()
+    if own:
+        raise PermissionDenied(
+            "A rater would rate their own answer: "
+            + "; ".join(f"{r} on case {c} (answer {x})" for r, c, x in own[:10])
+        )
+
+
+@guarded
+def make_assignments(
+    store: Store,
+    caller: Caller,
+    study: str,
+    *,
+    raters: list[str],
+    raters_per_case: int,
+    seed: int,
+) -> int:
+    """Design assignments with ``study.assignment.design_assignments`` and persist them.
+
+    Authors are matched to raters by user id, e-mail or subject, so a rater never gets a case
+    whose answers include one they wrote. Returns the number of assignments stored.
+    """
+    from study.assignment import design_assignments
+
+    bare = store.read(
+        "SELECT c.case_id FROM cases c WHERE c.study = $s AND NOT EXISTS"
+        " (SELECT 1 FROM answers a WHERE a.study = c.study AND a.case_id = c.case_id)"
+        " ORDER BY c.case_id",
+        {"s": study},
+    ).get_column("case_id")
+    if bare.len():
+        shown = listed([f"'{c}'" for c in bare.head(MAX_LISTED).to_list()], bare.len())
+        raise StateError(
+            f"Cannot assign raters: {bare.len():,} case(s) have no answers to rate: {shown}. "
+            "Import their answers (while the study is a draft) before making assignments."
+        )
+    case_spec = store.read(
+        "SELECT case_id, specialty FROM cases WHERE study = $s ORDER BY case_id", {"s": study}
+    )
+    answers = store.read(
+        "SELECT a.answer_id, a.case_id, a.arm_id,"
+        " coalesce(u.id, a.author_id) AS author_id FROM answers a"
+        " LEFT JOIN users u ON " + author_owner_sql() + " WHERE a.study = $s"
+        " ORDER BY a.case_id, a.arm_id",
+        {"s": study},
+    ).unique(subset="answer_id", keep="first", maintain_order=True)
+    specialties = store.read(
+        "SELECT id, specialty FROM users WHERE list_contains($r, id)", {"r": list(raters)}
+    )
+    a, p = design_assignments(
+        case_spec.get_column("case_id").to_list(),
+        raters,
+        raters_per_case=raters_per_case,
+        answers=answers,
+        seed=seed,
+        rater_specialty=dict(specialties.iter_rows()),
+        case_specialty=dict(case_spec.iter_rows()),
+    )
+    return persist_assignments(store, caller, study, a, p, seed=seed)

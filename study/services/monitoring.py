@@ -1,0 +1,113 @@
+"""Monitoring a study: counts, progress by rater, cases by specialty, per-arm counts.
+
+Progress only, never a result broken down by arm: the per-arm figures are how many answers and
+ratings each arm has, not what the ratings say.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from study import importing
+from study.access import Caller, guarded
+from study.errors import NotFoundError
+from study.store import Store
+
+
+@guarded
+def study_status(
+    store: Store, caller: Caller, study: str, *, per_arm: bool = True
+) -> dict[str, Any]:
+    """Counts for the monitor page.
+
+    Keys: study, status, cases, arms, answers, raters (with assignments), assignments, done,
+    ratings_submitted (current submitted ratings), per_arm: {arm_id: {answers, ratings}} (left
+    out with ``per_arm=False``, for a caller that reads ``arm_summary`` instead).
+    """
+    cur = store.cursor()
+    try:
+        counts = cur.execute(
+            "SELECT (SELECT status FROM studies WHERE id = $s),"
+            " (SELECT count(*) FROM cases WHERE study = $s),"
+            " (SELECT count(*) FROM arms WHERE study = $s),"
+            " (SELECT count(*) FROM answers WHERE study = $s),"
+            " (SELECT count(DISTINCT rater) FROM assignments WHERE study = $s),"
+            " (SELECT count(*) FROM assignments WHERE study = $s),"
+            " (SELECT count(*) FROM assignments WHERE study = $s AND done),"
+            " (SELECT count(*) FROM current_ratings c JOIN assignments a ON a.id = c.assignment"
+            "   WHERE a.study = $s)",
+            {"s": study},
+        ).fetchall()[0]
+        arms = (
+            cur.sql(_ARM_SUMMARY_SQL, params={"s": study}).pl()
+            if per_arm and counts[0] is not None
+            else None
+        )
+    finally:
+        cur.close()
+    status, *numbers = counts
+    if status is None:
+        raise NotFoundError(f"There is no study '{study}'.")
+    names = ("cases", "arms", "answers", "raters", "assignments", "done", "ratings_submitted")
+    result: dict[str, Any] = {"study": study, "status": status}
+    result.update(dict(zip(names, (int(n) for n in numbers), strict=True)))
+    if arms is not None:
+        result["per_arm"] = {
+            arm: {"answers": answers, "ratings": ratings}
+            for arm, answers, ratings in arms.select("arm_id", "answers", "ratings").iter_rows()
+        }
+    return result
+
+
+_ARM_SUMMARY_SQL = (
+    "SELECT "
+    + ", ".join(f"r.{c}" for c in importing.ARM_COLUMNS)
+    + ", coalesce(n.answers, 0) AS answers, coalesce(x.ratings, 0) AS ratings FROM arms r"
+    " LEFT JOIN (SELECT arm_id, count(*) AS answers FROM answers WHERE study = $s"
+    "  GROUP BY arm_id) n ON n.arm_id = r.arm_id"
+    " LEFT JOIN (SELECT an.arm_id, count(*) AS ratings FROM current_ratings c"
+    "  JOIN presentations p ON p.id = c.slot"
+    "  JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id"
+    "  WHERE p.study = $s GROUP BY an.arm_id) x ON x.arm_id = r.arm_id"
+    " WHERE r.study = $s ORDER BY r.arm_id"
+)
+
+
+@guarded
+def arm_summary(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """The study's arms with what has been done with each, one row per arm by arm_id.
+
+    Columns: arm_id, kind, label, model_name, model_version, author_role (as ``list_arms``),
+    answers (answers stored from the arm), ratings (current submitted ratings of those answers,
+    one per item per response rated; assignment-level items such as a pairwise choice are not
+    counted). Both counts are Int64, 0 when none.
+    """
+    return store.read(_ARM_SUMMARY_SQL, {"s": study})
+
+
+@guarded
+def cases_by_specialty(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """Cases per specialty, most first.
+
+    Columns: ``specialty`` (``"(none)"`` for a blank one), ``cases`` (count).
+    """
+    return store.read(
+        "SELECT coalesce(nullif(trim(specialty), ''), '(none)') AS specialty, count(*) AS cases"
+        " FROM cases WHERE study = $s GROUP BY 1 ORDER BY cases DESC, specialty",
+        {"s": study},
+    )
+
+
+@guarded
+def rater_progress(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """Assignments per rater of a study: columns ``rater``, ``name`` (display name, else the id),
+    ``done`` and ``to_do`` (counts), ordered by name. Raters with no assignment are left out."""
+    return store.read(
+        "SELECT a.rater, coalesce(u.display_name, a.rater) AS name,"
+        " count(*) FILTER (WHERE a.done) AS done, count(*) FILTER (WHERE NOT a.done) AS to_do"
+        " FROM assignments a LEFT JOIN users u ON u.id = a.rater"
+        " WHERE a.study = $s GROUP BY a.rater, u.display_name ORDER BY name",
+        {"s": study},
+    )

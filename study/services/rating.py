@@ -1,0 +1,452 @@
+"""A rater's work: their queue, the next presentation, and their submissions.
+
+A rater reads and writes only their own assignments: the services take the rater from the
+caller, never from an argument. Ratings are accepted only while the study is ``rating``, only
+for the items of the study's instruments, and never for an answer the rater wrote. Every
+submission is one transaction: the rating revisions, the current-rating pointers, the
+assignment's done flag and the audit event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from study import audit
+from study.access import Caller, guarded, refuse, require
+from study.errors import (
+    ConflictError,
+    NotFoundError,
+    Problem,
+    StateError,
+    StudyError,
+    ValidationError,
+)
+from study.instruments import Instrument, Item, check_consistency
+from study.services._common import author_owner_sql
+from study.services.instruments import instrument_from_json
+from study.store import ConstraintViolation, Cursor, Store, first, utc_now
+
+_SUBMIT = "rating.submit_rating"
+
+
+# --- the queue -------------------------------------------------------------------------------
+
+
+@guarded
+def next_assignment(store: Store, caller: Caller, study: str) -> dict[str, Any] | None:
+    """The caller's next unfinished assignment in ``study``, or None when their queue is done.
+
+    Read from the ``done`` flag (never by scanning ratings). Returns a dict: ``assignment``
+    (id), ``case_id``, ``question``, ``context``, ``shown_order``, ``remaining`` (including this
+    one), ``total``, and ``presentations``: a list of {presentation, position, label, text} in
+    screen order. The arm is never included (blinding).
+    """
+    rater = caller.user_id
+    cur = store.cursor()
+    try:
+        # small point queries with fetchall: this runs on every key press of a rater
+        head = first(
+            cur.execute(
+                "SELECT id, case_id, shown_order FROM assignments"
+                " WHERE study = ? AND rater = ? AND NOT done AND status = 'pending'"
+                " ORDER BY shown_order LIMIT 1",
+                [study, rater],
+            ).fetchall()
+        )
+        if head is None:
+            return None
+        assignment, case_id, shown_order = head
+        remaining, total = cur.execute(
+            "SELECT count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
+            " count(*) FILTER (WHERE status <> 'withdrawn')"
+            " FROM assignments WHERE study = ? AND rater = ?",
+            [study, rater],
+        ).fetchall()[0]
+        question, context = cur.execute(
+            "SELECT question, context FROM cases WHERE study = ? AND case_id = ?",
+            [study, case_id],
+        ).fetchall()[0]
+        shown = cur.execute(
+            "SELECT id, position, label, answer_id FROM presentations WHERE assignment = ?"
+            " ORDER BY position",
+            [assignment],
+        ).fetchall()
+        texts = dict(
+            cur.execute(
+                "SELECT answer_id, text FROM answers"
+                " WHERE study = ? AND list_contains(?, answer_id)",
+                [study, [row[3] for row in shown]],
+            ).fetchall()
+        )
+    finally:
+        cur.close()
+    return {
+        "assignment": assignment,
+        "case_id": case_id,
+        "question": question,
+        "context": context,
+        "shown_order": shown_order,
+        "remaining": remaining,
+        "total": total,
+        "presentations": [
+            {"presentation": pid, "position": pos, "label": label, "text": texts[answer]}
+            for pid, pos, label, answer in shown
+        ],
+    }
+
+
+@guarded
+def rater_queue(
+    store: Store, caller: Caller, study: str, *, rater: str | None = None
+) -> pl.DataFrame:
+    """A rater's assignments in queue order: assignment, case_id, shown_order, status, done,
+    done_at. ``rater``: the caller (default); another rater's queue needs ``monitor_study``."""
+    if rater is None or rater == caller.user_id:
+        require(store, caller, "rate", study=study, service="rating.rater_queue")
+        rater = caller.user_id
+    else:
+        require(store, caller, "monitor_study", study=study, service="rating.rater_queue")
+    return store.read(
+        "SELECT id AS assignment, case_id, shown_order, status, done, done_at FROM assignments"
+        " WHERE study = $s AND rater = $r ORDER BY shown_order",
+        {"s": study, "r": rater},
+    )
+
+
+# --- submitting ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Sheet:
+    """One assignment as the rater sees it: what can be rated on it, and how it stands."""
+
+    assignment: int
+    done: bool
+    labels: Mapping[int, str]  # presentation id -> neutral label, in screen order
+    instruments: tuple[Instrument, ...]
+
+    @property
+    def presentations(self) -> list[int]:
+        return list(self.labels)
+
+
+@guarded
+def submit_rating(
+    store: Store,
+    caller: Caller,
+    study: str,
+    assignment: int,
+    values: Mapping[str, Any],
+    *,
+    seconds: float | None = None,
+    revise: bool = False,
+) -> int:
+    """Submit the caller's values for one of their assignments; return the audit event's seq.
+
+    ``values`` maps item_key -> value for case-scope items (e.g. a pairwise choice "A", "B" or
+    "tie"), and item_key -> {presentation: value} for answer-scope items, where a presentation is
+    named by its id (int) or its label ("Response A"); a bare value is accepted when the
+    assignment shows one answer. Each value is checked by ``Item.validate_value``; every
+    required item needs a value for every response shown, and the instruments' consistency rules
+    must hold. ``seconds``: time on task, in seconds (>= 0).
+
+    Accepted only while the study is ``rating``, only for the caller's own assignment in
+    ``study`` (``PermissionDenied``, audited, otherwise), never for an answer the caller wrote.
+    The assignment is marked done. Submitting a done assignment again is a ``ConflictError`` (so
+    a double submit leaves one rating) unless ``revise=True``: then the given values become new
+    revisions that replace the current ones (earlier revisions stay, as history).
+    ``revise=True`` on an assignment never submitted is a ``StateError``.
+    """
+    _check_seconds(seconds)
+    _require_own_assignment(store, caller, study, int(assignment))
+    with store.transaction() as cur:
+        sheet = _open_sheet(cur, study, int(assignment), revise=revise)
+        rows = _rating_rows(cur, sheet, values, revise=revise)
+        _write(store, cur, sheet, rows, caller=caller, seconds=seconds, revise=revise)
+        return audit.append(
+            cur,
+            actor=caller.actor,
+            kind=audit.RATING_REVISE if revise else audit.RATING_SUBMIT,
+            object_type="assignment",
+            object_id=str(sheet.assignment),
+            study=study,
+            payload={
+                "rater": caller.user_id,
+                "seconds": seconds,
+                "values": sorted(
+                    (
+                        {
+                            k: r[k]
+                            for k in ("slot", "item_key", "value_num", "value_text", "revision")
+                        }
+                        for r in rows
+                    ),
+                    key=lambda r: (r["slot"], r["item_key"]),
+                ),
+            },
+        )
+
+
+def _check_seconds(seconds: float | None) -> None:
+    if seconds is not None and (
+        isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0
+    ):
+        raise ValidationError([Problem("rating", None, "seconds", "must be a number >= 0")])
+
+
+def _require_own_assignment(store: Store, caller: Caller, study: str, assignment: int) -> None:
+    """Refuse (audited) an assignment of another study or rater, and one showing the caller's
+    own answer. Before the transaction, so that the refusal's event is kept."""
+    cur = store.cursor()
+    try:
+        found = first(
+            cur.execute(
+                "SELECT study, rater FROM assignments WHERE id = ?", [assignment]
+            ).fetchall()
+        )
+        own_answer = cur.execute(
+            "SELECT 1 FROM presentations p"
+            " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
+            " JOIN users u ON u.id = ?"
+            f" WHERE p.assignment = ? AND {author_owner_sql()}",
+            [caller.user_id, assignment],
+        ).fetchall()
+    finally:
+        cur.close()
+    if found is None:
+        raise NotFoundError(f"There is no assignment {assignment}.")
+    if found != (study, caller.user_id):
+        refuse(
+            store,
+            caller,
+            f"Assignment {assignment} belongs to another rater.",
+            study=study,
+            service=_SUBMIT,
+        )
+    if own_answer:
+        refuse(
+            store,
+            caller,
+            "A rater may not rate an answer they wrote.",
+            study=study,
+            service=_SUBMIT,
+        )
+
+
+def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _Sheet:
+    """The assignment as it stands, inside the transaction; refuse a submit it cannot take."""
+    done, status, study_status = cur.execute(
+        "SELECT s.done, s.status, t.status FROM assignments s JOIN studies t ON t.id = s.study"
+        " WHERE s.id = ?",
+        [assignment],
+    ).fetchall()[0]
+    if study_status != "rating":
+        raise StateError(
+            f"Study '{study}' is {study_status}; ratings are accepted only while rating."
+        )
+    if status == "withdrawn":
+        raise StateError(f"Assignment {assignment} was withdrawn.")
+    if done and not revise:
+        raise ConflictError(f"Assignment {assignment} was submitted already.")
+    if revise and not done:
+        # a revision replaces some submitted values; a first submit must give every required
+        # value, so it may not come in through the revise path
+        raise StateError(
+            f"Assignment {assignment} has not been submitted yet, so there is nothing to "
+            "revise: submit it first (with every required item)."
+        )
+    labels = dict(
+        cur.execute(
+            "SELECT id, label FROM presentations WHERE assignment = ? ORDER BY position",
+            [assignment],
+        ).fetchall()
+    )
+    instruments = tuple(
+        instrument_from_json(definition, digest)
+        for definition, digest in cur.execute(
+            "SELECT i.definition, i.content_hash FROM study_instruments s JOIN instruments i"
+            " ON i.key = s.instrument_key AND i.version = s.instrument_version"
+            " WHERE s.study = ? ORDER BY s.position",
+            [study],
+        ).fetchall()
+    )
+    return _Sheet(assignment, bool(done), labels, instruments)
+
+
+def _rating_rows(
+    cur: Cursor, sheet: _Sheet, values: Mapping[str, Any], *, revise: bool
+) -> list[dict[str, Any]]:
+    """One row per (slot, item) of the submission, each value checked; every problem at once.
+
+    Slot 0 is the assignment itself (case-scope items); other slots are presentation ids.
+    """
+    items = {item.key: (inst, item) for inst in sheet.instruments for item in inst.items}
+    problems = [
+        Problem("rating", None, key, "not an item of this study")
+        for key in values
+        if key not in items
+    ]
+    rows = []
+    for key, (inst, item) in items.items():
+        by_slot, faults = _by_slot(item, values.get(key), sheet)
+        problems += [Problem("rating", None, key, fault) for fault in faults]
+        wanted = {0} if item.scope == "case" else set(sheet.presentations)
+        if item.required and not revise and not faults and set(by_slot) != wanted:
+            problems.append(Problem("rating", None, key, "required, but has no value"))
+        for slot, value in by_slot.items():
+            try:
+                checked = item.validate_value(value)
+            except StudyError as exc:
+                reason = _value_fault(key, sheet.labels.get(slot), exc)
+                problems.append(Problem("rating", None, key, reason))
+                continue
+            rows.append(_row(inst, key, slot, checked))
+    if not problems:
+        problems += _rule_faults(cur, sheet, rows)
+    if problems:
+        raise ValidationError(list(dict.fromkeys(problems)))
+    if not rows:
+        raise ValidationError([Problem("rating", None, None, "no values given")])
+    return rows
+
+
+def _row(inst: Instrument, item_key: str, slot: int, value: Any) -> dict[str, Any]:
+    """A rating row's content: where it goes (slot) and the value, numeric or text."""
+    text = value if isinstance(value, str) else None
+    return {
+        "slot": slot,
+        "presentation": slot or None,
+        "instrument_key": inst.key,
+        "instrument_version": inst.version,
+        "item_key": item_key,
+        "value_num": None if text is not None else float(value),
+        "value_text": text,
+    }
+
+
+def _by_slot(item: Item, given: Any, sheet: _Sheet) -> tuple[dict[int, Any], list[str]]:
+    """Slot -> value for one item's submitted value(s), and the problems found."""
+    if item.scope == "case":
+        return ({0: given} if given is not None else {}), []
+    if isinstance(given, Mapping):
+        by_label = {label: pid for pid, label in sheet.labels.items()}
+        by_slot, problems = {}, []
+        for name, value in given.items():
+            slot = by_label.get(name) if isinstance(name, str) else name
+            if slot not in sheet.labels:
+                problems.append(f"this assignment shows no {name!r}")
+            elif value is not None:
+                by_slot[slot] = value
+        return by_slot, problems
+    if given is None:
+        return {}, []
+    if len(sheet.labels) == 1:
+        return {sheet.presentations[0]: given}, []
+    return {}, ["give one value per response shown, e.g. {'Response A': 4, 'Response B': 3}"]
+
+
+def _value_fault(key: str, label: str | None, exc: StudyError) -> str:
+    """The item's complaint about a value, naming the response it was given for."""
+    reason = str(exc)
+    if label is None:
+        return reason
+    prefix = f"item '{key}'"
+    if reason.startswith(prefix):
+        return f"{prefix}, {label}{reason[len(prefix) :]}"
+    return f"{label}: {reason}"
+
+
+def _rule_faults(cur: Cursor, sheet: _Sheet, rows: list[dict[str, Any]]) -> list[Problem]:
+    """Problems for ratings that break an instrument's consistency rules, per response shown.
+
+    The values checked for a slot are the stored current values overlaid with this submission's,
+    so a revision of one item cannot leave it contradicting an item rated earlier.
+    """
+    if not any(inst.rules for inst in sheet.instruments):
+        return []
+    current: dict[tuple[str, int], dict[str, Any]] = {}
+    stored = cur.execute(
+        "SELECT r.instrument_key, r.slot, r.item_key, r.value_num, r.value_text"
+        " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?",
+        [sheet.assignment],
+    ).fetchall()
+    for key, slot, item_key, num, text in stored:
+        current.setdefault((key, slot), {})[item_key] = text if text is not None else num
+    for row in rows:
+        value = row["value_text"] if row["value_text"] is not None else row["value_num"]
+        current.setdefault((row["instrument_key"], row["slot"]), {})[row["item_key"]] = value
+    by_key = {inst.key: inst for inst in sheet.instruments}
+    problems = []
+    for (key, slot), slot_values in current.items():
+        where = sheet.labels.get(slot)
+        for message in check_consistency(by_key[key], slot_values):
+            reason = f"{where}: {message}" if where else message
+            problems.append(Problem("rating", None, None, reason))
+    return problems
+
+
+def _write(
+    store: Store,
+    cur: Cursor,
+    sheet: _Sheet,
+    rows: list[dict[str, Any]],
+    *,
+    caller: Caller,
+    seconds: float | None,
+    revise: bool,
+) -> None:
+    """Insert the rows as new revisions, point the current ratings at them, mark it done."""
+    now = utc_now()
+    previous = dict(
+        ((slot, item_key), last)
+        for slot, item_key, last in cur.execute(
+            "SELECT slot, item_key, max(revision) FROM ratings WHERE assignment = ?"
+            " GROUP BY slot, item_key",
+            [sheet.assignment],
+        ).fetchall()
+    )
+    first_id = store.allocate_ids(cur, "ratings")
+    for n, row in enumerate(rows):
+        row.update(
+            id=first_id + n,
+            assignment=sheet.assignment,
+            revision=previous.get((row["slot"], row["item_key"]), 0) + 1,
+            status="submitted",
+            seconds_on_task=seconds,
+            created_at=now,
+            submitted_at=now,
+            actor=caller.actor,
+        )
+    current = [
+        {
+            "assignment": sheet.assignment,
+            "slot": r["slot"],
+            "item_key": r["item_key"],
+            "rating": r["id"],
+        }
+        for r in rows
+    ]
+    try:
+        store.insert_rows(cur, "ratings", rows)
+        store.insert_rows(
+            cur,
+            "current_ratings",
+            current,
+            on_conflict="(assignment, slot, item_key) DO UPDATE SET rating = excluded.rating"
+            if revise
+            else None,
+        )
+    except ConstraintViolation:
+        raise ConflictError(
+            f"Assignment {sheet.assignment} was submitted already (a second submit was refused)."
+        ) from None
+    if not sheet.done:
+        cur.execute(
+            "UPDATE assignments SET done = true, status = 'done', done_at = ? WHERE id = ?",
+            [now, sheet.assignment],
+        )

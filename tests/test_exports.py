@@ -1,0 +1,57 @@
+"""Exports (``study.services.exports``): the ratings in long format, with arms and the chosen
+answer, as an audited read."""
+
+from __future__ import annotations
+
+import polars as pl
+from conftest import OPERATOR, full_values, sign_in
+
+from analysis import columns as col
+from study import audit
+from study.services import exports
+from study.services import rating as rating_service
+
+
+def test_export_is_long_format_with_arms_and_the_chosen_answer(store, rating):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    rating_service.submit_rating(
+        store,
+        r1,
+        rating,
+        view["assignment"],
+        {
+            **full_values(quality_a=5, quality_b=2, better="B"),
+            "comment": {"Response B": "clear"},
+        },
+        seconds=12.5,
+    )
+    # the study is still blind: only the operator at the command line exports it now
+    export = exports.export_ratings_long(store, OPERATOR, rating)
+    for name in (col.STUDY, col.CASE, col.ARM, col.ANSWER, col.RATER, col.ITEM, col.VALUE):
+        assert name in export.columns
+    assert export.height == 4
+    quality = export.filter(pl.col(col.ITEM) == "quality").sort(col.POSITION)
+    shown = {p["label"]: p["presentation"] for p in view["presentations"]}
+    answers = store.read(
+        "SELECT p.label, a.arm_id, a.answer_id FROM presentations p JOIN answers a"
+        " ON a.study = p.study AND a.answer_id = p.answer_id WHERE p.assignment = $a"
+        " ORDER BY p.position",
+        {"a": view["assignment"]},
+    )
+    assert quality.select(col.LABEL, col.ARM, col.ANSWER).rows() == answers.rows()
+    assert quality.get_column(col.VALUE).to_list() == [5.0, 2.0]
+    assert quality.get_column(col.SECONDS).to_list() == [12.5, 12.5]
+    better = export.filter(pl.col(col.ITEM) == "better").row(0, named=True)
+    assert (better["value_text"], better[col.ARM], better["chosen_answer"]) == (
+        "B",
+        None,
+        answers.row(1)[2],
+    )
+    assert better["chosen_arm"] == answers.row(1)[1]
+    comment = export.filter(pl.col(col.ITEM) == "comment").row(0, named=True)
+    assert comment["value_text"] == "clear" and comment[col.VALUE] is None
+    assert len(shown) == 2
+    last = store.read("SELECT action, actor FROM audit_events ORDER BY seq DESC LIMIT 1")
+    assert last.rows() == [("ratings.export", "system:cli:tests")]
+    assert audit.verify(store).ok

@@ -1,0 +1,304 @@
+"""A rater's work (``study.services.rating``): the queue, submissions, revisions, and every
+refusal: outside rating, another rater's assignment, one's own answer, invalid values, values
+that break an instrument's consistency rules."""
+
+from __future__ import annotations
+
+import threading
+
+import polars as pl
+import pytest
+from conftest import (
+    ARMS,
+    CASES,
+    INSTRUMENT,
+    OPERATOR,
+    add_person,
+    answers_rows,
+    full_values,
+    new_study,
+    sign_in,
+    write_jsonl,
+)
+
+from analysis import columns as col
+from study import audit
+from study.errors import ConflictError, NotFoundError, PermissionDenied, StateError, ValidationError
+from study.instruments import get_builtin
+from study.services import content, design, exports, instruments, lifecycle, people
+from study.services import rating as rating_service
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+def test_next_assignment_walks_the_queue_by_the_done_flag(store, rating):
+    r1 = sign_in(store, "r1")
+    seen = []
+    while (view := rating_service.next_assignment(store, r1, rating)) is not None:
+        assert [p["label"] for p in view["presentations"]] == ["Response A", "Response B"]
+        assert "arm_id" not in view["presentations"][0]  # blinded
+        assert view["remaining"] == view["total"] - len(seen)
+        seen.append(view["case_id"])
+        rating_service.submit_rating(
+            store, r1, rating, view["assignment"], full_values(), seconds=5
+        )
+    assert len(seen) == len(set(seen)) == rating_service.rater_queue(store, r1, rating).height
+    assert rating_service.rater_queue(store, r1, rating).get_column("done").all()
+
+
+# --- submitting ---------------------------------------------------------------------------------
+
+
+def test_submit_is_refused_outside_rating(store, draft):
+    coordinator = sign_in(store, "coordinator")
+    r1 = sign_in(store, "r1")
+    design.lock_protocol(store, coordinator, draft, {})
+    design.make_assignments(
+        store, coordinator, draft, raters=["r1", "r2"], raters_per_case=1, seed=1
+    )
+    assignment = rating_service.rater_queue(store, r1, draft).get_column("assignment")[0]
+    with pytest.raises(StateError, match="only while rating"):
+        rating_service.submit_rating(store, r1, draft, assignment, full_values())
+
+
+def test_double_submit_leaves_one_submitted_rating(store, rating):
+    r2 = sign_in(store, "r2")
+    view = rating_service.next_assignment(store, r2, rating)
+    rating_service.submit_rating(store, r2, rating, view["assignment"], full_values())
+    with pytest.raises(ConflictError, match="submitted already"):
+        rating_service.submit_rating(store, r2, rating, view["assignment"], full_values())
+    counts = store.read(
+        "SELECT item_key, count(*) AS n FROM ratings WHERE assignment = $a AND status = 'submitted'"
+        " GROUP BY item_key ORDER BY item_key",
+        {"a": view["assignment"]},
+    )
+    assert counts.rows() == [("better", 1), ("quality", 2)]  # quality: one per response shown
+
+
+def test_concurrent_double_submit_from_two_threads_stores_one(store, rating):
+    r3 = sign_in(store, "r3")
+    view = rating_service.next_assignment(store, r3, rating)
+    outcomes = []
+
+    def submit():
+        try:
+            rating_service.submit_rating(store, r3, rating, view["assignment"], full_values())
+            outcomes.append("ok")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict", "conflict", "conflict", "ok"]
+    assert (
+        store.read(
+            "SELECT count(*) FROM current_ratings WHERE assignment = $a", {"a": view["assignment"]}
+        ).item()
+        == 3
+    )
+
+
+def test_a_revision_replaces_the_current_rating_and_keeps_history(store, rating):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    a = view["assignment"]
+    rating_service.submit_rating(store, r1, rating, a, full_values(quality_a=2))
+    rating_service.submit_rating(store, r1, rating, a, {"quality": {"Response A": 5}}, revise=True)
+    # the study is still blind: only the operator at the command line exports it now
+    export = exports.export_ratings_long(store, OPERATOR, rating)
+    mine = export.filter((pl.col(col.RATER) == "r1") & (pl.col(col.ITEM) == "quality"))
+    assert mine.filter(pl.col(col.LABEL) == "Response A").select(
+        col.VALUE, col.REVISION
+    ).rows() == [(5.0, 2)]
+    history = store.read(
+        "SELECT revision, value_num FROM ratings r JOIN presentations p ON p.id = r.presentation"
+        " WHERE r.assignment = $a AND p.label = 'Response A' AND item_key = 'quality'"
+        " ORDER BY revision",
+        {"a": a},
+    )
+    assert history.rows() == [(1, 2.0), (2, 5.0)]
+
+
+@pytest.mark.parametrize(
+    ("values", "column", "reason"),
+    [
+        ({"quality": {"Response A": 4}, "better": "A"}, "quality", "required"),
+        ({"quality": {"Response A": 4, "Response B": 9}, "better": "A"}, "quality", "not one of"),
+        ({"quality": {"Response A": 4, "Response B": 3}}, "better", "required"),
+        ({"quality": {"Response A": 4, "Response B": 3}, "better": "C"}, "better", "not one of"),
+        ({**full_values(), "mood": 3}, "mood", "not an item"),
+        ({"quality": 4, "better": "A"}, "quality", "one value per response"),
+        (
+            {"quality": {"Response Z": 4, "Response B": 3}, "better": "A"},
+            "quality",
+            "no 'Response Z'",
+        ),
+        ({**full_values(), "comment": {"Response A": 7}}, "comment", "takes text"),
+    ],
+)
+def test_invalid_values_are_refused_and_nothing_is_stored(store, rating, values, column, reason):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    before = audit.verify(store).events
+    with pytest.raises(ValidationError) as info:
+        rating_service.submit_rating(store, r1, rating, view["assignment"], values)
+    assert any(p.column == column and reason in p.reason for p in info.value.problems), (
+        info.value.problems
+    )
+    assert store.read("SELECT count(*) FROM ratings").item() == 0
+    assert rating_service.next_assignment(store, r1, rating)["assignment"] == view["assignment"]
+    assert audit.verify(store).events == before
+
+
+def test_only_the_assigned_rater_may_submit(store, rating):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    with pytest.raises(PermissionDenied):
+        rating_service.submit_rating(store, sign_in(store, "r2"), rating, view["assignment"], {})
+    with pytest.raises(NotFoundError):
+        rating_service.submit_rating(store, r1, rating, 10_000, {})
+
+
+def test_negative_seconds_are_refused(store, rating):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    with pytest.raises(ValidationError, match="seconds"):
+        rating_service.submit_rating(
+            store, r1, rating, view["assignment"], full_values(), seconds=-1
+        )
+
+
+def test_revise_of_a_never_submitted_assignment_is_refused(store, rating):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    with pytest.raises(StateError, match="not been submitted yet"):
+        rating_service.submit_rating(
+            store, r1, rating, view["assignment"], {"quality": {"Response A": 3}}, revise=True
+        )
+    assert store.read("SELECT count(*) FROM ratings").item() == 0
+    assert rating_service.next_assignment(store, r1, rating)["assignment"] == view["assignment"]
+
+
+def test_submit_refuses_an_own_answer_matched_ignoring_case(store):
+    # the submit check is the last line of defence for an assignment written around the services
+    # (persist_assignments refuses it); it must match authors the same way
+    study = new_study(store, "Gaps")
+    coordinator = sign_in(store, "coordinator")
+    content.add_arms(store, coordinator, study, pl.DataFrame(ARMS))
+    content.add_cases(store, coordinator, study, pl.DataFrame(CASES))
+    content.add_answers(
+        store,
+        coordinator,
+        study,
+        pl.DataFrame(answers_rows(author="DR1"), infer_schema_length=None),
+    )
+    instruments.add_instrument(store, coordinator, INSTRUMENT)
+    instruments.attach_instrument(store, coordinator, study, INSTRUMENT.key, INSTRUMENT.version)
+    people.ensure_user(store, OPERATOR, issuer="i", subject="s-dr1", user_id="dr1")
+    people.grant_role(store, coordinator, study, "dr1", "rater")
+    design.lock_protocol(store, coordinator, study, {})
+    cur = store.cursor()
+    cur.execute(
+        "INSERT INTO assignments (id, study, design_key, rater, case_id, seed, algorithm,"
+        " shown_order, created_at) VALUES (1, ?, 'k1', 'dr1', 'c1', 1, 'hand', 1, now())",
+        [study],
+    )
+    cur.execute(
+        "INSERT INTO presentations VALUES (1, 1, ?, 'c1-clin', 1, 'Response A'),"
+        " (2, 1, ?, 'c1-llm', 2, 'Response B')",
+        [study, study],
+    )
+    lifecycle.start_rating(store, coordinator, study)
+    with pytest.raises(PermissionDenied, match="they wrote"):
+        rating_service.submit_rating(store, sign_in(store, "dr1"), study, 1, full_values())
+    assert store.read("SELECT count(*) FROM ratings").item() == 0
+
+
+def test_value_errors_name_the_response_and_are_not_repeated(store, rating):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    values = {"quality": {"Response A": 6, "Response B": 6}, "better": "A"}
+    with pytest.raises(ValidationError) as info:
+        rating_service.submit_rating(store, r1, rating, view["assignment"], values)
+    reasons = [p.reason for p in info.value.problems]
+    assert len(reasons) == len(set(reasons)) == 2
+    assert reasons[0].startswith("item 'quality', Response A: 6 is not one of")
+    assert reasons[1].startswith("item 'quality', Response B: 6 is not one of")
+    # a repeated identical problem is listed once
+    values = {"quality": {"Response A": 4, "Response B": 3}, "better": "A", "mood": 1}
+    with pytest.raises(ValidationError) as info:
+        rating_service.submit_rating(store, r1, rating, view["assignment"], {**values, "x": 1})
+    assert len(info.value.problems) == len(set(info.value.problems)) == 2
+
+
+# --- instrument consistency rules at submit ----------------------------------------------------
+
+
+@pytest.fixture
+def harm_rating(store, tmp_path):
+    """A study rated with the built-in harm instrument, whose rules tie its two harm items."""
+    study = new_study(store, "Harm study", synthetic=True)
+    coordinator = sign_in(store, "coordinator")
+    content.import_arms(store, coordinator, study, write_jsonl(tmp_path / "arms.jsonl", ARMS))
+    content.import_cases(store, coordinator, study, write_jsonl(tmp_path / "cases.jsonl", CASES))
+    content.import_answers(
+        store, coordinator, study, write_jsonl(tmp_path / "answers.jsonl", answers_rows())
+    )
+    harm = get_builtin("harm")
+    instruments.add_instrument(store, coordinator, harm)
+    instruments.attach_instrument(store, coordinator, study, harm.key, harm.version)
+    add_person(store, "r1")
+    people.grant_role(store, coordinator, study, "r1", "rater")
+    design.lock_protocol(store, coordinator, study, {"primary_item": "could_cause_harm"})
+    design.make_assignments(store, coordinator, study, raters=["r1"], raters_per_case=1, seed=1)
+    lifecycle.start_rating(store, coordinator, study)
+    return study, rating_service.next_assignment(store, sign_in(store, "r1"), study)["assignment"]
+
+
+def harm_values(extent_b=0, could_b=0):
+    return {
+        "harm_extent": {"Response A": 0, "Response B": extent_b},
+        "harm_likelihood": {"Response A": 0, "Response B": 0},
+        "could_cause_harm": {"Response A": 0, "Response B": could_b},
+    }
+
+
+def test_a_rating_that_breaks_a_consistency_rule_is_refused(store, harm_rating):
+    study, assignment = harm_rating
+    with pytest.raises(ValidationError) as caught:
+        rating_service.submit_rating(
+            store, sign_in(store, "r1"), study, assignment, harm_values(extent_b=2)
+        )
+    message = str(caught.value)
+    assert (
+        "Response B: could_cause_harm is 'No' but harm_extent is 'Severe harm or death'" in message
+    )
+    assert "Response A" not in message
+    assert exports.export_ratings_long(store, OPERATOR, study).height == 0
+
+
+def test_a_revision_may_not_contradict_an_item_rated_earlier(store, harm_rating):
+    study, assignment = harm_rating
+    r1 = sign_in(store, "r1")
+    rating_service.submit_rating(store, r1, study, assignment, harm_values())
+    before = exports.export_ratings_long(store, OPERATOR, study)
+    with pytest.raises(
+        ValidationError, match="could_cause_harm is 'Yes' but harm_extent is 'No harm'"
+    ):
+        rating_service.submit_rating(
+            store, r1, study, assignment, {"could_cause_harm": {"Response B": 1}}, revise=True
+        )
+    # a consistent revision of both items goes through
+    rating_service.submit_rating(
+        store,
+        r1,
+        study,
+        assignment,
+        {"could_cause_harm": {"Response B": 1}, "harm_extent": {"Response B": 1}},
+        revise=True,
+    )
+    after = exports.export_ratings_long(store, OPERATOR, study)
+    assert after.height == before.height
