@@ -234,21 +234,30 @@ def test_a_failed_import_leaves_every_table_as_it_was(study_store, file):
 
 
 def test_the_database_property_also_sees_successes(study_store, tmp_path):
-    # guards against the property passing only because every random file failed
-    from study.services import content
+    # guards against the property passing only because every random file failed; its own study,
+    # since a random cases file that happened to be valid may have added cases to "prop"
+    from study.services import content, people, studies
 
+    studies.create_study(study_store, OPERATOR, "Property, successes", study_id="prop-ok")
+    people.grant_role(study_store, OPERATOR, "prop-ok", "alice", "coordinator")
+    alice = sign_in(study_store, "alice")
+    (tmp_path / "arms.csv").write_text(
+        "arm_id,kind,model_name,model_version,author_role\ngpt,llm,gpt-4o,2024-08-06,\n",
+        encoding="utf-8",
+    )
+    content.import_arms(study_store, alice, "prop-ok", tmp_path / "arms.csv")
+    (tmp_path / "cases.csv").write_text("case_id,question\nc1,first\nc2,second\n", "utf-8")
+    content.import_cases(study_store, alice, "prop-ok", tmp_path / "cases.csv")
     path = tmp_path / "answers.csv"
     path.write_text(
         "case_id,arm_id,text,generated_at,prompt,author_id\n"
         "c1,gpt,a,2025-03-01,p,\nc2,gpt,b,2025-03-01,p,\n",
         encoding="utf-8",
     )
-    alice = sign_in(study_store, "alice")
     before = _dump(study_store)
-    result = content.import_answers(study_store, alice, "prop", path)
-    assert result.added == 2 or result.skipped == 2
-    if result.added:
-        assert _dump(study_store)["answers"] != before["answers"]
+    result = content.import_answers(study_store, alice, "prop-ok", path)
+    assert result.added == 2
+    assert _dump(study_store)["answers"] != before["answers"]
 
 
 # --- field counts: well-formed CSV always passes; one dropped field is always found ------------
