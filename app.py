@@ -18,7 +18,7 @@ from __future__ import annotations
 import streamlit as st
 
 from study import settings
-from study.access import Caller, system_caller
+from study.access import Caller, roles_anywhere, system_caller
 from study.errors import StudyError, first_line
 from study.services import people, studies
 from study.store import DatabaseError, Store
@@ -58,29 +58,50 @@ def ensure_demo(path: str) -> str | None:
     return build_demo(store)
 
 
-def pages_for(caller: Caller) -> list[st.Page]:
-    """The screens ``caller`` may open (every service checks again)."""
-    return [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    ]
+def pages_for(store: Store, caller: Caller) -> list[st.Page]:
+    """The screens ``caller``'s roles open (every service checks again). A person who only
+    rates gets the rating screen alone, so any other page's URL lands them there."""
+    roles = roles_anywhere(store, caller)
+    rate = st.Page("pages/rate.py", title="Rate", icon=":material/rate_review:")
+    if roles == {"rater"}:
+        return [rate]
+    overview = st.Page(
+        "pages/overview.py", title="Overview", icon=":material/dashboard:", default=True
+    )
+    return [overview, rate] if "rater" in roles else [overview]
 
 
 _LOCAL = "__local__"
 
 
 def demo_caller(store: Store) -> Caller:
-    """Who the visitor is in the demo without sign-in: picked in the sidebar, under a banner."""
+    """Who the visitor is in the demo without sign-in: picked in the sidebar, under a banner.
+
+    The choice is kept as the person's place in the list in the URL (``?person=N``), so that a
+    reload or a bookmark resumes as the same person; no user id reaches the browser.
+    """
     st.warning(
         "**Demo without real sign-in.** Anyone who can open this page can act as anyone listed "
         "in the sidebar. Configure sign-in before real use.",
         icon=":material/no_accounts:",
     )
     demo = people.demo_people(store)
-    names = {_LOCAL: "Local operator (no sign-in)"}
-    names.update({uid: f"{name} — {roles}" for uid, name, roles in demo.iter_rows()})
-    chosen = st.sidebar.selectbox(
-        "Acting as", options=list(names), format_func=names.__getitem__, key="demo_person"
-    )
+    who = {"Local operator (no sign-in)": _LOCAL}
+    who.update({f"{name} — {roles}": uid for uid, name, roles in demo.iter_rows()})
+    labels = list(who)
+    place = st.query_params.get("person", "0")
+    index = int(place) if place.isdigit() and int(place) < len(labels) else 0
+
+    def remember() -> None:
+        # a callback: the sidebar widget's identity changes with the page being shown, so the
+        # choice is carried by the URL rather than by the widget's own state
+        st.query_params["person"] = str(labels.index(st.session_state["demo_person"]))
+
+    chosen = who[
+        st.sidebar.selectbox(
+            "Acting as", labels, index=index, key="demo_person", on_change=remember
+        )
+    ]
     if chosen == _LOCAL:
         return system_caller("local")
     return people.demo_sign_in(store, chosen)
@@ -110,4 +131,4 @@ st.session_state["store"] = store
 caller = demo_caller(store)
 st.session_state["caller"] = caller
 
-st.navigation(pages_for(caller), position="sidebar").run()
+st.navigation(pages_for(store, caller), position="sidebar").run()

@@ -12,7 +12,7 @@ import polars as pl
 import streamlit as st
 
 from study.access import allowed
-from study.errors import NotFoundError
+from study.errors import NotFoundError, PermissionDenied
 from study.services import design, instruments, monitoring, rating, studies
 
 store = st.session_state["store"]
@@ -20,7 +20,11 @@ caller = st.session_state["caller"]
 
 st.title("Study overview")
 
-visible = studies.list_studies(store, caller)
+try:
+    visible = studies.list_studies(store, caller)
+except PermissionDenied:
+    st.info("You have no role in any study yet: ask the study's coordinator to add you.")
+    st.stop()
 if visible.height == 0:
     st.info(
         "There is no study yet. Create one with `python -m study init --study NAME`, or build "

@@ -146,21 +146,32 @@ PERMISSIONS: dict[str, Permission] = {
     "monitor_study": Permission(
         frozenset({"coordinator", "statistician"}),
         "study",
-        "see progress by rater and case, per-arm counts, and any rater's queue (no results by arm)",
+        "see progress by rater and case, per-arm counts, the safety queue, flagged and skipped "
+        "cases and any rater's queue "
+        "(no results by arm)",
         (
             "monitoring.study_status",
             "monitoring.arm_summary",
             "monitoring.cases_by_specialty",
             "monitoring.rater_progress",
             "rating.rater_queue",
+            "monitoring.safety_queue",
+            "monitoring.case_flags",
             "analyses.interim_agreement",
         ),
     ),
     "rate": Permission(
         frozenset({"rater"}),
         "study",
-        "rate one's own assignments and read one's own queue",
-        ("rating.next_assignment", "rating.submit_rating", "rating.rater_queue"),
+        "rate one's own assignments, flag or skip their cases, and read one's own queue",
+        (
+            "rating.next_assignment",
+            "rating.assignment_view",
+            "rating.submit_rating",
+            "rating.rater_queue",
+            "rating.flag_case",
+            "rating.skip_case",
+        ),
         admin=False,
     ),
     "export": Permission(
@@ -296,6 +307,14 @@ def roles_of(store: Store, user_id: str, *, study: str | None = None) -> set[str
         {"u": user_id, "s": study},
     )
     return set(frame.get_column("role").to_list())
+
+
+def roles_anywhere(store: Store, caller: Caller) -> set[str]:
+    """Every role ``caller`` holds in any study or globally (a system actor: ``{"admin"}``);
+    what the app's navigation is built from (each service checks again)."""
+    if caller.is_system:
+        return {"admin"}
+    return {role for _, role in _grants(store, caller.user_id) or []}
 
 
 def has_role(store: Store, user_id: str, role: str, *, study: str | None = None) -> bool:

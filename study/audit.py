@@ -106,6 +106,16 @@ RATING_REVISE = _kind(
     "a rater revised a submitted assignment (the new revisions, as for rating.submit)",
     "ratings: as rating.submit",
 )
+CASE_FLAG = _kind(
+    "case.flag",
+    "a rater flagged a case as faulty (reason)",
+    "case_flags of kind flag: one event per row",
+)
+CASE_SKIP = _kind(
+    "case.skip",
+    "a rater skipped a case, which leaves their queue (reason)",
+    "case_flags of kind skip: one event per row",
+)
 RATINGS_EXPORT = _kind(
     "ratings.export", "a sensitive read: the ratings were exported with their arms (rows)"
 )
@@ -359,6 +369,15 @@ _MISSING_EVENT_SQL = (
         "  WHERE e.action = $kind AND e.object_id = p.study || '@' || p.version)"
         " ORDER BY study, version LIMIT 1",
         PROTOCOL_LOCK,
+    ),
+    *(
+        (
+            "SELECT 'case flag ' || id || ' has no ' || $kind || ' event' FROM case_flags f"
+            " WHERE f.kind = split_part($kind, '.', 2) AND NOT EXISTS (SELECT 1 FROM audit_events"
+            "  e WHERE e.action = $kind AND e.object_id = CAST(f.id AS VARCHAR)) ORDER BY id LIMIT 1",
+            kind,
+        )
+        for kind in (CASE_FLAG, CASE_SKIP)
     ),
 )
 

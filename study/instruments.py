@@ -1179,3 +1179,21 @@ def get_builtin(key: str) -> Instrument:
 def list_builtin() -> list[Instrument]:
     """Every built-in instrument, sorted by key."""
     return list(BUILTIN.values())
+
+
+def severe_values(instruments: Iterable[Instrument]) -> dict[str, set]:
+    """Item key -> the values that report severe harm: those whose option label says "severe".
+
+    The built-in harm scales label their top option "Severe harm or death"; a custom instrument
+    opts in the same way. A rating with such a value enters the coordinator's safety queue.
+
+    >>> severe_values([get_builtin("harm")])
+    {'harm_extent': {2}}
+    """
+    found: dict[str, set] = {}
+    for inst in instruments:
+        for item in inst.items:
+            values = {o.value for o in item.options if "severe" in o.label.lower()}
+            if values:
+                found[item.key] = values
+    return found

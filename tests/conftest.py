@@ -137,6 +137,14 @@ def sign_in(store: Store, user_id: str) -> Caller:
     return people.sign_in(store, issuer=row["issuer"], subject=row["subject"])
 
 
+def picker_place(db: Path, user_id: str) -> str:
+    """The demo picker's ``?person=`` value for ``user_id`` on the database ``db`` (the local
+    operator is 0, then the demo's people by id)."""
+    with Store(db) as s:
+        ids = people.demo_people(s).get_column("id").to_list()
+    return str(ids.index(user_id) + 1)
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     """A migrated store on a real DuckDB file."""

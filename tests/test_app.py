@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import OPERATOR
+from conftest import OPERATOR, picker_place
 from streamlit.testing.v1 import AppTest
 
 from study.demo import build_demo
@@ -184,7 +184,7 @@ def run_as(monkeypatch: pytest.MonkeyPatch, db: Path, person: str) -> AppTest:
     monkeypatch.setenv("CLINVAL_DB", str(db))
     monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state["demo_person"] = person
+    at.query_params["person"] = picker_place(db, person)
     return at.run()
 
 
@@ -195,7 +195,7 @@ def test_the_demo_without_sign_in_says_so_and_acts_as_the_person_picked(
     no_failure(at)
     assert any("Demo without real sign-in" in w.value for w in at.warning)
     picker = at.selectbox(key="demo_person")
-    assert picker.value == "__local__"  # the local operator sees every study
+    assert picker.value == "Local operator (no sign-in)"  # who sees every study
     shown = set(picker.options)  # display names with each person's roles
     assert "Local operator (no sign-in)" in shown
     assert "Demo Coordinator (demo) — coordinator" in shown
@@ -211,7 +211,7 @@ def test_the_demo_without_sign_in_says_so_and_acts_as_the_person_picked(
 
     at = run_as(monkeypatch, demo_and_draft_db, "demo-rater-01")
     no_failure(at)
-    # a rater sees their own queue: no protocol, no arms, nobody else's progress
-    assert [s.value for s in at.subheader] == ["Your assignments"]
+    # a rater gets the rating screen alone: no protocol, no arms, nobody else's progress
+    assert at.title[0].value == "Rate"
     assert not at.metric and not at.dataframe and not at.get("plotly_chart")
-    assert "done" in at.get("progress")[0].proto.text
+    assert at.get("progress")[0].proto.text.startswith("Case ")

@@ -10,110 +10,32 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
+from serving import CHROMIUM_ARGS, chromium_path, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CASES = sum(
     1 for line in (ROOT / "data" / "demo" / "cases.jsonl").read_text().splitlines() if line.strip()
 )
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = os.environ.get("BROWSER_TEST_SCREENSHOT")
 """If set, a copy of the overview screenshot is also saved there (for reviewing the page)."""
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {server.returncode} before serving")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url}/_stcore/health did not answer 'ok' within {timeout:.0f} s")
-
-
 @pytest.fixture
 def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail(
-            "Chromium is not installed, so the browser tests cannot run. Install it with "
-            "`make chromium` (apt-get install chromium) and run the tests again."
-        )
-    return path
+    return chromium_path()
 
 
 @pytest.fixture
 def app_url(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVAL_")}
-    env |= {"CLINVAL_DB": str(tmp_path / "browser.duckdb"), "CLINVAL_DEMO_ON_START": "1"}
-    log = open(tmp_path / "streamlit.log", "w+b")  # noqa: SIM115 (closed in the finally below)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, server)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-        log.seek(0)
-        output = log.read().decode(errors="replace")
-        log.close()
-        assert "Traceback" not in output, output[-3000:]
+    with serve(tmp_path / "browser.duckdb", tmp_path, demo_on_start=True) as served:
+        yield served.url
 
 
 def test_overview_shows_the_demo_study(chromium: str, app_url: str, tmp_path: Path) -> None:

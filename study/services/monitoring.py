@@ -111,3 +111,40 @@ def rater_progress(store: Store, caller: Caller, study: str) -> pl.DataFrame:
         " WHERE a.study = $s GROUP BY a.rater, u.display_name ORDER BY name",
         {"s": study},
     )
+
+
+@guarded
+def safety_queue(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """Ratings of severe harm, newest first: the coordinator's safety queue.
+
+    Columns: ``alert`` (id), ``raised_at`` (UTC), ``case_id``, ``question``, ``label`` (the
+    response as the rater saw it), ``answer_text``, ``rater``, ``item``, ``value``,
+    ``acknowledged_at``, ``acknowledged_by``, ``note``. No arm: the queue is read while blind.
+    """
+    return store.read(
+        "SELECT s.id AS alert, s.raised_at, a.case_id, c.question, p.label,"
+        " an.text AS answer_text, a.rater, r.item_key AS item,"
+        " coalesce(r.value_text, CAST(r.value_num AS VARCHAR)) AS value,"
+        " s.acknowledged_at, s.acknowledged_by, s.note"
+        " FROM safety_alerts s JOIN ratings r ON r.id = s.rating"
+        " JOIN assignments a ON a.id = r.assignment"
+        " JOIN cases c ON c.study = a.study AND c.case_id = a.case_id"
+        " LEFT JOIN presentations p ON p.id = r.presentation"
+        " LEFT JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id"
+        " WHERE s.study = $s ORDER BY s.raised_at DESC, s.id DESC",
+        {"s": study},
+    )
+
+
+@guarded
+def case_flags(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """Flagged and skipped cases with their reasons, newest first.
+
+    Columns: ``kind`` ("flag" or "skip"), ``case_id``, ``rater``, ``reason``, ``created_at``.
+    """
+    return store.read(
+        "SELECT f.kind, a.case_id, a.rater, f.reason, f.created_at FROM case_flags f"
+        " JOIN assignments a ON a.id = f.assignment WHERE f.study = $s"
+        " ORDER BY f.created_at DESC, f.id DESC",
+        {"s": study},
+    )

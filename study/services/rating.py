@@ -26,7 +26,7 @@ from study.errors import (
     StudyError,
     ValidationError,
 )
-from study.instruments import Instrument, Item, check_consistency
+from study.instruments import Instrument, Item, check_consistency, severe_values
 from study.services._common import author_owner_sql
 from study.services.instruments import instrument_from_json
 from study.store import ConstraintViolation, Cursor, Store, first, utc_now
@@ -41,62 +41,107 @@ _SUBMIT = "rating.submit_rating"
 def next_assignment(store: Store, caller: Caller, study: str) -> dict[str, Any] | None:
     """The caller's next unfinished assignment in ``study``, or None when their queue is done.
 
-    Read from the ``done`` flag (never by scanning ratings). Returns a dict: ``assignment``
-    (id), ``case_id``, ``question``, ``context``, ``shown_order``, ``remaining`` (including this
-    one), ``total``, and ``presentations``: a list of {presentation, position, label, text} in
-    screen order. The arm is never included (blinding).
+    Read from the ``done`` flag (never by scanning ratings); a skipped case has left the queue.
+    Returns ``assignment_view``'s dict for it.
     """
-    rater = caller.user_id
     cur = store.cursor()
     try:
         # small point queries with fetchall: this runs on every key press of a rater
         head = first(
             cur.execute(
-                "SELECT id, case_id, shown_order FROM assignments"
-                " WHERE study = ? AND rater = ? AND NOT done AND status = 'pending'"
-                " ORDER BY shown_order LIMIT 1",
-                [study, rater],
+                "SELECT id FROM assignments a WHERE study = ? AND rater = ? AND NOT done"
+                f" AND status = 'pending' AND {_NOT_SKIPPED} ORDER BY shown_order LIMIT 1",
+                [study, caller.user_id],
             ).fetchall()
         )
-        if head is None:
-            return None
-        assignment, case_id, shown_order = head
-        remaining, total = cur.execute(
-            "SELECT count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
-            " count(*) FILTER (WHERE status <> 'withdrawn')"
-            " FROM assignments WHERE study = ? AND rater = ?",
-            [study, rater],
-        ).fetchall()[0]
-        question, context = cur.execute(
-            "SELECT question, context FROM cases WHERE study = ? AND case_id = ?",
-            [study, case_id],
-        ).fetchall()[0]
-        shown = cur.execute(
-            "SELECT id, position, label, answer_id FROM presentations WHERE assignment = ?"
-            " ORDER BY position",
-            [assignment],
-        ).fetchall()
-        texts = dict(
-            cur.execute(
-                "SELECT answer_id, text FROM answers"
-                " WHERE study = ? AND list_contains(?, answer_id)",
-                [study, [row[3] for row in shown]],
-            ).fetchall()
-        )
+        return None if head is None else _view(cur, study, caller.user_id, head[0])
     finally:
         cur.close()
+
+
+@guarded
+def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -> dict[str, Any]:
+    """One of the caller's assignments as the rating screen shows it, with its current values.
+
+    Keys: ``assignment`` (id), ``case_id``, ``question``, ``context``, ``shown_order``, ``done``,
+    ``remaining`` (unfinished, not skipped, this one included if unfinished), ``total`` (not
+    withdrawn, not skipped), ``presentations``: [{presentation, position, label, text}] in screen
+    order, and ``values``: the current submitted values as ``submit_rating`` takes them
+    (item -> value for case-scope items, item -> {label: value} for answer-scope items; empty
+    before the first submit). Never the arm, the answer's id or its author (blinding).
+    """
+    cur = store.cursor()
+    try:
+        owner = first(
+            cur.execute(
+                "SELECT rater FROM assignments WHERE id = ? AND study = ?", [int(assignment), study]
+            ).fetchall()
+        )
+        if owner is not None and owner[0] == caller.user_id:
+            return _view(cur, study, caller.user_id, int(assignment))
+    finally:
+        cur.close()
+    if owner is None:
+        raise NotFoundError(f"There is no assignment {assignment} in study '{study}'.")
+    refuse(
+        store,
+        caller,
+        f"Assignment {assignment} belongs to another rater.",
+        study=study,
+        service="rating.assignment_view",
+    )
+
+
+_NOT_SKIPPED = (
+    "NOT EXISTS (SELECT 1 FROM case_flags f WHERE f.assignment = a.id AND f.kind = 'skip')"
+)
+
+
+def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any]:
+    case_id, shown_order, done = cur.execute(
+        "SELECT case_id, shown_order, done FROM assignments WHERE id = ?", [assignment]
+    ).fetchall()[0]
+    remaining, total = cur.execute(
+        "SELECT count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
+        " count(*) FILTER (WHERE status <> 'withdrawn')"
+        f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
+        [study, rater],
+    ).fetchall()[0]
+    question, context = cur.execute(
+        "SELECT question, context FROM cases WHERE study = ? AND case_id = ?", [study, case_id]
+    ).fetchall()[0]
+    shown = cur.execute(
+        "SELECT p.id, p.position, p.label, a.text FROM presentations p"
+        " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
+        " WHERE p.assignment = ? ORDER BY p.position",
+        [assignment],
+    ).fetchall()
+    labels = {pid: label for pid, _, label, _ in shown}
+    values: dict[str, Any] = {}
+    for slot, item, num, text in cur.execute(
+        "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
+        " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ? ORDER BY r.slot, r.item_key",
+        [assignment],
+    ).fetchall():
+        value = text if text is not None else (int(num) if float(num).is_integer() else num)
+        if slot == 0:
+            values[item] = value
+        else:
+            values.setdefault(item, {})[labels[slot]] = value
     return {
         "assignment": assignment,
         "case_id": case_id,
         "question": question,
         "context": context,
         "shown_order": shown_order,
+        "done": bool(done),
         "remaining": remaining,
         "total": total,
         "presentations": [
-            {"presentation": pid, "position": pos, "label": label, "text": texts[answer]}
-            for pid, pos, label, answer in shown
+            {"presentation": pid, "position": pos, "label": label, "text": text}
+            for pid, pos, label, text in shown
         ],
+        "values": values,
     }
 
 
@@ -116,6 +161,71 @@ def rater_queue(
         " WHERE study = $s AND rater = $r ORDER BY shown_order",
         {"s": study, "r": rater},
     )
+
+
+# --- flags and skips -------------------------------------------------------------------------
+
+
+@guarded
+def flag_case(store: Store, caller: Caller, study: str, assignment: int, reason: str) -> int:
+    """Flag the case of one of the caller's assignments as faulty, with a ``reason``; the case
+    stays in the queue (it can still be rated). Returns the audit event's seq."""
+    return _mark(store, caller, study, int(assignment), "flag", reason, audit.CASE_FLAG)
+
+
+@guarded
+def skip_case(store: Store, caller: Caller, study: str, assignment: int, reason: str) -> int:
+    """Skip the case of one of the caller's unfinished assignments, with a ``reason``: it leaves
+    their queue and is not rated by them. Returns the audit event's seq."""
+    return _mark(store, caller, study, int(assignment), "skip", reason, audit.CASE_SKIP)
+
+
+_DONE = {"flag": "flagged", "skip": "skipped"}
+
+
+def _mark(
+    store: Store,
+    caller: Caller,
+    study: str,
+    assignment: int,
+    kind: str,
+    reason: str,
+    event: audit.EventKind,
+) -> int:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError([Problem(kind, None, "reason", f"a {kind} needs a reason")])
+    _require_own_assignment(store, caller, study, assignment, service=f"rating.{kind}_case")
+    with store.transaction() as cur:
+        done, study_status = cur.execute(
+            "SELECT s.done, t.status FROM assignments s JOIN studies t ON t.id = s.study"
+            " WHERE s.id = ?",
+            [assignment],
+        ).fetchall()[0]
+        if study_status != "rating":
+            raise StateError(
+                f"Study '{study}' is {study_status}; cases are {_DONE[kind]} only while rating."
+            )
+        if kind == "skip" and done:
+            raise StateError(f"Assignment {assignment} is rated already; it cannot be skipped.")
+        if cur.execute(
+            "SELECT 1 FROM case_flags WHERE assignment = ? AND kind = ?", [assignment, kind]
+        ).fetchall():
+            raise ConflictError(f"This case was {_DONE[kind]} already.")
+        flag_id = store.allocate_ids(cur, "case_flags")
+        cur.execute(
+            "INSERT INTO case_flags VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [flag_id, assignment, study, kind, reason, utc_now(), caller.actor],
+        )
+        return audit.append(
+            cur,
+            actor=caller.actor,
+            kind=event,
+            object_type="case_flag",
+            object_id=str(flag_id),
+            study=study,
+            payload={"assignment": assignment, "reason": reason},
+        )
 
 
 # --- submitting ------------------------------------------------------------------------------
@@ -168,6 +278,7 @@ def submit_rating(
         sheet = _open_sheet(cur, study, int(assignment), revise=revise)
         rows = _rating_rows(cur, sheet, values, revise=revise)
         _write(store, cur, sheet, rows, caller=caller, seconds=seconds, revise=revise)
+        alerts = _raise_safety_alerts(store, cur, study, sheet, rows)
         return audit.append(
             cur,
             actor=caller.actor,
@@ -188,8 +299,36 @@ def submit_rating(
                     ),
                     key=lambda r: (r["slot"], r["item_key"]),
                 ),
-            },
+            }
+            | ({"safety_alerts": alerts} if alerts else {}),
         )
+
+
+def _raise_safety_alerts(
+    store: Store, cur: Cursor, study: str, sheet: _Sheet, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Put the submission's severe-harm ratings into the safety queue, in its transaction."""
+    severe = severe_values(sheet.instruments)
+    hits = [
+        r
+        for r in rows
+        if r["item_key"] in severe
+        and (r["value_text"] if r["value_text"] is not None else r["value_num"])
+        in severe[r["item_key"]]
+    ]
+    if not hits:
+        return []
+    first_id = store.allocate_ids(cur, "safety_alerts")
+    now = utc_now()
+    store.insert_rows(
+        cur,
+        "safety_alerts",
+        [
+            {"id": first_id + n, "study": study, "rating": r["id"], "raised_at": now}
+            for n, r in enumerate(hits)
+        ],
+    )
+    return [{"slot": r["slot"], "item_key": r["item_key"]} for r in hits]
 
 
 def _check_seconds(seconds: float | None) -> None:
@@ -199,7 +338,9 @@ def _check_seconds(seconds: float | None) -> None:
         raise ValidationError([Problem("rating", None, "seconds", "must be a number >= 0")])
 
 
-def _require_own_assignment(store: Store, caller: Caller, study: str, assignment: int) -> None:
+def _require_own_assignment(
+    store: Store, caller: Caller, study: str, assignment: int, *, service: str = _SUBMIT
+) -> None:
     """Refuse (audited) an assignment of another study or rater, and one showing the caller's
     own answer. Before the transaction, so that the refusal's event is kept."""
     cur = store.cursor()
@@ -226,7 +367,7 @@ def _require_own_assignment(store: Store, caller: Caller, study: str, assignment
             caller,
             f"Assignment {assignment} belongs to another rater.",
             study=study,
-            service=_SUBMIT,
+            service=service,
         )
     if own_answer:
         refuse(
@@ -234,7 +375,7 @@ def _require_own_assignment(store: Store, caller: Caller, study: str, assignment
             caller,
             "A rater may not rate an answer they wrote.",
             study=study,
-            service=_SUBMIT,
+            service=service,
         )
 
 

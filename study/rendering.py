@@ -1,0 +1,79 @@
+"""Answers are untrusted input: turn their text into HTML that can do nothing but show text.
+
+An LLM answer (or a pasted clinician answer) may carry raw HTML, scripts, images or links. An
+image or any remote resource would make the rater's browser call out when the answer is shown:
+a privacy leak, and a source leak (the address can name the model's vendor). So raw HTML is
+never passed through, images become a bracketed note with their alt text, links become their
+text, and the result is sanitised once more with an allow-list (``nh3``, the Ammonia sanitiser)
+that admits no attribute at all, so no URL can survive in the output.
+
+Two modes, chosen by the protocol: ``"plain"`` shows the text as written (line breaks kept);
+``"markdown"`` renders CommonMark (emphasis, lists, code, tables, quotes, headings).
+
+>>> safe_html('<img src="https://tracker.example/x.png"> **Take** [this](https://x.example)')
+'<p>&lt;img src="https://tracker.example/x.png"&gt; <strong>Take</strong> this</p>'
+>>> safe_html("![chart](https://x.example/c.png)")
+'<p>[image not shown: chart]</p>'
+>>> safe_html("a < b\\nnext line", mode="plain")
+'<p>a &lt; b<br>next line</p>'
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Literal
+
+import nh3
+from markdown_it import MarkdownIt
+
+Mode = Literal["plain", "markdown"]
+MODES: tuple[Mode, ...] = ("plain", "markdown")
+
+_ALLOWED_TAGS = {
+    "p", "br", "strong", "em", "del", "code", "pre", "blockquote", "hr",
+    "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
+    "table", "thead", "tbody", "tr", "th", "td",
+}  # fmt: skip
+
+
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    md.enable("strikethrough")
+
+    def image(renderer, tokens, idx, options, env):  # noqa: ARG001
+        alt = tokens[idx].content or "no description"
+        return html.escape(f"[image not shown: {alt}]")
+
+    def link_open(renderer, tokens, idx, options, env):  # noqa: ARG001
+        return ""
+
+    def link_close(renderer, tokens, idx, options, env):  # noqa: ARG001
+        return ""
+
+    md.add_render_rule("image", image)
+    md.add_render_rule("link_open", link_open)
+    md.add_render_rule("link_close", link_close)
+    return md
+
+
+_MD = _markdown()
+
+
+def safe_html(text: str, *, mode: Mode = "markdown") -> str:
+    """HTML for ``text`` that holds no raw HTML, image, link, URL attribute or script.
+
+    ``mode``: ``"markdown"`` renders CommonMark with raw HTML shown as text, images as
+    "[image not shown: alt]" and links as their text; ``"plain"`` escapes everything and keeps
+    line breaks. Either way the output passes an allow-list sanitiser that keeps only text
+    formatting tags, without attributes.
+    """
+    if mode == "plain":
+        body = "<br>".join(html.escape(line) for line in text.split("\n"))
+        rendered = f"<p>{body}</p>"
+    elif mode == "markdown":
+        rendered = _MD.render(text)
+    else:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return nh3.clean(
+        rendered, tags=_ALLOWED_TAGS, attributes={}, url_schemes=set(), link_rel=None
+    ).strip()
