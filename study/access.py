@@ -108,7 +108,7 @@ PERMISSIONS: dict[str, Permission] = {
         frozenset({"coordinator"}),
         "study",
         "import cases, arms and answers, see answers with their arms and authors, attach "
-        "instruments, lock the first protocol, make assignments",
+        "instruments, lock the first protocol, preview and make assignments",
         (
             "content.import_cases",
             "content.import_arms",
@@ -122,6 +122,7 @@ PERMISSIONS: dict[str, Permission] = {
             "design.lock_protocol",
             "design.persist_assignments",
             "design.make_assignments",
+            "design.preview_assignments",
         ),
     ),
     "amend_protocol": Permission(

@@ -8,14 +8,23 @@ that the store persists when the protocol is locked:
 - ``presentations``: one row per (assignment, answer): the position on screen (1-based) and the
   neutral label shown ("Response A", ...), which depends on the position only.
 
+Modes (``MODES``): ``side_by_side`` shows all of a case's answers on one screen; ``pairwise``
+shows two of them (with three or more arms the pairs of a case are dealt in turn, so each pair is
+shown equally often); ``separate`` shows one answer per screen, and a rater sees at most one
+answer of a case, so a case's other answers are never shown with it.
+
 Rules, all checked:
 
-1. every case goes to exactly ``raters_per_case`` distinct raters;
-2. a rater never rates a case for which they wrote one of the answers (``author_id``);
-3. loads are balanced: the busiest and the least busy rater differ by at most one case whenever
-   rule 2 allows it (otherwise the spread is the smallest the exclusions permit);
-4. answers are shown in a uniformly random order per assignment, and each rater's queue of
-   cases is in a random order, so neither position nor sequence is confounded with arm;
+1. every case (``separate``: every answer) goes to exactly ``raters_per_case`` distinct raters;
+2. a rater never rates a case for which they wrote one of the answers (``author_id``), and with
+   ``match_specialty`` only raters of the case's specialty rate it; a design these constraints
+   cannot meet is refused, naming the case and the constraint;
+3. loads are balanced: the busiest and the least busy rater differ by at most one assignment
+   whenever rule 2 allows it (otherwise the spread is the smallest the exclusions permit);
+4. each rater sees each arm equally often in each screen position (within one): the orders of a
+   rater's screens come in blocks of k (k answers shown) that form a Latin square (each arm once
+   in each position), drawn at random, so every order is equally likely overall and position is
+   never confounded with arm within a rater; each rater's queue of cases is in a random order;
 5. the same inputs and seed give the same tables, on any Python version (see
    :class:`study.blinding.SeededRandom`).
 
@@ -24,6 +33,7 @@ Pure: no DuckDB, no streamlit.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Mapping, Sequence
 
@@ -32,8 +42,11 @@ import polars as pl
 from study.blinding import SeededRandom, neutral_label, shuffled
 from study.errors import StudyError
 
-ALGORITHM = "clinval-assign-1"
-"""Name of this algorithm; stored with the seed so an audit knows which code replays it."""
+ALGORITHM = "clinval-assign-2"
+"""Name of this algorithm; stored with the seed so an audit knows which code replays it.
+(``clinval-assign-1`` shuffled each screen's order independently, without rule 4's balance.)"""
+
+MODES = ("side_by_side", "pairwise", "separate")
 
 ASSIGNMENT_COLUMNS = ("assignment_id", "case_id", "rater_id", "queue_position", "seed", "algorithm")
 PRESENTATION_COLUMNS = ("assignment_id", "case_id", "answer_id", "arm_id", "position", "label")
@@ -48,6 +61,8 @@ def design_assignments(
     seed: int,
     rater_specialty: Mapping[str, str | None] | None = None,
     case_specialty: Mapping[str, str | None] | None = None,
+    mode: str = "side_by_side",
+    match_specialty: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Assign each case to ``raters_per_case`` raters and fix the order and labels of its answers.
 
@@ -63,6 +78,9 @@ def design_assignments(
     rater_specialty, case_specialty : optional maps to a specialty. When both are given, a rater
         whose specialty matches the case's is preferred among raters of equal load; balance always
         comes first.
+    mode : ``"side_by_side"`` (default), ``"pairwise"`` or ``"separate"``; see the module.
+    match_specialty : only raters whose specialty equals the case's rate it (a hard constraint;
+        a case with no specialty may go to anyone).
 
     Returns
     -------
@@ -87,6 +105,10 @@ def design_assignments(
         raise StudyError(f"Each case needs at least one rater; raters_per_case={raters_per_case}.")
     if not case_ids:
         raise StudyError("There are no cases to assign.")
+    if mode not in MODES:
+        raise StudyError(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
+    if match_specialty and not (rater_specialty and case_specialty):
+        raise StudyError("Matching specialties needs the raters' and the cases' specialties.")
     needed = [
         c for c in ("answer_id", "case_id", "arm_id", "author_id") if c not in answers.columns
     ]
@@ -102,12 +124,26 @@ def design_assignments(
         if case not in answers_by_case:
             problems.append(f"case {case!r} has no answers")
             continue
+        if mode == "pairwise" and len(answers_by_case[case]) < 2:
+            problems.append(f"case {case!r} has one answer; a pairwise screen shows two")
+            continue
         ok = [r for r in rater_ids if r not in authors_by_case.get(case, set())]
-        if len(ok) < raters_per_case:
+        wanted = (case_specialty or {}).get(case) if match_specialty else None
+        if wanted:
+            ok = [r for r in ok if (rater_specialty or {}).get(r) == wanted]
+        needed = raters_per_case * (len(answers_by_case[case]) if mode == "separate" else 1)
+        if len(ok) < needed:
             authors = sorted(authors_by_case.get(case, set()) & set(rater_ids))
-            why = f" ({', '.join(authors)} wrote one of its answers)" if authors else ""
+            why = [f"{', '.join(authors)} wrote one of its answers"] if authors else []
+            if wanted:
+                why.append(f"only raters of its specialty '{wanted}' may rate it")
+            if mode == "separate":
+                why.append(
+                    f"each of its {len(answers_by_case[case])} answers needs raters of its own"
+                )
+            because = f" ({'; '.join(why)})" if why else ""
             problems.append(
-                f"case {case!r} needs {raters_per_case} raters but only {len(ok)} are eligible{why}"
+                f"case {case!r} needs {needed} raters but only {len(ok)} are eligible{because}"
             )
         eligible[case] = ok
     if problems:
@@ -117,10 +153,18 @@ def design_assignments(
             + ". Add raters or lower raters per case."
         )
 
-    chosen = _balanced_choice(
-        eligible, rater_ids, raters_per_case, rng, rater_specialty, case_specialty
-    )
-    return _tables(chosen, answers_by_case, rater_ids, seed, rng)
+    if mode == "separate":
+        shown = _separate_choice(eligible, answers_by_case, rater_ids, raters_per_case, rng)
+    else:
+        chosen = _balanced_choice(
+            eligible, rater_ids, raters_per_case, rng, rater_specialty, case_specialty
+        )
+        shown = {
+            (case, rater): list(answers_by_case[case]) for case in chosen for rater in chosen[case]
+        }
+        if mode == "pairwise":
+            _deal_pairs(shown, chosen, rng)
+    return _tables(shown, rater_ids, seed, rng)
 
 
 def load_spread(assignments: pl.DataFrame, raters: Sequence[str] | None = None) -> int:
@@ -267,31 +311,102 @@ def _find_path(
     return None
 
 
-def _tables(
-    chosen: dict[str, list[str]],
+def _separate_choice(
+    eligible: dict[str, list[str]],
     answers_by_case: dict[str, list[tuple[str, str]]],
+    rater_ids: list[str],
+    k: int,
+    rng: SeededRandom,
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """``separate`` mode: each answer to k raters, a rater at most one answer per case.
+
+    Greedy, most constrained cases first: an answer goes to the eligible raters who are least
+    loaded, then who have seen its arm least (so each rater meets the arms about equally), then
+    at random.
+    """
+    load = dict.fromkeys(rater_ids, 0)
+    per_arm: dict[tuple[str, str], int] = {}
+    shown: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for case in sorted(eligible, key=lambda c: (len(eligible[c]), c)):
+        free = list(eligible[case])
+        for answer in shuffled(answers_by_case[case], rng):
+            tiebreak = {r: rng.random() for r in free}
+            picked = sorted(
+                free, key=lambda r: (load[r], per_arm.get((r, answer[1]), 0), tiebreak[r])
+            )[:k]
+            for rater in picked:
+                load[rater] += 1
+                per_arm[(rater, answer[1])] = per_arm.get((rater, answer[1]), 0) + 1
+                shown[(case, rater)] = [answer]
+                free.remove(rater)
+    return shown
+
+
+def _deal_pairs(
+    shown: dict[tuple[str, str], list[tuple[str, str]]],
+    chosen: dict[str, list[str]],
+    rng: SeededRandom,
+) -> None:
+    """``pairwise`` mode: keep two answers per screen, dealing each case's pairs in turn from a
+    shuffled list of all of its pairs, so every pair is shown equally often (within one)."""
+    for case, raters in chosen.items():
+        answers = shown[(case, raters[0])]
+        pairs = shuffled(list(itertools.combinations(answers, 2)), rng)
+        for n, rater in enumerate(raters):
+            shown[(case, rater)] = list(pairs[n % len(pairs)])
+
+
+def _latin_block(k: int, rng: SeededRandom) -> list[list[int]]:
+    """k orders of positions 0..k-1 forming a Latin square: rotations of a random order, in
+    random sequence. Each order is uniform over all k! orders; within the block each index
+    stands once in each position."""
+    base = shuffled(list(range(k)), rng)
+    return shuffled([base[i:] + base[:i] for i in range(k)], rng)
+
+
+def _balanced_orders(
+    screens: list[list[tuple[str, str]]], rng: SeededRandom
+) -> list[list[tuple[str, str]]]:
+    """One rater's screens (in queue order) with their answers put in order so that each arm
+    stands equally often in each position (within one).
+
+    Screens that show the same set of arms share a sequence of Latin blocks over those arms
+    (sorted), so the balance holds for every set of arms a rater meets.
+    """
+    blocks: dict[tuple[str, ...], list[list[int]]] = {}
+    ordered = []
+    for answers in screens:
+        by_arm = sorted(answers, key=lambda a: (a[1], a[0]))
+        arms = tuple(a[1] for a in by_arm)
+        block = blocks.get(arms)
+        if not block:
+            block = blocks[arms] = _latin_block(len(arms), rng)
+        ordered.append([by_arm[i] for i in block.pop()])
+    return ordered
+
+
+def _tables(
+    shown: dict[tuple[str, str], list[tuple[str, str]]],
     rater_ids: list[str],
     seed: int,
     rng: SeededRandom,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     cases_of: dict[str, list[str]] = {r: [] for r in rater_ids}
-    for case in sorted(chosen):
-        for r in chosen[case]:
-            cases_of[r].append(case)
+    for case, rater in sorted(shown):
+        cases_of[rater].append(case)
 
     a_rows: list[tuple[str, str, str, int, int, str]] = []
     p_rows: list[tuple[str, str, str, str, int, str]] = []
     for rater in rater_ids:
-        for queue_position, case in enumerate(shuffled(cases_of[rater], rng), start=1):
+        queue = shuffled(cases_of[rater], rng)
+        orders = _balanced_orders([shown[(case, rater)] for case in queue], rng)
+        for queue_position, (case, answers) in enumerate(zip(queue, orders, strict=True), start=1):
             assignment_id = f"as-{case}-{rater}"
             a_rows.append((assignment_id, case, rater, queue_position, seed, ALGORITHM))
-            for position, (answer_id, arm_id) in enumerate(
-                shuffled(answers_by_case[case], rng), start=1
-            ):
+            for position, (answer_id, arm_id) in enumerate(answers, start=1):
                 p_rows.append(
                     (assignment_id, case, answer_id, arm_id, position, neutral_label(position))
                 )
-
     assignments = pl.DataFrame(
         a_rows,
         schema={
@@ -317,3 +432,49 @@ def _tables(
         orient="row",
     )
     return assignments, presentations
+
+
+def design_summary(
+    assignments: pl.DataFrame, presentations: pl.DataFrame
+) -> dict[str, pl.DataFrame]:
+    """What a coordinator checks before storing a design, as tables.
+
+    Keys: ``loads`` (rater_id, assignments, cases: one row per rater, by rater), ``raters_per_case``
+    (case_id, raters, answers_shown), ``arm_positions`` (rater_id, arm_id, position, shown: how
+    often each rater sees each arm in each screen position), ``overlap`` (rater_a, rater_b,
+    shared_cases: for each pair of raters with a case in common, rater_a < rater_b).
+    Inputs as ``design_assignments`` returns them.
+    """
+    loads = (
+        assignments.group_by("rater_id")
+        .agg(pl.len().alias("assignments"), pl.col("case_id").n_unique().alias("cases"))
+        .sort("rater_id")
+    )
+    per_case = (
+        presentations.group_by("case_id")
+        .agg(
+            pl.col("assignment_id").n_unique().alias("raters"),
+            pl.col("answer_id").n_unique().alias("answers_shown"),
+        )
+        .sort("case_id")
+    )
+    arm_positions = (
+        presentations.join(assignments.select("assignment_id", "rater_id"), on="assignment_id")
+        .group_by("rater_id", "arm_id", "position")
+        .agg(pl.len().alias("shown"))
+        .sort("rater_id", "arm_id", "position")
+    )
+    pairs = assignments.select("case_id", "rater_id")
+    overlap = (
+        pairs.join(pairs, on="case_id", suffix="_b")
+        .filter(pl.col("rater_id") < pl.col("rater_id_b"))
+        .group_by(pl.col("rater_id").alias("rater_a"), pl.col("rater_id_b").alias("rater_b"))
+        .agg(pl.len().alias("shared_cases"))
+        .sort("rater_a", "rater_b")
+    )
+    return {
+        "loads": loads,
+        "raters_per_case": per_case,
+        "arm_positions": arm_positions,
+        "overlap": overlap,
+    }

@@ -37,6 +37,7 @@ EXIT_AUDIT_BROKEN = 1
 EXIT_BAD_INPUT = 2
 
 EXPORT_FORMATS = ("csv", "parquet")
+MODES = ("side_by_side", "pairwise", "separate")  # study.assignment.MODES, without importing it
 STATUS_FIELDS = (
     ("cases", "cases"),
     ("arms", "arms"),
@@ -252,6 +253,55 @@ def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_AUDIT_BROKEN
 
 
+def cmd_assign(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import design
+
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
+    options = {
+        "raters_per_case": args.raters_per_case,
+        "seed": seed,
+        "mode": args.mode,
+        "match_specialty": args.match_specialty,
+    }
+    with _open_store(args.db, create=False) as store:
+        summary = design.preview_assignments(store, _caller(), args.study, **options)
+        _print_design(summary, args, seed, out)
+        if not args.dry_run:
+            stored = design.make_assignments(store, _caller(), args.study, **options)
+            print(f"{stored} assignments stored for study {args.study} (seed {seed})", file=out)
+    return EXIT_OK
+
+
+def _print_design(
+    summary: dict[str, pl.DataFrame], args: argparse.Namespace, seed: int, out: TextIO
+) -> None:
+    loads = summary["loads"]
+    per_case = summary["raters_per_case"].get_column("raters")
+    print(
+        f"design for study {args.study}: mode {args.mode}, {args.raters_per_case} raters per case"
+        f"{', specialties matched' if args.match_specialty else ''}, seed {seed}",
+        file=out,
+    )
+    print(
+        f"  {loads.height} raters, {loads.get_column('assignments').sum()} assignments over "
+        f"{per_case.len()} cases; raters per case {per_case.min()}-{per_case.max()}",
+        file=out,
+    )
+    print("\nloads per rater", file=out)
+    _print_table(("rater", "assignments"), loads.select("rater_id", "assignments").rows(), out)
+    print("\narm x position per rater (times shown)", file=out)
+    grid = (
+        summary["arm_positions"]
+        .with_columns(pl.format("pos {}", "position").alias("at"))
+        .pivot(on="at", index=["rater_id", "arm_id"], values="shown", sort_columns=True)
+        .fill_null(0)
+    )
+    _print_table(("rater", "arm", *grid.columns[2:]), grid.rows(), out)
+    print("\nrater-pair overlap (cases in common)", file=out)
+    overlap = summary["overlap"]
+    _print_table(("rater", "rater", "shared"), overlap.rows(), out)
+
+
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import exports
 
@@ -421,6 +471,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="also print the number of events of every declared kind",
     )
     q.set_defaults(func=cmd_audit_verify)
+
+    p = commands.add_parser(
+        "assign",
+        parents=[common, study],
+        help="design the assignment of raters to cases (print it with --dry-run, else store it)",
+        description=(
+            "Design which rater sees which case and in which order, from the study's raters "
+            "(people with the rater role), and print its summary: loads per rater, raters per "
+            "case, arm x position counts per rater, rater-pair overlap. Without --dry-run the "
+            "design is stored for the lock (draft or locked studies)."
+        ),
+    )
+    p.add_argument("--raters-per-case", type=int, default=3, metavar="N", help="default 3")
+    p.add_argument("--mode", choices=MODES, default="side_by_side", help="default side_by_side")
+    p.add_argument(
+        "--seed", type=int, default=None, help="the design's seed (default: drawn and printed)"
+    )
+    p.add_argument(
+        "--match-specialty",
+        action="store_true",
+        help="only raters of a case's specialty rate it",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the design, store nothing")
+    p.set_defaults(func=cmd_assign)
 
     p = commands.add_parser(
         "export",

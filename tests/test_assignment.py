@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from scipy.stats import binomtest, chisquare
 
-from study.assignment import ALGORITHM, design_assignments, load_spread
+from study.assignment import ALGORITHM, design_assignments, design_summary, load_spread
 from study.blinding import SeededRandom, leak_report, neutral_label, neutral_labels, shuffled
 from study.errors import StudyError
 
@@ -248,3 +248,162 @@ def test_leak_report_flags_self_identification_markdown_and_signatures():
     assert rows["llm"]["share_signature"] == 0.0
     assert rows["clin"]["n_answers"] == 2
     assert rows["clin"]["mean_words"] == pytest.approx((6 + 12) / 2)
+
+
+# --- designs that balance what a rater sees (modes, arm x position, constraints, replay) -------
+
+
+def _position_spread(a: pl.DataFrame, p: pl.DataFrame) -> int:
+    """The largest, over raters and arms, of (most - least) times the arm stood in a position."""
+    counts = design_summary(a, p)["arm_positions"]
+    full = (
+        counts.select("rater_id", "arm_id")
+        .unique()
+        .join(counts.select("position").unique(), how="cross")
+        .join(counts, on=["rater_id", "arm_id", "position"], how="left")
+        .with_columns(pl.col("shown").fill_null(0))
+    )
+    spread = full.group_by("rater_id", "arm_id").agg(
+        (pl.col("shown").max() - pl.col("shown").min()).alias("d")
+    )
+    return int(spread.get_column("d").max())
+
+
+@pytest.mark.parametrize(
+    ("arms", "n_cases", "seed"),
+    [
+        (("clinician", "llm_a"), 40, 1),
+        (("clinician", "llm_a"), 41, 2),
+        (("clinician", "llm_a", "llm_b"), 50, 3),
+        (("clinician", "llm_a", "llm_b", "llm_c"), 37, 4),
+    ],
+)
+def test_each_rater_sees_each_arm_equally_often_in_each_position(arms, n_cases, seed):
+    cases, answers = make_answers(n_cases, arms=arms)
+    a, p = design_assignments(cases, RATERS, raters_per_case=3, answers=answers, seed=seed)
+    assert _position_spread(a, p) <= 1
+    # and not by a fixed order: several orders occur for every rater
+    orders = (
+        p.sort("assignment_id", "position")
+        .join(a.select("assignment_id", "rater_id"), on="assignment_id")
+        .group_by("rater_id", "assignment_id")
+        .agg(pl.col("arm_id").str.join(","))
+        .group_by("rater_id")
+        .agg(pl.col("arm_id").n_unique().alias("orders"))
+    )
+    assert orders.get_column("orders").min() >= min(len(arms), 2)
+
+
+def test_an_allocation_replays_exactly_from_its_seed_and_changes_with_it():
+    cases, answers = make_answers(30, arms=("clinician", "llm_a", "llm_b"))
+    first = design_assignments(cases, RATERS, raters_per_case=2, answers=answers, seed=99)
+    again = design_assignments(cases, RATERS, raters_per_case=2, answers=answers, seed=99)
+    other = design_assignments(cases, RATERS, raters_per_case=2, answers=answers, seed=100)
+    assert first[0].equals(again[0]) and first[1].equals(again[1])
+    assert not first[1].equals(other[1])
+
+
+def test_separate_mode_shows_one_answer_per_screen_and_never_two_of_a_case_to_one_rater():
+    cases, answers = make_answers(24)
+    raters = [f"r{i}" for i in range(8)]
+    a, p = design_assignments(
+        cases, raters, raters_per_case=2, answers=answers, seed=5, mode="separate"
+    )
+    assert p.height == a.height == 24 * 2 * 2  # every answer to two raters, one per screen
+    assert p.get_column("position").unique().to_list() == [1]
+    assert a.select("case_id", "rater_id").is_unique().all()
+    per_answer = p.group_by("answer_id").agg(pl.len().alias("n"))
+    assert per_answer.get_column("n").unique().to_list() == [2]
+    assert load_spread(a, raters) <= 1
+    arms_seen = (
+        p.join(a.select("assignment_id", "rater_id"), on="assignment_id")
+        .group_by("rater_id", "arm_id")
+        .agg(pl.len().alias("n"))
+        .group_by("rater_id")
+        .agg((pl.col("n").max() - pl.col("n").min()).alias("d"))
+    )
+    assert arms_seen.get_column("d").max() <= 1
+
+
+def test_pairwise_mode_deals_every_pair_of_three_arms_equally_often():
+    arms = ("clinician", "llm_a", "llm_b")
+    cases, answers = make_answers(30, arms=arms)
+    a, p = design_assignments(
+        cases, RATERS, raters_per_case=3, answers=answers, seed=8, mode="pairwise"
+    )
+    assert p.height == a.height * 2
+    pairs = (
+        p.group_by("assignment_id")
+        .agg(pl.col("arm_id").sort().str.join("+").alias("pair"))
+        .get_column("pair")
+        .value_counts()
+    )
+    # 30 cases x 3 raters, each case's three pairs dealt once each: 30 of every pair
+    assert dict(pairs.iter_rows()) == {
+        "clinician+llm_a": 30,
+        "clinician+llm_b": 30,
+        "llm_a+llm_b": 30,
+    }
+
+
+def test_pairwise_mode_refuses_a_case_with_one_answer():
+    cases, answers = make_answers(3)
+    answers = answers.filter(~((pl.col("case_id") == "c001") & (pl.col("arm_id") == "llm_a")))
+    with pytest.raises(StudyError, match="c001.*one answer; a pairwise screen shows two"):
+        design_assignments(
+            cases, RATERS, raters_per_case=2, answers=answers, seed=1, mode="pairwise"
+        )
+
+
+def test_specialty_matching_gives_each_case_to_raters_of_its_specialty_only():
+    cases, answers = make_answers(12)
+    case_specialty = {c: ("cardiology" if i % 2 else "neurology") for i, c in enumerate(cases)}
+    rater_specialty = {r: ("cardiology" if i < 3 else "neurology") for i, r in enumerate(RATERS)}
+    a, _ = design_assignments(
+        cases,
+        RATERS,
+        raters_per_case=2,
+        answers=answers,
+        seed=3,
+        case_specialty=case_specialty,
+        rater_specialty=rater_specialty,
+        match_specialty=True,
+    )
+    assert all(
+        rater_specialty[r] == case_specialty[c]
+        for c, r in a.select("case_id", "rater_id").iter_rows()
+    )
+
+
+def test_an_infeasible_specialty_constraint_is_refused_naming_it():
+    cases, answers = make_answers(4)
+    with pytest.raises(StudyError, match="only raters of its specialty 'nephrology' may rate it"):
+        design_assignments(
+            cases,
+            RATERS,
+            raters_per_case=2,
+            answers=answers,
+            seed=3,
+            case_specialty=dict.fromkeys(cases, "nephrology"),
+            rater_specialty={"r0": "nephrology"},
+            match_specialty=True,
+        )
+
+
+def test_separate_mode_refuses_a_case_with_more_answers_than_raters_can_cover():
+    cases, answers = make_answers(2, arms=("clinician", "llm_a", "llm_b"))
+    with pytest.raises(StudyError, match="needs 9 raters but only 6 are eligible"):
+        design_assignments(
+            cases, RATERS, raters_per_case=3, answers=answers, seed=1, mode="separate"
+        )
+
+
+def test_the_design_summary_counts_loads_cases_positions_and_overlap():
+    cases, answers = make_answers(10)
+    a, p = design_assignments(cases, RATERS[:3], raters_per_case=2, answers=answers, seed=2)
+    summary = design_summary(a, p)
+    assert summary["loads"].get_column("assignments").sum() == 20
+    assert summary["raters_per_case"].get_column("raters").unique().to_list() == [2]
+    assert summary["arm_positions"].get_column("shown").sum() == 40
+    # three raters, two per case: every pair shares some cases, and the shares add up to 10
+    assert summary["overlap"].get_column("shared_cases").sum() == 10

@@ -536,3 +536,70 @@ def test_export_infers_the_format_from_the_suffix(db: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:4] == b"PAR1"  # the Parquet magic number (Parquet format spec)
     assert "(parquet)" in result.stdout
+
+
+# --- assign ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def draft_db(tmp_path: Path) -> Path:
+    from conftest import make_draft
+
+    from study.store import Store
+
+    db = tmp_path / "draft.duckdb"
+    with Store(db) as store:
+        make_draft(store, tmp_path)
+    return db
+
+
+def _stored_assignments(db: Path) -> int:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM assignments").fetchall()[0][0]
+
+
+def test_assign_dry_run_prints_the_design_and_stores_nothing(draft_db: Path) -> None:
+    result = run_cli(
+        "assign", "--study", "test-study", "--raters-per-case", "2", "--seed", "7", "--dry-run",
+        db=draft_db,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(
+        "design for study test-study: mode side_by_side, 2 raters per case, seed 7"
+    )
+    assert "3 raters, 8 assignments over 4 cases; raters per case 2-2" in out
+    for heading in ("loads per rater", "arm x position per rater", "rater-pair overlap"):
+        assert heading in out
+    grid = [line.split() for line in out.split("arm x position per rater")[1].splitlines()[2:8]]
+    assert [row[:2] for row in grid] == [
+        [r, arm] for r in ("r1", "r2", "r3") for arm in ("clin", "llm")
+    ]
+    assert _stored_assignments(draft_db) == 0
+
+
+def test_assign_without_dry_run_stores_the_same_design_it_prints(draft_db: Path) -> None:
+    shown = run_cli("assign", "--study", "test-study", "--seed", "7", "--dry-run", db=draft_db)
+    stored = run_cli("assign", "--study", "test-study", "--seed", "7", db=draft_db)
+    assert stored.returncode == 0, stored.stderr
+    assert stored.stdout.startswith(shown.stdout)
+    assert stored.stdout.rstrip().endswith("12 assignments stored for study test-study (seed 7)")
+    assert _stored_assignments(draft_db) == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--raters-per-case", "5"], "needs 5 raters but only 3 are eligible"),
+        (["--mode", "separate"], "needs 6 raters but only 3 are eligible"),
+        (["--match-specialty", "--raters-per-case", "1"], "needs 1 raters but only 0"),
+    ],
+    ids=["too many raters per case", "separate needs more raters", "no rater of the specialty"],
+)
+def test_assign_refuses_an_infeasible_design_in_one_line(draft_db, args, message) -> None:
+    result = run_cli("assign", "--study", "test-study", "--seed", "1", *args, db=draft_db)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: Cannot assign raters")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _stored_assignments(draft_db) == 0

@@ -16,6 +16,7 @@ from conftest import ISSUER, OPERATOR, full_values, picker_place, sign_in, write
 from playwright.sync_api import Page, expect, sync_playwright
 from serving import CHROMIUM_ARGS, chromium_path, serve
 
+from study import audit
 from study.demo import COORDINATOR, STATISTICIAN, read_raters
 from study.instruments import get_builtin
 from study.services import content, design, instruments, lifecycle, people, rating, studies
@@ -237,3 +238,28 @@ def test_the_probe_study_can_be_rated_through_the_services(tmp_path: Path) -> No
         }
         values.pop("better")
         rating.submit_rating(store, rater, study, view["assignment"], values)
+
+
+def test_a_rating_acknowledged_on_screen_survives_a_sigkill_of_the_server(
+    browser_page: Page, tmp_path: Path
+) -> None:
+    import signal
+
+    db = tmp_path / "kill.duckdb"
+    page = browser_page
+    with serve(db, tmp_path, demo_on_start=True) as served:
+        open_as(page, served.url, demo_place(DEMO_RATER))
+        start, _ = case_number(page)
+        rate_by_keyboard(page, FIELDS)
+        # the acknowledgement: the toast and the next case
+        expect(page.get_by_text("Saved.")).to_be_visible(timeout=30_000)
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of")
+        served.process.send_signal(signal.SIGKILL)
+        served.process.wait(timeout=10)
+    with Store(db) as store:
+        done = store.read(
+            "SELECT count(*) FROM assignments WHERE rater = $r AND done", {"r": DEMO_RATER}
+        ).item()
+        report = audit.verify(store)
+    assert done == start  # the cases done before, and the one acknowledged
+    assert report.ok, report.problem

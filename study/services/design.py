@@ -327,15 +327,55 @@ def make_assignments(
     caller: Caller,
     study: str,
     *,
-    raters: list[str],
+    raters: list[str] | None = None,
     raters_per_case: int,
     seed: int,
+    mode: str = "side_by_side",
+    match_specialty: bool = False,
 ) -> int:
     """Design assignments with ``study.assignment.design_assignments`` and persist them.
 
-    Authors are matched to raters by user id, e-mail or subject, so a rater never gets a case
-    whose answers include one they wrote. Returns the number of assignments stored.
+    ``raters``: user ids (default: every person holding the rater role in the study). Authors
+    are matched to raters by user id, e-mail or subject, so a rater never gets a case whose
+    answers include one they wrote. ``mode`` and ``match_specialty`` as the design takes them.
+    Returns the number of assignments stored.
     """
+    a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty)
+    return persist_assignments(store, caller, study, a, p, seed=seed)
+
+
+@guarded
+def preview_assignments(
+    store: Store,
+    caller: Caller,
+    study: str,
+    *,
+    raters: list[str] | None = None,
+    raters_per_case: int,
+    seed: int,
+    mode: str = "side_by_side",
+    match_specialty: bool = False,
+) -> dict[str, pl.DataFrame]:
+    """The design ``make_assignments`` would store, summarised and not stored (a dry run).
+
+    Returns ``study.assignment.design_summary``'s tables (loads, raters_per_case,
+    arm_positions, overlap). It names arms, so it is for the study's designers only.
+    """
+    from study.assignment import design_summary
+
+    a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty)
+    return design_summary(a, p)
+
+
+def _design(
+    store: Store,
+    study: str,
+    raters: list[str] | None,
+    raters_per_case: int,
+    seed: int,
+    mode: str,
+    match_specialty: bool,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     from study.assignment import design_assignments
 
     bare = store.read(
@@ -350,6 +390,18 @@ def make_assignments(
             f"Cannot assign raters: {bare.len():,} case(s) have no answers to rate: {shown}. "
             "Import their answers (while the study is a draft) before making assignments."
         )
+    if raters is None:
+        raters = (
+            store.read(
+                "SELECT DISTINCT user_id FROM roles WHERE study = $s AND role = 'rater'"
+                " ORDER BY user_id",
+                {"s": study},
+            )
+            .get_column("user_id")
+            .to_list()
+        )
+        if not raters:
+            raise StateError(f"Study '{study}' has no raters yet: grant people the rater role.")
     case_spec = store.read(
         "SELECT case_id, specialty FROM cases WHERE study = $s ORDER BY case_id", {"s": study}
     )
@@ -363,7 +415,7 @@ def make_assignments(
     specialties = store.read(
         "SELECT id, specialty FROM users WHERE list_contains($r, id)", {"r": list(raters)}
     )
-    a, p = design_assignments(
+    return design_assignments(
         case_spec.get_column("case_id").to_list(),
         raters,
         raters_per_case=raters_per_case,
@@ -371,5 +423,6 @@ def make_assignments(
         seed=seed,
         rater_specialty=dict(specialties.iter_rows()),
         case_specialty=dict(case_spec.iter_rows()),
+        mode=mode,
+        match_specialty=match_specialty,
     )
-    return persist_assignments(store, caller, study, a, p, seed=seed)
