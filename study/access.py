@@ -123,6 +123,7 @@ PERMISSIONS: dict[str, Permission] = {
             "design.persist_assignments",
             "design.make_assignments",
             "design.preview_assignments",
+            "design.leak_report",
         ),
     ),
     "amend_protocol": Permission(

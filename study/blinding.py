@@ -13,10 +13,12 @@ Pure: no DuckDB, no streamlit.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import TypeVar
 
+import numpy as np
 import polars as pl
 
 from study.errors import StudyError
@@ -121,11 +123,14 @@ def leak_report(answers: pl.DataFrame, *, arm: str = "arm_id", text: str = "text
     Returns
     -------
     One row per arm, sorted by arm: ``arm_id`` (named after ``arm``), ``n_answers``,
-    ``mean_words`` and ``median_words`` (whitespace-separated tokens), ``share_markdown``
-    (share of answers with headings, bullet or numbered lists, or bold), ``share_self_identifying``
-    (share matching :data:`SELF_IDENTIFYING`, e.g. "As an AI"), ``share_signature`` (share whose
-    last line looks like a sign-off). Shares are in [0, 1]. A large gap between arms on any column
-    is a blinding risk: normalise formatting or strip signatures before launch.
+    ``mean_words``, ``median_words``, ``p25_words`` and ``p75_words`` (whitespace-separated
+    tokens), ``share_markdown`` (share of answers with headings, bullet or numbered lists, or
+    bold), ``share_self_identifying`` (share matching :data:`SELF_IDENTIFYING`, e.g. "As an AI"),
+    ``share_signature`` (share whose last line looks like a sign-off), ``format_auc`` (how well
+    length and format alone tell this arm from the others: see :func:`format_auc`; null with one
+    arm) and ``warning`` (true when ``format_auc`` exceeds :data:`AUC_WARNING`). Shares are in
+    [0, 1]. A large gap between arms on any column is a blinding risk: normalise formatting or
+    strip signatures before launch.
     """
     missing = [c for c in (arm, text) if c not in answers.columns]
     if missing:
@@ -147,9 +152,132 @@ def leak_report(answers: pl.DataFrame, *, arm: str = "arm_id", text: str = "text
             pl.len().cast(pl.Int64).alias("n_answers"),
             pl.col("words").mean().alias("mean_words"),
             pl.col("words").median().alias("median_words"),
+            pl.col("words").quantile(0.25, interpolation="linear").alias("p25_words"),
+            pl.col("words").quantile(0.75, interpolation="linear").alias("p75_words"),
             pl.col("markdown").mean().alias("share_markdown"),
             pl.col("self_identifying").mean().alias("share_self_identifying"),
             pl.col("signature").mean().alias("share_signature"),
         )
         .sort(arm)
+        .join(format_auc(answers, arm=arm, text=text), on=arm, how="left")
+        .with_columns((pl.col("format_auc") > AUC_WARNING).fill_null(False).alias("warning"))
+    )
+
+
+AUC_WARNING = 0.7
+"""Above this cross-validated AUC, length and format alone tell an arm apart: warn before launch."""
+
+
+def format_features(texts: Sequence[str]) -> np.ndarray:
+    """Length and format of each text, shape (n_texts, 8): log words, log characters, lines,
+    bullet or numbered list items, headings, bold spans, mean words per sentence, links."""
+    rows = []
+    for t in texts:
+        words = len(t.split())
+        sentences = max(1, len(re.findall(r"[.!?](?:\s|$)", t)))
+        rows.append(
+            [
+                math.log1p(words),
+                math.log1p(len(t)),
+                t.count("\n") + 1,
+                len(re.findall(r"(?m)^\s*(?:[-*+]|\d+\.)\s", t)),
+                len(re.findall(r"(?m)^\s*#{1,6}\s", t)),
+                len(re.findall(r"\*\*[^*]+\*\*|__[^_]+__", t)),
+                words / sentences,
+                len(re.findall(r"https?://|\]\(", t)),
+            ]
+        )
+    return np.asarray(rows, dtype=float).reshape(len(rows), 8)
+
+
+def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a random
+    negative, ties counting one half (the Mann-Whitney U statistic over n_pos * n_neg).
+
+    >>> auc([0.9, 0.8, 0.3, 0.1], [True, False, True, False])
+    0.75
+    """
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _midranks(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=float)
+    sorted_values = values[order]
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _ridge_logistic(x: np.ndarray, y: np.ndarray, penalty: float = 1.0) -> np.ndarray:
+    """Coefficients (intercept first) of a logistic regression with an L2 penalty on the slopes:
+    the penalty keeps the fit finite when length alone separates the arms perfectly."""
+    from scipy.optimize import minimize
+
+    design = np.column_stack([np.ones(len(x)), x])
+
+    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = design @ beta
+        value = np.sum(np.logaddexp(0, eta) - y * eta) + penalty / 2 * beta[1:] @ beta[1:]
+        grad = design.T @ (1 / (1 + np.exp(-eta)) - y)
+        grad[1:] += penalty * beta[1:]
+        return float(value), grad
+
+    return minimize(loss, np.zeros(design.shape[1]), jac=True, method="L-BFGS-B").x
+
+
+def format_auc(
+    answers: pl.DataFrame, *, arm: str = "arm_id", text: str = "text", folds: int = 5, seed: int = 0
+) -> pl.DataFrame:
+    """How well length and format alone tell each arm from the others: a cross-validated AUC.
+
+    For each arm, a penalised logistic regression on :func:`format_features` (standardised on the
+    training folds) predicts "this arm" against "any other arm"; the answers are split into
+    ``folds`` stratified folds (fewer when an arm has fewer answers), drawn with ``seed``, and the
+    AUC (:func:`auc`) is taken over the out-of-fold predictions, so it measures what a rater
+    could learn, not what the model memorised. 0.5: no better than chance; 1: fully separable.
+
+    Returns one row per arm: ``arm`` (named after the argument) and ``format_auc`` (Float64,
+    null when the arms cannot be compared: one arm, or an arm with fewer than two answers).
+    """
+    arms = answers.get_column(arm).cast(pl.String).to_list()
+    names = sorted(set(arms))
+    features = format_features(answers.get_column(text).fill_null("").to_list())
+    result = []
+    for name in names:
+        y = np.array([a == name for a in arms])
+        k = min(folds, int(y.sum()), int((~y).sum()))
+        if len(names) < 2 or k < 2:
+            result.append(None)
+            continue
+        rng = SeededRandom(seed)
+        fold = np.empty(len(y), dtype=int)
+        for cls in (True, False):
+            members = shuffled(list(np.flatnonzero(y == cls)), rng)
+            for i, index in enumerate(members):
+                fold[index] = i % k
+        scores = np.empty(len(y))
+        for f in range(k):
+            train, test = fold != f, fold == f
+            centre = features[train].mean(axis=0)
+            scale = features[train].std(axis=0)
+            scale[scale == 0] = 1.0
+            beta = _ridge_logistic((features[train] - centre) / scale, y[train].astype(float))
+            scores[test] = (
+                np.column_stack([np.ones(test.sum()), (features[test] - centre) / scale]) @ beta
+            )
+        result.append(auc(scores, y))
+    return pl.DataFrame(
+        {arm: names, "format_auc": result}, schema={arm: pl.String, "format_auc": pl.Float64}
     )

@@ -266,6 +266,7 @@ def cmd_assign(args: argparse.Namespace, out: TextIO) -> int:
     with _open_store(args.db, create=False) as store:
         summary = design.preview_assignments(store, _caller(), args.study, **options)
         _print_design(summary, args, seed, out)
+        _print_leaks(design.leak_report(store, _caller(), args.study), out)
         if not args.dry_run:
             stored = design.make_assignments(store, _caller(), args.study, **options)
             print(f"{stored} assignments stored for study {args.study} (seed {seed})", file=out)
@@ -300,6 +301,30 @@ def _print_design(
     print("\nrater-pair overlap (cases in common)", file=out)
     overlap = summary["overlap"]
     _print_table(("rater", "rater", "shared"), overlap.rows(), out)
+
+
+def _print_leaks(report: pl.DataFrame, out: TextIO) -> None:
+    print("\nblinding leak report per arm", file=out)
+    rows = [
+        (
+            r["arm_id"],
+            str(r["n_answers"]),
+            f"{r['median_words']:.0f}",
+            f"{r['share_markdown']:.0%}",
+            f"{r['share_self_identifying']:.0%}",
+            f"{r['share_signature']:.0%}",
+            "-" if r["format_auc"] is None else f"{r['format_auc']:.2f}",
+        )
+        for r in report.iter_rows(named=True)
+    ]
+    header = ("arm", "answers", "median words", "markdown", "self-identifying", "signed", "AUC")
+    _print_table(header, rows, out)
+    for r in report.filter(pl.col("warning")).iter_rows(named=True):
+        print(
+            f"warning: length and format alone tell arm {r['arm_id']} apart "
+            f"(cross-validated AUC {r['format_auc']:.2f} > 0.7): raters may guess the source",
+            file=out,
+        )
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:

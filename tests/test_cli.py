@@ -569,7 +569,12 @@ def test_assign_dry_run_prints_the_design_and_stores_nothing(draft_db: Path) -> 
         "design for study test-study: mode side_by_side, 2 raters per case, seed 7"
     )
     assert "3 raters, 8 assignments over 4 cases; raters per case 2-2" in out
-    for heading in ("loads per rater", "arm x position per rater", "rater-pair overlap"):
+    for heading in (
+        "loads per rater",
+        "arm x position per rater",
+        "rater-pair overlap",
+        "blinding leak report per arm",
+    ):
         assert heading in out
     grid = [line.split() for line in out.split("arm x position per rater")[1].splitlines()[2:8]]
     assert [row[:2] for row in grid] == [

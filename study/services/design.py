@@ -426,3 +426,14 @@ def _design(
         mode=mode,
         match_specialty=match_specialty,
     )
+
+
+@guarded
+def leak_report(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """The pre-launch blinding leak report of the study's answers, per arm
+    (``study.blinding.leak_report``: length, markdown, self-identifying phrases, signatures, and
+    how well length and format alone tell the arms apart, with a warning above 0.7)."""
+    from study.blinding import leak_report as report
+
+    answers = store.read("SELECT arm_id, text FROM answers WHERE study = $s", {"s": study})
+    return report(answers)
