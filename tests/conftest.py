@@ -40,6 +40,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
 
 # --- shared ground: a store, people, a draft study, a study in rating, the demo ----------------
 
+ROOT = Path(__file__).resolve().parent.parent
+"""The project folder."""
+
 ISSUER = "https://idp.example"
 """The identity provider the tests' people signed in with."""
 

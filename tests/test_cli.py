@@ -120,7 +120,9 @@ def test_init_creates_then_migrates(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("database created:") and db.is_file()
     again = run_cli("init", db=db)
-    assert again.returncode == 0 and again.stdout.startswith("database migrated:")
+    # nothing was pending: an up-to-date database is not reported as migrated
+    assert again.returncode == 0 and again.stdout.startswith("database up to date:")
+    assert "nothing to migrate" in again.stdout
     assert run_cli("status", db=db).stdout.strip() == f"no studies in {db}"
 
 
@@ -536,3 +538,19 @@ def test_export_infers_the_format_from_the_suffix(db: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:4] == b"PAR1"  # the Parquet magic number (Parquet format spec)
     assert "(parquet)" in result.stdout
+
+
+def test_init_names_the_migrations_it_applied(tmp_path: Path, capsys) -> None:
+    from study import cli
+    from study.store import Store
+
+    db = tmp_path / "old.duckdb"
+    with Store(db) as store:  # a database from before migration 2
+        cur = store.cursor()
+        cur.execute("DROP TABLE rating_comments")
+        cur.execute("DROP TABLE unknown_provenance")
+        cur.execute("DELETE FROM schema_migrations WHERE version = 2")
+    assert cli.main(["init", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"database migrated: {db} (schema version 2; applied 2)"
+    )

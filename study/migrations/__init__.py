@@ -31,4 +31,11 @@ def _sql(filename: str) -> str:
     return resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _sql("0001_initial.sql")),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _sql("0001_initial.sql")),
+    Migration(
+        2,
+        "unknown provenance and rating comments",
+        _sql("0002_unknown_provenance_and_rating_comments.sql"),
+    ),
+)
