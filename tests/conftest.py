@@ -4,10 +4,13 @@ session and copied per test), and the CI rule that a skipped test is a failure."
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 from study.access import Caller, system_caller
@@ -36,6 +39,41 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
             + ", ".join(_skipped[:10]),
             red=True,
         )
+
+
+# --- the two-way bootstrap written out, for tests of analysis.noninferiority -----------------
+
+
+def pigeonhole_by_loop(df: pl.DataFrame, *, boot: int, seed: int) -> np.ndarray:
+    """The two-way (pigeonhole) bootstrap written out replicate by replicate, from its definition.
+
+    Owen (2007), Ann Appl Stat 1:495-519: resample cases and raters independently with
+    replacement; the replicate data are the ratings of every (drawn case, drawn rater) pair, with
+    multiplicity. The statistic is the mean over drawn cases that have ratings in both arms of the
+    difference of that case's arm means. Draws follow the order documented in
+    analysis.noninferiority._pigeonhole_replicates: per replicate, the case indices then the rater
+    indices (cases and raters numbered by first appearance).
+    """
+    cases = df["case"].unique(maintain_order=True).to_list()
+    raters = df["rater"].unique(maintain_order=True).to_list()
+    ratings: dict[tuple, list[float]] = {}
+    for row in df.iter_rows(named=True):
+        ratings.setdefault((row["case"], row["rater"], row["arm"]), []).append(row["value"])
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(boot):
+        drawn_cases = rng.integers(0, len(cases), len(cases))
+        drawn_raters = rng.integers(0, len(raters), len(raters))
+        diffs = []
+        for c in drawn_cases:
+            pooled = {"llm": [], "doc": []}
+            for r in drawn_raters:
+                for a, values in pooled.items():
+                    values.extend(ratings.get((cases[c], raters[r], a), []))
+            if pooled["llm"] and pooled["doc"]:
+                diffs.append(np.mean(pooled["llm"]) - np.mean(pooled["doc"]))
+        out.append(float(np.mean(diffs)) if diffs else math.nan)
+    return np.array(out)
 
 
 # --- shared ground: a store, people, a draft study, a study in rating, the demo ----------------
