@@ -200,7 +200,7 @@ def _refuse_ignored(args: argparse.Namespace) -> list[str]:
     else than asked; return notes for the few that an older contract accepts silently."""
     given = {name for name in _IGNORABLE if getattr(args, name) is not None}
     if args.one_sample:
-        ignored = {"arm", "pair"} | ({"rater"} if args.method == "t" else set())
+        ignored = {"arm", "pair"}
         why = "--one-sample reads one value per rating, already test - reference"
         if args.outcome != "continuous" or args.method == "tost":
             raise AnalysisError(
@@ -553,9 +553,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def to_table(frame: pl.DataFrame) -> str:
-    """A plain-text table of the key columns, then each row's method, note and parameters."""
-    shown = [c for c in _KEY_COLUMNS if c in frame.columns and frame[c].null_count() < frame.height]
+def to_table(frame: pl.DataFrame, *, lead: Sequence[str] = ()) -> str:
+    """A plain-text table of the key columns, then each row's method, note and parameters;
+    ``lead``: columns shown first (the ``--by`` column)."""
+    keys = [*lead, *(c for c in _KEY_COLUMNS if c not in lead)]
+    shown = [c for c in keys if c in frame.columns and frame[c].null_count() < frame.height]
     cells = [[_cell(v) for v in row] for row in frame.select(shown).rows()]
     header = ["#", *shown]
     body = [[str(i + 1), *row] for i, row in enumerate(cells)]
@@ -793,7 +795,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.format == "json":
             output = to_json(frame)
         else:
-            output = plain_table(frame) if args.command == "describe" else to_table(frame)
+            lead = (args.by,) if grouped else ()
+            output = (
+                plain_table(frame) if args.command == "describe" else to_table(frame, lead=lead)
+            )
     except (ValueError, pl.exceptions.PolarsError) as exc:
         # ValueError covers AnalysisError; a plain ValueError from a library, or a polars error
         # on data of an unexpected shape, is bad input too: one line, no traceback.

@@ -288,11 +288,11 @@ def mean_difference_one_sample(
             **common,
         )
         return row.with_columns(
-            pl.col(cols.METHOD).str.replace(
-                r"^paired t: each arm's ratings averaged within each",
+            pl.lit(
                 "one-sample t on a value that is already test - reference: ratings averaged "
-                "within each",
-            )
+                f"within each {case}, t on the {n} per-{case} means (df {n - 1}); "
+                f"{_pct(1 - 2 * alpha)} t interval"
+            ).alias(cols.METHOD)
         )
     if method == "bootstrap":
         return _mean_bootstrap_row(
@@ -1305,7 +1305,8 @@ def _ni_conclusion(shown, direction, margin, lo, hi, p, alpha) -> str:
     verdict = f"{claim} shown" if shown else f"{claim} not shown"
     if direction == "higher":
         bound = f"the lower bound of the {level} CI ({_f(lo)})"
-        relation = f"lies above {_f(-margin)}" if shown else f"does not lie above {_f(-margin)}"
+        below = _f(-margin) if margin else "0"  # not "-0" for a superiority test
+        relation = f"lies above {below}" if shown else f"does not lie above {below}"
     else:
         bound = f"the upper bound of the {level} CI ({_f(hi)})"
         relation = f"lies below {_f(margin)}" if shown else f"does not lie below {_f(margin)}"

@@ -312,7 +312,8 @@ def read_answers(
     """Read and validate an answers file against the study's cases and arms.
 
     ``arms`` is the study's arms as :func:`read_arms` returns them (at least ``arm_id``, ``kind``,
-    ``model_name``, ``model_version``, ``author_role``). An arm need not answer every case.
+    ``model_name``, ``model_version``, ``author_role``; with ``not_recorded``, an arm whose
+    author role was not recorded lets its answers leave theirs empty). An arm need not answer every case.
     Whether a re-imported answer is identical to the stored one is the store's decision, not
     the reader's.
 
@@ -333,12 +334,19 @@ def read_answers(
     df = _with_blank_flags(_take_not_recorded(reader.frame, ANSWER_FIELDS), ANSWER_FIELDS)
     _field_checks(checks, df, ANSWER_FIELDS)
 
+    # an arm whose author role was not recorded stands for its answers (``not_recorded``)
+    role_unknown = (
+        pl.col("not_recorded").list.contains("author_role").fill_null(False)
+        if "not_recorded" in arms.columns
+        else pl.lit(False)
+    )
     arm_info = arms.select(
         pl.col("arm_id").cast(pl.String),
         pl.col("kind").cast(pl.String).alias("__arm_kind"),
         pl.col("model_name").cast(pl.String).alias("__arm_model_name"),
         pl.col("model_version").cast(pl.String).alias("__arm_model_version"),
         pl.col("author_role").cast(pl.String).alias("__arm_author_role"),
+        pl.when(role_unknown).then(pl.lit("1")).alias("__arm_role_unknown"),
     ).unique("arm_id", keep="first", maintain_order=True)
     # a lookup per value instead of a join: a join would copy every (text) column of the frame
     df = df.with_columns(
@@ -414,7 +422,10 @@ def read_answers(
     )
     checks.add(
         "author_role",
-        is_clin & ~known_or_unknown["author_role"] & pl.col("__arm_author_role").is_null(),
+        is_clin
+        & ~known_or_unknown["author_role"]
+        & pl.col("__arm_author_role").is_null()
+        & pl.col("__arm_role_unknown").is_null(),
         "a clinician answer needs author_role (here or on its arm)" + unless,
     )
     checks.add(

@@ -283,3 +283,13 @@ def test_cli_describe_matches_numpy(comparisons: Path, tmp_path: Path) -> None:
     code, table, _ = call("describe", path, "--value", "value", "--by", "item")
     assert code == 0 and table.splitlines()[0].split() == ["item", "n", "missing", "mean", "sd",
                                                           "median", "q1", "q3", "min", "max"]  # fmt: skip
+
+
+def test_cli_table_leads_with_the_by_column(comparisons: Path) -> None:
+    code, out, err = call("noninferiority", comparisons, "--one-sample", "--margin", "0",
+                          "--method", "t", "--outcome", "continuous", "--by", "item",
+                          "--rater", "rater")  # fmt: skip
+    assert code == 0, err
+    assert out.splitlines()[0].split()[:3] == ["#", "item", "statistic"]
+    assert "n_raters=5" in out  # the rater column counts the raters, also for t
+    assert "does not lie above 0;" in out or "lies above 0;" in out

@@ -147,3 +147,18 @@ def test_the_overview_lists_what_was_not_recorded(store, tmp_path, monkeypatch) 
     assert "model version not recorded: results cannot be tied to a pinned version" in list(
         table["consequence"]
     )
+
+
+def test_an_arms_unrecorded_author_role_stands_for_its_answers(store, tmp_path) -> None:
+    study = new_study(store, "Reader study")
+    coordinator = sign_in(store, "coordinator")
+    arms = [{"arm_id": "expert", "kind": "clinician", "author_role": "not recorded"}]
+    content.import_arms(store, coordinator, study, _write(tmp_path, "arms", arms, "csv"))
+    content.import_cases(store, coordinator, study, write_jsonl(tmp_path / "c.jsonl", CASES))
+    answers = [_answer("c1", "expert", author_id="not recorded")]
+    content.import_answers(store, coordinator, study, _write(tmp_path, "a", answers, "csv"))
+    unknown = content.unknown_provenance(store, coordinator, study)
+    assert unknown.select("arm_id", "field", "level").rows() == [
+        ("expert", "author_id", "answer"),
+        ("expert", "author_role", "arm"),
+    ]

@@ -198,7 +198,13 @@ def import_answers(store: Store, caller: Caller, study: str, path: str | Path) -
     try:
         require_study(cur, study)
         case_ids = column(cur, "SELECT case_id FROM cases WHERE study = ?", [study])
-        arms = cur.sql(_STORED_SELECT["arms"] + " ORDER BY arm_id", params={"s": study}).pl()
+        arms = cur.sql(
+            "SELECT r.*, list(u.field) FILTER (WHERE u.field IS NOT NULL) AS not_recorded"
+            f" FROM ({_STORED_SELECT['arms']}) r LEFT JOIN unknown_provenance u"
+            "  ON u.study = $s AND u.object_type = 'arm' AND u.object_id = r.arm_id"
+            " GROUP BY ALL ORDER BY r.arm_id",
+            params={"s": study},
+        ).pl()
     finally:
         cur.close()
     frame = importing.read_answers(path, known_case_ids=case_ids, arms=arms)
