@@ -58,7 +58,9 @@ def describe(
                 "describe needs numbers"
             )
         column = numbers
-    frame = df.select(*groups).with_columns(column.cast(pl.Float64).fill_nan(None).alias(value))
+    frame = df.with_columns(column.cast(pl.Float64).fill_nan(None).alias(value)).select(
+        *groups, value
+    )
     x = pl.col(value)
     stats = [
         x.count().cast(pl.Int64).alias("n"),

@@ -240,6 +240,20 @@ def cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_remove(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import content
+
+    remover = {
+        "answers": content.remove_answers,
+        "arms": content.remove_arms,
+        "cases": content.remove_cases,
+    }[args.what]
+    with _open_store(args.db, create=False) as store:
+        removed = remover(store, _caller(), args.study, list(args.ids))
+    print(f"{args.study}: {removed} {args.what} removed", file=out)
+    return EXIT_OK
+
+
 def cmd_instruments_list(args: argparse.Namespace, out: TextIO) -> int:
     from study.instruments import list_builtin
 
@@ -478,6 +492,19 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("file", type=_path, metavar="FILE")
         p.set_defaults(func=_import(kind))
+
+    p = commands.add_parser(
+        "remove",
+        parents=[common, study],
+        help="remove answers, arms or cases that a draft does not use (audited)",
+        description=(
+            "Remove from a draft: answers that no assignment shows; arms and cases once their "
+            "answers are removed (and no rater is assigned to the case). All or nothing."
+        ),
+    )
+    p.add_argument("what", choices=("answers", "arms", "cases"))
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_remove)
 
     p = commands.add_parser(
         "import-ratings",

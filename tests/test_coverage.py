@@ -130,3 +130,21 @@ def test_a_rows_removal_around_the_store_is_still_caught(store, tmp_path: Path) 
     assert f"study {study} stores 5 answers but its answers.import events record 6" in (
         report.problem
     )
+
+
+def test_the_command_line_removes_what_a_draft_does_not_use(store, capsys) -> None:
+    from study import cli
+
+    study = _partial_study(store)
+    db = store.path
+    store.close()
+    args = ["--study", study, "--db", db]
+    assert cli.main(["remove", "arms", "llm", *args]) == 2
+    assert "arm 'llm' is in use: it has answers" in capsys.readouterr().err
+    assert cli.main(["remove", "answers", "c1-llm", "c2-llm", *args]) == 0
+    assert cli.main(["remove", "arms", "llm", *args]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{study}: 2 answers removed",
+        f"{study}: 1 arms removed",
+    ]
+    assert cli.main(["audit", "verify", "--db", db]) == 0

@@ -24,7 +24,13 @@ from study.errors import (
     ValidationError,
     listed,
 )
-from study.services._common import MAX_LISTED, author_owner_sql, constraint_reason, require_study
+from study.services._common import (
+    MAX_LISTED,
+    audit_design,
+    author_owner_sql,
+    constraint_reason,
+    require_study,
+)
 from study.store import ConstraintViolation, Cursor, Store, utc_now
 
 
@@ -288,33 +294,6 @@ def persist_assignments(
         _refuse_own_answers(cur, study, first_id)
         audit_design(cur, caller, study, seed, numbered, shown)
     return numbered.height
-
-
-def audit_design(
-    cur: Cursor,
-    caller: Caller,
-    study: str,
-    seed: int,
-    assignments: pl.DataFrame,
-    presentations: pl.DataFrame,
-) -> int:
-    """Record stored assignments and presentations (an ``assignments.persist`` event, whose
-    counts ``audit verify`` checks the rows against); ``assignments`` has an ``algorithm``
-    column. Returns the event's seq."""
-    return audit.append(
-        cur,
-        actor=caller.actor,
-        kind=audit.ASSIGNMENTS_PERSIST,
-        object_type="study",
-        object_id=study,
-        study=study,
-        payload={
-            "seed": int(seed),
-            "assignments": assignments.height,
-            "presentations": presentations.height,
-            "algorithm": sorted(set(assignments.get_column("algorithm").to_list())),
-        },
-    )
 
 
 def _check_design_frames(assignments: pl.DataFrame, presentations: pl.DataFrame, seed: int) -> None:

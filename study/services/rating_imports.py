@@ -28,8 +28,7 @@ import polars as pl
 from study import audit, importing
 from study.access import Caller, guarded
 from study.errors import Problem, StateError, ValidationError
-from study.services._common import require_study
-from study.services.design import audit_design
+from study.services._common import audit_design, require_study
 from study.services.instruments import instrument_from_json
 from study.store import Cursor, Store, utc_now
 
