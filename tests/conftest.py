@@ -245,6 +245,19 @@ def rating(store: Store, draft: str) -> str:
     return open_rating(store, draft)
 
 
+APP_TIMEOUT = 90  # the first start may build the demo study (a few seconds on 2 cores)
+
+
+def run_app(monkeypatch: pytest.MonkeyPatch, db: Path, *, demo_on_start: str = "0"):
+    """The app's first run through Streamlit's AppTest on the database ``db`` (closed by the
+    caller first: one process, one connection)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CLINVAL_DB", str(db))
+    monkeypatch.setenv("CLINVAL_DEMO_ON_START", demo_on_start)
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=APP_TIMEOUT).run()
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo study (with its simulated ratings), built once per test session."""

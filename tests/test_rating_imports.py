@@ -236,3 +236,29 @@ def test_the_command_line_adds_raters_and_imports_or_exits_2(store, tmp_path, ca
     assert "already has ratings" in capsys.readouterr().err
     assert cli.main(["audit", "verify", "--db", str(db)]) == 0
     assert set(RATERS).isdisjoint(readers)
+
+
+def test_a_rater_who_wrote_an_answer_of_the_case_is_refused(store, locked, tmp_path) -> None:
+    from study.services import people
+
+    # the clinician answers' author (Dr.Who@example.org) becomes a rater of the study
+    author = people.find_user(store, OPERATOR, "https://idp.example", "who")["id"]
+    people.grant_role(store, OPERATOR, locked, author, "rater")
+    rows = [{**rating_rows()[0], "rater_id": author}]
+    with pytest.raises(ValidationError, match="wrote an answer of case 'c1'"):
+        rating_imports.import_ratings(
+            store, sign_in(store, "coordinator"), locked, write_ratings(tmp_path, rows)
+        )
+
+
+def test_the_overview_says_the_ratings_were_imported(store, locked, tmp_path, monkeypatch) -> None:
+    from conftest import run_app
+
+    rating_imports.import_ratings(
+        store, sign_in(store, "coordinator"), locked, write_ratings(tmp_path, rating_rows())
+    )
+    db = store.path
+    store.close()
+    at = run_app(monkeypatch, db)
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("Ratings collected elsewhere" in info.value for info in at.info)

@@ -7,7 +7,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import CASES, new_study, sign_in, write_jsonl
+from conftest import CASES, new_study, run_app, sign_in, write_jsonl
 
 from study import importing
 from study.errors import ValidationError
@@ -128,8 +128,6 @@ def test_only_the_exact_text_marks_a_field_unknown(tmp_path) -> None:
 
 
 def test_the_overview_lists_what_was_not_recorded(store, tmp_path, monkeypatch) -> None:
-    from conftest import ROOT
-    from streamlit.testing.v1 import AppTest
 
     study = new_study(store, "Retrospective")
     coordinator = sign_in(store, "coordinator")
@@ -138,9 +136,7 @@ def test_the_overview_lists_what_was_not_recorded(store, tmp_path, monkeypatch) 
     content.import_answers(store, coordinator, study, _write(tmp_path, "a", _answers(), "csv"))
     db = store.path
     store.close()  # one process at a time: the app opens the file itself
-    monkeypatch.setenv("CLINVAL_DB", db)
-    monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    at = run_app(monkeypatch, db)
     assert not at.exception, [e.message for e in at.exception]
     assert "Not recorded by the sources" in [s.value for s in at.subheader]
     (table,) = [d.value for d in at.dataframe if "consequence" in d.value.columns]

@@ -28,7 +28,7 @@ import polars as pl
 from study import audit, importing
 from study.access import Caller, guarded
 from study.errors import Problem, StateError, ValidationError
-from study.services._common import audit_design, require_study
+from study.services._common import audit_design, author_owner_sql, require_study
 from study.services.instruments import instrument_from_json
 from study.store import Cursor, Store, utc_now
 
@@ -86,6 +86,7 @@ def import_ratings(store: Store, caller: Caller, study: str, path: str | Path) -
     with store.transaction() as cur:
         require_study(cur, study, ("locked",))
         _refuse_assigned(cur, study, frame, path.name)
+        _refuse_own_answers(cur, study, frame, path.name)
         assignments = _assignments(store, cur, study, frame)
         shown = _presentations(store, cur, study, assignments, design["answers"])
         store.insert_frame(cur, "assignments", assignments.drop("rated_at", "seconds"))
@@ -220,6 +221,33 @@ def _refuse_assigned(cur: Cursor, study: str, frame: pl.DataFrame, file: str) ->
             for rater, case, row in clash.head(importing.MAX_PROBLEMS_PER_KIND).iter_rows()
         ]
         raise ValidationError(problems)
+
+
+def _refuse_own_answers(cur: Cursor, study: str, frame: pl.DataFrame, file: str) -> None:
+    """A rater who wrote one of the case's answers: the app never shows them such a case."""
+    own = cur.sql(
+        "SELECT DISTINCT u.id AS rater_id, a.case_id FROM answers a JOIN users u"
+        f" ON {author_owner_sql()} WHERE a.study = $s",
+        params={"s": study},
+    ).pl()
+    clash = (
+        frame.join(own, on=["rater_id", "case_id"], how="semi")
+        .group_by("rater_id", "case_id", maintain_order=True)
+        .agg(pl.col("row").min())
+    )
+    if clash.height:
+        raise ValidationError(
+            [
+                Problem(
+                    file,
+                    row,
+                    "rater_id",
+                    f"rater '{rater}' wrote an answer of case '{case}': a rater never rates "
+                    "their own answer",
+                )
+                for rater, case, row in clash.head(importing.MAX_PROBLEMS_PER_KIND).iter_rows()
+            ]
+        )
 
 
 def _assignments(store: Store, cur: Cursor, study: str, frame: pl.DataFrame) -> pl.DataFrame:
