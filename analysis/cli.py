@@ -158,6 +158,8 @@ def _arm_values(df: pl.DataFrame, arm: str) -> list[str]:
 def run_agreement(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     from analysis.agreement import agreement_table
 
+    if args.seed is not None and args.boot == 0:
+        raise AnalysisError("--seed has no effect with --boot 0 (no bootstrap); drop one of them")
     require_plain_columns(df, (args.unit, args.rater, args.value), value=args.value)
     if args.level in ("interval", "ratio"):
         df = _numeric(df, args.value, f"level '{args.level}'")
@@ -193,9 +195,61 @@ def run_agreement(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _refuse_ignored(args: argparse.Namespace) -> list[str]:
+    """Refuse an option the chosen design and method would ignore, rather than run something
+    else than asked; return notes for the few that an older contract accepts silently."""
+    given = {name for name in _IGNORABLE if getattr(args, name) is not None}
+    if args.one_sample:
+        ignored = {"arm", "pair"}
+        why = "--one-sample reads one value per rating, already test - reference"
+        if args.outcome != "continuous" or args.method == "tost":
+            raise AnalysisError(
+                "--one-sample is for a continuous value that is already test - reference, with "
+                "--method t, bootstrap or mixed"
+            )
+        if args.welch:
+            raise AnalysisError("--welch applies to --method tost only")
+    elif args.method in BINARY_METHODS:
+        ignored = {"pair", "boot", "seed"}
+        why = f"--method {args.method} counts every rating as one trial of its arm"
+    else:
+        ignored = set()
+        why = ""
+    refused = sorted(given & ignored)
+    if refused:
+        options = ", ".join(f"--{name}" for name in refused)
+        raise AnalysisError(f"{options} would be ignored: {why}; drop {options}")
+    if args.method in ("t", "mixed", "tost") and given & {"boot", "seed"}:
+        # accepted since the first CLI (scripts pass one option set to every method): kept,
+        # and said to have no effect
+        options = " and ".join(f"--{n}" for n in sorted(given & {"boot", "seed"}))
+        return [f"{options} have no effect on --method {args.method} (no bootstrap)"]
+    return []
+
+
+_IGNORABLE = ("arm", "pair", "case", "rater", "boot", "seed")
+"""Options of ``noninferiority`` whose default is None, so that a given one can be told apart."""
+
+
 def run_noninferiority(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     from analysis import noninferiority as ni
 
+    args = argparse.Namespace(**vars(args))  # defaults are filled in below; --by calls again
+    notes = _refuse_ignored(args)
+    if args.one_sample:
+        return _with_notes(_run_one_sample(args, df), notes)
+    if args.test is None or args.reference is None:
+        raise AnalysisError(
+            "--test and --reference are required (or --one-sample for a value that is already "
+            "test - reference)"
+        )
+    args.arm = args.arm or C.ARM
+    if args.method == "tost" and args.pair is None and args.case is not None:
+        # --case names the cases that pair the arms: TOST then compares within them, as asked
+        args.pair = args.case
+    args.case = args.case or C.CASE
+    args.rater = args.rater or C.RATER
+    args.boot = 2000 if args.boot is None else args.boot
     allowed = CONTINUOUS_METHODS if args.outcome == "continuous" else BINARY_METHODS
     if args.method not in allowed:
         raise AnalysisError(
@@ -229,10 +283,7 @@ def run_noninferiority(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFra
                 f"column '{args.value}' holds {odd:g}; a binary outcome must be 0 or 1"
             )
         df = df.with_columns(pl.col(args.value).cast(pl.Int64))
-    if not math.isfinite(args.margin) or args.margin <= 0:
-        raise AnalysisError(f"--margin must be a positive number, got {args.margin}")
-    if not 0 < args.alpha < 0.5:
-        raise AnalysisError(f"--alpha is one-sided and must lie in (0, 0.5), got {args.alpha}")
+    _check_margin_alpha(args)
     common: dict[str, Any] = {
         "arm": args.arm,
         "value": args.value,
@@ -269,34 +320,100 @@ def run_noninferiority(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFra
             pl.lit("tost").alias(C.VARIANT),
         )
         if args.direction:
-            note = (
-                f"--direction {args.direction} has no effect on TOST: equivalence tests both "
-                "sides of the margin"
-            )
-            result = result.with_columns(
-                pl.concat_str(
-                    [pl.col(C.NOTE), pl.lit(note)], separator="; ", ignore_nulls=True
-                ).alias(C.NOTE)
+            result = _with_notes(
+                result,
+                [
+                    f"--direction {args.direction} has no effect on TOST: equivalence tests "
+                    "both sides of the margin"
+                ],
             )
         columns["pair_column"] = args.pair
         direction = args.direction  # as given (or null): TOST has none
     else:
         kwargs = common | {"method": args.method, "direction": direction}
         result = ni.risk_difference(df, **kwargs)
+    return _with_notes(
+        _with_parameters(
+            result,
+            {
+                C.MARGIN: args.margin,
+                C.ALPHA: args.alpha,
+                C.DIRECTION: direction,
+                C.TEST_ARM: args.test,
+                C.REFERENCE_ARM: args.reference,
+                "outcome": args.outcome,
+                "requested_method": args.method,
+                **columns,
+                "boot": args.boot if args.method == "bootstrap" else None,
+                C.SEED: _used_seed(result, args.seed) if args.method == "bootstrap" else None,
+            },
+        ),
+        notes,
+    )
+
+
+def _check_margin_alpha(args: argparse.Namespace) -> None:
+    zero_ok = args.method != "tost"  # equivalence within 0 can never be shown
+    if not math.isfinite(args.margin) or args.margin < 0 or (args.margin == 0 and not zero_ok):
+        also = " (or 0, a superiority test)" if zero_ok else " for an equivalence test"
+        raise AnalysisError(f"--margin must be a positive number{also}, got {args.margin}")
+    if not 0 < args.alpha < 0.5:
+        raise AnalysisError(f"--alpha is one-sided and must lie in (0, 0.5), got {args.alpha}")
+
+
+def _run_one_sample(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
+    """``--one-sample``: the value is already test - reference (e.g. a -2..+2 comparison)."""
+    from analysis import noninferiority as ni
+
+    _check_margin_alpha(args)
+    case, rater = args.case or C.CASE, args.rater or C.RATER
+    used = [args.value, case] + ([rater] if args.method != "t" else [])
+    require_plain_columns(df, used, value=args.value)
+    df = _numeric(df, args.value, "--one-sample")
+    direction = args.direction or "higher"
+    test, reference = args.test or "test", args.reference or "reference"
+    result = ni.mean_difference_one_sample(
+        df,
+        value=args.value,
+        margin=args.margin,
+        direction=direction,
+        method=args.method,
+        case=case,
+        rater=rater,
+        alpha=args.alpha,
+        boot=2000 if args.boot is None else args.boot,
+        seed=args.seed,
+        test=test,
+        reference=reference,
+    )
+    bootstrap = args.method == "bootstrap"
     return _with_parameters(
         result,
         {
             C.MARGIN: args.margin,
             C.ALPHA: args.alpha,
             C.DIRECTION: direction,
-            C.TEST_ARM: args.test,
-            C.REFERENCE_ARM: args.reference,
+            "design": "one-sample",
             "outcome": args.outcome,
             "requested_method": args.method,
-            **columns,
-            "boot": args.boot if args.method == "bootstrap" else None,
-            C.SEED: _used_seed(result, args.seed) if args.method == "bootstrap" else None,
+            "value_column": args.value,
+            "case_column": case,
+            "rater_column": rater if args.method != "t" else None,
+            "boot": (2000 if args.boot is None else args.boot) if bootstrap else None,
+            C.SEED: _used_seed(result, args.seed) if bootstrap else None,
         },
+    )
+
+
+def _with_notes(frame: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
+    """``frame`` with ``notes`` appended to every row's note."""
+    if not notes:
+        return frame
+    extra = pl.lit("; ".join(notes))
+    if C.NOTE not in frame.columns:
+        return frame.with_columns(extra.alias(C.NOTE))
+    return frame.with_columns(
+        pl.concat_str([pl.col(C.NOTE), extra], separator="; ", ignore_nulls=True).alias(C.NOTE)
     )
 
 
@@ -328,6 +445,42 @@ def run_preference(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
             C.SEED: _used_seed(result, args.seed),
         },
     )
+
+
+def run_describe(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
+    from analysis.describe import describe
+
+    used = [c for c in (args.value, args.arm, args.by) if c is not None]
+    require_plain_columns(df, used, value=args.value)
+    return describe(df, value=args.value, arm=args.arm, by=args.by)
+
+
+def run_by(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
+    """``--by COL``: the command once per value of COL, each result row led by that value.
+
+    A group that cannot be analysed gives one row with ``applicable`` false and the reason in
+    ``note``; when no group can, the first group's error is raised.
+    """
+    require_plain_columns(df, [args.by], value=args.by)
+    frames, errors = [], []
+    for (key,), group in df.group_by(args.by, maintain_order=True):
+        try:
+            result = args.run(args, group)
+        except AnalysisError as exc:
+            errors.append(exc)
+            result = pl.DataFrame(
+                {
+                    C.STATISTIC: [args.command],
+                    C.APPLICABLE: [False],
+                    C.NOTE: [f"{args.by} {key}: {exc}"],
+                }
+            )
+        if args.by in result.columns:
+            raise AnalysisError(f"--by {args.by} clashes with a result column of that name")
+        frames.append(result.select(pl.lit(key).alias(args.by), pl.all()))
+    if len(errors) == len(frames):
+        raise errors[0]
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def _with_parameters(frame: pl.DataFrame, parameters: dict[str, Any]) -> pl.DataFrame:
@@ -400,9 +553,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def to_table(frame: pl.DataFrame) -> str:
-    """A plain-text table of the key columns, then each row's method, note and parameters."""
-    shown = [c for c in _KEY_COLUMNS if c in frame.columns and frame[c].null_count() < frame.height]
+def to_table(frame: pl.DataFrame, *, lead: Sequence[str] = ()) -> str:
+    """A plain-text table of the key columns, then each row's method, note and parameters;
+    ``lead``: columns shown first (the ``--by`` column)."""
+    keys = [*lead, *(c for c in _KEY_COLUMNS if c not in lead)]
+    shown = [c for c in keys if c in frame.columns and frame[c].null_count() < frame.height]
     cells = [[_cell(v) for v in row] for row in frame.select(shown).rows()]
     header = ["#", *shown]
     body = [[str(i + 1), *row] for i, row in enumerate(cells)]
@@ -446,6 +601,17 @@ def to_table(frame: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def plain_table(frame: pl.DataFrame) -> str:
+    """Every column of ``frame`` as a plain-text table (for ``describe``)."""
+    header = frame.columns
+    body = [[_cell(v) for v in row] for row in frame.rows()]
+    widths = [max(len(r[k]) for r in [header, *body]) for k in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(lines)
+
+
 def _ranges(rows: list[int]) -> str:
     if len(rows) == 1:
         return f"row {rows[0]}"
@@ -457,6 +623,7 @@ def _ranges(rows: list[int]) -> str:
 # --- parser -------------------------------------------------------------------------------------
 
 
+BY_HELP = "repeat the analysis for each value of this column (e.g. item in a long export)"
 SEED_HELP = (
     "bootstrap seed; without it a seed is drawn, used and reported (seed in the results), "
     "so the run can be repeated"
@@ -496,20 +663,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agreement.add_argument("--seed", type=int, default=None, help=SEED_HELP)
     agreement.add_argument("--ci", type=float, default=0.95, help="confidence level")
+    agreement.add_argument("--by", default=None, help=BY_HELP)
     agreement.set_defaults(run=run_agreement)
 
     ni = sub.add_parser("noninferiority", help="non-inferiority of a test arm vs a reference")
     common(ni)
-    ni.add_argument("--arm", default=C.ARM, help="arm column (default: arm)")
+    ni.add_argument("--arm", default=None, help="arm column (default: arm)")
     ni.add_argument("--value", default=C.VALUE, help="outcome column (default: value)")
-    ni.add_argument("--test", required=True, help="test arm (e.g. the LLM)")
-    ni.add_argument("--reference", required=True, help="reference arm (e.g. clinicians)")
-    ni.add_argument("--margin", required=True, type=float, help="non-inferiority margin (> 0)")
+    ni.add_argument("--test", default=None, help="test arm (e.g. the LLM); required but with "
+                    "--one-sample, where it only names the test side")  # fmt: skip
+    ni.add_argument("--reference", default=None, help="reference arm (e.g. clinicians); as --test")
+    ni.add_argument(
+        "--margin",
+        required=True,
+        type=float,
+        help="non-inferiority margin (>= 0; 0 is a superiority test; > 0 for tost)",
+    )
     ni.add_argument("--outcome", required=True, choices=("continuous", "binary"))
     ni.add_argument("--method", required=True, choices=CONTINUOUS_METHODS + BINARY_METHODS)
     ni.add_argument("--pair", default=None, help="column pairing test and reference rows")
-    ni.add_argument("--case", default=C.CASE, help="case column (default: case)")
-    ni.add_argument("--rater", default=C.RATER, help="rater column (default: rater)")
+    ni.add_argument(
+        "--case", default=None, help="case column (default: case); with tost it pairs the arms"
+    )
+    ni.add_argument("--rater", default=None, help="rater column (default: rater)")
+    ni.add_argument(
+        "--one-sample",
+        action="store_true",
+        help="the value is already test - reference (e.g. a -2..+2 comparison): one-sample t, "
+        "bootstrap over cases and raters, or mixed model with only the intercept fixed",
+    )
+    ni.add_argument("--by", default=None, help=BY_HELP)
     ni.add_argument("--alpha", type=float, default=0.025, help="one-sided alpha (default 0.025)")
     ni.add_argument(
         "--direction",
@@ -524,11 +707,18 @@ def build_parser() -> argparse.ArgumentParser:
     ni.add_argument(
         "--boot",
         type=_boot,
-        default=2000,
-        help=f"bootstrap replicates (bootstrap), 100..{MAX_BOOT:,}",
+        default=None,
+        help=f"bootstrap replicates (bootstrap; default 2000), 100..{MAX_BOOT:,}",
     )
     ni.add_argument("--seed", type=int, default=None, help=SEED_HELP)
     ni.set_defaults(run=run_noninferiority)
+
+    desc = sub.add_parser("describe", help="n, missing, mean, SD, median, quartiles per arm/group")
+    common(desc)
+    desc.add_argument("--value", required=True, help="the numeric column described")
+    desc.add_argument("--arm", default=None, help="describe per value of this column too")
+    desc.add_argument("--by", default=None, help="describe per value of this column (e.g. item)")
+    desc.set_defaults(run=run_describe)
 
     pref = sub.add_parser("preference", help="win rates and Bradley-Terry from comparisons")
     common(pref)
@@ -569,12 +759,46 @@ def _cli_wording(message: str) -> str:
     return message
 
 
+_NEGATIVE = re.compile(r"^-\.?\d")
+
+
+def _negative_values_attached(argv: Sequence[str] | None) -> list[str]:
+    """``--scale -2,-1,0,1,2`` as written: argparse takes a value that starts with ``-`` for an
+    option unless it is a plain number, so a value that starts like a negative number is
+    attached to its option (``--scale=-2,-1,0,1,2``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if (
+            token.startswith("--")
+            and "=" not in token
+            and i + 1 < len(args)
+            and _NEGATIVE.match(args[i + 1])
+        ):
+            out.append(f"{token}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
     try:
-        args = build_parser().parse_args(argv)
-        frame = args.run(args, read_table(args.file))
-        output = to_json(frame) if args.format == "json" else to_table(frame)
+        args = build_parser().parse_args(_negative_values_attached(argv))
+        table = read_table(args.file)
+        grouped = getattr(args, "by", None) is not None and args.command != "describe"
+        frame = run_by(args, table) if grouped else args.run(args, table)
+        if args.format == "json":
+            output = to_json(frame)
+        else:
+            lead = (args.by,) if grouped else ()
+            output = (
+                plain_table(frame) if args.command == "describe" else to_table(frame, lead=lead)
+            )
     except (ValueError, pl.exceptions.PolarsError) as exc:
         # ValueError covers AnalysisError; a plain ValueError from a library, or a polars error
         # on data of an unexpected shape, is bad input too: one line, no traceback.

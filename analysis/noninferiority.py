@@ -124,7 +124,8 @@ def mean_difference(
     df : long frame, one row per rating, with columns ``arm``, ``value`` (numeric, e.g. a 1-5
         Likert score), ``case`` and, for ``"bootstrap"`` and ``"mixed"``, ``rater``.
     test, reference : the two arm labels (values of ``arm``) to compare.
-    margin : the non-inferiority margin (> 0), on the scale of ``value``.
+    margin : the non-inferiority margin (>= 0), on the scale of ``value``; 0 makes it a
+        superiority test (H0: delta <= 0, H1: delta > 0 for ``"higher"``), named as such.
     direction : ``"higher"`` (higher is better; H0: delta <= -margin, H1: delta > -margin) or
         ``"lower"`` (lower is better; H0: delta >= margin, H1: delta < margin).
     method :
@@ -151,7 +152,7 @@ def mean_difference(
 
     Raises
     ------
-    AnalysisError : a missing column or arm, non-numeric values, margin <= 0, fewer than 3 cases
+    AnalysisError : a missing column or arm, non-numeric values, margin < 0, fewer than 3 cases
         rated in both arms, an unknown method or direction.
     """
     _check_options(margin=margin, alpha=alpha, direction=direction)
@@ -210,6 +211,126 @@ def mean_difference(
     )
 
 
+def mean_difference_one_sample(
+    df: pl.DataFrame,
+    *,
+    value: str = cols.VALUE,
+    margin: float,
+    direction: str = "higher",
+    method: str = "t",
+    case: str = cols.CASE,
+    rater: str = cols.RATER,
+    alpha: float = 0.025,
+    boot: int = 2000,
+    seed: Seed = None,
+    test: object = "test",
+    reference: object = "reference",
+) -> pl.DataFrame:
+    """Non-inferiority of a rating that is already a difference, test minus reference.
+
+    For reader studies whose raters scored the comparison itself (e.g. -2 "reference much
+    better" to +2 "test much better", ClinSumm's design) there is no rating per arm to subtract:
+    ``value`` is delta for one (case, rater). The hypotheses are those of ``mean_difference``
+    for the mean delta: ``direction="higher"``: H0: delta <= -margin versus H1: delta > -margin;
+    ``"lower"``: H0: delta >= margin versus H1: delta < margin; ``margin=0`` is a superiority
+    test, named as such. ``test`` and ``reference`` only label the two sides in the hypotheses.
+
+    method :
+        ``"t"``: ratings averaged within each case, one-sample t on the n case means (df n - 1).
+        ``"bootstrap"``: cases and raters resampled independently with replacement (Owen 2007),
+        ``boot`` replicates of the mean over resampled cases of each case's mean over its
+        resampled raters; percentile interval, p = share of replicates on the null side.
+        ``"mixed"``: REML fit of ``value ~ 1 + (1|case) + (1|rater)`` (only the intercept is
+        fixed; statsmodels MixedLM, crossed variance components); Wald interval and z-test of the
+        intercept. A made-up zero arm must not stand in for the reference: it has no case or
+        rater variance and so shrinks the standard error.
+
+    Returns the one-row frame of ``mean_difference`` (``RESULT_SCHEMA``; statistic
+    ``"mean_difference"``, variant = method; n_units cases, n_raters, n_values ratings used).
+    Raises ``AnalysisError`` for a missing column, non-numeric values, a negative margin,
+    fewer than 3 cases, an unknown method or direction.
+    """
+    _check_options(margin=margin, alpha=alpha, direction=direction)
+    if method not in MEAN_METHODS:
+        raise AnalysisError(f"unknown method {method!r}; choose one of: {', '.join(MEAN_METHODS)}")
+    needed = [value, case] + ([rater] if method != "t" else [])
+    if not isinstance(df, pl.DataFrame):
+        raise AnalysisError(f"expected a polars DataFrame, got {type(df).__name__}")
+    require_columns(df, needed)
+    frame, dropped = _numeric_values(df, value)
+    means = frame.group_by(case, maintain_order=True).agg(pl.col(value).mean().alias("d"))
+    n = means.height
+    if n < MIN_UNITS:
+        raise AnalysisError(
+            f"too few cases with a value: {n} (need at least {MIN_UNITS}; case column {case!r})"
+        )
+    notes = [f"{dropped} missing value(s) ignored"] if dropped else []
+    common = dict(
+        test=test,
+        reference=reference,
+        margin=margin,
+        direction=direction,
+        alpha=alpha,
+        n_units=n,
+        n_raters=frame[rater].n_unique() if rater in frame.columns else None,
+        n_values=frame.height,
+    )
+    delta = f"mean({test} - {reference})"
+    if method == "t":
+        d = means["d"].to_numpy()
+        row = _mean_t_row(
+            est=float(d.mean()),
+            se=float(d.std(ddof=1) / math.sqrt(n)),
+            df=n - 1,
+            unit=case,
+            notes=notes,
+            delta=delta,
+            **common,
+        )
+        return row.with_columns(
+            pl.lit(
+                "one-sample t on a value that is already test - reference: ratings averaged "
+                f"within each {case}, t on the {n} per-{case} means (df {n - 1}); "
+                f"{_pct(1 - 2 * alpha)} t interval"
+            ).alias(cols.METHOD)
+        )
+    if method == "bootstrap":
+        return _mean_bootstrap_row(
+            frame,
+            case=case,
+            rater=rater,
+            arm=None,
+            value=value,
+            boot=boot,
+            seed=seed,
+            est=float(means["d"].mean()),
+            notes=notes,
+            delta=delta,
+            **common,
+        )
+    return _mean_mixed_row(
+        frame, case=case, rater=rater, arm=None, value=value, notes=notes, delta=delta, **common
+    )
+
+
+def _numeric_values(df: pl.DataFrame, value: str) -> tuple[pl.DataFrame, int]:
+    """``df`` with ``value`` as Float64 and its missing values dropped; (frame, dropped)."""
+    col = df[value]
+    if col.dtype == pl.Boolean or col.dtype.is_numeric():
+        numeric = col.cast(pl.Float64)
+    else:
+        numeric = col.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+        bad = col.is_not_null() & numeric.is_null()
+        if bad.any():
+            raise AnalysisError(
+                f"column {value!r} has non-numeric values, e.g. {col.filter(bad)[0]!r} "
+                f"({int(bad.sum())} value(s))"
+            )
+    frame = df.with_columns(numeric.fill_nan(None).alias(value))
+    dropped = frame[value].null_count()
+    return frame.filter(pl.col(value).is_not_null()), dropped
+
+
 def tost(
     df: pl.DataFrame,
     *,
@@ -237,7 +358,8 @@ def tost(
     Returns a one-row frame with ``RESULT_SCHEMA`` columns, statistic ``"tost"``, variant
     ``"paired"``, ``"pooled"`` or ``"welch"``, direction null.
     """
-    _check_options(margin=margin, alpha=alpha, direction="higher")
+    # equivalence within a margin of 0 can never be shown: the margin must be positive
+    _check_options(margin=margin, alpha=alpha, direction="higher", zero_margin=False)
     needed = [arm, value] + ([pair] if pair is not None else [])
     frame, dropped = _two_arms(
         df, arm=arm, value=value, test=test, reference=reference, columns=needed
@@ -261,6 +383,8 @@ def tost(
             if n_seen == n
             else frame.join(paired.select(pair), on=pair, how="semi").height
         )
+        if n_seen > n:
+            notes.append(f"{n_seen - n} {pair}(s) rated in one arm only were left out")
         if welch:
             notes.append("welch=True ignored: the paired design has one variance")
         how = f"paired t on the {n} per-{pair} differences of arm means"
@@ -385,7 +509,7 @@ def risk_difference(
     note says so, because the interval then ignores that clustering.
 
     Raises AnalysisError for values other than 0/1 (booleans are accepted), a missing arm or
-    column, fewer than 3 ratings in an arm, margin <= 0 or margin >= 1.
+    column, fewer than 3 ratings in an arm, margin < 0 or margin >= 1 (0: superiority).
     """
     _check_options(margin=margin, alpha=alpha, direction=direction)
     if margin >= 1:
@@ -706,6 +830,7 @@ def _mean_t_row(
     df,
     unit,
     notes,
+    delta=None,
     **common,
 ) -> pl.DataFrame:
     """``common``: test, reference, margin, direction, alpha, n_units, n_raters, n_values."""
@@ -736,6 +861,7 @@ def _mean_t_row(
         stat_value=t,
         dof=float(df),
         notes=notes,
+        delta=delta,
         **common,
     )
 
@@ -751,9 +877,11 @@ def _mean_bootstrap_row(
     seed,
     est,
     notes,
+    delta=None,
     **common,
 ) -> pl.DataFrame:
-    """``common``: test, reference, margin, direction, alpha, n_units, n_raters, n_values."""
+    """``common``: test, reference, margin, direction, alpha, n_units, n_raters, n_values.
+    ``arm`` None: ``value`` is already the difference (one sample)."""
     margin, direction, alpha = common["margin"], common["direction"], common["alpha"]
     if not isinstance(boot, int) or boot < 100:
         raise AnalysisError(f"boot must be an integer of at least 100; got {boot!r}")
@@ -794,7 +922,12 @@ def _mean_bootstrap_row(
         f"two-way cluster bootstrap (Owen 2007 pigeonhole): {nc} cases and {nr} raters resampled "
         f"independently with replacement, {boot} replicates, {seed_text(used_seed, seed)}; percentile "
         f"{_pct(1 - 2 * alpha)} interval; p = share of replicates on the null side of the margin; "
-        "estimate = mean over cases of the within-case difference of arm means"
+        + (
+            "estimate = mean over cases of the within-case difference of arm means"
+            if arm is not None
+            else "one sample: estimate = mean over cases of the within-case mean of the value, "
+            "already test - reference"
+        )
     )
     return _ni_frame(
         statistic=STATISTIC_MEAN,
@@ -809,6 +942,7 @@ def _mean_bootstrap_row(
         dof=None,
         notes=notes,
         seed=used_seed,
+        delta=delta,
         **common,
     )
 
@@ -829,7 +963,10 @@ class _Cells(NamedTuple):
 
 
 def _case_rater_cells(used, *, case, rater, arm, value, test) -> _Cells:
-    """Sparse per-(case, rater) sums and counts of each arm's ratings (see :class:`_Cells`)."""
+    """Sparse per-(case, rater) sums and counts of each arm's ratings (see :class:`_Cells`).
+
+    ``arm`` None: one sample, the value is already the difference; the blocks are then
+    [S; N] (``balanced``), which the replicates read as the mean of the value."""
     ids = []
     for column in (case, rater):
         # First-appearance numbering: the documented order that bootstrap draws index into.
@@ -839,7 +976,8 @@ def _case_rater_cells(used, *, case, rater, arm, value, test) -> _Cells:
         )["__i"]
         ids.append((index.to_numpy().astype(np.int64), levels.height))
     (ci, nc), (ri, nr) = ids
-    is_test = (used[arm] == test).to_numpy()
+    one_sample = arm is None
+    is_test = np.ones(used.height, dtype=bool) if one_sample else (used[arm] == test).to_numpy()
     values = used[value].to_numpy()
     cell, row_cell = np.unique(ci * nr + ri, return_inverse=True)  # sorted by (case, rater)
     k = len(cell)
@@ -848,8 +986,8 @@ def _case_rater_cells(used, *, case, rater, arm, value, test) -> _Cells:
     s_r = np.bincount(row_cell, weights=np.where(is_test, 0.0, values), minlength=k)
     n_t = np.bincount(row_cell, weights=is_test.astype(np.float64), minlength=k)
     n_r = np.bincount(row_cell, weights=(~is_test).astype(np.float64), minlength=k)
-    balanced = bool(np.array_equal(n_t, n_r))
-    blocks = [s_t - s_r, n_t] if balanced else [s_t, n_t, s_r, n_r]
+    balanced = one_sample or bool(np.array_equal(n_t, n_r))
+    blocks = [s_t - s_r, n_t] if balanced else [s_t, n_t, s_r, n_r]  # s_r is 0 for one sample
     cell_case, cell_rater = cell // nr, cell % nr
     per_case = np.bincount(cell_case, minlength=nc)
     indptr = np.concatenate([[0], np.cumsum(np.tile(per_case, len(blocks)))])
@@ -923,29 +1061,38 @@ def _mean_mixed_row(
     arm,
     value,
     notes,
+    delta=None,
     **common,
 ) -> pl.DataFrame:
-    """``common``: test, reference, margin, direction, alpha, n_units, n_raters, n_values."""
+    """``common``: test, reference, margin, direction, alpha, n_units, n_raters, n_values.
+    ``arm`` None: one sample, ``value ~ 1 + (1|case) + (1|rater)``: the intercept is the mean
+    difference."""
     margin, direction, alpha = common["margin"], common["direction"], common["alpha"]
+    one_sample = arm is None
     pdf = used.select(
         pl.col(case).cast(pl.String).alias("case"),
         pl.col(rater).cast(pl.String).alias("rater"),
-        (pl.col(arm) == common["test"]).cast(pl.Float64).alias("arm_test"),
+        (pl.lit(1.0) if one_sample else (pl.col(arm) == common["test"]).cast(pl.Float64)).alias(
+            "arm_test"
+        ),
         pl.col(value).cast(pl.Float64).alias("value"),
     ).to_pandas()
+    formula, coefficient = (
+        ("value ~ 1", "Intercept") if one_sample else ("value ~ arm_test", "arm_test")
+    )
     crossed = [c for c in ("case", "rater") if pdf[c].nunique() > 1]
     if "rater" not in crossed:
         notes = [*notes, "one rater only: the rater random intercept was left out"]
     z = float(stats.norm.ppf(1 - alpha))
     try:
-        result, caught = _fit_crossed(pdf, "value ~ arm_test", crossed)
-        est = float(result.fe_params["arm_test"])
-        se = float(result.bse_fe["arm_test"])
+        result, caught = _fit_crossed(pdf, formula, crossed)
+        est = float(result.fe_params[coefficient])
+        se = float(result.bse_fe[coefficient])
     except (np.linalg.LinAlgError, ValueError) as exc:
         return _mixed_not_applicable(reason=f"mixed model could not be fitted: {exc}", **common)
     if not math.isfinite(se):
         return _mixed_not_applicable(
-            reason="mixed model gave no standard error for the arm effect", **common
+            reason=f"mixed model gave no standard error for the {coefficient}", **common
         )
     notes = [*notes, *caught]
     if not result.converged:
@@ -959,10 +1106,17 @@ def _mean_mixed_row(
     else:
         zs = _ratio(est - margin, se)
         p = float(stats.norm.cdf(zs))
+    model = (
+        "value ~ 1 + (1|case) + (1|rater), only the intercept fixed (one sample: the value is "
+        "already test - reference)"
+        if one_sample
+        else "value ~ arm + (1|case) + (1|rater)"
+    )
     how = (
-        "linear mixed model value ~ arm + (1|case) + (1|rater), crossed random intercepts "
+        f"linear mixed model {model}, crossed random intercepts "
         "(statsmodels MixedLM, REML, variance components on one group); Wald "
-        f"{_pct(1 - 2 * alpha)} interval and one-sided Wald z-test of the arm coefficient; "
+        f"{_pct(1 - 2 * alpha)} interval and one-sided Wald z-test of the "
+        f"{'intercept' if one_sample else 'arm coefficient'}; "
         f"variances: {parts}, residual {_f(result.scale)}"
     )
     return _ni_frame(
@@ -977,6 +1131,7 @@ def _mean_mixed_row(
         stat_value=zs,
         dof=None,
         notes=notes,
+        delta=delta,
         **common,
     )
 
@@ -1009,14 +1164,19 @@ def _fit_crossed(pdf, formula: str, crossed: Sequence[str], *, reml: bool = True
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_options(*, margin: float, alpha: float, direction: str) -> None:
+def _check_options(
+    *, margin: float, alpha: float, direction: str, zero_margin: bool = True
+) -> None:
+    """Refuse bad options; a margin of 0 (superiority) only where ``zero_margin``."""
     if (
         isinstance(margin, bool)
         or not isinstance(margin, int | float)
         or not math.isfinite(margin)
-        or margin <= 0
+        or margin < 0
+        or (margin == 0 and not zero_margin)
     ):
-        raise AnalysisError(f"margin must be a positive number; got {margin!r}")
+        also = "" if not zero_margin else ", or 0 for a superiority test"
+        raise AnalysisError(f"margin must be a positive number{also}; got {margin!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 0.5:
         raise AnalysisError(f"alpha (one-sided) must lie between 0 and 0.5; got {alpha!r}")
     if direction not in DIRECTIONS:
@@ -1107,9 +1267,23 @@ def _count(frame, arm, value, label) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _ni_hypotheses(direction, margin, test, reference, quantity) -> tuple[str, str]:
-    delta = f"{quantity}({test}) - {quantity}({reference})"
+def _ni_hypotheses(direction, margin, test, reference, quantity, delta=None) -> tuple[str, str]:
+    """H0 and H1 in words and numbers; ``delta`` names the difference (default: the difference
+    of the two arms' ``quantity``). A margin of 0 is a superiority test, and says so."""
+    delta = delta or f"{quantity}({test}) - {quantity}({reference})"
     m = _f(margin)
+    if margin == 0:
+        if direction == "higher":
+            return (
+                f"H0: {delta} <= 0: {test!r} is not better than {reference!r} (higher is better)",
+                f"H1: {delta} > 0: {test!r} is better than {reference!r}, i.e. superior "
+                "(margin 0: a superiority test)",
+            )
+        return (
+            f"H0: {delta} >= 0: {test!r} is not better than {reference!r} (lower is better)",
+            f"H1: {delta} < 0: {test!r} is lower, i.e. better than {reference!r}, i.e. superior "
+            "(margin 0: a superiority test)",
+        )
     if direction == "higher":
         return (
             f"H0: {delta} <= {_f(-margin)}: {test!r} is worse than {reference!r} by the margin "
@@ -1127,10 +1301,12 @@ def _ni_hypotheses(direction, margin, test, reference, quantity) -> tuple[str, s
 
 def _ni_conclusion(shown, direction, margin, lo, hi, p, alpha) -> str:
     level = _pct(1 - 2 * alpha)
-    verdict = "Non-inferiority shown" if shown else "Non-inferiority not shown"
+    claim = "Superiority" if margin == 0 else "Non-inferiority"
+    verdict = f"{claim} shown" if shown else f"{claim} not shown"
     if direction == "higher":
         bound = f"the lower bound of the {level} CI ({_f(lo)})"
-        relation = f"lies above {_f(-margin)}" if shown else f"does not lie above {_f(-margin)}"
+        below = _f(-margin) if margin else "0"  # not "-0" for a superiority test
+        relation = f"lies above {below}" if shown else f"does not lie above {below}"
     else:
         bound = f"the upper bound of the {level} CI ({_f(hi)})"
         relation = f"lies below {_f(margin)}" if shown else f"does not lie below {_f(margin)}"
@@ -1156,16 +1332,18 @@ def _ni_frame(
     dof,
     notes,
     seed=None,
+    delta=None,
     **common,
 ) -> pl.DataFrame:
     """The one-row result frame of a non-inferiority test of ``quantity`` ("mean" or "p").
 
     ``common``: test, reference, margin, direction, alpha, n_units, n_raters, n_values (the
-    keyword-only arguments of ``_repeated_columns``, which refuses any other).
+    keyword-only arguments of ``_repeated_columns``, which refuses any other). ``delta``: the
+    words for the difference when it is not the two arms' (the one-sample design).
     """
     test, reference = common["test"], common["reference"]
     margin, direction, alpha = common["margin"], common["direction"], common["alpha"]
-    h0, h1 = _ni_hypotheses(direction, margin, test, reference, quantity)
+    h0, h1 = _ni_hypotheses(direction, margin, test, reference, quantity, delta)
     shown = _ni_shown(direction, margin, lo, hi)
     row = result_row(
         statistic,

@@ -13,7 +13,7 @@ import streamlit as st
 
 from study.access import allowed
 from study.errors import NotFoundError, PermissionDenied
-from study.services import design, instruments, monitoring, rating, studies
+from study.services import content, design, instruments, monitoring, rating, rating_imports, studies
 
 store = st.session_state["store"]
 caller = st.session_state["caller"]
@@ -50,6 +50,15 @@ if study["synthetic"]:
     )
 
 st.header(study["name"], anchor=False)
+origin = rating_imports.ratings_origin(store, caller, study_id)["origin"]
+if origin in ("imported", "mixed"):
+    st.info(
+        "**Ratings collected elsewhere.** "
+        + ("All" if origin == "imported" else "Some")
+        + " of this study's ratings were imported from files, not collected blind in Clinval: "
+        "how they were blinded and assigned is as the source study reports it.",
+        icon=":material/upload_file:",
+    )
 badges = [f":blue-badge[:material/flag: {study['status'].capitalize()}]"]
 if study["synthetic"]:
     badges.append(":orange-badge[:material/science: Synthetic demo data]")
@@ -236,6 +245,26 @@ st.dataframe(
         "ratings": st.column_config.NumberColumn("Ratings"),
     },
 )
+
+unknown = content.unknown_provenance(store, caller, study_id)
+if unknown.height:
+    st.subheader("Not recorded by the sources", anchor=False)
+    st.caption(
+        "Provenance the imported files gave as *not recorded*: stored as unknown, never "
+        "invented. Say so wherever the results are reported."
+    )
+    st.dataframe(
+        unknown.select("arm_id", "field", "level", "answers", "consequence"),
+        hide_index=True,
+        column_config={
+            "arm_id": "Arm",
+            "field": "Field",
+            "level": "Of the arm or its answers",
+            "answers": st.column_config.NumberColumn("Answers concerned"),
+            "consequence": st.column_config.TextColumn("What it means", width="large"),
+        },
+        key="unknown_provenance",
+    )
 
 st.subheader("Instrument items", anchor=False)
 if items.height:

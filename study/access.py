@@ -79,9 +79,10 @@ PERMISSIONS: dict[str, Permission] = {
     "view_study": Permission(
         frozenset(ROLES),
         "study",
-        "see a study's name, status and instrument items",
+        "see a study's name, status, instrument items and where its ratings come from",
         (
             "studies.get_study",
+            "rating_imports.ratings_origin",
             "instruments.study_instruments",
             "instruments.study_items",
         ),
@@ -101,14 +102,21 @@ PERMISSIONS: dict[str, Permission] = {
     "view_design": Permission(
         frozenset({"coordinator", "statistician"}),
         "study",
-        "see a study's cases and arms with their provenance",
-        ("content.list_cases", "content.list_arms"),
+        "see a study's cases and arms with their provenance, what it never recorded, and each "
+        "arm's coverage of the cases",
+        (
+            "content.list_cases",
+            "content.list_arms",
+            "content.unknown_provenance",
+            "design.arm_coverage",
+        ),
     ),
     "design_study": Permission(
         frozenset({"coordinator"}),
         "study",
-        "import cases, arms and answers, see answers with their arms and authors, attach "
-        "instruments, lock the first protocol, preview and make assignments",
+        "import cases, arms and answers, remove those a draft does not use, see answers with "
+        "their arms and authors, attach instruments, lock the first protocol, preview and make "
+        "assignments",
         (
             "content.import_cases",
             "content.import_arms",
@@ -117,6 +125,9 @@ PERMISSIONS: dict[str, Permission] = {
             "content.add_arms",
             "content.add_arm",
             "content.add_answers",
+            "content.remove_cases",
+            "content.remove_arms",
+            "content.remove_answers",
             "content.list_answers",
             "instruments.attach_instrument",
             "design.lock_protocol",
@@ -125,6 +136,13 @@ PERMISSIONS: dict[str, Permission] = {
             "design.preview_assignments",
             "design.leak_report",
         ),
+    ),
+    "import_ratings": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "import ratings collected elsewhere into a locked study (its raters must be people of "
+        "the study)",
+        ("rating_imports.import_ratings",),
     ),
     "amend_protocol": Permission(
         frozenset({"coordinator"}),

@@ -116,6 +116,26 @@ CASE_SKIP = _kind(
     "a rater skipped a case, which leaves their queue (reason)",
     "case_flags of kind skip: one event per row",
 )
+CASES_REMOVE = _kind(
+    "cases.remove",
+    "cases that nothing used were removed from a draft (ids, how many)",
+    "cases: the rows removed, subtracted from those imported",
+)
+ARMS_REMOVE = _kind(
+    "arms.remove",
+    "arms without answers were removed from a draft (ids, how many)",
+    "arms: the rows removed, subtracted from those imported",
+)
+ANSWERS_REMOVE = _kind(
+    "answers.remove",
+    "answers that no assignment showed were removed from a draft (ids, how many)",
+    "answers: the rows removed, subtracted from those imported",
+)
+RATINGS_IMPORT = _kind(
+    "ratings.import",
+    "ratings collected elsewhere were imported, not collected blind in Clinval (file, its "
+    "SHA-256, rows, assignments, raters; each assignment's values are in its rating.submit event)",
+)
 RATINGS_EXPORT = _kind(
     "ratings.export", "a sensitive read: the ratings were exported with their arms (rows)"
 )
@@ -382,13 +402,13 @@ _MISSING_EVENT_SQL = (
 )
 
 # Per study, stored row counts against the counts the events recorded:
-# (table, event kind, payload field).
+# (table, event kind, payload field, the kind whose "removed" counts are subtracted, or None).
 _COUNTED = (
-    ("cases", CASES_IMPORT, "added"),
-    ("arms", ARMS_IMPORT, "added"),
-    ("answers", ANSWERS_IMPORT, "added"),
-    ("assignments", ASSIGNMENTS_PERSIST, "assignments"),
-    ("presentations", ASSIGNMENTS_PERSIST, "presentations"),
+    ("cases", CASES_IMPORT, "added", CASES_REMOVE),
+    ("arms", ARMS_IMPORT, "added", ARMS_REMOVE),
+    ("answers", ANSWERS_IMPORT, "added", ANSWERS_REMOVE),
+    ("assignments", ASSIGNMENTS_PERSIST, "assignments", None),
+    ("presentations", ASSIGNMENTS_PERSIST, "presentations", None),
 )
 
 # Every value a rating event recorded, one row each ($submit, $revise: the two kinds' names).
@@ -422,17 +442,19 @@ def _coverage_fault(cur: Cursor) -> tuple[int | None, str] | None:
     if orphan is not None:
         seq, name = orphan
         return seq, f"audit event {seq} records protocol {name}, which is no longer stored"
-    for table, kind, payload_field in _COUNTED:
+    for table, kind, payload_field, removal in _COUNTED:
         # the table name is one of the constants above; the rest are parameters
         row = first(
             cur.execute(
                 "SELECT coalesce(r.study, e.study), coalesce(r.n, 0), coalesce(e.n, 0) FROM"
                 f' (SELECT study, count(*) AS n FROM "{table}" GROUP BY study) r'
-                " FULL JOIN (SELECT study, sum(CAST(json_extract_string(payload, ?) AS BIGINT))"
-                "  AS n FROM audit_events WHERE action = ? GROUP BY study) e"
+                " FULL JOIN (SELECT study, sum(CASE WHEN action = ?"
+                "  THEN CAST(json_extract_string(payload, ?) AS BIGINT)"
+                "  ELSE -CAST(json_extract_string(payload, '$.removed') AS BIGINT) END)"
+                "  AS n FROM audit_events WHERE action IN (?, ?) GROUP BY study) e"
                 " ON e.study = r.study"
                 " WHERE coalesce(r.n, 0) <> coalesce(e.n, 0) ORDER BY 1 LIMIT 1",
-                [f"$.{payload_field}", kind.name],
+                [kind.name, f"$.{payload_field}", kind.name, getattr(removal, "name", None)],
             ).fetchall()
         )
         if row is not None:

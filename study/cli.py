@@ -103,11 +103,31 @@ def _existing_file(path: Path) -> Path:
 
 def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import studies
+    from study.store import utc_now
 
     existed = args.db.is_file()
+    opened_at = utc_now()
     with _open_store(args.db, create=True) as store:
-        verb = "migrated" if existed else "created"
-        print(f"database {verb}: {args.db} (schema version {store.schema_version()})", file=out)
+        version = store.schema_version()
+        # opening migrates: the migrations recorded since this command started are the ones it
+        # applied, so an up-to-date database is not reported as migrated
+        applied = store.read(
+            "SELECT version FROM schema_migrations WHERE applied_at >= $t ORDER BY version",
+            {"t": opened_at},
+        ).get_column("version")
+        if not existed:
+            print(f"database created: {args.db} (schema version {version})", file=out)
+        elif applied.len():
+            done = ", ".join(str(v) for v in applied.to_list())
+            print(
+                f"database migrated: {args.db} (schema version {version}; applied {done})",
+                file=out,
+            )
+        else:
+            print(
+                f"database up to date: {args.db} (schema version {version}; nothing to migrate)",
+                file=out,
+            )
         if args.study:
             study_id = studies.create_study(store, _caller(), args.study, study_id=args.id)
             print(f"study created: {study_id} (draft)", file=out)
@@ -148,6 +168,91 @@ def _import(kind: str) -> Callable[[argparse.Namespace, TextIO], int]:
         return EXIT_OK
 
     return command
+
+
+def cmd_import_ratings(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import rating_imports
+
+    path = _existing_file(args.file)
+    with _open_store(args.db, create=False) as store:
+        result = rating_imports.import_ratings(store, _caller(), args.study, path)
+    print(f"{args.study}: {result}", file=out)
+    return EXIT_OK
+
+
+PSEUDONYM_ISSUER = "pseudonymous"
+"""Issuer recorded for raters added by id only (``add-raters``): pseudonymous people of a study
+who never sign in, e.g. the readers of a study rated elsewhere."""
+
+
+def cmd_add_raters(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import people
+
+    caller = _caller()
+    with _open_store(args.db, create=False) as store:
+        for rater in args.raters:
+            user_id = people.ensure_user(
+                store,
+                caller,
+                issuer=f"{PSEUDONYM_ISSUER}:{args.study}",
+                subject=rater,
+                user_id=rater,
+            )
+            granted = people.grant_role(store, caller, args.study, user_id, "rater")
+            print(f"{args.study}: rater {user_id}" + ("" if granted else " (already)"), file=out)
+    return EXIT_OK
+
+
+def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
+    from study.instruments import get_builtin, load_instrument
+    from study.services import instruments
+
+    given = Path(args.instrument)
+    instrument = (
+        load_instrument(_existing_file(given))
+        if given.suffix.lower() in (".toml", ".json")
+        else get_builtin(args.instrument)
+    )
+    caller = _caller()
+    with _open_store(args.db, create=False) as store:
+        key, version = instruments.add_instrument(store, caller, instrument)
+        instruments.attach_instrument(store, caller, args.study, key, version)
+    print(f"{args.study}: instrument {key} {version} attached", file=out)
+    return EXIT_OK
+
+
+def cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import design
+
+    protocol: dict[str, Any] = {}
+    if args.protocol is not None:
+        try:
+            protocol = json.loads(_existing_file(args.protocol).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CliError(f"{args.protocol} is not a JSON file: {exc}") from None
+        if not isinstance(protocol, dict):
+            raise CliError(f"{args.protocol} must hold a JSON object {{...}}")
+    with _open_store(args.db, create=False) as store:
+        digest = design.lock_protocol(store, _caller(), args.study, protocol, reason=args.reason)
+        coverage = design.arm_coverage(store, _caller(), args.study)
+    print(f"{args.study}: protocol locked, hash {digest}", file=out)
+    for arm, answers, cases in coverage.select("arm_id", "answers", "cases").iter_rows():
+        print(f"  arm {arm}: answers {answers} of {cases} cases", file=out)
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import content
+
+    remover = {
+        "answers": content.remove_answers,
+        "arms": content.remove_arms,
+        "cases": content.remove_cases,
+    }[args.what]
+    with _open_store(args.db, create=False) as store:
+        removed = remover(store, _caller(), args.study, list(args.ids))
+    print(f"{args.study}: {removed} {args.what} removed", file=out)
+    return EXIT_OK
 
 
 def cmd_instruments_list(args: argparse.Namespace, out: TextIO) -> int:
@@ -462,6 +567,62 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("file", type=_path, metavar="FILE")
         p.set_defaults(func=_import(kind))
+
+    p = commands.add_parser(
+        "remove",
+        parents=[common, study],
+        help="remove answers, arms or cases that a draft does not use (audited)",
+        description=(
+            "Remove from a draft: answers that no assignment shows; arms and cases once their "
+            "answers are removed (and no rater is assigned to the case). All or nothing."
+        ),
+    )
+    p.add_argument("what", choices=("answers", "arms", "cases"))
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_remove)
+
+    p = commands.add_parser(
+        "import-ratings",
+        parents=[common, study],
+        help="import ratings collected elsewhere (.csv, .jsonl or .parquet) into a locked study",
+        description=(
+            "Import one row per rating: case_id, rater_id, item, value, and arm_id for items "
+            "rated per answer; optional rated_at, seconds, comment. The study must be locked and "
+            "its raters added (add-raters). All rows are checked first: one problem anywhere "
+            "and nothing is stored. The study records that its ratings were imported."
+        ),
+    )
+    p.add_argument("file", type=_path, metavar="FILE")
+    p.set_defaults(func=cmd_import_ratings)
+
+    p = commands.add_parser(
+        "add-raters",
+        parents=[common, study],
+        help="add pseudonymous raters (people with the rater role) to a study",
+        description=(
+            "Record each RATER id as a pseudonymous person of the study (who never signs in) "
+            "and grant them the rater role there."
+        ),
+    )
+    p.add_argument("raters", nargs="+", metavar="RATER")
+    p.set_defaults(func=cmd_add_raters)
+
+    p = commands.add_parser(
+        "attach-instrument",
+        parents=[common, study],
+        help="add an instrument (built-in key, or a .toml/.json file) and attach it to a draft",
+    )
+    p.add_argument("instrument", metavar="KEY_OR_FILE")
+    p.set_defaults(func=cmd_attach_instrument)
+
+    p = commands.add_parser(
+        "lock",
+        parents=[common, study],
+        help="lock the study's protocol (a JSON object) and print each arm's coverage",
+    )
+    p.add_argument("--protocol", type=_path, metavar="FILE", help="protocol JSON (default: {})")
+    p.add_argument("--reason", default=None, help="why, for a protocol version after the first")
+    p.set_defaults(func=cmd_lock)
 
     p = commands.add_parser(
         "instruments", parents=[common], help="list, show or validate rating instruments"

@@ -89,8 +89,17 @@ author_role    clinician taken from the arm when empty
 author_id      clinician who wrote the answer (pseudonymous id)
 =============  ========  ==========================================================
 
-Rules across rows: ids are unique within the file; each (case, arm) appears once; for every arm that appears in the file, every case of the study has an answer from
-that arm (in the file or already stored).
+Rules across rows: ids are unique within the file; each (case, arm) appears once. An arm may
+answer only some of the cases (third-party data often does): the lock reports each arm's coverage
+and paired analyses use the cases that have both arms.
+
+Provenance that was never recorded: a provenance field that the importer requires (an LLM arm's
+``model_name`` and ``model_version``, an LLM answer's ``generated_at`` and ``prompt``, a
+clinician answer's ``author_id`` and ``author_role``) may be given as the exact text
+``not recorded`` (``NOT_RECORDED``). It is then stored as unknown, never as a value: the readers
+return the field null (an arm's model keeps the text, which its table requires) and list it in
+the ``not_recorded`` column. An empty value stays a problem, so that a forgotten column is still
+caught.
 
 Text is data, never code: a value that starts with ``=``, ``+``, ``-`` or ``@`` (a spreadsheet
 formula) or contains HTML is kept verbatim; escaping is the job of whoever displays or exports it.
@@ -106,9 +115,10 @@ import codecs
 import datetime as dt
 import difflib
 import json
+import math
 import mmap
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +127,7 @@ import numpy as np
 import polars as pl
 
 from study import settings
-from study.errors import Problem, ValidationError, first_line
+from study.errors import Problem, StudyError, ValidationError, first_line
 
 MAX_TEXT_CHARS = 100_000
 """Longest question, context, answer text, prompt or parameters value accepted."""
@@ -129,6 +139,18 @@ MAX_PROBLEMS_PER_KIND = 200
 """Problems listed per kind (check x column); the rest are counted in one closing problem."""
 
 ARM_KINDS = ("llm", "clinician")
+NOT_RECORDED = "not recorded"
+"""The exact text that marks a required provenance field as never recorded (stored as unknown)."""
+NOT_RECORDABLE = (
+    "model_name",
+    "model_version",
+    "generated_at",
+    "prompt",
+    "author_id",
+    "author_role",
+)
+"""The provenance fields that may be given as ``NOT_RECORDED``."""
+_NR = "__not_recorded_"  # flag column prefix: the field was given as NOT_RECORDED
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 _ROW = "__row"  # 1-based row number carried through validation; never a user column
@@ -138,7 +160,14 @@ _RESERVED = "__"  # user columns with this prefix are unknown anyway; dropping t
 
 # Field kinds: how a value is checked.
 _ID, _TEXT, _SHORT, _TAGS, _DATE, _JSON = "id", "text", "short", "tags", "date", "json"
-_LIMITS = {_ID: MAX_ID_CHARS, _TEXT: MAX_TEXT_CHARS, _SHORT: MAX_SHORT_CHARS, _JSON: MAX_TEXT_CHARS}
+_VALUE = "value"  # text, or a number in JSONL and Parquet (a rating's value, seconds on task)
+_LIMITS = {
+    _ID: MAX_ID_CHARS,
+    _TEXT: MAX_TEXT_CHARS,
+    _SHORT: MAX_SHORT_CHARS,
+    _JSON: MAX_TEXT_CHARS,
+    _VALUE: MAX_TEXT_CHARS,
+}
 _DATE_LIMIT = 64
 
 
@@ -181,6 +210,17 @@ ANSWER_FIELDS = (
     Field("author_id", False, _ID),
 )
 
+RATING_FIELDS = (
+    Field("case_id", True, _ID),
+    Field("arm_id", False, _ID),
+    Field("rater_id", True, _ID),
+    Field("item", True, _ID),
+    Field("value", True, _VALUE),
+    Field("rated_at", False, _DATE),
+    Field("seconds", False, _VALUE),
+    Field("comment", False, _TEXT),
+)
+
 CASE_COLUMNS = tuple(f.name for f in CASE_FIELDS)
 ARM_COLUMNS = tuple(f.name for f in ARM_FIELDS)
 ANSWER_COLUMNS = tuple(f.name for f in ANSWER_FIELDS)
@@ -216,11 +256,12 @@ def read_arms(path: str | Path, *, max_bytes: int | None = None) -> pl.DataFrame
     """Read and validate an arms file.
 
     Returns one row per arm: ``arm_id``, ``kind`` (``"llm"`` | ``"clinician"``), ``label``
-    (``arm_id`` when not given), ``model_name``, ``model_version``, ``author_role`` (str | null).
-    Raises ``ValidationError`` listing every problem.
+    (``arm_id`` when not given), ``model_name``, ``model_version``, ``author_role`` (str | null),
+    ``not_recorded`` (list[str]: the fields given as ``NOT_RECORDED``; an LLM arm's model fields
+    then hold that text). Raises ``ValidationError`` listing every problem.
     """
     reader = _Reader(path, ARM_FIELDS, max_bytes)
-    df = _with_blank_flags(reader.frame, ARM_FIELDS)
+    df = _with_blank_flags(_take_not_recorded(reader.frame, ARM_FIELDS), ARM_FIELDS)
     checks = _Checks(reader)
     _field_checks(checks, df, ARM_FIELDS)
     _duplicate_check(checks, df, "arm_id", "arm_id")
@@ -233,23 +274,31 @@ def read_arms(path: str | Path, *, max_bytes: int | None = None) -> pl.DataFrame
     for column in ("model_name", "model_version"):
         checks.add(
             column,
-            (kind == "llm") & _blank(column),
-            f"an llm arm needs its {column} (the model is pinned per arm)",
+            (kind == "llm") & _blank(column) & ~_not_recorded(column),
+            f"an llm arm needs its {column} (the model is pinned per arm; write "
+            f"'{NOT_RECORDED}' if the source never recorded it)",
         )
         checks.add(
             column,
-            (kind == "clinician") & ~_blank(column),
-            lambda v, c=column: f"a clinician arm has no {c}; leave it empty (got {_show(v)})",
+            (kind == "clinician") & (~_blank(column) | _not_recorded(column)),
+            lambda v, c=column: (
+                f"a clinician arm has no {c}; leave it empty (got {_show(v or NOT_RECORDED)})"
+            ),
         )
     checks.run(df)
     checks.raise_if_any()
+    model = ("model_name", "model_version")
     return df.select(
         pl.col("arm_id"),
         pl.col("kind"),
         pl.when(_blank("label")).then(pl.col("arm_id")).otherwise(pl.col("label")).alias("label"),
-        _optional("model_name"),
-        _optional("model_version"),
+        # the arms table requires an LLM arm's model as text: the marker stays, listed as unknown
+        *(
+            pl.when(_not_recorded(c)).then(pl.lit(NOT_RECORDED)).otherwise(_optional(c)).alias(c)
+            for c in model
+        ),
         _optional("author_role"),
+        _not_recorded_list({c: pl.lit(True) for c in (*model, "author_role")}),
     )
 
 
@@ -258,45 +307,46 @@ def read_answers(
     *,
     known_case_ids: Iterable[str],
     arms: pl.DataFrame,
-    all_case_ids: Iterable[str] | None = None,
-    stored_answer_keys: Iterable[tuple[str, str]] = frozenset(),
     max_bytes: int | None = None,
 ) -> pl.DataFrame:
     """Read and validate an answers file against the study's cases and arms.
 
     ``arms`` is the study's arms as :func:`read_arms` returns them (at least ``arm_id``, ``kind``,
-    ``model_name``, ``model_version``, ``author_role``). ``all_case_ids`` are the study's cases
-    that every arm in the file must answer (default: ``known_case_ids``); ``stored_answer_keys``
-    are the (case_id, arm_id) pairs already stored, which count towards that rule (whether a
-    re-imported answer is identical to the stored one is the store's decision, not the reader's).
+    ``model_name``, ``model_version``, ``author_role``; with ``not_recorded``, an arm whose
+    author role was not recorded lets its answers leave theirs empty). An arm need not answer every case.
+    Whether a re-imported answer is identical to the stored one is the store's decision, not
+    the reader's.
 
     Returns one row per answer: ``answer_id``, ``case_id``, ``arm_id``, ``text`` (str),
     ``model_name``, ``model_version`` (str | null; filled from the arm for LLM answers),
     ``generated_at`` (ISO 8601 text as written | null), ``prompt``, ``system_prompt`` (str | null), ``parameters``
     (compact JSON object text | null), ``author_role`` (str | null; filled from the arm),
-    ``author_id`` (str | null). Raises ``ValidationError`` listing every problem.
+    ``author_id`` (str | null), ``not_recorded`` (list[str]: the fields of this answer given as
+    ``NOT_RECORDED``, null in the columns above). Raises ``ValidationError`` listing every
+    problem.
     """
     missing = {"arm_id", "kind", "model_name", "model_version", "author_role"} - set(arms.columns)
     if missing:
         raise ValueError(f"arms frame lacks columns {sorted(missing)}")
     known = _id_series(known_case_ids)
-    everyone = known if all_case_ids is None else _id_series(all_case_ids)
-    stored = pl.DataFrame(
-        list(stored_answer_keys),
-        schema={"case_id": pl.String, "arm_id": pl.String},
-        orient="row",
-    )
     reader = _Reader(path, ANSWER_FIELDS, max_bytes)
     checks = _Checks(reader)
-    df = _with_blank_flags(reader.frame, ANSWER_FIELDS)
+    df = _with_blank_flags(_take_not_recorded(reader.frame, ANSWER_FIELDS), ANSWER_FIELDS)
     _field_checks(checks, df, ANSWER_FIELDS)
 
+    # an arm whose author role was not recorded stands for its answers (``not_recorded``)
+    role_unknown = (
+        pl.col("not_recorded").list.contains("author_role").fill_null(False)
+        if "not_recorded" in arms.columns
+        else pl.lit(False)
+    )
     arm_info = arms.select(
         pl.col("arm_id").cast(pl.String),
         pl.col("kind").cast(pl.String).alias("__arm_kind"),
         pl.col("model_name").cast(pl.String).alias("__arm_model_name"),
         pl.col("model_version").cast(pl.String).alias("__arm_model_version"),
         pl.col("author_role").cast(pl.String).alias("__arm_author_role"),
+        pl.when(role_unknown).then(pl.lit("1")).alias("__arm_role_unknown"),
     ).unique("arm_id", keep="first", maintain_order=True)
     # a lookup per value instead of a join: a join would copy every (text) column of the frame
     df = df.with_columns(
@@ -340,28 +390,53 @@ def read_answers(
             columns=[column, f"__arm_{column}"],
         )
     for column in ("model_name", "model_version", "system_prompt", "parameters"):
+        given = has[column] | _not_recorded(column) if column in NOT_RECORDABLE else has[column]
         checks.add(
             column,
-            is_clin & has[column],
+            is_clin & given,
             f"a clinician answer has no {column}; leave it empty or use an llm arm",
         )
-    checks.add("prompt", is_llm & ~has["prompt"], "an LLM answer needs the prompt that produced it")
+    for column, kind in (("generated_at", is_clin), ("prompt", is_clin)):
+        checks.add(
+            column,
+            kind & _not_recorded(column),
+            f"a clinician answer has no {column}; leave it empty",
+        )
+    for column in ("author_id", "author_role"):
+        checks.add(
+            column,
+            is_llm & _not_recorded(column),
+            f"an LLM answer has no {column}; leave it empty",
+        )
+    unless = f" (write '{NOT_RECORDED}' if the source never recorded it)"
+    known_or_unknown = {c: has[c] | _not_recorded(c) for c in NOT_RECORDABLE}
+    checks.add(
+        "prompt",
+        is_llm & ~known_or_unknown["prompt"],
+        "an LLM answer needs the prompt that produced it" + unless,
+    )
     checks.add(
         "generated_at",
-        is_llm & ~has["generated_at"],
-        "an LLM answer needs its generation date (ISO, e.g. 2025-03-01)",
+        is_llm & ~known_or_unknown["generated_at"],
+        "an LLM answer needs its generation date (ISO, e.g. 2025-03-01)" + unless,
     )
     checks.add(
         "author_role",
-        is_clin & ~has["author_role"] & pl.col("__arm_author_role").is_null(),
-        "a clinician answer needs author_role (here or on its arm)",
+        is_clin
+        & ~known_or_unknown["author_role"]
+        & pl.col("__arm_author_role").is_null()
+        & pl.col("__arm_role_unknown").is_null(),
+        "a clinician answer needs author_role (here or on its arm)" + unless,
     )
-    checks.add("author_id", is_clin & ~has["author_id"], "a clinician answer needs author_id")
+    checks.add(
+        "author_id",
+        is_clin & ~known_or_unknown["author_id"],
+        "a clinician answer needs author_id" + unless,
+    )
     checks.run(df)
 
     df = _finish_generated_at(checks, df)
     df = _finish_parameters(checks, df)
-    _completeness_check(checks, df, everyone, stored, reader)
     checks.raise_if_any()
     return df.select(
         pl.col("answer_id"),
@@ -376,11 +451,201 @@ def read_answers(
         _optional("prompt"),
         _optional("system_prompt"),
         pl.col("parameters"),
-        pl.coalesce(
-            _optional("author_role"), pl.when(is_clin).then(pl.col("__arm_author_role"))
-        ).alias("author_role"),
+        pl.when(~_not_recorded("author_role"))
+        .then(
+            pl.coalesce(
+                _optional("author_role"), pl.when(is_clin).then(pl.col("__arm_author_role"))
+            )
+        )
+        .alias("author_role"),
         _optional("author_id"),
+        _not_recorded_list(
+            {"generated_at": is_llm, "prompt": is_llm, "author_id": is_clin, "author_role": is_clin}
+        ),
     )
+
+
+def read_ratings(
+    path: str | Path,
+    *,
+    known_case_ids: Iterable[str],
+    answers: pl.DataFrame,
+    raters: Iterable[str],
+    items: Mapping[str, Any],
+    max_bytes: int | None = None,
+) -> pl.DataFrame:
+    """Read and validate ratings collected elsewhere against the study's design.
+
+    One row per rating: ``case_id``, ``rater_id`` (a person of the study holding the rater role:
+    ``raters``), ``item`` (a key of ``items``, which maps item keys to
+    ``study.instruments.Item``), ``value`` (text, or a number in JSONL and Parquet; it must be one
+    of the item's values), ``arm_id`` (for items rated per answer: an arm that answered the case,
+    per ``answers``' columns ``case_id``, ``arm_id``; empty for items rated once per case),
+    optional ``rated_at`` (ISO 8601 date or date-time, not in the future), ``seconds`` (time on
+    task, a number >= 0) and ``comment`` (text). Each (case, rater, item, arm) appears once.
+
+    Returns the rows in file order with ``case_id``, ``arm_id``, ``rater_id``, ``item`` (str),
+    ``value_num`` (Float64 | null), ``value_text`` (str | null: free text and pairwise choices),
+    ``rated_at`` (naive UTC datetime | null; a value without an offset is taken as UTC),
+    ``seconds`` (Float64 | null), ``comment`` (str | null) and ``row`` (1-based row number).
+    Raises ``ValidationError`` listing every problem.
+    """
+    known = _id_series(known_case_ids)
+    rater_ids = pl.Series(list(raters), dtype=pl.String)
+    answered = answers.select(pl.col("case_id").cast(pl.String), pl.col("arm_id").cast(pl.String))
+    arm_ids = answered.get_column("arm_id").unique().sort()
+    reader = _Reader(path, RATING_FIELDS, max_bytes)
+    checks = _Checks(reader)
+    df = _with_blank_flags(reader.frame, RATING_FIELDS)
+    _field_checks(checks, df, RATING_FIELDS)
+    has = {f.name: ~_blank(f.name) for f in RATING_FIELDS}
+    scope = {key: item.scope for key, item in items.items()}
+    df = df.with_columns(
+        pl.col("item").replace_strict(scope, default=None, return_dtype=pl.String).alias("__scope"),
+        pl.struct("case_id", "arm_id").is_in(answered.to_struct().implode()).alias("__answered"),
+    )
+    checks.add(
+        "case_id",
+        has["case_id"] & ~pl.col("case_id").is_in(known.implode()),
+        lambda v: f"unknown case {_show(v)}: the study has no such case",
+    )
+    checks.add(
+        "arm_id",
+        has["arm_id"] & ~pl.col("arm_id").is_in(arm_ids.implode()),
+        lambda v: (
+            f"unknown arm {_show(v)}; arms with answers: "
+            + (", ".join(_show(a) for a in arm_ids.head(20)) or "none")
+        ),
+    )
+    checks.add(
+        "arm_id",
+        has["arm_id"]
+        & pl.col("arm_id").is_in(arm_ids.implode())
+        & pl.col("case_id").is_in(known.implode())
+        & ~pl.col("__answered"),
+        lambda row: f"arm {_show(row['arm_id'])} has no answer for case {_show(row['case_id'])}",
+        columns=["arm_id", "case_id"],
+    )
+    checks.add(
+        "rater_id",
+        has["rater_id"] & ~pl.col("rater_id").is_in(rater_ids.implode()),
+        lambda v: (
+            f"unknown rater {_show(v)}: raters are people of the study with the rater role "
+            "(add them first, e.g. python -m study add-raters)"
+        ),
+    )
+    checks.add(
+        "item",
+        has["item"] & pl.col("__scope").is_null(),
+        lambda v: f"unknown item {_show(v)}; the study's items are: {', '.join(items) or 'none'}",
+    )
+    checks.add(
+        "arm_id",
+        (pl.col("__scope") == "answer") & ~has["arm_id"],
+        lambda row: f"item {_show(row['item'])} is rated per answer: give the arm_id it rated",
+        columns=["item"],
+    )
+    checks.add(
+        "arm_id",
+        (pl.col("__scope") == "case") & has["arm_id"],
+        lambda row: f"item {_show(row['item'])} is rated once per case: leave arm_id empty",
+        columns=["item"],
+    )
+    # a per-case item has no arm: a stand-in that no arm id can be (ids have no spaces), so
+    # that two per-case ratings of one item are duplicates too
+    df = df.with_columns(pl.coalesce(_optional("arm_id"), pl.lit("(per case)")).alias("__arm"))
+    _duplicate_check(checks, df, ["case_id", "rater_id", "item", "__arm"], "item", what="rating")
+    checks.run(df)
+    df = _finish_generated_at(checks, df, "rated_at")
+    df = _finish_rating_values(checks, df, items)
+    checks.raise_if_any()
+    return df.select(
+        pl.col("case_id"),
+        _optional("arm_id"),
+        pl.col("rater_id"),
+        pl.col("item"),
+        pl.col("__value_num").alias("value_num"),
+        pl.col("__value_text").alias("value_text"),
+        pl.col("rated_at")
+        .map_elements(_utc_instant, return_dtype=pl.Datetime("us"))
+        .alias("rated_at"),
+        pl.col("__seconds").alias("seconds"),
+        _optional("comment"),
+        pl.col(_ROW).alias("row"),
+    )
+
+
+def _finish_rating_values(
+    checks: _Checks, df: pl.DataFrame, items: Mapping[str, Any]
+) -> pl.DataFrame:
+    """Check each distinct (item, value) with the item's own ``validate_value`` (ratings repeat
+    a handful of values per item) and each ``seconds``; numbers are written as text in CSV."""
+    pairs = df.select("item", "value").filter(pl.col("item").is_in(list(items))).unique()
+    num: list[float | None] = []
+    text: list[str | None] = []
+    reason: list[str | None] = []
+    for key, given in pairs.iter_rows():
+        value_num = value_text = why = None
+        if given is not None:
+            item = items[key]
+            literal = item.type in ("free_text", "pairwise_choice")
+            candidate: Any = given if literal else _as_number(given)
+            try:
+                if candidate is None:
+                    raise ValueError(f"item '{key}' takes a number, got {_show(given)}")
+                checked = item.validate_value(candidate)
+            except (ValueError, StudyError) as exc:
+                why = str(exc)
+            else:
+                value_text, value_num = (checked, None) if literal else (None, float(checked))
+        num.append(value_num)
+        text.append(value_text)
+        reason.append(why)
+    lookup = pairs.with_columns(
+        pl.Series("__value_num", num, dtype=pl.Float64),
+        pl.Series("__value_text", text, dtype=pl.String),
+        pl.Series("__value_reason", reason, dtype=pl.String),
+    )
+    df = df.join(lookup, on=["item", "value"], how="left", maintain_order="left")
+    seconds = pl.col("seconds").str.strip_chars().cast(pl.Float64, strict=False)
+    df = df.with_columns(seconds.alias("__seconds"))
+    checks.add(
+        "value",
+        pl.col("__value_reason").is_not_null(),
+        lambda row: row["__value_reason"],
+        columns=["__value_reason"],
+    )
+    checks.add(
+        "seconds",
+        ~_blank("seconds")
+        & (
+            pl.col("__seconds").is_null()
+            | ~pl.col("__seconds").is_finite()
+            | (pl.col("__seconds") < 0)
+        ),
+        lambda v: f"seconds {_show(v)} is not a number of seconds >= 0",
+    )
+    checks.run(df)
+    return df
+
+
+def _as_number(text: str) -> int | float | None:
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    # a whole number as written ("7", "7.0") is an int, so that messages show it as the file does
+    return int(number) if number.is_integer() else number
+
+
+def _utc_instant(text: str) -> dt.datetime:
+    """An ISO date or date-time as a naive UTC datetime (no offset: taken as UTC)."""
+    moment = dt.datetime.fromisoformat(text.replace(" ", "T", 1) if len(text) > 10 else text)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
 
 
 def default_max_bytes() -> int:
@@ -396,8 +661,7 @@ class _Reader:
 
     ``frame`` has every allowed column (missing optional ones as null text), ``tags`` as text and
     ``__tags_list`` as list[str] where tags came as a list. ``problems`` holds column and row
-    problems met while reading (unknown columns, JSON type errors); ``rows_lost`` is true when
-    some lines could not be read, so that rules over all rows (completeness) are not judged.
+    problems met while reading (unknown columns, JSON type errors).
     """
 
     def __init__(self, path: str | Path, fields: tuple[Field, ...], max_bytes: int | None) -> None:
@@ -405,7 +669,6 @@ class _Reader:
         self.name = self.path.name or str(path)
         self.fields = fields
         self.problems: list[Problem] = []
-        self.rows_lost = False
         self.utf8_rows: set[int | None] = set()  # JSON lines already reported as not UTF-8
         # columns refused whole (wrong stored type): their values are not judged one by one
         self.bad_columns: set[str] = set()
@@ -660,13 +923,16 @@ class _Reader:
                 continue
             if field.kind == _TAGS and dtype in (pl.List(pl.String), pl.List(pl.Null)):
                 continue  # List(Null): every list was empty (or held only nulls, judged later)
+            if field.kind == _VALUE and (dtype.is_numeric() and dtype != pl.Boolean):
+                keep.append(pl.col(column).cast(pl.String))
+                continue
             if field.kind == _JSON and isinstance(dtype, pl.Struct):
                 keep.append(pl.col(_LINE).str.json_path_match(f"$.{column}").alias(column))
                 continue
             typed_bad.append(column)
         if keep:
             df = df.with_columns(keep)
-        string_keys = [f.name for f in self.fields if f.kind not in (_TAGS, _JSON)]
+        string_keys = [f.name for f in self.fields if f.kind not in (_TAGS, _JSON, _VALUE)]
         key_alt = "|".join(re.escape(k) for k in string_keys)
         string_pattern = r'[{,]\s*"(?:' + key_alt + r')"\s*:\s*[^"\sn]'
         json_string = r'"(?:[^"\\]|\\.)*"'
@@ -748,6 +1014,12 @@ class _Reader:
                     Problem(self.name, row, field.name, _json_type_reason(field, _py_word(value)))
                 )
                 continue
+            if (
+                field.kind == _VALUE
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            ):
+                continue
             if field.kind == _JSON and isinstance(value, dict):
                 continue
             self.problems.append(
@@ -777,7 +1049,6 @@ class _Reader:
                 obj = self._loads(row, line)
             except ValueError as err:
                 if row in self.utf8_rows:
-                    self.rows_lost = True
                     continue  # the bad bytes are the reason; reported once
                 msg = getattr(err, "msg", str(err))
                 col = getattr(err, "colno", None)
@@ -802,7 +1073,6 @@ class _Reader:
             good_rows.append(row)
             good_lines.append(line)
         self.problems.extend(_cap(bad))
-        self.rows_lost = self.rows_lost or bool(bad)
         if not good_lines:
             self._fatal_many(self.problems)
         # every value as text: types were judged above, in Python
@@ -843,6 +1113,8 @@ class _Reader:
             ):
                 casts.append(pl.col(column).cast(pl.List(pl.String)).alias(_TAGS_LIST))
                 casts.append(pl.lit(None, dtype=pl.String).alias(column))
+            elif field.kind == _VALUE and dtype.is_numeric():
+                casts.append(pl.col(column).cast(pl.String))
             elif field.kind == _DATE and dtype == pl.Date:
                 casts.append(pl.col(column).dt.to_string("%Y-%m-%d"))
             elif field.kind == _DATE and isinstance(dtype, pl.Datetime):
@@ -1171,14 +1443,17 @@ _ISO = re.compile(
 )
 
 
-def _finish_generated_at(checks: _Checks, df: pl.DataFrame) -> pl.DataFrame:
-    """Validate ``generated_at`` and keep it exactly as written (provenance is not converted).
+def _finish_generated_at(
+    checks: _Checks, df: pl.DataFrame, column: str = "generated_at"
+) -> pl.DataFrame:
+    """Validate ``column`` (an ISO date or date-time: ``generated_at``, ``rated_at``) and keep it
+    exactly as written (provenance is not converted).
 
     A date-time with an offset is in the future when its UTC instant is after now; a date or a
     date-time without an offset is in the future when it has not begun in any time zone yet
     (UTC+14), so that nobody's "today" is refused.
     """
-    text = pl.col("generated_at")
+    text = pl.col(column)
     ok_shape = text.str.contains(_ISO.pattern)
     day = text.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     valid = ok_shape & day.is_not_null()
@@ -1210,8 +1485,8 @@ def _finish_generated_at(checks: _Checks, df: pl.DataFrame) -> pl.DataFrame:
         pl.when(valid).then(instant_utc).alias("__instant"),
     )
     checks.add(
-        "generated_at",
-        ~_blank("generated_at") & ~pl.col("__date_ok"),
+        column,
+        ~_blank(column) & ~pl.col("__date_ok"),
         lambda v: (
             f"{_show(v)} is not an ISO 8601 date (YYYY-MM-DD) or date-time "
             "(YYYY-MM-DDTHH:MM[:SS[.fff]], optionally with Z or an offset such as +01:00)"
@@ -1219,12 +1494,12 @@ def _finish_generated_at(checks: _Checks, df: pl.DataFrame) -> pl.DataFrame:
     )
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     checks.add(
-        "generated_at",
+        column,
         pl.col("__instant") > pl.lit(now, dtype=pl.Datetime("us")),
         lambda v: f"{_show(v)} is in the future",
     )
     checks.run(df)
-    return df.with_columns(pl.when(~_blank("generated_at")).then(text).alias("generated_at"))
+    return df.with_columns(pl.when(~_blank(column)).then(text).alias(column))
 
 
 def _finish_parameters(checks: _Checks, df: pl.DataFrame) -> pl.DataFrame:
@@ -1260,54 +1535,6 @@ def _finish_parameters(checks: _Checks, df: pl.DataFrame) -> pl.DataFrame:
     )
     checks.run(df)
     return df.with_columns(pl.col("__params").alias("parameters"))
-
-
-def _completeness_check(
-    checks: _Checks,
-    df: pl.DataFrame,
-    everyone: pl.Series,
-    stored: pl.DataFrame,
-    reader: _Reader,
-) -> None:
-    """Every arm that appears in the file answers every case of the study."""
-    if {"case_id", "arm_id"} & reader.bad_columns:
-        return  # no usable ids at all; that column is reported already
-    arms_here = df.filter(pl.col("__arm_kind").is_not_null()).select("arm_id").unique()
-    if arms_here.height == 0 or everyone.len() == 0:
-        return
-    if stored.height == 0:
-        # the common first import: count distinct study cases per arm before building pairs
-        answered = (
-            df.filter(
-                pl.col("__arm_kind").is_not_null() & pl.col("case_id").is_in(everyone.implode())
-            )
-            .group_by("arm_id")
-            .agg(pl.col("case_id").n_unique().alias("n"))
-        )
-        if answered.height == arms_here.height and (answered["n"] == everyone.len()).all():
-            return
-    have = pl.concat([df.select("case_id", "arm_id").drop_nulls(), stored], how="vertical").unique()
-    expected = arms_here.join(everyone.to_frame(), how="cross")
-    missing = expected.join(have, on=["case_id", "arm_id"], how="anti").sort("arm_id", "case_id")
-    count = missing.height
-    lost = reader.rows_lost
-    for arm_id, case_id in (
-        missing.select("arm_id", "case_id").head(MAX_PROBLEMS_PER_KIND).iter_rows()
-    ):
-        checks.problems.append(
-            Problem(
-                checks.name,
-                None,
-                "case_id",
-                f"arm {_show(arm_id)} has no answer for case {_show(case_id)}; every arm in "
-                "the file must answer every case of the study"
-                + (" (unless the answer is on a line that could not be read)" if lost else ""),
-            )
-        )
-    if count > MAX_PROBLEMS_PER_KIND:
-        checks.problems.append(
-            Problem.summary(checks.name, "case_id", count - MAX_PROBLEMS_PER_KIND)
-        )
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -1359,6 +1586,29 @@ def _blank(column: str) -> pl.Expr:
 
 def _with_blank_flags(df: pl.DataFrame, fields: tuple[Field, ...]) -> pl.DataFrame:
     return df.with_columns(_blank_expr(f.name).alias(_BLANK + f.name) for f in fields)
+
+
+def _take_not_recorded(df: pl.DataFrame, fields: tuple[Field, ...]) -> pl.DataFrame:
+    """Flag every recordable field given exactly as ``NOT_RECORDED`` and make it null, so that no
+    check reads the marker as a value (an id with a space, a date that is no date)."""
+    names = [f.name for f in fields if f.name in NOT_RECORDABLE]
+    flags = [(pl.col(n) == NOT_RECORDED).fill_null(False).alias(_NR + n) for n in names]
+    df = df.with_columns(flags)
+    return df.with_columns(pl.when(~pl.col(_NR + n)).then(pl.col(n)).alias(n) for n in names)
+
+
+def _not_recorded(column: str) -> pl.Expr:
+    """Whether the field was given as ``NOT_RECORDED`` (false for a field that cannot be)."""
+    return pl.col(_NR + column) if column in NOT_RECORDABLE else pl.lit(False)
+
+
+def _not_recorded_list(applies: dict[str, pl.Expr]) -> pl.Expr:
+    """``not_recorded``: the fields (keys of ``applies``, where it holds) given as unknown."""
+    names = [
+        pl.when(_not_recorded(name) & condition.fill_null(False)).then(pl.lit(name))
+        for name, condition in applies.items()
+    ]
+    return pl.concat_list(names).list.drop_nulls().alias("not_recorded")
 
 
 def _optional(column: str) -> pl.Expr:

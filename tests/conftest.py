@@ -4,10 +4,13 @@ session and copied per test), and the CI rule that a skipped test is a failure."
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 from study.access import Caller, system_caller
@@ -38,7 +41,45 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         )
 
 
+# --- the two-way bootstrap written out, for tests of analysis.noninferiority -----------------
+
+
+def pigeonhole_by_loop(df: pl.DataFrame, *, boot: int, seed: int) -> np.ndarray:
+    """The two-way (pigeonhole) bootstrap written out replicate by replicate, from its definition.
+
+    Owen (2007), Ann Appl Stat 1:495-519: resample cases and raters independently with
+    replacement; the replicate data are the ratings of every (drawn case, drawn rater) pair, with
+    multiplicity. The statistic is the mean over drawn cases that have ratings in both arms of the
+    difference of that case's arm means. Draws follow the order documented in
+    analysis.noninferiority._pigeonhole_replicates: per replicate, the case indices then the rater
+    indices (cases and raters numbered by first appearance).
+    """
+    cases = df["case"].unique(maintain_order=True).to_list()
+    raters = df["rater"].unique(maintain_order=True).to_list()
+    ratings: dict[tuple, list[float]] = {}
+    for row in df.iter_rows(named=True):
+        ratings.setdefault((row["case"], row["rater"], row["arm"]), []).append(row["value"])
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(boot):
+        drawn_cases = rng.integers(0, len(cases), len(cases))
+        drawn_raters = rng.integers(0, len(raters), len(raters))
+        diffs = []
+        for c in drawn_cases:
+            pooled = {"llm": [], "doc": []}
+            for r in drawn_raters:
+                for a, values in pooled.items():
+                    values.extend(ratings.get((cases[c], raters[r], a), []))
+            if pooled["llm"] and pooled["doc"]:
+                diffs.append(np.mean(pooled["llm"]) - np.mean(pooled["doc"]))
+        out.append(float(np.mean(diffs)) if diffs else math.nan)
+    return np.array(out)
+
+
 # --- shared ground: a store, people, a draft study, a study in rating, the demo ----------------
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The project folder."""
 
 ISSUER = "https://idp.example"
 """The identity provider the tests' people signed in with."""
@@ -210,6 +251,19 @@ def draft(store: Store, tmp_path: Path) -> str:
 def rating(store: Store, draft: str) -> str:
     """The draft study locked, assigned (2 raters per case, seed 42) and open for rating."""
     return open_rating(store, draft)
+
+
+APP_TIMEOUT = 90  # the first start may build the demo study (a few seconds on 2 cores)
+
+
+def run_app(monkeypatch: pytest.MonkeyPatch, db: Path, *, demo_on_start: str = "0"):
+    """The app's first run through Streamlit's AppTest on the database ``db`` (closed by the
+    caller first: one process, one connection)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CLINVAL_DB", str(db))
+    monkeypatch.setenv("CLINVAL_DEMO_ON_START", demo_on_start)
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=APP_TIMEOUT).run()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import OPERATOR, picker_place
+from conftest import OPERATOR, picker_place, run_app
 from streamlit.testing.v1 import AppTest
 
 from study.demo import build_demo
@@ -35,12 +35,6 @@ DEMO_COUNTS = {
     "Raters": lines_of(DEMO_DIR / "raters.csv") - 1,
     "Assignments": DEMO_CASES * 3,  # the demo protocol: three raters per case
 }
-
-
-def run_app(monkeypatch: pytest.MonkeyPatch, db: Path, *, demo_on_start: str = "0") -> AppTest:
-    monkeypatch.setenv("CLINVAL_DB", str(db))
-    monkeypatch.setenv("CLINVAL_DEMO_ON_START", demo_on_start)
-    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -120,7 +120,9 @@ def test_init_creates_then_migrates(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("database created:") and db.is_file()
     again = run_cli("init", db=db)
-    assert again.returncode == 0 and again.stdout.startswith("database migrated:")
+    # nothing was pending: an up-to-date database is not reported as migrated
+    assert again.returncode == 0 and again.stdout.startswith("database up to date:")
+    assert "nothing to migrate" in again.stdout
     assert run_cli("status", db=db).stdout.strip() == f"no studies in {db}"
 
 
@@ -608,3 +610,19 @@ def test_assign_refuses_an_infeasible_design_in_one_line(draft_db, args, message
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert _stored_assignments(draft_db) == 0
+
+
+def test_init_names_the_migrations_it_applied(tmp_path: Path, capsys) -> None:
+    from study import cli
+    from study.store import Store
+
+    db = tmp_path / "old.duckdb"
+    with Store(db) as store:  # a database from before migration 2
+        cur = store.cursor()
+        for table in ("rating_comments", "unknown_provenance", "safety_alerts", "case_flags"):
+            cur.execute(f"DROP TABLE {table}")
+        cur.execute("DELETE FROM schema_migrations WHERE version >= 2")
+    assert cli.main(["init", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"database migrated: {db} (schema version 3; applied 2, 3)"
+    )

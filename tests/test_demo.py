@@ -50,7 +50,6 @@ def demo_frames():
         DEMO_DIR / "answers.jsonl",
         known_case_ids=set(cases.get_column("case_id")),
         arms=arms,
-        all_case_ids=set(cases.get_column("case_id")),
     )
     return cases, arms, answers
 

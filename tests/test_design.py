@@ -67,24 +67,28 @@ def test_lock_needs_content_and_a_later_version_needs_a_reason(store, draft):
 @pytest.mark.parametrize(
     ("keep", "expected"),
     [
-        # the LLM arm answered nothing: every case lacks it
+        # the LLM arm answered nothing: an arm without answers, and no case has two to compare
         (
             lambda r: r["arm_id"] != "llm",
             [
-                "4 answers are missing",
-                "case 'c1' has no answer from arm 'llm'",
-                "case 'c4' has no answer from arm 'llm'",
+                "arms without any answer (import their answers or remove the arms): 'llm'",
+                "4 case(s) have fewer than 2 answers (a pairwise item compares two): "
+                "'c1' (1), 'c2' (1), 'c3' (1), 'c4' (1)",
+                "Coverage per arm: clin 4/4; llm 0/4.",
             ],
         ),
-        # one case lacks the clinicians' answer
+        # one case lacks the clinicians' answer: the pairwise item needs two on every case
         (
             lambda r: r["answer_id"] != "c3-clin",
-            ["1 answers are missing: case 'c3' has no answer from arm 'clin'."],
+            [
+                "1 case(s) have fewer than 2 answers (a pairwise item compares two): 'c3' (1)",
+                "Coverage per arm: clin 3/4; llm 4/4.",
+            ],
         ),
-        # a case with no answer from any arm
+        # a case with no answer from any arm: nothing to rate on it
         (
             lambda r: r["case_id"] != "c2",
-            ["case 'c2' has no answer from arm 'clin'", "case 'c2' has no answer from arm 'llm'"],
+            ["1 case(s) have fewer than 1 answers (nothing to rate): 'c2' (0)"],
         ),
     ],
 )
@@ -113,9 +117,12 @@ def test_lock_lists_a_bounded_number_of_missing_answers(store):
     with pytest.raises(StateError) as info:
         design.lock_protocol(store, coordinator, study, {})
     message = str(info.value)
-    assert "120 answers are missing" in message
-    assert message.count("has no answer from arm") == 20
-    assert "(and 100 more)" in message
+    assert "arms without any answer (import their answers or remove the arms): 'clin', 'llm'" in (
+        message
+    )
+    assert "60 case(s) have fewer than 1 answers (nothing to rate): 'k000' (0)" in message
+    assert message.count(" (0), ") == 2 * 19  # twenty cases named per reason, then a count
+    assert "(and 40 more)" in message
     assert "no attached instrument" in message
 
 

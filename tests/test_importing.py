@@ -367,16 +367,6 @@ MALFORMED = [
         "model_version '2024-05-13' differs from the arm's pinned '2024-08-06'",
     ),
     (
-        "a case without an answer from an arm in the file",
-        "answers",
-        "answers.csv",
-        ANSWER_HEADER + GOOD_ANSWER_ROWS.replace("c3,doc,No.,,,,,dr1\n", ""),
-        {},
-        None,
-        "case_id",
-        "arm 'doc' has no answer for case 'c3'",
-    ),
-    (
         "the same case twice from one arm",
         "answers",
         "answers.csv",
@@ -530,7 +520,7 @@ def test_the_three_formats_give_identical_answer_frames(tmp_path, arms):
     for path in (jsonl, parquet):
         got = importing.read_answers(path, known_case_ids=CASE_IDS, arms=arms)
         assert got.equals(from_csv), path.suffix
-    assert from_csv.columns == list(importing.ANSWER_COLUMNS)
+    assert from_csv.columns == [*importing.ANSWER_COLUMNS, "not_recorded"]
     assert from_csv.schema["generated_at"] == pl.String
 
 
@@ -549,28 +539,18 @@ def test_answers_take_model_and_role_from_their_arm_and_default_ids(arms):
     assert got["parameters"][0] == '{"temperature":0}'
 
 
-def test_stored_answers_count_towards_completeness(tmp_path, arms):
+def test_an_arm_may_answer_some_cases_only(tmp_path, arms):
     only_c1 = write(
         tmp_path, "answers.csv", ANSWER_HEADER + "c1,gpt,Call 112.,,2025-03-01,Answer: {q},,\n"
     )
-    got = importing.read_answers(
-        only_c1,
-        known_case_ids=CASE_IDS,
-        arms=arms,
-        stored_answer_keys={("c2", "gpt"), ("c3", "gpt")},
-    )
-    assert got.height == 1
-    found = problems_of(lambda: importing.read_answers(only_c1, known_case_ids=CASE_IDS, arms=arms))
-    assert {p.reason.split(";")[0] for p in found} == {
-        "arm 'gpt' has no answer for case 'c2'",
-        "arm 'gpt' has no answer for case 'c3'",
-    }
+    got = importing.read_answers(only_c1, known_case_ids=CASE_IDS, arms=arms)
+    assert got.select("case_id", "arm_id").rows() == [("c1", "gpt")]
 
 
 def test_arms_default_label_and_clinician_arm_without_model(tmp_path):
     path = write(tmp_path, "arms.csv", "arm_id,kind\ndocs,clinician\n")
     got = importing.read_arms(path)
-    assert got.row(0) == ("docs", "clinician", "docs", None, None, None)
+    assert got.row(0) == ("docs", "clinician", "docs", None, None, None, [])
     bad = write(tmp_path, "arms2.csv", "arm_id,kind,model_name\ndocs,clinician,gpt-4o\n")
     (problem,) = problems_of(lambda: importing.read_arms(bad))
     assert (problem.row, problem.column) == (1, "model_name")
@@ -673,17 +653,18 @@ def test_non_utf8_jsonl_line_is_reported_once_and_the_rest_is_still_judged(tmp_p
     assert found[0].reason.startswith("not UTF-8: byte 0xe9 at line 1")
 
 
-def test_an_unreadable_jsonl_line_does_not_hide_missing_answers(tmp_path, arms):
+def test_an_unreadable_jsonl_line_is_reported_and_the_good_lines_judged(tmp_path, arms):
     lines = [
         '{"case_id":"c1","arm_id":"gpt","text":"x","generated_at":"2025-03-01","prompt":"p"}',
         "{broken",
+        '{"case_id":"c9","arm_id":"gpt","text":"x","generated_at":"2025-03-01","prompt":"p"}',
     ]
     path = write(tmp_path, "answers.jsonl", "\n".join(lines) + "\n")
     found = problems_of(lambda: importing.read_answers(path, known_case_ids=CASE_IDS, arms=arms))
-    missing = [p for p in found if "has no answer for case" in p.reason]
-    assert len(missing) == 2  # c2 and c3
-    assert all("unless the answer is on a line that could not be read" in p.reason for p in missing)
-    assert any(p.row == 2 and p.reason.startswith("not valid JSON") for p in found)
+    assert [(p.row, p.reason.split(":")[0]) for p in found] == [
+        (2, "not valid JSON"),
+        (3, "unknown case 'c9'"),
+    ]
 
 
 @pytest.mark.parametrize(

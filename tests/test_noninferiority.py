@@ -39,6 +39,7 @@ import pandas as pd
 import polars as pl
 import pytest
 import statsmodels.formula.api as smf
+from conftest import pigeonhole_by_loop
 from scipy import stats
 from statsmodels.stats import proportion as sm_proportion
 from statsmodels.stats.multitest import multipletests
@@ -620,38 +621,6 @@ def unbalanced_frame(seed: int, cases: int = 9, raters: int = 4) -> pl.DataFrame
     return pl.DataFrame(kept + repeats)
 
 
-def pigeonhole_by_loop(df: pl.DataFrame, *, boot: int, seed: int) -> np.ndarray:
-    """The two-way (pigeonhole) bootstrap written out replicate by replicate, from its definition.
-
-    Owen (2007), Ann Appl Stat 1:495-519: resample cases and raters independently with
-    replacement; the replicate data are the ratings of every (drawn case, drawn rater) pair, with
-    multiplicity. The statistic is the mean over drawn cases that have ratings in both arms of the
-    difference of that case's arm means. Draws follow the order documented in
-    analysis.noninferiority._pigeonhole_replicates: per replicate, the case indices then the rater
-    indices (cases and raters numbered by first appearance).
-    """
-    cases = df["case"].unique(maintain_order=True).to_list()
-    raters = df["rater"].unique(maintain_order=True).to_list()
-    ratings: dict[tuple, list[float]] = {}
-    for row in df.iter_rows(named=True):
-        ratings.setdefault((row["case"], row["rater"], row["arm"]), []).append(row["value"])
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(boot):
-        drawn_cases = rng.integers(0, len(cases), len(cases))
-        drawn_raters = rng.integers(0, len(raters), len(raters))
-        diffs = []
-        for c in drawn_cases:
-            pooled = {"llm": [], "doc": []}
-            for r in drawn_raters:
-                for a, values in pooled.items():
-                    values.extend(ratings.get((cases[c], raters[r], a), []))
-            if pooled["llm"] and pooled["doc"]:
-                diffs.append(np.mean(pooled["llm"]) - np.mean(pooled["doc"]))
-        out.append(float(np.mean(diffs)) if diffs else math.nan)
-    return np.array(out)
-
-
 def subset_frame(seed: int, cases: int = 12, raters: int = 5, per_case: int = 2) -> pl.DataFrame:
     """Balanced but incomplete: each case is rated, in both arms, by ``per_case`` of the raters."""
     rng = np.random.default_rng(200 + seed)
@@ -680,7 +649,7 @@ def subset_frame(seed: int, cases: int = 12, raters: int = 5, per_case: int = 2)
 @pytest.mark.parametrize("block", [1, 3, 1 << 19])
 def test_vectorised_bootstrap_equals_a_per_replicate_loop(df, balanced, block, monkeypatch):
     # Reference: the definition written out as a loop over replicates on the same random draws
-    # (pigeonhole_by_loop above). Only float summation order differs: tolerance 1e-12. The block
+    # (conftest.pigeonhole_by_loop). Only float summation order differs: tolerance 1e-12. The block
     # size (replicates per vectorised step) must not change the result.
     monkeypatch.setattr(ni, "_BOOT_BLOCK", block)
     cells = ni._case_rater_cells(
@@ -861,8 +830,9 @@ LIKERT = likert_frame(seed=0, cases=6, raters=2)
             "test arm 'gpt' not found",
         ),
         (
-            lambda: mean_difference(LIKERT, test="llm", reference="doc", margin=0),
-            "margin must be a positive number",
+            # a margin of 0 is a superiority test (issue 10); below 0 is refused
+            lambda: mean_difference(LIKERT, test="llm", reference="doc", margin=-0.25),
+            "margin must be a positive number, or 0 for a superiority test",
         ),
         (
             lambda: mean_difference(LIKERT, test="llm", reference="doc", margin=-1),

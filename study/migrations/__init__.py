@@ -33,5 +33,10 @@ def _sql(filename: str) -> str:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _sql("0001_initial.sql")),
-    Migration(2, "case flags and the safety queue", _sql("0002_flags_and_safety.sql")),
+    Migration(
+        2,
+        "unknown provenance and rating comments",
+        _sql("0002_unknown_provenance_and_rating_comments.sql"),
+    ),
+    Migration(3, "case flags and the safety queue", _sql("0003_flags_and_safety.sql")),
 )

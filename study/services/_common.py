@@ -1,12 +1,19 @@
-"""Small pieces several services share: the study row and its state, who wrote an answer."""
+"""Small pieces several services share: the study row and its state, who wrote an answer, the
+event that records a stored design."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
+from study import audit
 from study.errors import NotFoundError, StateError
 from study.store import Cursor
+
+if TYPE_CHECKING:
+    from study.access import Caller
 
 MAX_LISTED = 20
 """How many offending things a refusal names before it says "(and N more)"."""
@@ -55,4 +62,31 @@ def author_owner_sql() -> str:
     return (
         "lower(trim(a.author_id)) IN"
         " (lower(trim(u.id)), lower(trim(u.email)), lower(trim(u.subject)))"
+    )
+
+
+def audit_design(
+    cur: Cursor,
+    caller: Caller,
+    study: str,
+    seed: int,
+    assignments: pl.DataFrame,
+    presentations: pl.DataFrame,
+) -> int:
+    """Record stored assignments and presentations (an ``assignments.persist`` event, whose
+    counts ``audit verify`` checks the rows against); ``assignments`` has an ``algorithm``
+    column. Returns the event's seq."""
+    return audit.append(
+        cur,
+        actor=caller.actor,
+        kind=audit.ASSIGNMENTS_PERSIST,
+        object_type="study",
+        object_id=study,
+        study=study,
+        payload={
+            "seed": int(seed),
+            "assignments": assignments.height,
+            "presentations": presentations.height,
+            "algorithm": sorted(set(assignments.get_column("algorithm").to_list())),
+        },
     )

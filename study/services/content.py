@@ -189,30 +189,25 @@ def import_answers(store: Store, caller: Caller, study: str, path: str | Path) -
     """Import answers (see ``study.importing.read_answers``); idempotent like cases.
 
     The study's cases and arms must be stored first; the reader checks every answer against
-    them. Every arm in the file must answer every case that does not yet have an answer from
-    every arm (so a file that tops up new cases need not repeat the old ones, and importing the
-    same file twice adds nothing). Stored answers are compared here, not by the reader: an
-    identical row is skipped, a changed one is a ``ValidationError`` problem.
+    them. An arm may answer some of the cases only (``design.arm_coverage`` reports how many).
+    Stored answers are compared here, not by the reader: an identical row is skipped, a changed
+    one is a ``ValidationError`` problem.
     """
     path = Path(path)
     cur = store.cursor()
     try:
         require_study(cur, study)
         case_ids = column(cur, "SELECT case_id FROM cases WHERE study = ?", [study])
-        incomplete = column(
-            cur,
-            "SELECT c.case_id FROM cases c LEFT JOIN answers a"
-            " ON a.study = c.study AND a.case_id = c.case_id WHERE c.study = ?"
-            " GROUP BY c.case_id HAVING count(a.answer_id)"
-            " < (SELECT count(*) FROM arms WHERE study = ?)",
-            [study, study],
-        )
-        arms = cur.sql(_STORED_SELECT["arms"] + " ORDER BY arm_id", params={"s": study}).pl()
+        arms = cur.sql(
+            "SELECT r.*, list(u.field) FILTER (WHERE u.field IS NOT NULL) AS not_recorded"
+            f" FROM ({_STORED_SELECT['arms']}) r LEFT JOIN unknown_provenance u"
+            "  ON u.study = $s AND u.object_type = 'arm' AND u.object_id = r.arm_id"
+            " GROUP BY ALL ORDER BY r.arm_id",
+            params={"s": study},
+        ).pl()
     finally:
         cur.close()
-    frame = importing.read_answers(
-        path, known_case_ids=case_ids, arms=arms, all_case_ids=incomplete
-    )
+    frame = importing.read_answers(path, known_case_ids=case_ids, arms=arms)
     return _import_frame(store, caller, study, "answers", frame, source=path)
 
 
@@ -250,12 +245,34 @@ def _import_frame(
     hundreds of megabytes of text) nor row-by-row inserts pass through Python.
     """
     file = source.name if source is not None else kind
+    spec = _TABLES[kind]
+    unknown = _unknown_fields(frame, spec)
     # hashlib releases the GIL: the file's digest is taken while DuckDB inserts (~0.1 s per
     # 170 MB of answers off the critical path)
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(_file_digest, source) if source is not None else None
-        spec = _TABLES[kind]
-        return _store_frame(store, caller, study_id, spec, _conform(frame, spec), file, digest)
+        return _store_frame(
+            store, caller, study_id, spec, _conform(frame, spec), file, digest, unknown
+        )
+
+
+_UNKNOWN_SCHEMA = {"object_id": pl.String, "field": pl.String}
+
+
+def _unknown_fields(frame: pl.DataFrame, table: _Table) -> pl.DataFrame:
+    """(object_id, field) for every field the file gave as not recorded (see
+    ``importing.NOT_RECORDED``); empty for a frame without a ``not_recorded`` column."""
+    if "not_recorded" not in frame.columns or table.name not in _UNKNOWN_OBJECT:
+        return pl.DataFrame(schema=_UNKNOWN_SCHEMA)
+    return (
+        frame.select(pl.col(table.key).alias("object_id"), pl.col("not_recorded").alias("field"))
+        .explode("field")
+        .drop_nulls("field")
+    )
+
+
+_UNKNOWN_OBJECT = {"arms": "arm", "answers": "answer"}
+"""The tables whose rows may carry provenance that was not recorded: the object type stored."""
 
 
 def _store_frame(
@@ -266,8 +283,10 @@ def _store_frame(
     frame: pl.DataFrame,
     file: str,
     digest: Future[str] | None,
+    unknown: pl.DataFrame,
 ) -> ImportResult:
-    """``_import_frame`` once the file's digest is under way in ``digest``."""
+    """``_import_frame`` once the file's digest is under way in ``digest``; ``unknown`` holds the
+    (object_id, field) pairs given as not recorded."""
     kind, table, key, what = spec.name, spec.name, spec.key, spec.what
     duplicated = frame.filter(pl.col(key).is_duplicated()).get_column(key).unique().sort()
     if duplicated.len():
@@ -333,6 +352,14 @@ def _store_frame(
                 cur.execute(sql, {"s": study_id})
             except ConstraintViolation as exc:
                 raise ValidationError([Problem(file, None, None, constraint_reason(exc))]) from None
+        if unknown.height:
+            with store.registered(cur, "unknown_incoming", unknown):
+                cur.execute(
+                    "INSERT INTO unknown_provenance (study, object_type, object_id, field)"
+                    " SELECT $s, $t, object_id, field FROM unknown_incoming"
+                    " ON CONFLICT DO NOTHING",
+                    {"s": study_id, "t": _UNKNOWN_OBJECT[table]},
+                )
         seq = audit.append(
             cur,
             actor=caller.actor,
@@ -346,6 +373,7 @@ def _store_frame(
                 "rows": frame.height,
                 "added": added,
                 "skipped": matched.height,
+                "not_recorded": unknown.height,
             },
         )
     return ImportResult(kind, study_id, file, frame.height, added, matched.height, seq)
@@ -391,3 +419,168 @@ def list_arms(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 def list_answers(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """The study's answers with provenance, columns as ``importing.read_answers`` returns."""
     return store.read(_STORED_SELECT["answers"] + " ORDER BY case_id, arm_id", {"s": study})
+
+
+# --- removing what a draft does not use ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Removal:
+    """What a removal deletes: its table and key, the word for a row, what makes a row used
+    (SQL naming the first few used ids among $ids, with the reason), and its audit kind."""
+
+    table: str
+    key: str
+    what: str
+    used_sql: str
+    event: audit.EventKind
+
+
+_REMOVALS = {
+    "cases": _Removal(
+        "cases",
+        "case_id",
+        "case",
+        "SELECT case_id, 'it has answers (remove them first)' FROM answers"
+        " WHERE study = $s AND list_contains($ids, case_id)"
+        " UNION SELECT case_id, 'raters are assigned to it' FROM assignments"
+        " WHERE study = $s AND list_contains($ids, case_id)",
+        audit.CASES_REMOVE,
+    ),
+    "arms": _Removal(
+        "arms",
+        "arm_id",
+        "arm",
+        "SELECT arm_id, 'it has answers (remove them first)' FROM answers"
+        " WHERE study = $s AND list_contains($ids, arm_id)",
+        audit.ARMS_REMOVE,
+    ),
+    "answers": _Removal(
+        "answers",
+        "answer_id",
+        "answer",
+        "SELECT answer_id, 'it is shown in an assignment' FROM presentations"
+        " WHERE study = $s AND list_contains($ids, answer_id)",
+        audit.ANSWERS_REMOVE,
+    ),
+}
+
+
+@guarded
+def remove_cases(store: Store, caller: Caller, study: str, case_ids: list[str]) -> int:
+    """Remove cases that nothing uses from a draft (audited); return how many were removed.
+
+    A case is used while it has answers (remove them first with ``remove_answers``) or raters
+    are assigned to it. Unknown ids, used cases and a study that is no draft are refused, and
+    then nothing is removed.
+    """
+    return _remove(store, caller, study, _REMOVALS["cases"], case_ids)
+
+
+@guarded
+def remove_arms(store: Store, caller: Caller, study: str, arm_ids: list[str]) -> int:
+    """Remove arms without answers from a draft (audited); return how many were removed.
+
+    Remove an arm's answers first (``remove_answers``): DuckDB cannot delete a row and the rows
+    that referenced it in one transaction, so each removal is its own audited step.
+    """
+    return _remove(store, caller, study, _REMOVALS["arms"], arm_ids)
+
+
+@guarded
+def remove_answers(store: Store, caller: Caller, study: str, answer_ids: list[str]) -> int:
+    """Remove answers that no assignment shows from a draft (audited); return how many.
+
+    With them go the records of their provenance that was not recorded.
+    """
+    return _remove(store, caller, study, _REMOVALS["answers"], answer_ids)
+
+
+def _remove(store: Store, caller: Caller, study: str, spec: _Removal, ids: list[str]) -> int:
+    ids = sorted(set(ids))
+    if not ids:
+        raise ValidationError([Problem(spec.table, None, spec.key, f"name the {spec.what}s")])
+    with store.transaction() as cur:
+        require_study(cur, study, ("draft",))
+        # identifiers come from the constants above, values are parameters
+        stored = set(
+            column(
+                cur,
+                f"SELECT {spec.key} FROM {spec.table} WHERE study = ? AND list_contains(?, {spec.key})",
+                [study, ids],
+            )
+        )
+        problems = [
+            Problem(spec.table, None, spec.key, f"study '{study}' has no {spec.what} '{i}'")
+            for i in ids
+            if i not in stored
+        ]
+        used = cur.execute(spec.used_sql + " ORDER BY 1", {"s": study, "ids": ids}).fetchall()
+        problems += [
+            Problem(spec.table, None, spec.key, f"{spec.what} '{i}' is in use: {why}")
+            for i, why in used[:_MAX_PROBLEMS]
+        ]
+        if problems:
+            raise ValidationError(problems)
+        if spec.table in _UNKNOWN_OBJECT:
+            cur.execute(
+                "DELETE FROM unknown_provenance WHERE study = ? AND object_type = ?"
+                " AND list_contains(?, object_id)",
+                [study, _UNKNOWN_OBJECT[spec.table], ids],
+            )
+        cur.execute(
+            f"DELETE FROM {spec.table} WHERE study = ? AND list_contains(?, {spec.key})",
+            [study, ids],
+        )
+        audit.append(
+            cur,
+            actor=caller.actor,
+            kind=spec.event,
+            object_type=spec.table,
+            object_id=study,
+            study=study,
+            payload={"ids": ids, "removed": len(ids)},
+        )
+    return len(ids)
+
+
+# --- what was never recorded -----------------------------------------------------------------
+
+UNKNOWN_CONSEQUENCES = {
+    "model_name": "model not recorded: results cannot be tied to a named model",
+    "model_version": "model version not recorded: results cannot be tied to a pinned version",
+    "generated_at": "generation date not recorded: the answers cannot be placed in time, "
+    "nor the model's knowledge cut-off judged",
+    "prompt": "prompt not recorded: the answers cannot be regenerated or the prompt reviewed",
+    "author_id": "author not recorded: a rater may be shown an answer they wrote themselves",
+    "author_role": "author role not recorded: who the reference clinicians were is unknown",
+}
+"""Per provenance field, what it means for the results that it was not recorded."""
+
+
+@guarded
+def unknown_provenance(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """What the study's sources never recorded, one row per arm and field.
+
+    Columns: arm_id, field (one of ``importing.NOT_RECORDABLE``), level (``"arm"``: the arm's
+    own field; ``"answer"``: some of its answers' field), answers (Int64: how many of the arm's
+    answers it concerns; all of them for an arm-level field), consequence (a sentence for the
+    reader of the results, ``UNKNOWN_CONSEQUENCES``). Empty when everything was recorded.
+    """
+    frame = store.read(
+        "SELECT r.arm_id, u.field, 'arm' AS level,"
+        " (SELECT count(*) FROM answers a WHERE a.study = r.study AND a.arm_id = r.arm_id)"
+        "  AS answers"
+        " FROM unknown_provenance u JOIN arms r ON r.study = u.study AND r.arm_id = u.object_id"
+        " WHERE u.study = $s AND u.object_type = 'arm'"
+        " UNION ALL SELECT a.arm_id, u.field, 'answer', count(*)"
+        " FROM unknown_provenance u JOIN answers a ON a.study = u.study"
+        "  AND a.answer_id = u.object_id"
+        " WHERE u.study = $s AND u.object_type = 'answer' GROUP BY a.arm_id, u.field"
+        " ORDER BY 1, 2",
+        {"s": study},
+    )
+    return frame.with_columns(
+        pl.col("answers").cast(pl.Int64),
+        pl.col("field").replace_strict(UNKNOWN_CONSEQUENCES).alias("consequence"),
+    )

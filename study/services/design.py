@@ -24,7 +24,13 @@ from study.errors import (
     ValidationError,
     listed,
 )
-from study.services._common import MAX_LISTED, author_owner_sql, constraint_reason, require_study
+from study.services._common import (
+    MAX_LISTED,
+    audit_design,
+    author_owner_sql,
+    constraint_reason,
+    require_study,
+)
 from study.store import ConstraintViolation, Cursor, Store, utc_now
 
 
@@ -42,8 +48,11 @@ def lock_protocol(
     Returns the protocol's hash: SHA-256 of its canonical JSON.
 
     From ``draft`` this is version 1 and the study becomes ``locked``; it needs at least one arm,
-    one case, an attached instrument and an answer from every arm to every case (after the lock
-    no answer can be added; the refusal lists the missing (case, arm) answers, up to 20). Later
+    one case, an attached instrument, an answer for every case and none of its arms without
+    answers (after the lock no answer can be added). An arm may answer some cases only; a case
+    with a single answer needs ``"single_answer_cases": true`` in the protocol (a side-by-side
+    screen then shows one answer), and a pairwise item needs two answers on every case. The
+    refusal reports each arm's coverage (``arm_coverage``). Later
     (``locked`` or ``rating``) a new version needs a ``reason`` and leaves the status alone,
     and is the study's coordinator's alone (permission ``amend_protocol``).
     """
@@ -64,7 +73,7 @@ def lock_protocol(
             "SELECT coalesce(max(version), 0) + 1 FROM protocols WHERE study = ?", [study]
         ).fetchall()[0][0]
         if row["status"] == "draft":
-            _check_ready_to_lock(cur, study)
+            _check_ready_to_lock(cur, study, protocol)
         if row["status"] != "draft" and not (reason and reason.strip()):
             raise StateError(
                 f"Study '{study}' has a locked protocol; a change is a new version and needs "
@@ -100,11 +109,13 @@ def lock_protocol(
 _LOCK = "design.lock_protocol"
 
 
-def _check_ready_to_lock(cur: Cursor, study: str) -> None:
-    """Refuse to lock a design that could never be rated completely.
+def _check_ready_to_lock(cur: Cursor, study: str, protocol: Mapping[str, Any]) -> None:
+    """Refuse to lock a design that could never be rated as the protocol says.
 
-    After the lock no answer can be added and nothing unlocks, so every case must have an answer
-    from every arm now: needs at least one arm, one case and one attached instrument.
+    After the lock no answer can be added and nothing unlocks. Needs at least one arm, one case
+    and one attached instrument; every case needs an answer and every arm some answers. Arms may
+    cover different cases: a case with a single answer is accepted only when the protocol says
+    ``"single_answer_cases": true``, and never when an item compares two answers (pairwise).
     """
     counts = cur.execute(
         "SELECT (SELECT count(*) FROM arms WHERE study = $s),"
@@ -117,26 +128,100 @@ def _check_ready_to_lock(cur: Cursor, study: str) -> None:
         for what, n in zip(("arm", "case", "attached instrument"), counts, strict=True)
         if not n
     ]
-    gaps = cur.execute(
-        "SELECT c.case_id, r.arm_id, count(*) OVER () FROM cases c JOIN arms r ON r.study = c.study"
-        " WHERE c.study = $s AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.study = c.study"
-        "  AND a.case_id = c.case_id AND a.arm_id = r.arm_id)"
-        " ORDER BY c.case_id, r.arm_id LIMIT $n",
-        {"s": study, "n": MAX_LISTED},
-    ).fetchall()
-    if gaps:
-        total = gaps[0][2]
-        gaps_text = listed(
-            [f"case '{case}' has no answer from arm '{arm}'" for case, arm, _ in gaps],
-            total,
-            sep="; ",
+    coverage = _coverage(cur, study)
+    idle = coverage.filter(pl.col("answers") == 0).get_column("arm_id").to_list()
+    if idle:
+        reasons.append(
+            "arms without any answer (import their answers or remove the arms): "
+            + listed([f"'{a}'" for a in idle[:MAX_LISTED]], len(idle))
         )
-        reasons.append(f"{total:,} answers are missing: {gaps_text}")
+    shown = _answers_per_case(cur, study)
+    for fewest, why in _too_few_answers(cur, study, protocol):
+        short = shown.filter(pl.col("answers") < fewest)
+        if short.height:
+            cases = listed(
+                [f"'{c}' ({n})" for c, n in short.head(MAX_LISTED).iter_rows()], short.height
+            )
+            reasons.append(
+                f"{short.height:,} case(s) have fewer than {fewest} answers {why}: {cases}"
+            )
     if reasons:
         raise StateError(
             f"Study '{study}' cannot be locked yet (after the lock answers can no longer be "
-            f"added): {'; '.join(reasons)}."
+            f"added): {'; '.join(reasons)}. Coverage per arm: {_coverage_text(coverage)}."
         )
+
+
+def _too_few_answers(cur: Cursor, study: str, protocol: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """(fewest answers a case needs, why) for what the protocol and instruments ask."""
+    needs = []
+    pairwise = cur.execute(
+        "SELECT count(*) FROM study_instruments s JOIN items i ON i.instrument_key ="
+        " s.instrument_key AND i.instrument_version = s.instrument_version"
+        " WHERE s.study = ? AND i.type = 'pairwise_choice'",
+        [study],
+    ).fetchall()[0][0]
+    if pairwise:
+        needs.append((2, "(a pairwise item compares two)"))
+    elif protocol.get("single_answer_cases") is not True:
+        needs.append(
+            (2, '(a side-by-side screen with one answer needs "single_answer_cases": true)')
+        )
+    needs.append((1, "(nothing to rate)"))
+    return needs
+
+
+def _answers_per_case(cur: Cursor, study: str) -> pl.DataFrame:
+    """case_id, answers (count, 0 for none), by case_id."""
+    return cur.sql(
+        "SELECT c.case_id, count(a.answer_id) AS answers FROM cases c LEFT JOIN answers a"
+        " ON a.study = c.study AND a.case_id = c.case_id WHERE c.study = $s"
+        " GROUP BY c.case_id ORDER BY c.case_id",
+        params={"s": study},
+    ).pl()
+
+
+_COVERAGE_SQL = """
+SELECT r.arm_id, r.kind, count(a.answer_id) AS answers,
+       (SELECT count(*) FROM cases WHERE study = $s) AS cases
+FROM arms r LEFT JOIN answers a ON a.study = r.study AND a.arm_id = r.arm_id
+WHERE r.study = $s GROUP BY r.arm_id, r.kind ORDER BY r.arm_id
+"""
+
+
+def _coverage(cur: Cursor, study: str) -> pl.DataFrame:
+    frame = cur.sql(_COVERAGE_SQL, params={"s": study}).pl()
+    return frame.with_columns(
+        pl.col("answers").cast(pl.Int64),
+        pl.col("cases").cast(pl.Int64),
+        (pl.col("cases") - pl.col("answers")).cast(pl.Int64).alias("missing"),
+        pl.when(pl.col("cases") > 0)
+        .then(pl.col("answers") / pl.col("cases"))
+        .otherwise(None)
+        .alias("share"),
+    )
+
+
+def _coverage_text(coverage: pl.DataFrame) -> str:
+    return "; ".join(
+        f"{arm} {answers}/{cases}"
+        for arm, answers, cases in coverage.select("arm_id", "answers", "cases").iter_rows()
+    )
+
+
+@guarded
+def arm_coverage(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """The design summary: which share of the study's cases each arm answers.
+
+    One row per arm by arm_id: arm_id, kind, answers (cases the arm answers), cases (cases in
+    the study), missing (cases - answers), share (answers / cases, a fraction in [0, 1]; null
+    when the study has no case). Arms may answer different subsets of the cases.
+    """
+    cur = store.cursor()
+    try:
+        return _coverage(cur, study)
+    finally:
+        cur.close()
 
 
 @guarded
@@ -207,20 +292,7 @@ def persist_assignments(
                 [Problem("assignments", None, None, constraint_reason(exc))]
             ) from None
         _refuse_own_answers(cur, study, first_id)
-        audit.append(
-            cur,
-            actor=caller.actor,
-            kind=audit.ASSIGNMENTS_PERSIST,
-            object_type="study",
-            object_id=study,
-            study=study,
-            payload={
-                "seed": int(seed),
-                "assignments": numbered.height,
-                "presentations": shown.height,
-                "algorithm": sorted(set(numbered.get_column("algorithm").to_list())),
-            },
-        )
+        audit_design(cur, caller, study, seed, numbered, shown)
     return numbered.height
 
 
