@@ -134,8 +134,8 @@ PERMISSIONS: dict[str, Permission] = {
     "view_protocol": Permission(
         frozenset({"coordinator", "statistician"}),
         "study",
-        "read the locked protocol",
-        ("design.get_protocol",),
+        "read the locked protocol (its assignment seed only once the study is unblinded)",
+        ("design.get_protocol", "design.assignment_seed"),
     ),
     "run_study": Permission(
         frozenset({"coordinator"}),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,16 @@ def sign_in(store: Store, user_id: str) -> Caller:
     """The caller for a stored person, made the way the app makes it: by the sign-in step."""
     row = people.get_user(store, OPERATOR, user_id)
     return people.sign_in(store, issuer=row["issuer"], subject=row["subject"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The audit key of every test database (``CLINVAL_AUDIT_KEY_FILE``), made on first use in a
+    session folder, so that no test writes a key into the project's ``.streamlit`` folder."""
+    path = tmp_path_factory.mktemp("secrets") / "clinval-audit.key"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLINVAL_AUDIT_KEY_FILE", str(path))
+        yield path
 
 
 @pytest.fixture

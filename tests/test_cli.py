@@ -29,7 +29,12 @@ def run_cli(*args: str | Path, db: Path | None = None) -> subprocess.CompletedPr
     command = [sys.executable, "-m", "study", *map(str, args)]
     if db is not None:
         command += ["--db", str(db)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVAL_")}
+    # the audit key stays: the session's key file (conftest), never the project's
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CLINVAL_") or k == "CLINVAL_AUDIT_KEY_FILE"
+    }
     return subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )

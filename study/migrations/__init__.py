@@ -31,4 +31,7 @@ def _sql(filename: str) -> str:
     return resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _sql("0001_initial.sql")),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _sql("0001_initial.sql")),
+    Migration(2, "keyed audit chain, row digests, sealed seed", _sql("0002_keyed_audit.sql")),
+)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from study import keyfile
+from study.audit import AuditKeyError
 from study.errors import NotFoundError, StateError
-from study.store import Cursor
+from study.store import Cursor, Store, first
 
 MAX_LISTED = 20
 """How many offending things a refusal names before it says "(and N more)"."""
@@ -56,3 +58,28 @@ def author_owner_sql() -> str:
         "lower(trim(a.author_id)) IN"
         " (lower(trim(u.id)), lower(trim(u.email)), lower(trim(u.subject)))"
     )
+
+
+def sealed_seed(store: Store, cur: Cursor, study: str) -> int | None:
+    """The study's sealed seed, opened with the audit key; None when none was sealed."""
+    row = first(
+        cur.execute("SELECT salt, sealed FROM sealed_seeds WHERE study = ?", [study]).fetchall()
+    )
+    if row is None:
+        return None
+    if store.audit_key is None:
+        raise AuditKeyError(
+            "The sealed assignment seed cannot be opened: this installation has no audit key "
+            "(setting CLINVAL_AUDIT_KEY_FILE)."
+        )
+    return keyfile.open_seed(store.audit_key, row[1], row[0])
+
+
+def revealed_seed(store: Store, cur: Cursor, study: str) -> dict[str, Any] | None:
+    """For the unblinding step (inside its transaction): the sealed seed and its salt, to be
+    recorded in the unblinding event; None when the study sealed none."""
+    seed = sealed_seed(store, cur, study)
+    if seed is None:
+        return None
+    salt = cur.execute("SELECT salt FROM sealed_seeds WHERE study = ?", [study]).fetchall()[0][0]
+    return {"seed": seed, "salt": salt}

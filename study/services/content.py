@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from study import audit, importing
+from study import audit, digests, importing
 from study.access import Caller, guarded
 from study.errors import Problem, StateError, ValidationError
 from study.services._common import column, constraint_reason, require_study
@@ -346,6 +346,8 @@ def _store_frame(
                 "rows": frame.height,
                 "added": added,
                 "skipped": matched.height,
+                # what is stored, for audit verify (the file's SHA-256 says what was read)
+                "stored_sha256": digests.record(cur, study_id, kind),
             },
         )
     return ImportResult(kind, study_id, file, frame.height, added, matched.height, seq)
