@@ -13,7 +13,7 @@ import streamlit as st
 
 from study.access import allowed
 from study.errors import NotFoundError
-from study.services import design, instruments, monitoring, rating, studies
+from study.services import design, exports, instruments, monitoring, rating, studies
 
 store = st.session_state["store"]
 caller = st.session_state["caller"]
@@ -143,6 +143,14 @@ if protocol:
     )
     with st.expander("Locked protocol (JSON)"):
         st.json(protocol["content"])
+
+head = exports.audit_head(store, caller, study_id)
+st.caption(
+    f"Audit trail: {head['seq']:,} events. Record its head hash outside Clinval (a ticket, an "
+    "e-mail, the study file); `python -m study audit verify --expect HASH` later shows whether "
+    "the trail still holds it."
+)
+st.code(head["hash"], language=None)
 
 # --- counts and progress ---------------------------------------------------------------------
 

@@ -146,8 +146,10 @@ PERMISSIONS: dict[str, Permission] = {
     "monitor_study": Permission(
         frozenset({"coordinator", "statistician"}),
         "study",
-        "see progress by rater and case, per-arm counts, and any rater's queue (no results by arm)",
+        "see progress by rater and case, per-arm counts, any rater's queue (no results by arm), "
+        "and the audit chain's head hash",
         (
+            "exports.audit_head",
             "monitoring.study_status",
             "monitoring.arm_summary",
             "monitoring.cases_by_specialty",

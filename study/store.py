@@ -125,7 +125,7 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         if "not a valid DuckDB database file" in text:
             _log.warning("database %s is not a DuckDB file: %s", path, text)
             raise DatabaseUnavailable(
-                "The study database file is not a DuckDB database.",
+                "The study database file is not a valid DuckDB database file.",
                 "the file is not a DuckDB database",
             ) from None
         raise
