@@ -3,10 +3,14 @@
 Every change to a study, and every sensitive read or refused call, appends one event to
 ``audit_events`` in the same transaction as the change, so a failure leaves neither. Each event
 stores the SHA-256 digest of its canonical JSON payload, the hash of the previous event and its
-own hash over all of its fields: a hash chain. ``verify`` walks the chain and names the first
-event that was altered or removed, checks that every event is of a declared kind, and checks that
-the audited rows (studies, imports, assignments, ratings, ...) have their events, so a trail cut
-short is caught too; its ``head_hash`` is the value to record outside the database.
+own hash over all of its fields: a hash chain. The hashes are HMAC-SHA256 under the audit key
+(``study.keyfile``, a file outside the database), and the head is sealed with it, so that whoever
+can write the database but cannot read the key can neither recompute the chain nor cut its tail.
+``verify`` walks the chain and names the first event that was altered or removed, checks that
+every event is of a declared kind, that the audited rows (studies, imports, assignments,
+ratings, ...) have their events, so a trail cut short is caught too, and that what is stored is
+what the events say (``study.audit_state``); its ``head_hash`` is the value to record outside
+the database (``verify(..., expect=HASH)`` checks the chain still holds it).
 
 Each kind is declared once below (``EVENT_KINDS``), with what it records and which stored rows
 it covers; the README's table of event kinds is checked against this declaration.
@@ -58,18 +62,18 @@ STUDY_CREATE = _kind(
 )
 CASES_IMPORT = _kind(
     "cases.import",
-    "cases were imported (file, its SHA-256, rows read, added, skipped)",
-    "cases: the rows added, counted per study",
+    "cases were imported (file, its SHA-256, rows read, added, skipped, digest of what is stored)",
+    "cases: the rows added, counted per study; each row against its digest",
 )
 ARMS_IMPORT = _kind(
     "arms.import",
-    "arms were imported (file, its SHA-256, rows read, added, skipped)",
-    "arms: the rows added, counted per study",
+    "arms were imported (file, its SHA-256, rows read, added, skipped, digest of what is stored)",
+    "arms: the rows added, counted per study; each row (provenance) against its digest",
 )
 ANSWERS_IMPORT = _kind(
     "answers.import",
-    "answers were imported (file, its SHA-256, rows read, added, skipped)",
-    "answers: the rows added, counted per study",
+    "answers were imported (file, its SHA-256, rows read, added, skipped, digest of what is stored)",
+    "answers: the rows added, counted per study; each row (text, provenance) against its digest",
 )
 INSTRUMENT_ADD = _kind(
     "instrument.add",
@@ -82,25 +86,42 @@ INSTRUMENT_ATTACH = _kind(
 USER_ADD = _kind(
     "user.add", "a person was added (issuer, subject, e-mail)", "users: one event per user"
 )
-ROLE_GRANT = _kind("role.grant", "a role was granted to a person (role, study or every study)")
-ROLE_REVOKE = _kind("role.revoke", "a role was taken from a person (role, study or every study)")
+ROLE_GRANT = _kind(
+    "role.grant",
+    "a role was granted to a person (role, study or every study)",
+    "roles: exactly those the grant and revoke events leave in force",
+)
+ROLE_REVOKE = _kind(
+    "role.revoke",
+    "a role was taken from a person (role, study or every study)",
+    "roles: as role.grant",
+)
 PROTOCOL_LOCK = _kind(
     "protocol.lock",
-    "a protocol version was locked (version, content hash, reason for a later version)",
-    "protocols: one event per study and version, and no event without its protocol",
+    "a protocol version was locked (version, content hash, reason for a later version, "
+    "commitment of a sealed seed)",
+    "protocols: one event per study and version, and no event without its protocol; the content "
+    "against the hash; studies: the status (locked)",
 )
 ASSIGNMENTS_PERSIST = _kind(
     "assignments.persist",
-    "an assignment design was stored (seed, algorithm, assignments, presentations)",
-    "assignments and presentations: the rows stored, counted per study",
+    "an assignment design was stored (seed commitment, algorithm, assignments, presentations, "
+    "digests of what is stored)",
+    "assignments and presentations: the rows stored, counted per study; each row (rater, which "
+    "answer behind which label) against its digest",
 )
-STUDY_RATING = _kind("study.rating", "rating was opened (locked -> rating)")
-STUDY_CLOSED = _kind("study.closed", "rating was closed (rating -> closed)")
-STUDY_UNBLINDED = _kind("study.unblinded", "the study was unblinded (closed -> unblinded)")
+STUDY_RATING = _kind("study.rating", "rating was opened (locked -> rating)", "studies: the status")
+STUDY_CLOSED = _kind("study.closed", "rating was closed (rating -> closed)", "studies: the status")
+STUDY_UNBLINDED = _kind(
+    "study.unblinded",
+    "the study was unblinded (closed -> unblinded; the sealed seed and its salt revealed)",
+    "studies: the status; sealed seeds: the revealed seed against its commitment",
+)
 RATING_SUBMIT = _kind(
     "rating.submit",
     "a rater submitted an assignment (rater, seconds on task, every value with its revision)",
-    "ratings: every stored revision equals a recorded value, and every recorded value is stored",
+    "ratings: every stored revision equals a recorded value, and every recorded value is stored; "
+    "the newest revision is current; assignments: done, and by the recorded rater",
 )
 RATING_REVISE = _kind(
     "rating.revise",
@@ -534,6 +555,14 @@ FROM (SELECT seq, object_id, unnest(from_json(json_extract(payload, '$.values'),
 _RATING_KINDS = {"submit": RATING_SUBMIT.name, "revise": RATING_REVISE.name}
 
 
+def first_with_rating_values(cur: Cursor, sql: str) -> tuple | None:
+    """The first row of ``sql``, which reads every value the rating events recorded as ``ev``
+    (seq, assignment, slot, item_key, revision, value_num, value_text; one row per value)."""
+    return first(
+        cur.execute(f"WITH ev AS ({_RATING_EVENT_VALUES}) {sql}", _RATING_KINDS).fetchall()
+    )
+
+
 def _coverage_fault(cur: Cursor) -> tuple[int | None, str] | None:
     """(seq to blame, or None for "missing after the chain's end"; problem) for the first
     audited row without its event or event without its row; None when all is covered."""
@@ -577,19 +606,16 @@ def _coverage_fault(cur: Cursor) -> tuple[int | None, str] | None:
                 f"study {study} stores {stored} {table} but its {kind} events record "
                 f"{recorded}: rows were removed around the store"
             )
-    unmatched = first(
-        cur.execute(
-            f"WITH ev AS ({_RATING_EVENT_VALUES})"
-            " SELECT r.id, r.assignment, r.item_key, r.revision,"
-            "  (SELECT min(seq) FROM ev WHERE ev.assignment = r.assignment AND ev.slot = r.slot"
-            "   AND ev.item_key = r.item_key AND ev.revision = r.revision)"
-            " FROM ratings r WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.assignment = r.assignment"
-            "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision"
-            "  AND ev.value_num IS NOT DISTINCT FROM r.value_num"
-            "  AND ev.value_text IS NOT DISTINCT FROM r.value_text)"
-            " ORDER BY r.id LIMIT 1",
-            _RATING_KINDS,
-        ).fetchall()
+    unmatched = first_with_rating_values(
+        cur,
+        "SELECT r.id, r.assignment, r.item_key, r.revision,"
+        "  (SELECT min(seq) FROM ev WHERE ev.assignment = r.assignment AND ev.slot = r.slot"
+        "   AND ev.item_key = r.item_key AND ev.revision = r.revision)"
+        " FROM ratings r WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.assignment = r.assignment"
+        "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision"
+        "  AND ev.value_num IS NOT DISTINCT FROM r.value_num"
+        "  AND ev.value_text IS NOT DISTINCT FROM r.value_text)"
+        " ORDER BY r.id LIMIT 1",
     )
     if unmatched is not None:
         rating, assignment, item, revision, seq = unmatched
@@ -597,15 +623,12 @@ def _coverage_fault(cur: Cursor) -> tuple[int | None, str] | None:
         if seq is None:
             return None, f"audit events are missing: {what} has no rating event{cut}"
         return seq, f"{what} differs from the value audit event {seq} recorded: it was altered"
-    gone = first(
-        cur.execute(
-            f"WITH ev AS ({_RATING_EVENT_VALUES})"
-            " SELECT ev.seq, ev.assignment, ev.item_key, ev.revision FROM ev"
-            " WHERE NOT EXISTS (SELECT 1 FROM ratings r WHERE ev.assignment = r.assignment"
-            "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision)"
-            " ORDER BY ev.seq LIMIT 1",
-            _RATING_KINDS,
-        ).fetchall()
+    gone = first_with_rating_values(
+        cur,
+        "SELECT ev.seq, ev.assignment, ev.item_key, ev.revision FROM ev"
+        " WHERE NOT EXISTS (SELECT 1 FROM ratings r WHERE ev.assignment = r.assignment"
+        "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision)"
+        " ORDER BY ev.seq LIMIT 1",
     )
     if gone is not None:
         seq, assignment, item, revision = gone

@@ -178,38 +178,31 @@ def _assignments_done(cur: Cursor) -> Finding | None:
 
 
 def _current_ratings(cur: Cursor) -> Finding | None:
-    params = {"submit": audit.RATING_SUBMIT.name, "revise": audit.RATING_REVISE.name}
-    row = first(
-        cur.execute(
-            f"WITH ev AS ({audit._RATING_EVENT_VALUES}),"
-            " newest AS (SELECT assignment, slot, item_key, max(revision) AS revision,"
-            "  arg_max(seq, revision) AS seq FROM ev GROUP BY ALL)"
-            " SELECT n.assignment, n.slot, n.item_key, n.revision, n.seq, c.rating, r.revision"
-            " FROM newest n LEFT JOIN current_ratings c ON c.assignment = n.assignment"
-            "  AND c.slot = n.slot AND c.item_key = n.item_key"
-            " LEFT JOIN ratings r ON r.id = c.rating AND r.assignment = n.assignment"
-            "  AND r.slot = n.slot AND r.item_key = n.item_key"
-            " WHERE r.revision IS DISTINCT FROM n.revision ORDER BY n.seq LIMIT 1",
-            params,
-        ).fetchall()
+    row = audit.first_with_rating_values(
+        cur,
+        ", newest AS (SELECT assignment, slot, item_key, max(revision) AS revision,"
+        "  arg_max(seq, revision) AS seq FROM ev GROUP BY ALL)"
+        " SELECT n.assignment, n.slot, n.item_key, n.revision, n.seq, c.rating, r.revision"
+        " FROM newest n LEFT JOIN current_ratings c ON c.assignment = n.assignment"
+        "  AND c.slot = n.slot AND c.item_key = n.item_key"
+        " LEFT JOIN ratings r ON r.id = c.rating AND r.assignment = n.assignment"
+        "  AND r.slot = n.slot AND r.item_key = n.item_key"
+        " WHERE r.revision IS DISTINCT FROM n.revision ORDER BY n.seq LIMIT 1",
     )
     if row is not None:
         assignment, slot, item, revision, seq, rating, stored_revision = row
         what = f"the current rating of assignment {assignment} (slot {slot}, item '{item}')"
         if rating is None:
-            return seq, (f"{what} is missing: audit event {seq} made revision {revision} current")
+            return seq, f"{what} is missing: audit event {seq} made revision {revision} current"
         return seq, (
             f"{what} points at rating {rating} (revision {stored_revision}), but audit event "
             f"{seq} made revision {revision} current"
         )
-    extra = first(
-        cur.execute(
-            f"WITH ev AS ({audit._RATING_EVENT_VALUES})"
-            " SELECT c.assignment, c.slot, c.item_key, c.rating FROM current_ratings c"
-            " WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.assignment = c.assignment"
-            "  AND ev.slot = c.slot AND ev.item_key = c.item_key) ORDER BY 1, 2, 3 LIMIT 1",
-            params,
-        ).fetchall()
+    extra = audit.first_with_rating_values(
+        cur,
+        "SELECT c.assignment, c.slot, c.item_key, c.rating FROM current_ratings c"
+        " WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.assignment = c.assignment"
+        "  AND ev.slot = c.slot AND ev.item_key = c.item_key) ORDER BY 1, 2, 3 LIMIT 1",
     )
     if extra is not None:
         assignment, slot, item, rating = extra

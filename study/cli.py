@@ -197,8 +197,6 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
     existed = args.db.is_file()
     if args.study is not None and not args.study.strip():
         raise CliError("init --study needs a name (it was empty)")
-    if args.study is not None:
-        _check_id_text("--study", args.study)
     if args.id is not None:
         _check_id_text("--id", args.id)
     # init is where an existing database gets its audit key, if it has none yet

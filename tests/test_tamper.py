@@ -347,3 +347,34 @@ def test_with_the_key_withheld_verify_catches_or_says_what_it_could_not_check(de
 
 def test_the_tamper_suite_covers_the_issues_nineteen_edits():
     assert len(EDITS) == 19
+
+
+# --- the anchored head ---------------------------------------------------------------------------
+
+
+def test_a_recorded_head_is_held_by_the_grown_chain_and_lost_by_a_rewritten_one(demo, tmp_path):
+    import polars as pl
+
+    from study import cli
+
+    recorded = audit.head(demo)[1]
+    out = tmp_path / "ratings.parquet"
+
+    def write(frame, head):
+        frame.write_parquet(out, metadata={"clinval.audit_head": head})
+
+    exports.export_ratings_long(demo, OPERATOR, DEMO_STUDY_ID, write=write)
+    in_file = pl.read_parquet_metadata(out)["clinval.audit_head"]
+    assert in_file == audit.head(demo)[1] != recorded  # the export's own event is in the head
+    assert exports.audit_head(demo, OPERATOR, DEMO_STUDY_ID)["hash"] == in_file
+    # the chain grew since the head was recorded: it still holds it
+    assert audit.verify(demo, expect=recorded).ok
+    assert audit.verify(demo, key=None, expect=in_file).ok
+    # rewritten with a forger's key: without the key, only the anchor shows it
+    alter_old_event_and_rechain(demo.cursor())
+    withheld = audit.verify(demo, key=None, expect=in_file)
+    assert not withheld.ok and withheld.seq is None
+    assert "no longer holds the head hash" in withheld.problem
+    path = demo.path
+    demo.close()
+    assert cli.main(["audit", "verify", "--expect", in_file, "--db", path]) == 1

@@ -1,0 +1,143 @@
+"""One owner per database file: one process shares one connection and one write lock however
+many times it opens the file; a second process is told plainly; a crash leaves no log behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import RATERS, full_values, sign_in
+
+from study import audit
+from study.errors import ConflictError, StudyError
+from study.services import rating as rating_service
+from study.store import DatabaseUnavailable, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_one_file_opened_twice_in_one_process_loses_no_submit(store, rating):
+    """Each rater submits every assignment of theirs twice at once, once through each Store:
+    every assignment is stored exactly once, and "submitted already" is said only of stored
+    ones."""
+    second = Store(store.path)
+    try:
+        assert second.audit_key == store.audit_key
+        outcomes: dict[int, list[str]] = {}
+        lock = threading.Lock()
+
+        def submit(through: Store, rater: str, assignment: int) -> None:
+            caller = sign_in(through, rater)
+            try:
+                rating_service.submit_rating(through, caller, rating, assignment, full_values())
+                outcome = "stored"
+            except ConflictError as exc:
+                outcome = "conflict" if "submitted already" in str(exc) else f"other: {exc}"
+            except Exception as exc:  # noqa: BLE001  (what the issue saw: raw DuckDB errors)
+                outcome = f"error: {type(exc).__name__}: {exc}"
+            with lock:
+                outcomes.setdefault(assignment, []).append(outcome)
+
+        work = []
+        for rater in RATERS:
+            queue = rating_service.rater_queue(store, sign_in(store, rater), rating)
+            for assignment in queue.get_column("assignment").to_list():
+                work += [(s, rater, assignment) for s in (store, second)]
+        threads = [threading.Thread(target=submit, args=job) for job in work]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+        assert len(outcomes) == 8
+        for assignment, seen in outcomes.items():
+            assert sorted(seen) == ["conflict", "stored"], (assignment, seen)
+        stored = second.read("SELECT count(DISTINCT assignment) FROM current_ratings").item()
+        assert stored == 8  # every "submitted already" refers to a stored rating
+        assert store.read("SELECT count(*) FROM assignments WHERE done").item() == 8
+        assert audit.verify(second).ok
+    finally:
+        second.close()
+    # the first Store still works after the second one closed: the connection is shared
+    assert store.read("SELECT count(*) FROM ratings").item() > 0
+
+
+def test_the_last_store_of_a_file_closes_its_connection(tmp_path):
+    path = tmp_path / "shared.duckdb"
+    first, again = Store(path), Store(str(path.parent / "." / path.name))
+    assert first._owner is again._owner
+    first.close()
+    assert again.read("SELECT 1").item() == 1
+    again.close()
+    reopened = Store(path)  # a fresh owner, not the closed connection
+    assert reopened._owner is not first._owner
+    reopened.close()
+
+
+HOLD = (
+    "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+    " sys.stdin.read()"
+)
+
+
+def test_a_second_process_gets_a_plain_in_use_error(tmp_path):
+    path = tmp_path / "held.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DatabaseUnavailable) as caught:
+            Store(path)
+        message = str(caught.value)
+        assert "in use by another process" in message
+        assert str(tmp_path) not in message and "PID" not in message
+        assert isinstance(caught.value, StudyError)
+    finally:
+        holder.communicate("")
+
+
+CRASH = (
+    "import os, sys; from study.store import Store; from study.services import studies;"
+    " from study.access import system_caller; s = Store(sys.argv[1]);"
+    " studies.create_study(s, system_caller('cli', 'crash'), 'Crashed');"
+    " os._exit(0)"
+)
+
+
+def test_after_a_crash_the_write_ahead_log_is_checkpointed(tmp_path):
+    path = tmp_path / "crash.duckdb"
+    Store(path).close()
+    died = subprocess.run(
+        [sys.executable, "-c", CRASH, str(path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert died.returncode == 0, died.stderr
+    wal = path.with_name(path.name + ".wal")
+    assert wal.exists()  # the process died before DuckDB folded its log in
+    with Store(path) as s:
+        assert s.read("SELECT count(*) FROM studies").item() == 1
+        assert not wal.exists() or wal.stat().st_size == 0
+        assert audit.verify(s).ok
+
+
+def test_a_duckdb_file_that_is_not_clinvals_is_refused_and_left_alone(tmp_path):
+    import duckdb
+
+    path = tmp_path / "other.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE studies (x INTEGER)")
+    before = path.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(DatabaseUnavailable, match="not a Clinval study database"):
+            Store(path, read_only=read_only)
+    assert path.read_bytes() == before
+    with duckdb.connect(str(path), read_only=True) as con:
+        tables = con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    assert tables == [("studies",)]
