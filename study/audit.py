@@ -359,7 +359,9 @@ def verify(
             counts = dict.fromkeys(EVENT_KINDS, 0)
             for row in rows:
                 counts[row[_ACTION]] += 1
-            fault = _coverage_fault(cur) or audit_state.state_fault(cur, key=chain.key)
+            fault = _coverage_fault(cur) or audit_state.state_fault(
+                cur, key=chain.key, migrated=keyed_from is not None
+            )
             if fault is not None:
                 seq, problem = fault
                 blamed = len(rows) + 1 if seq is None else seq

@@ -31,16 +31,19 @@ from study.store import Cursor, first
 Finding = tuple[int | None, str]
 
 
-def state_fault(cur: Cursor, *, key: bytes | None) -> Finding | None:
-    """The first stored row that differs from what the events say, or None."""
+def state_fault(cur: Cursor, *, key: bytes | None, migrated: bool = True) -> Finding | None:
+    """The first stored row that differs from what the events say, or None.
+
+    ``migrated``: False for a database opened read-only before migration 2, which has no row
+    digests and no sealed seeds yet (their checks are skipped; the rest apply)."""
     checks: tuple[Callable[[], Finding | None], ...] = (
         lambda: _protocols(cur),
-        lambda: _digests(cur),
+        lambda: _digests(cur) if migrated else None,
         lambda: _assignments_done(cur),
         lambda: _current_ratings(cur),
         lambda: _roles(cur),
         lambda: _statuses(cur),
-        lambda: _sealed_seeds(cur, key),
+        lambda: _sealed_seeds(cur, key) if migrated else None,
     )
     for check in checks:
         found = check()

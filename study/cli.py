@@ -372,6 +372,7 @@ def _is_hash(text: str) -> bool:
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import exports
+    from study.spreadsheet import neutralise_formulas
 
     _check_id_text("--study", args.study)
     fmt = _export_format(args.out, args.format)
@@ -385,7 +386,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
             heads.append(head)
             try:
                 if fmt == "csv":
-                    shown = frame if args.raw_csv else exports.neutralise_formulas(frame)
+                    shown = frame if args.raw_csv else neutralise_formulas(frame)
                     shown.write_csv(temp)
                 else:
                     frame.write_parquet(

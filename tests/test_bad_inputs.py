@@ -262,7 +262,7 @@ def test_csv_exports_neutralise_formula_cells_unless_raw(demo_db, tmp_path, caps
         assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed
     safe, raw = tmp_path / "safe.csv", tmp_path / "raw.csv"
     frame = pl.DataFrame({"case": ['=HYPERLINK("http://x")', "ok"], "value": [-1.0, 2.0]})
-    from study.services.exports import neutralise_formulas
+    from study.spreadsheet import neutralise_formulas
 
     neutralise_formulas(frame).write_csv(safe)
     frame.write_csv(raw)

@@ -141,3 +141,82 @@ def test_a_duckdb_file_that_is_not_clinvals_is_refused_and_left_alone(tmp_path):
     with duckdb.connect(str(path), read_only=True) as con:
         tables = con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
     assert tables == [("studies",)]
+
+
+# --- an existing (schema 1) chain, migrated --------------------------------------------------
+
+
+def _v1_database(path: Path) -> None:
+    """A database as schema 1 left it: three events with plain SHA-256 hashes, no key."""
+    import duckdb
+
+    from study.canonical import canonical_json, sha256_hex
+    from study.migrations import MIGRATIONS
+    from study.store import utc_now
+
+    first_migration = MIGRATIONS[0]
+    with duckdb.connect(str(path)) as con:
+        con.execute(first_migration.sql)
+        con.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " checksum VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
+        con.execute(
+            "INSERT INTO schema_migrations VALUES (1, ?, ?, now()::TIMESTAMP)",
+            [first_migration.name, first_migration.checksum],
+        )
+        prev = audit.GENESIS_HASH
+        for seq in (1, 2, 3):
+            payload = canonical_json({"n": seq})
+            event = {
+                "seq": seq,
+                "occurred_at": utc_now(),
+                "actor": "old",
+                "action": audit.INSTRUMENT_ATTACH.name,
+                "object_type": "thing",
+                "object_id": str(seq),
+                "study": None,
+                "payload_digest": sha256_hex(payload),
+                "prev_hash": prev,
+            }
+            event["hash"] = audit._event_hash(event)
+            con.execute(
+                "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [*list(event.values())[:7], payload, *list(event.values())[7:]],
+            )
+            prev = event["hash"]
+        con.execute("INSERT INTO audit_head VALUES (1, 3, ?)", [prev])
+
+
+def test_an_existing_chain_is_read_as_it_is_then_keyed_from_its_next_event(tmp_path):
+    from study import cli
+
+    path = tmp_path / "v1.duckdb"
+    _v1_database(path)
+    before = path.read_bytes()
+    # read-only: verified without migrating or writing
+    assert cli.main(["audit", "verify", "--db", str(path)]) == 0
+    assert path.read_bytes() == before
+    with Store(path) as s:  # migration 2: the old events stay, new ones are keyed
+        assert s.read("SELECT keyed_from FROM audit_chain").item() == 4
+        with s.transaction() as cur:
+            audit.append(cur, actor="new", kind=audit.INSTRUMENT_ATTACH, object_type="thing")
+        assert audit.verify(s).ok and audit.verify(s).unchecked is None
+        assert "of 1 events" in audit.verify(s, key=None).unchecked
+        # an old event rewritten with its plain hashes recomputed breaks the first keyed link
+        cur = s.cursor()
+        cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
+        fields = ", ".join(audit._EVENT_FIELDS)
+        prev = cur.execute("SELECT hash FROM audit_events WHERE seq = 1").fetchall()[0][0]
+        for seq in (2, 3):
+            row = cur.execute(f"SELECT {fields} FROM audit_events WHERE seq = ?", [seq]).fetchall()
+            event = dict(zip(audit._EVENT_FIELDS, row[0], strict=True))
+            event["prev_hash"] = prev
+            prev = audit._event_hash(event)
+            cur.execute(
+                "UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?",
+                [event["prev_hash"], prev, seq],
+            )
+        report = audit.verify(s)
+        assert (report.ok, report.seq) == (False, 3)
+        assert "prev_hash mismatch between events 3 and 4" in report.problem

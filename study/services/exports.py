@@ -53,22 +53,6 @@ ORDER BY s.case_id, s.rater, r.item_key, p.position
 """
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""First characters that make a spreadsheet run a cell as a formula (CSV injection)."""
-
-
-def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with every text cell that a spreadsheet would run as a formula (starting with
-    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) prefixed with ``'``, which
-    spreadsheets show as text. Numbers are left alone. For CSV exports, by default."""
-    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
-    risky = "^[" + "".join("\\" + c if c in "-+" else c for c in FORMULA_STARTS) + "]"
-    return frame.with_columns(
-        pl.when(pl.col(c).str.contains(risky)).then("'" + pl.col(c)).otherwise(pl.col(c)).alias(c)
-        for c in text
-    )
-
-
 @guarded
 def export_ratings_long(
     store: Store,
