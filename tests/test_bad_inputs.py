@@ -181,6 +181,14 @@ BAD_INPUTS: list[tuple[str, str, Callable[[Path, Path], list[str]], Callable | N
         "--scale needs its categories",
     ),
     (
+        # the database is created before the id is refused: it must not stay behind
+        "init of a new database with a refused study id",
+        STUDY,
+        lambda d, f: ["init", "--study", "X", "--id", "*", "--db", str(f / "new" / "x.duckdb")],
+        None,
+        "'*'",
+    ),
+    (
         "audit verify --expect that is no hash",
         STUDY,
         lambda d, f: ["audit", "verify", "--expect", "abc", "--db", str(d)],
@@ -229,10 +237,18 @@ def test_bad_input_exits_2_with_one_short_line_and_changes_nothing(
 
 
 def test_the_table_covers_the_issues_bad_inputs():
-    assert len(BAD_INPUTS) == 15
+    assert len(BAD_INPUTS) == 16
 
 
 # --- what fails safely without failing: output and exports ------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["status"], ["audit", "verify", "--kinds"]])
+def test_read_only_commands_never_write(demo_db, argv):
+    before = demo_db.read_bytes()
+    assert study_cli.main([*argv, "--db", str(demo_db)]) == 0
+    assert demo_db.read_bytes() == before
+    assert not demo_db.with_name(demo_db.name + ".wal").exists()
 
 
 def test_control_characters_in_names_are_escaped_on_the_terminal(tmp_path, capsys):

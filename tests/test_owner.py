@@ -220,3 +220,27 @@ def test_an_existing_chain_is_read_as_it_is_then_keyed_from_its_next_event(tmp_p
         report = audit.verify(s)
         assert (report.ok, report.seq) == (False, 3)
         assert "prev_hash mismatch between events 3 and 4" in report.problem
+
+
+def test_the_app_says_a_plain_sentence_when_another_process_holds_the_file(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    path = tmp_path / "held.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("CLINVAL_DB", str(path))
+        monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    finally:
+        holder.communicate("")
+    assert not at.exception
+    message = at.error[0].value
+    assert "in use by another process" in message
+    assert str(tmp_path) not in message and "PID" not in message and "duckdb" not in message
