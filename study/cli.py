@@ -3,7 +3,8 @@
 Every command takes ``--db PATH`` (default: the ``CLINVAL_DB`` setting). Exit codes:
 
 - 0: done;
-- 1: ``audit verify`` found the audit trail altered or incomplete;
+- 1: ``audit verify`` found the audit trail altered or incomplete, a stored row that differs from
+  its event, or (``--expect``) a head hash the chain no longer holds;
 - 2: the input was wrong (unknown study, malformed file, missing database, bad flag, ...); the
   reason is printed on stderr as one line, or a short list for a rejected file. Nothing was
   changed in the database.
@@ -13,7 +14,9 @@ A traceback means a bug in Clinval, never a mistake by the person typing. Comman
 reported instead of silently starting an empty study database.
 
 DuckDB allows one process per database file: while the app is running, stop it before using the
-CLI on the same file (the CLI says so instead of failing obscurely).
+CLI on the same file (the CLI says so instead of failing obscurely). ``status`` and ``audit
+verify`` open the database read-only. Whatever is printed is escaped for the terminal (control,
+invisible and direction-changing characters), and error messages are capped in length.
 """
 
 from __future__ import annotations

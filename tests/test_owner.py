@@ -244,3 +244,50 @@ def test_the_app_says_a_plain_sentence_when_another_process_holds_the_file(tmp_p
     message = at.error[0].value
     assert "in use by another process" in message
     assert str(tmp_path) not in message and "PID" not in message and "duckdb" not in message
+
+
+# --- the audit key ---------------------------------------------------------------------------
+
+
+def test_the_key_is_made_with_a_new_database_private_to_its_owner(tmp_path, monkeypatch):
+    key_file = tmp_path / "secrets" / "audit.key"
+    monkeypatch.setenv("CLINVAL_AUDIT_KEY_FILE", str(key_file))
+    with Store(tmp_path / "new.duckdb") as s:
+        assert s.audit_key is not None and len(s.audit_key) == 32
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.read_text().strip() == Store(tmp_path / "new.duckdb").audit_key.hex()
+
+
+def test_without_its_key_a_keyed_database_refuses_new_events_and_stores_nothing(
+    demo_db, tmp_path, monkeypatch
+):
+    from conftest import OPERATOR
+
+    from study.audit import AuditKeyError
+    from study.services import studies
+
+    for key_file in (tmp_path / "missing.key", tmp_path / "other.key"):
+        if key_file.name == "other.key":
+            key_file.write_text("ab" * 32 + "\n")
+        monkeypatch.setenv("CLINVAL_AUDIT_KEY_FILE", str(key_file))
+        with Store(demo_db) as s:
+            before = s.read("SELECT count(*) FROM audit_events").item()
+            with pytest.raises(AuditKeyError, match="Nothing was stored"):
+                studies.create_study(s, OPERATOR, "Unkeyed")
+            assert s.read("SELECT count(*) FROM audit_events").item() == before
+            assert s.read("SELECT count(*) FROM studies WHERE name = 'Unkeyed'").item() == 0
+            report = audit.verify(s)
+            assert report.ok and "could not check the keys" in report.unchecked
+
+
+@pytest.mark.parametrize("text", ["", "not hex", "ab" * 16])
+def test_a_malformed_key_file_is_refused_not_replaced(tmp_path, monkeypatch, text):
+    from study.errors import ConfigError
+
+    key_file = tmp_path / "bad.key"
+    key_file.write_text(text)
+    monkeypatch.setenv("CLINVAL_AUDIT_KEY_FILE", str(key_file))
+    with pytest.raises(ConfigError, match="64 hex digits"):
+        Store(tmp_path / "new.duckdb")
+    assert key_file.read_text() == text
+    assert not (tmp_path / "new.duckdb").exists()
