@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,8 +85,9 @@ HOLD = (
 )
 
 
-def test_a_second_process_gets_a_plain_in_use_error(tmp_path):
-    path = tmp_path / "held.duckdb"
+@contextmanager
+def held_by_another_process(path: Path) -> Iterator[None]:
+    """While the block runs, another process holds the Clinval database at ``path``."""
     Store(path).close()
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(path)],
@@ -94,14 +97,19 @@ def test_a_second_process_gets_a_plain_in_use_error(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(DatabaseUnavailable) as caught:
-            Store(path)
-        message = str(caught.value)
-        assert "in use by another process" in message
-        assert str(tmp_path) not in message and "PID" not in message
-        assert isinstance(caught.value, StudyError)
+        yield
     finally:
         holder.communicate("")
+
+
+def test_a_second_process_gets_a_plain_in_use_error(tmp_path):
+    path = tmp_path / "held.duckdb"
+    with held_by_another_process(path), pytest.raises(DatabaseUnavailable) as caught:
+        Store(path)
+    message = str(caught.value)
+    assert "in use by another process" in message
+    assert str(tmp_path) not in message and "PID" not in message
+    assert isinstance(caught.value, StudyError)
 
 
 CRASH = (
@@ -226,20 +234,10 @@ def test_the_app_says_a_plain_sentence_when_another_process_holds_the_file(tmp_p
     from streamlit.testing.v1 import AppTest
 
     path = tmp_path / "held.duckdb"
-    Store(path).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setenv("CLINVAL_DB", str(path))
-        monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
+    monkeypatch.setenv("CLINVAL_DB", str(path))
+    monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
+    with held_by_another_process(path):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    finally:
-        holder.communicate("")
     assert not at.exception
     message = at.error[0].value
     assert "in use by another process" in message
