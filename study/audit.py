@@ -296,7 +296,9 @@ class AuditReport:
     rewritten as a whole. ``counts`` maps every declared kind's name to the number of its events
     in the chain (0 for a kind that never occurred), whenever the chain itself is whole (also
     when rows and events disagree). ``unchecked`` says what could not be checked (no audit key
-    at hand: the keyed hashes, the head's seal and the sealed seeds), or is None.
+    at hand: the keyed hashes, the head's seal and the sealed seeds), or is None. ``unkeyed``:
+    how many events (from the first) carry plain SHA-256 hashes because they were written before
+    the chain was keyed; a chain made keyed that shows many is one rewritten as unkeyed.
     """
 
     ok: bool
@@ -306,6 +308,7 @@ class AuditReport:
     head_hash: str | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
     unchecked: str | None = None
+    unkeyed: int = 0
 
     def __str__(self) -> str:
         if self.ok:
@@ -355,7 +358,18 @@ def verify(
         keyed_from, key_id = _marker(cur)
         chain = _Chain(keyed_from, key_id, key)
         report = chain.verify(rows, head_row)
-        if report.ok:
+        if report.ok and chain.wrong_key:
+            # the key at hand did not write this chain, or the chain's key mark was rewritten:
+            # either way nothing keyed can be vouched for
+            report = AuditReport(
+                False,
+                len(rows),
+                keyed_from,
+                "the audit key at hand is not the key this chain records (its key mark "
+                f"{key_id}): the key file is another database's, or the mark was altered; the "
+                f"keyed events (from {keyed_from} on) cannot be vouched for",
+            )
+        elif report.ok:
             counts = dict.fromkeys(EVENT_KINDS, 0)
             for row in rows:
                 counts[row[_ACTION]] += 1
@@ -387,6 +401,7 @@ def verify(
         report.head_hash,
         report.counts,
         chain.unchecked(),
+        sum(1 for row in rows if not chain.keyed(row[0])),
     )
 
 
@@ -416,15 +431,11 @@ class _Chain:
     def unchecked(self) -> str | None:
         if not self.unkeyed_checked:
             return None
-        why = (
-            "the audit key at hand is not this chain's key"
-            if self.wrong_key
-            else "no audit key at hand (setting CLINVAL_AUDIT_KEY_FILE)"
-        )
         return (
             f"could not check the keys of {self.unkeyed_checked} events, the head's seal or the "
-            f"sealed seeds: {why}; a chain recomputed by someone who can write the database, or "
-            "its tail cut, is caught only by --expect with a head hash recorded earlier"
+            "sealed seeds: no audit key at hand (setting CLINVAL_AUDIT_KEY_FILE); a chain "
+            "recomputed by someone who can write the database, or its tail cut, is caught only "
+            "by --expect with a head hash recorded earlier"
         )
 
     def verify(self, rows: list[tuple], head: tuple | None) -> AuditReport:

@@ -358,6 +358,12 @@ def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
             print(f"expected head {expect.lower()}: held by the chain", file=out)
         if report.unchecked:
             print(f"not checked: {report.unchecked}", file=out)
+        if report.unkeyed:
+            print(
+                f"unkeyed: events 1-{report.unkeyed} have plain SHA-256 hashes (written before "
+                "the chain was keyed)",
+                file=out,
+            )
         return EXIT_OK
     err = _Escaping(sys.stderr)
     if report.seq is None:

@@ -378,3 +378,31 @@ def test_a_recorded_head_is_held_by_the_grown_chain_and_lost_by_a_rewritten_one(
     path = demo.path
     demo.close()
     assert cli.main(["audit", "verify", "--expect", in_file, "--db", path]) == 1
+
+
+# --- rewriting the chain's key mark ------------------------------------------------------------
+
+
+def test_a_key_mark_rewritten_with_the_chain_is_refused(demo):
+    cur = demo.cursor()
+    cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+    cur.execute("UPDATE audit_chain SET key_id = 'feedfeedfeedfeed'")
+    _rechain(cur, 3)
+    report = audit.verify(demo)
+    assert not report.ok and "not the key this chain records" in report.problem
+
+
+def test_a_chain_rewritten_as_unkeyed_shows_as_unkeyed_and_loses_its_anchor(demo):
+    recorded = audit.head(demo)[1]
+    events = audit.verify(demo).events
+    cur = demo.cursor()
+    cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+    cur.execute("UPDATE audit_chain SET keyed_from = 1000000, key_id = NULL")
+    _rechain(cur, 1, key=None)
+    report = audit.verify(demo)
+    # everything a writer of the file controls now claims "written before keying": verify
+    # says how many events are unkeyed (all of them, in a database created keyed) ...
+    assert report.unkeyed == events
+    # ... and the head recorded outside shows the rewrite
+    anchored = audit.verify(demo, expect=recorded)
+    assert not anchored.ok and "no longer holds the head hash" in anchored.problem
