@@ -77,6 +77,8 @@ def app_url(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVAL_")}
     env |= {"CLINVAL_DB": str(tmp_path / "browser.duckdb"), "CLINVAL_DEMO_ON_START": "1"}
+    # the session's audit key (conftest), so the server never writes one into the project
+    env["CLINVAL_AUDIT_KEY_FILE"] = os.environ["CLINVAL_AUDIT_KEY_FILE"]
     log = open(tmp_path / "streamlit.log", "w+b")  # noqa: SIM115 (closed in the finally below)
     server = subprocess.Popen(
         [
