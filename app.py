@@ -15,13 +15,20 @@ local operator (whoever runs the app on their own machine).
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from study import settings
 from study.access import Caller, roles_anywhere, system_caller
 from study.errors import StudyError, first_line
 from study.services import people, studies
-from study.store import DatabaseError, Store
+from study.store import IN_USE, DatabaseError, DatabaseUnavailable, Store
+
+# Details the pages do not show (paths, the process holding a locked database) go to the server
+# log, which is Streamlit's stderr.
+if not logging.getLogger("study").handlers[1:]:
+    logging.getLogger("study").addHandler(logging.StreamHandler())
 
 st.set_page_config(
     page_title="Clinval",
@@ -110,6 +117,15 @@ def demo_caller(store: Store) -> Caller:
 db_path = str(settings.db_path())
 try:
     store = open_store(db_path)
+except DatabaseUnavailable as error:
+    if error is not IN_USE:
+        # not a database, not Clinval's: the operator's configuration to fix
+        st.error(f"Clinval cannot open its database `{db_path}`: {error}")
+        st.stop()
+    # Another process holds the file: a plain sentence for whoever is looking at the page; the
+    # path and DuckDB's details (with the other process's id) are in the server log.
+    st.error(f"Clinval is not available right now: {error}")
+    st.stop()
 except (StudyError, DatabaseError, OSError) as error:
     # A database migrated by newer code, a file that is no DuckDB database, a folder, an
     # unreadable path, a file locked by another process: the operator's to fix, not a crash.

@@ -48,6 +48,11 @@ BINARY_METHODS = ("newcombe", "farrington-manning", "miettinen-nurminen")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 MAX_BOOT = 100_000
 """Most bootstrap replicates a command accepts (percentile limits are stable long before)."""
+MAX_FILE_MB = 200
+"""Largest input file, in megabytes (as the study importers' default): a bigger file is refused
+before it is read, not after it has cost minutes and gigabytes."""
+MAX_MESSAGE_CHARS = 300
+"""Longest error line printed; the rest is counted ("and N more characters")."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,7 +72,16 @@ def read_table(path: str) -> pl.DataFrame:
         raise AnalysisError(f"file not found: {path}")
     if not file.is_file():
         raise AnalysisError(f"not a file: {path}")
+    size = file.stat().st_size
+    if size > MAX_FILE_MB * 1_000_000:
+        raise AnalysisError(
+            f"{path} is {size / 1_000_000:,.0f} MB; files up to {MAX_FILE_MB} MB are read"
+        )
     suffix = file.suffix.lower()
+    if suffix not in PARQUET_SUFFIXES:
+        with file.open("rb") as handle:
+            if b"\x00" in handle.read(65_536):
+                raise AnalysisError(f"{path} is not a text (CSV) file: it holds NUL bytes")
     try:
         if suffix in PARQUET_SUFFIXES:
             frame = pl.read_parquet(file)
@@ -111,6 +125,16 @@ def require_plain_columns(df: pl.DataFrame, columns: Sequence[str], *, value: st
                 f"column '{column}' holds {dtype} values; it must hold one number or text per row"
             )
     dtype = df.schema[value]
+    if dtype.is_float():
+        bad = df.with_row_index("_row", offset=1).filter(
+            pl.col(value).is_infinite() | pl.col(value).is_nan()
+        )
+        if bad.height:
+            row, number = bad.row(0)[0], bad.get_column(value)[0]
+            more = f" (and {bad.height - 1:,} more)" if bad.height > 1 else ""
+            raise AnalysisError(
+                f"value column '{value}' holds {number} on row {row}{more}; values must be finite"
+            )
     if not (
         dtype.is_numeric()
         or dtype in (pl.Boolean, pl.String, pl.Null)
@@ -169,7 +193,13 @@ def run_agreement(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
         raise AnalysisError(
             f"only {raters.len()} rater{who} in column '{args.rater}'; agreement needs at least two"
         )
-    scale = [s.strip() for s in args.scale.split(",")] if args.scale else None
+    scale = None
+    if args.scale is not None:
+        scale = [s.strip() for s in args.scale.split(",")]
+        if not all(scale):
+            raise AnalysisError(
+                "--scale needs its categories, lowest first: V1,V2,... (none empty)"
+            )
     result = agreement_table(
         df,
         unit=args.unit,
@@ -807,7 +837,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc, pl.exceptions.PolarsError)
             else (" ".join(str(exc).split()) or type(exc).__name__)
         )
-        print(f"error: {_cli_wording(message)}", file=sys.stderr)
+        message = _cli_wording(message)
+        if len(message) > MAX_MESSAGE_CHARS:
+            rest = len(message) - MAX_MESSAGE_CHARS
+            message = f"{message[:MAX_MESSAGE_CHARS]}... (and {rest:,} more characters)"
+        print(f"error: {message.encode('utf-8', 'backslashreplace').decode()}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         print(output)

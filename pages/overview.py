@@ -13,7 +13,16 @@ import streamlit as st
 
 from study.access import allowed
 from study.errors import NotFoundError, PermissionDenied
-from study.services import content, design, instruments, monitoring, rating, rating_imports, studies
+from study.services import (
+    content,
+    design,
+    exports,
+    instruments,
+    monitoring,
+    rating,
+    rating_imports,
+    studies,
+)
 
 store = st.session_state["store"]
 caller = st.session_state["caller"]
@@ -156,6 +165,14 @@ if protocol:
     )
     with st.expander("Locked protocol (JSON)"):
         st.json(protocol["content"])
+
+head = exports.audit_head(store, caller, study_id)
+st.caption(
+    f"Audit trail: {head['seq']:,} events. Record its head hash outside Clinval (a ticket, an "
+    "e-mail, the study file); `python -m study audit verify --expect HASH` later shows whether "
+    "the trail still holds it."
+)
+st.code(head["hash"], language=None)
 
 # --- counts and progress ---------------------------------------------------------------------
 

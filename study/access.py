@@ -135,6 +135,7 @@ PERMISSIONS: dict[str, Permission] = {
             "design.make_assignments",
             "design.preview_assignments",
             "design.leak_report",
+            "design.seed_is_sealed",
         ),
     ),
     "import_ratings": Permission(
@@ -154,8 +155,8 @@ PERMISSIONS: dict[str, Permission] = {
     "view_protocol": Permission(
         frozenset({"coordinator", "statistician"}),
         "study",
-        "read the locked protocol",
-        ("design.get_protocol",),
+        "read the locked protocol (its assignment seed only once the study is unblinded)",
+        ("design.get_protocol", "design.assignment_seed"),
     ),
     "run_study": Permission(
         frozenset({"coordinator"}),
@@ -167,9 +168,9 @@ PERMISSIONS: dict[str, Permission] = {
         frozenset({"coordinator", "statistician"}),
         "study",
         "see progress by rater and case, per-arm counts, the safety queue, flagged and skipped "
-        "cases and any rater's queue "
-        "(no results by arm)",
+        "cases, any rater's queue (no results by arm), and the audit chain's head hash",
         (
+            "exports.audit_head",
             "monitoring.study_status",
             "monitoring.arm_summary",
             "monitoring.cases_by_specialty",

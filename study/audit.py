@@ -3,10 +3,14 @@
 Every change to a study, and every sensitive read or refused call, appends one event to
 ``audit_events`` in the same transaction as the change, so a failure leaves neither. Each event
 stores the SHA-256 digest of its canonical JSON payload, the hash of the previous event and its
-own hash over all of its fields: a hash chain. ``verify`` walks the chain and names the first
-event that was altered or removed, checks that every event is of a declared kind, and checks that
-the audited rows (studies, imports, assignments, ratings, ...) have their events, so a trail cut
-short is caught too; its ``head_hash`` is the value to record outside the database.
+own hash over all of its fields: a hash chain. The hashes are HMAC-SHA256 under the audit key
+(``study.keyfile``, a file outside the database), and the head is sealed with it, so that whoever
+can write the database but cannot read the key can neither recompute the chain nor cut its tail.
+``verify`` walks the chain and names the first event that was altered or removed, checks that
+every event is of a declared kind, that the audited rows (studies, imports, assignments,
+ratings, ...) have their events, so a trail cut short is caught too, and that what is stored is
+what the events say (``study.audit_state``); its ``head_hash`` is the value to record outside
+the database (``verify(..., expect=HASH)`` checks the chain still holds it).
 
 Each kind is declared once below (``EVENT_KINDS``), with what it records and which stored rows
 it covers; the README's table of event kinds is checked against this declaration.
@@ -20,9 +24,10 @@ from typing import Any
 
 import polars as pl
 
+from study import keyfile
 from study.canonical import canonical_json, sha256_hex
 from study.errors import StudyError
-from study.store import Cursor, Store, first, utc_now
+from study.store import Cursor, MissingTable, Store, active_audit_key, first, utc_now
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first audit event."""
@@ -57,18 +62,18 @@ STUDY_CREATE = _kind(
 )
 CASES_IMPORT = _kind(
     "cases.import",
-    "cases were imported (file, its SHA-256, rows read, added, skipped)",
-    "cases: the rows added, counted per study",
+    "cases were imported (file, its SHA-256, rows read, added, skipped, digest of what is stored)",
+    "cases: the rows added, counted per study; each row against its digest",
 )
 ARMS_IMPORT = _kind(
     "arms.import",
-    "arms were imported (file, its SHA-256, rows read, added, skipped)",
-    "arms: the rows added, counted per study",
+    "arms were imported (file, its SHA-256, rows read, added, skipped, digest of what is stored)",
+    "arms: the rows added, counted per study; each row (provenance) against its digest",
 )
 ANSWERS_IMPORT = _kind(
     "answers.import",
-    "answers were imported (file, its SHA-256, rows read, added, skipped)",
-    "answers: the rows added, counted per study",
+    "answers were imported (file, its SHA-256, rows read, added, skipped, digest of what is stored)",
+    "answers: the rows added, counted per study; each row (text, provenance) against its digest",
 )
 INSTRUMENT_ADD = _kind(
     "instrument.add",
@@ -81,25 +86,42 @@ INSTRUMENT_ATTACH = _kind(
 USER_ADD = _kind(
     "user.add", "a person was added (issuer, subject, e-mail)", "users: one event per user"
 )
-ROLE_GRANT = _kind("role.grant", "a role was granted to a person (role, study or every study)")
-ROLE_REVOKE = _kind("role.revoke", "a role was taken from a person (role, study or every study)")
+ROLE_GRANT = _kind(
+    "role.grant",
+    "a role was granted to a person (role, study or every study)",
+    "roles: exactly those the grant and revoke events leave in force",
+)
+ROLE_REVOKE = _kind(
+    "role.revoke",
+    "a role was taken from a person (role, study or every study)",
+    "roles: as role.grant",
+)
 PROTOCOL_LOCK = _kind(
     "protocol.lock",
-    "a protocol version was locked (version, content hash, reason for a later version)",
-    "protocols: one event per study and version, and no event without its protocol",
+    "a protocol version was locked (version, content hash, reason for a later version, "
+    "commitment of a sealed seed)",
+    "protocols: one event per study and version, and no event without its protocol; the content "
+    "against the hash; studies: the status (locked)",
 )
 ASSIGNMENTS_PERSIST = _kind(
     "assignments.persist",
-    "an assignment design was stored (seed, algorithm, assignments, presentations)",
-    "assignments and presentations: the rows stored, counted per study",
+    "an assignment design was stored (seed commitment, algorithm, assignments, presentations, "
+    "digests of what is stored)",
+    "assignments and presentations: the rows stored, counted per study; each row (rater, which "
+    "answer behind which label) against its digest",
 )
-STUDY_RATING = _kind("study.rating", "rating was opened (locked -> rating)")
-STUDY_CLOSED = _kind("study.closed", "rating was closed (rating -> closed)")
-STUDY_UNBLINDED = _kind("study.unblinded", "the study was unblinded (closed -> unblinded)")
+STUDY_RATING = _kind("study.rating", "rating was opened (locked -> rating)", "studies: the status")
+STUDY_CLOSED = _kind("study.closed", "rating was closed (rating -> closed)", "studies: the status")
+STUDY_UNBLINDED = _kind(
+    "study.unblinded",
+    "the study was unblinded (closed -> unblinded; the sealed seed and its salt revealed)",
+    "studies: the status; sealed seeds: the revealed seed against its commitment",
+)
 RATING_SUBMIT = _kind(
     "rating.submit",
     "a rater submitted an assignment (rater, seconds on task, every value with its revision)",
-    "ratings: every stored revision equals a recorded value, and every recorded value is stored",
+    "ratings: every stored revision equals a recorded value, and every recorded value is stored; "
+    "the newest revision is current; assignments: done, and by the recorded rater",
 )
 RATING_REVISE = _kind(
     "rating.revise",
@@ -165,10 +187,57 @@ _ACTION = _EVENT_FIELDS.index("action")
 _HASHED_FIELDS = tuple(f for f in _EVENT_FIELDS if f not in ("payload", "hash"))
 
 
-def _event_hash(event: Mapping[str, Any]) -> str:
+def _event_hash(event: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The event's hash over its fields: HMAC-SHA256 under ``key``, or plain SHA-256 for an
+    event written before the chain was keyed (``key`` None)."""
     fields = {name: event[name] for name in _HASHED_FIELDS}
     fields["occurred_at"] = fields["occurred_at"].isoformat(timespec="microseconds")
-    return sha256_hex(canonical_json(fields))
+    text = canonical_json(fields)
+    return keyfile.mac(key, text) if key is not None else sha256_hex(text)
+
+
+def _head_mac(key: bytes, seq: int, event_hash: str) -> str:
+    """The head's seal: moving the head back after cutting the tail needs the key."""
+    return keyfile.mac(key, f"audit head:{seq}:{event_hash}")
+
+
+class AuditKeyError(StudyError):
+    """New events cannot be keyed: the key file is missing, or holds another database's key."""
+
+
+def _marker(cur: Cursor) -> tuple[int | None, str | None]:
+    """(first keyed seq, key fingerprint) of the chain; (None, None) for a schema before the
+    chain was keyed (a database opened read-only that was never migrated)."""
+    try:
+        row = first(
+            cur.execute("SELECT keyed_from, key_id FROM audit_chain WHERE id = 1").fetchall()
+        )
+    except MissingTable:
+        return None, None
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _signing_key(cur: Cursor, seq: int) -> bytes | None:
+    """The key event ``seq`` must be hashed with (None before the chain was keyed); binds the
+    chain to the key at its first keyed event."""
+    keyed_from, key_id = _marker(cur)
+    if keyed_from is None or seq < keyed_from:
+        return None
+    key = active_audit_key()
+    if key is None:
+        raise AuditKeyError(
+            "The audit trail cannot be written: this installation has no audit key "
+            "(setting CLINVAL_AUDIT_KEY_FILE). Nothing was stored. Restore the key file, or, for "
+            "a database that was never keyed, run `python -m study init` to create one."
+        )
+    if key_id is None:
+        cur.execute("UPDATE audit_chain SET key_id = ? WHERE id = 1", [keyfile.fingerprint(key)])
+    elif key_id != keyfile.fingerprint(key):
+        raise AuditKeyError(
+            "The audit trail cannot be written: the audit key file (CLINVAL_AUDIT_KEY_FILE) "
+            "holds another database's key. Nothing was stored."
+        )
+    return key
 
 
 def append(
@@ -205,7 +274,8 @@ def append(
         "payload_digest": sha256_hex(payload_text),
         "prev_hash": prev_hash,
     }
-    event_hash = _event_hash(event)
+    key = _signing_key(cur, seq)
+    event_hash = _event_hash(event, key)
     cur.execute(
         "INSERT INTO audit_events (seq, occurred_at, actor, action, object_type, object_id, study,"
         " payload, payload_digest, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -224,23 +294,41 @@ def append(
         ],
     )
     cur.execute(
-        "INSERT INTO audit_head VALUES (1, ?, ?)"
-        " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        [seq, event_hash],
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?) ON CONFLICT (id)"
+        " DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+        [seq, event_hash, None if key is None else _head_mac(key, seq, event_hash)],
     )
     return seq
+
+
+def head(store: Store) -> tuple[int, str]:
+    """(seq, hash) of the chain's newest event; (0, ``GENESIS_HASH``) for an empty chain.
+
+    The hash is the anchor to record outside the database (every export carries it):
+    ``python -m study audit verify --expect HASH`` fails once the chain no longer holds it.
+    """
+    cur = store.cursor()
+    try:
+        row = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
+    finally:
+        cur.close()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 
 @dataclass(frozen=True, slots=True)
 class AuditReport:
     """Result of ``verify``: ``ok`` is True when the whole chain checks out.
 
-        Otherwise ``seq`` is the first event found altered or missing and ``problem`` says what.
-        ``head_hash`` is the hash of the chain's last event (``GENESIS_HASH`` for an empty chain):
-        record it outside the database (a report, a ticket, an e-mail) to be able to show later
-        that the chain was not rewritten as a whole. ``counts`` maps every declared kind's name to
-        the number of its events in the chain (0 for a kind that never occurred), whenever the chain
-    itself is whole (also when rows and events disagree).
+    Otherwise ``seq`` is the first event found altered or missing (None when no one event is to
+    blame, e.g. an anchor the chain no longer holds) and ``problem`` says what, naming the row
+    and the event. ``head_hash`` is the hash of the chain's last event (``GENESIS_HASH`` for an
+    empty chain): record it outside the database to be able to show later that the chain was not
+    rewritten as a whole. ``counts`` maps every declared kind's name to the number of its events
+    in the chain (0 for a kind that never occurred), whenever the chain itself is whole (also
+    when rows and events disagree). ``unchecked`` says what could not be checked (no audit key
+    at hand: the keyed hashes, the head's seal and the sealed seeds), or is None. ``unkeyed``:
+    how many events (from the first) carry plain SHA-256 hashes because they were written before
+    the chain was keyed; a chain made keyed that shows many is one rewritten as unkeyed.
     """
 
     ok: bool
@@ -249,6 +337,8 @@ class AuditReport:
     problem: str | None = None
     head_hash: str | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
+    unchecked: str | None = None
+    unkeyed: int = 0
 
     def __str__(self) -> str:
         if self.ok:
@@ -256,127 +346,224 @@ class AuditReport:
         return self.problem or "audit trail broken"
 
 
-def verify(store: Store) -> AuditReport:
-    """Walk the audit chain from the first event; report the first event altered or removed.
+_STORE_KEY: Any = object()
+
+
+def verify(
+    store: Store, *, key: bytes | None = _STORE_KEY, expect: str | None = None
+) -> AuditReport:
+    """Walk the audit chain from the first event; report the first event altered or removed,
+    then the first stored row that differs from what the events say.
 
     The chain: for each event, in seq order, seq follows the previous one without a gap; the
     payload's digest matches the stored payload; the event's hash matches its fields (seq
-    included, so an event moved to another place fails itself and is named); ``prev_hash``
-    equals the previous event's ``hash``. The chain's end must match ``audit_head``.
+    included, so an event moved to another place fails itself and is named) under the audit key
+    (``key``, default the store's; events written before the chain was keyed have plain
+    SHA-256 hashes); ``prev_hash`` equals the previous event's ``hash``. The chain's end must
+    match ``audit_head``, whose seal (an HMAC of seq and hash) must match under the key.
 
-    Coverage (checked when the chain is whole): audited rows must have their events, so a trail
-    cut short or emptied (with ``audit_head`` moved back or deleted too) is caught. Every study
-    has its ``study.create`` event, every user its ``user.add``, every instrument its
-    ``instrument.add``, every protocol version its ``protocol.lock`` (and every such event its
-    protocol); per study the cases, arms and answers stored equal the rows the import events
-    added, and the assignments and presentations what ``assignments.persist`` events recorded;
-    every rating row (every revision) equals a value recorded by a ``rating.submit`` or
-    ``rating.revise`` event (slot, item, revision, value) and every recorded value has its row.
-    A coverage problem blames the event that recorded the row, or, for a row with no event at
-    all, the seq after the chain's end.
+    Coverage and state (checked when the chain is whole): audited rows must have their events,
+    so a trail cut short or emptied is caught; and what is stored must be what the events say
+    (``study.audit_state``: ratings, assignments, presentations, the protocol, cases, arms,
+    answers, roles, the study's status, the sealed seed). A problem blames the event that
+    recorded the row, or, for a row with no event at all, the seq after the chain's end.
 
-    What it cannot detect: a consistent rewrite by someone with write access to the file who
-    recomputes every hash and keeps rows and events in step (the chain is then valid, only
-    different). That is caught only by comparing with a ``head_hash`` recorded outside the
-    database earlier: a genuine chain that grew since still holds that hash at that seq. Nor
-    does it check columns no event records (e.g. a case's question text after import: the
-    import event holds the file's SHA-256, against which the original file can be checked), or
-    roles (they are granted and revoked, so no count must match).
+    ``expect``: a head hash recorded outside the database earlier; the chain must still hold
+    it (a genuine chain that grew since does), else the chain was rewritten or cut back.
+
+    Without the key (``key=None``, or no key file), the keyed hashes and the head's seal cannot
+    be checked: someone who can write the file could then recompute a consistent chain, or cut
+    its tail. ``unchecked`` says so; ``expect`` still catches both.
     """
+    from study import audit_state
+
+    if key is _STORE_KEY:
+        key = store.audit_key
     cur = store.cursor()
     try:
         rows = cur.execute(
             "SELECT " + ", ".join(_EVENT_FIELDS) + " FROM audit_events ORDER BY seq"
         ).fetchall()
-        head = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
-        report = _verify_chain(rows, head)
-        if report.ok:
+        head_row = first(cur.execute("SELECT * FROM audit_head WHERE id = 1").fetchall())
+        keyed_from, key_id = _marker(cur)
+        chain = _Chain(keyed_from, key_id, key)
+        report = chain.verify(rows, head_row)
+        if report.ok and chain.wrong_key:
+            # the key at hand did not write this chain, or the chain's key mark was rewritten:
+            # either way nothing keyed can be vouched for
+            report = AuditReport(
+                False,
+                len(rows),
+                keyed_from,
+                "the audit key at hand is not the key this chain records (its key mark "
+                f"{key_id}): the key file is another database's, or the mark was altered; the "
+                f"keyed events (from {keyed_from} on) cannot be vouched for",
+            )
+        elif report.ok:
             counts = dict.fromkeys(EVENT_KINDS, 0)
             for row in rows:
                 counts[row[_ACTION]] += 1
-            report = AuditReport(True, len(rows), head_hash=report.head_hash, counts=counts)
-            fault = _coverage_fault(cur)
+            fault = _coverage_fault(cur) or audit_state.state_fault(
+                cur, key=chain.key, migrated=keyed_from is not None
+            )
             if fault is not None:
                 seq, problem = fault
                 blamed = len(rows) + 1 if seq is None else seq
                 report = AuditReport(False, len(rows), blamed, problem, counts=counts)
+            elif expect is not None and not _holds(rows, expect):
+                report = AuditReport(
+                    False,
+                    len(rows),
+                    None,
+                    f"the chain no longer holds the head hash {expect[:64]} recorded earlier: "
+                    "it was rewritten or cut back since",
+                    counts=counts,
+                )
+            else:
+                report = AuditReport(True, len(rows), head_hash=report.head_hash, counts=counts)
     finally:
         cur.close()
-    return report
+    return AuditReport(
+        report.ok,
+        report.events,
+        report.seq,
+        report.problem,
+        report.head_hash,
+        report.counts,
+        chain.unchecked(),
+        sum(1 for row in rows if not chain.keyed(row[0])),
+    )
 
 
-def _verify_chain(rows: list[tuple], head: tuple | None) -> AuditReport:
-    n = len(rows)
-    prev_seq, prev_hash = 0, GENESIS_HASH
-    for row in rows:
-        event = dict(zip(_EVENT_FIELDS, row, strict=True))
-        seq = event["seq"]
-        if seq != prev_seq + 1:
-            missing = prev_seq + 1
-            problem = f"audit event {missing} is missing: seq jumps {prev_seq} -> {seq}"
-            return AuditReport(False, n, missing, problem)
-        # the event's own checks first: an event edited or moved to another seq fails here and
-        # is named, before its link to the (intact) predecessor is looked at
-        if sha256_hex(event["payload"]) != event["payload_digest"]:
-            problem = f"audit event {seq} was altered: its payload does not match its digest"
-            return AuditReport(False, n, seq, problem)
-        if _event_hash(event) != event["hash"]:
-            problem = f"audit event {seq} was altered: its hash does not match its contents"
-            return AuditReport(False, n, seq, problem)
-        if event["action"] not in EVENT_KINDS:
-            problem = (
-                f"audit event {seq} is of kind '{event['action']}', which this code does not "
-                "declare: it was written around the store"
-            )
-            return AuditReport(False, n, seq, problem)
-        if event["prev_hash"] != prev_hash:
-            # both events match their own hashes but not the link that event seq recorded:
-            # prev_seq was rewritten with a recomputed hash (or seq's link was, with its hash)
-            first_bad = prev_seq if prev_seq else seq
+def _holds(rows: list[tuple], expect: str) -> bool:
+    expect = expect.strip().lower()
+    return expect == GENESIS_HASH or any(row[-1] == expect for row in rows)
+
+
+class _Chain:
+    """The chain's keying: which events carry keyed hashes and whether the key is at hand."""
+
+    def __init__(self, keyed_from: int | None, key_id: str | None, key: bytes | None) -> None:
+        self.keyed_from = keyed_from
+        self.key_id = key_id
+        self.given = key
+        # a key that is not this chain's checks nothing; verify says so rather than calling
+        # every keyed event altered
+        self.wrong_key = (
+            key is not None and key_id is not None and keyfile.fingerprint(key) != key_id
+        )
+        self.key = None if self.wrong_key else key
+        self.unkeyed_checked = 0
+
+    def keyed(self, seq: int) -> bool:
+        return self.keyed_from is not None and seq >= self.keyed_from
+
+    def unchecked(self) -> str | None:
+        if not self.unkeyed_checked:
+            return None
+        return (
+            f"could not check the keys of {self.unkeyed_checked} events, the head's seal or the "
+            "sealed seeds: no audit key at hand (setting CLINVAL_AUDIT_KEY_FILE); a chain "
+            "recomputed by someone who can write the database, or its tail cut, is caught only "
+            "by --expect with a head hash recorded earlier"
+        )
+
+    def verify(self, rows: list[tuple], head: tuple | None) -> AuditReport:
+        n = len(rows)
+        prev_seq, prev_hash = 0, GENESIS_HASH
+        for row in rows:
+            event = dict(zip(_EVENT_FIELDS, row, strict=True))
+            seq = event["seq"]
+            if seq != prev_seq + 1:
+                missing = prev_seq + 1
+                problem = f"audit event {missing} is missing: seq jumps {prev_seq} -> {seq}"
+                return AuditReport(False, n, missing, problem)
+            # the event's own checks first: an event edited or moved to another seq fails here
+            # and is named, before its link to the (intact) predecessor is looked at
+            if sha256_hex(event["payload"]) != event["payload_digest"]:
+                problem = f"audit event {seq} was altered: its payload does not match its digest"
+                return AuditReport(False, n, seq, problem)
+            if not self._hash_matches(event):
+                problem = f"audit event {seq} was altered: its hash does not match its contents"
+                return AuditReport(False, n, seq, problem)
+            if event["action"] not in EVENT_KINDS:
+                problem = (
+                    f"audit event {seq} is of kind '{event['action']}', which this code does not "
+                    "declare: it was written around the store"
+                )
+                return AuditReport(False, n, seq, problem)
+            if event["prev_hash"] != prev_hash:
+                # both events match their own hashes but not the link that event seq recorded:
+                # prev_seq was rewritten with a recomputed hash (or seq's link was, with its hash)
+                first_bad = prev_seq if prev_seq else seq
+                return AuditReport(
+                    False,
+                    n,
+                    first_bad,
+                    f"audit event {first_bad} was altered: event {seq} records a different hash "
+                    f"for its predecessor (prev_hash mismatch between events {prev_seq} and {seq})",
+                )
+            prev_seq, prev_hash = seq, event["hash"]
+        head_seq, head_hash = head[1:3] if head else (0, GENESIS_HASH)
+        if head_seq > prev_seq:
             return AuditReport(
                 False,
                 n,
-                first_bad,
-                f"audit event {first_bad} was altered: event {seq} records a different hash for "
-                f"its predecessor (prev_hash mismatch between events {prev_seq} and {seq})",
+                prev_seq + 1,
+                f"audit event {prev_seq + 1} is missing: the chain ends at {prev_seq} but "
+                f"{head_seq} events were written",
             )
-        prev_seq, prev_hash = seq, event["hash"]
-    head_seq, head_hash = head if head else (0, GENESIS_HASH)
-    if head_seq > prev_seq:
-        return AuditReport(
-            False,
-            n,
-            prev_seq + 1,
-            f"audit event {prev_seq + 1} is missing: the chain ends at {prev_seq} but "
-            f"{head_seq} events were written",
-        )
-    if head_seq < prev_seq or head_hash != prev_hash:
-        return AuditReport(
-            False,
-            n,
-            prev_seq,
-            f"audit event {prev_seq} was altered or added outside the store: it does not match "
-            "the recorded head of the chain",
-        )
-    return AuditReport(True, n, head_hash=prev_hash)
+        if head_seq < prev_seq or head_hash != prev_hash:
+            return AuditReport(
+                False,
+                n,
+                prev_seq,
+                f"audit event {prev_seq} was altered or added outside the store: it does not "
+                "match the recorded head of the chain",
+            )
+        if head is not None and self.keyed(head_seq):
+            seal = head[3] if len(head) > 3 else None
+            if self.key is None:
+                self.unkeyed_checked = max(self.unkeyed_checked, 1)
+            elif seal != _head_mac(self.key, head_seq, head_hash):
+                return AuditReport(
+                    False,
+                    n,
+                    head_seq + 1,
+                    f"audit events are missing from {head_seq + 1} on: the chain ends at event "
+                    f"{head_seq}, but its head was not sealed there (the tail was cut and the head "
+                    "moved back)",
+                )
+        return AuditReport(True, n, head_hash=prev_hash)
+
+    def _hash_matches(self, event: Mapping[str, Any]) -> bool:
+        if not self.keyed(event["seq"]):
+            return _event_hash(event) == event["hash"]
+        if self.key is None:
+            self.unkeyed_checked += 1
+            return True
+        return _event_hash(event, self.key) == event["hash"]
 
 
 # Rows that must have an audit event: (SQL giving a description of the first row without one,
 # taking the kind's name as $kind; the kind).
 _MISSING_EVENT_SQL = (
     (
+        "studies",
         "SELECT 'study ' || id || ' has no ' || $kind || ' event' FROM studies s"
         " WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $kind"
         "  AND e.object_id = s.id) ORDER BY id LIMIT 1",
         STUDY_CREATE,
     ),
     (
+        "users",
         "SELECT 'user ' || id || ' has no ' || $kind || ' event' FROM users u"
         " WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $kind"
         "  AND e.object_id = u.id) ORDER BY id LIMIT 1",
         USER_ADD,
     ),
     (
+        "instruments",
         "SELECT 'instrument ' || key || '@' || version || ' has no ' || $kind || ' event'"
         " FROM instruments i WHERE NOT EXISTS (SELECT 1 FROM audit_events e"
         "  WHERE e.action = $kind AND e.object_id = i.key || '@' || i.version)"
@@ -384,6 +571,7 @@ _MISSING_EVENT_SQL = (
         INSTRUMENT_ADD,
     ),
     (
+        "protocols",
         "SELECT 'protocol ' || study || '@' || version || ' has no ' || $kind || ' event'"
         " FROM protocols p WHERE NOT EXISTS (SELECT 1 FROM audit_events e"
         "  WHERE e.action = $kind AND e.object_id = p.study || '@' || p.version)"
@@ -392,6 +580,7 @@ _MISSING_EVENT_SQL = (
     ),
     *(
         (
+            "case_flags",
             "SELECT 'case flag ' || id || ' has no ' || $kind || ' event' FROM case_flags f"
             " WHERE f.kind = split_part($kind, '.', 2) AND NOT EXISTS (SELECT 1 FROM audit_events"
             "  e WHERE e.action = $kind AND e.object_id = CAST(f.id AS VARCHAR)) ORDER BY id LIMIT 1",
@@ -423,11 +612,24 @@ FROM (SELECT seq, object_id, unnest(from_json(json_extract(payload, '$.values'),
 _RATING_KINDS = {"submit": RATING_SUBMIT.name, "revise": RATING_REVISE.name}
 
 
+def first_with_rating_values(cur: Cursor, sql: str) -> tuple | None:
+    """The first row of ``sql``, which reads every value the rating events recorded as ``ev``
+    (seq, assignment, slot, item_key, revision, value_num, value_text; one row per value)."""
+    return first(
+        cur.execute(f"WITH ev AS ({_RATING_EVENT_VALUES}) {sql}", _RATING_KINDS).fetchall()
+    )
+
+
 def _coverage_fault(cur: Cursor) -> tuple[int | None, str] | None:
     """(seq to blame, or None for "missing after the chain's end"; problem) for the first
     audited row without its event or event without its row; None when all is covered."""
     cut = ": the audit trail was cut short or emptied, or the row was written around the store"
-    for sql, kind in _MISSING_EVENT_SQL:
+    tables = {
+        r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    for table, sql, kind in _MISSING_EVENT_SQL:
+        if table not in tables:
+            continue
         row = first(cur.execute(sql, {"kind": kind.name}).fetchall())
         if row is not None:
             return None, f"audit events are missing: {row[0]}{cut}"
@@ -468,19 +670,16 @@ def _coverage_fault(cur: Cursor) -> tuple[int | None, str] | None:
                 f"study {study} stores {stored} {table} but its {kind} events record "
                 f"{recorded}: rows were removed around the store"
             )
-    unmatched = first(
-        cur.execute(
-            f"WITH ev AS ({_RATING_EVENT_VALUES})"
-            " SELECT r.id, r.assignment, r.item_key, r.revision,"
-            "  (SELECT min(seq) FROM ev WHERE ev.assignment = r.assignment AND ev.slot = r.slot"
-            "   AND ev.item_key = r.item_key AND ev.revision = r.revision)"
-            " FROM ratings r WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.assignment = r.assignment"
-            "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision"
-            "  AND ev.value_num IS NOT DISTINCT FROM r.value_num"
-            "  AND ev.value_text IS NOT DISTINCT FROM r.value_text)"
-            " ORDER BY r.id LIMIT 1",
-            _RATING_KINDS,
-        ).fetchall()
+    unmatched = first_with_rating_values(
+        cur,
+        "SELECT r.id, r.assignment, r.item_key, r.revision,"
+        "  (SELECT min(seq) FROM ev WHERE ev.assignment = r.assignment AND ev.slot = r.slot"
+        "   AND ev.item_key = r.item_key AND ev.revision = r.revision)"
+        " FROM ratings r WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.assignment = r.assignment"
+        "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision"
+        "  AND ev.value_num IS NOT DISTINCT FROM r.value_num"
+        "  AND ev.value_text IS NOT DISTINCT FROM r.value_text)"
+        " ORDER BY r.id LIMIT 1",
     )
     if unmatched is not None:
         rating, assignment, item, revision, seq = unmatched
@@ -488,15 +687,12 @@ def _coverage_fault(cur: Cursor) -> tuple[int | None, str] | None:
         if seq is None:
             return None, f"audit events are missing: {what} has no rating event{cut}"
         return seq, f"{what} differs from the value audit event {seq} recorded: it was altered"
-    gone = first(
-        cur.execute(
-            f"WITH ev AS ({_RATING_EVENT_VALUES})"
-            " SELECT ev.seq, ev.assignment, ev.item_key, ev.revision FROM ev"
-            " WHERE NOT EXISTS (SELECT 1 FROM ratings r WHERE ev.assignment = r.assignment"
-            "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision)"
-            " ORDER BY ev.seq LIMIT 1",
-            _RATING_KINDS,
-        ).fetchall()
+    gone = first_with_rating_values(
+        cur,
+        "SELECT ev.seq, ev.assignment, ev.item_key, ev.revision FROM ev"
+        " WHERE NOT EXISTS (SELECT 1 FROM ratings r WHERE ev.assignment = r.assignment"
+        "  AND ev.slot = r.slot AND ev.item_key = r.item_key AND ev.revision = r.revision)"
+        " ORDER BY ev.seq LIMIT 1",
     )
     if gone is not None:
         seq, assignment, item, revision = gone

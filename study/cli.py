@@ -3,7 +3,8 @@
 Every command takes ``--db PATH`` (default: the ``CLINVAL_DB`` setting). Exit codes:
 
 - 0: done;
-- 1: ``audit verify`` found the audit trail altered or incomplete;
+- 1: ``audit verify`` found the audit trail altered or incomplete, a stored row that differs from
+  its event, or (``--expect``) a head hash the chain no longer holds;
 - 2: the input was wrong (unknown study, malformed file, missing database, bad flag, ...); the
   reason is printed on stderr as one line, or a short list for a rejected file. Nothing was
   changed in the database.
@@ -13,7 +14,9 @@ A traceback means a bug in Clinval, never a mistake by the person typing. Comman
 reported instead of silently starting an empty study database.
 
 DuckDB allows one process per database file: while the app is running, stop it before using the
-CLI on the same file (the CLI says so instead of failing obscurely).
+CLI on the same file (the CLI says so instead of failing obscurely). ``status`` and ``audit
+verify`` open the database read-only. Whatever is printed is escaped for the terminal (control,
+invisible and direction-changing characters), and error messages are capped in length.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -69,11 +73,12 @@ def _caller():
 # --- opening the database --------------------------------------------------------------------
 
 
-def _open_store(db: Path, *, create: bool):
+def _open_store(db: Path, *, create: bool, read_only: bool = False, create_key: bool = False):
     """The migrated ``Store`` at ``db``; refuse a missing file unless ``create``.
 
-    DuckDB's own failures (not a database file, locked by another process) propagate and are
-    worded by ``_explain``.
+    ``read_only``: for commands that only read (``status``, ``audit verify``): the database is
+    neither migrated nor written. The store's refusals (not a database file, not Clinval's,
+    locked by another process) are worded by ``_explain``.
     """
     from study.store import Store
 
@@ -87,7 +92,96 @@ def _open_store(db: Path, *, create: bool):
             if not folder.is_dir():
                 raise CliError(f"--db {db}: {folder} is a file, not a folder")
             break
-    return Store(db)
+    return Store(db, read_only=read_only, create_key=create_key)
+
+
+MAX_MESSAGE_CHARS = 600
+"""Longest error line printed; the rest is counted ("and N more characters")."""
+MAX_MESSAGE_LINES = 12
+
+_INVISIBLE = {
+    0x061C,
+    0xFEFF,
+    *range(0x200B, 0x2010),
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+}
+"""Zero-width and direction-changing characters: they make an id look like another."""
+
+
+def _check_id_text(flag: str, value: str) -> None:
+    """Refuse an id typed on the command line that is not valid UTF-8 (the shell passed bytes
+    that decode to nothing), or that holds control, invisible or direction-changing characters
+    (it would show as another id)."""
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise CliError(f"{flag} is not valid UTF-8 text")
+    bad = sorted({c for c in value if not c.isprintable() or ord(c) in _INVISIBLE})
+    if bad:
+        shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
+        raise CliError(
+            f"{flag} holds control or invisible characters ({shown}); type the id plainly"
+        )
+
+
+SNIFF_BYTES = 65_536
+
+
+def _text_file(path: Path) -> Path:
+    """Refuse a .csv/.jsonl/.ndjson file that is binary (NUL bytes in its first 64 KiB): reading
+    it as text costs seconds and gigabytes to say nothing useful."""
+    if path.suffix.lower() in (".csv", ".jsonl", ".ndjson", ".json", ".tsv", ".txt"):
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(SNIFF_BYTES)
+        except OSError as exc:
+            raise CliError(f"{path}: {exc.strerror or exc}") from None
+        if b"\x00" in head:
+            raise CliError(f"{path} is not a text file (it holds NUL bytes); export it as text")
+    return path
+
+
+def _escape(text: str) -> str:
+    """``text`` safe for a terminal: control characters (ANSI escapes, carriage returns),
+    invisible and direction-changing characters shown as ``\\xNN``/``\\uNNNN``; undecodable
+    bytes from the shell as ``\\udcNN``. Newlines and tabs stay."""
+    out = []
+    for c in text:
+        o = ord(c)
+        if c in "\n\t":
+            out.append(c)
+        elif o < 0x20 or 0x7F <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        elif o in _INVISIBLE or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+class _Escaping:
+    """A text stream that escapes what it is given (``_escape``) before writing it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(_escape(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _capped(message: str) -> str:
+    """At most ``MAX_MESSAGE_LINES`` lines of at most ``MAX_MESSAGE_CHARS`` characters."""
+    lines = message.splitlines() or [""]
+    kept = []
+    for line in lines[:MAX_MESSAGE_LINES]:
+        if len(line) > MAX_MESSAGE_CHARS:
+            line = f"{line[:MAX_MESSAGE_CHARS]}... (and {len(line) - MAX_MESSAGE_CHARS:,} more characters)"
+        kept.append(line)
+    if len(lines) > MAX_MESSAGE_LINES:
+        kept[-1] += f" (and {len(lines) - MAX_MESSAGE_LINES:,} more lines)"
+    return "\n".join(kept)
 
 
 def _existing_file(path: Path) -> Path:
@@ -106,8 +200,13 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
     from study.store import utc_now
 
     existed = args.db.is_file()
+    if args.study is not None and not args.study.strip():
+        raise CliError("init --study needs a name (it was empty)")
+    if args.id is not None:
+        _check_id_text("--id", args.id)
     opened_at = utc_now()
-    with _open_store(args.db, create=True) as store:
+    # init is where an existing database gets its audit key, if it has none yet
+    with _open_store(args.db, create=True, create_key=True) as store:
         version = store.schema_version()
         # opening migrates: the migrations recorded since this command started are the ones it
         # applied, so an up-to-date database is not reported as migrated
@@ -128,7 +227,7 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
                 f"database up to date: {args.db} (schema version {version}; nothing to migrate)",
                 file=out,
             )
-        if args.study:
+        if args.study is not None:
             study_id = studies.create_study(store, _caller(), args.study, study_id=args.id)
             print(f"study created: {study_id} (draft)", file=out)
     return EXIT_OK
@@ -136,8 +235,10 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from study.demo import build_demo
-    from study.services import studies
+    from study.services import design, studies
 
+    if args.seed is not None and not 0 <= args.seed <= design.MAX_SEED:
+        raise CliError(f"--seed must be a whole number in 0..{design.MAX_SEED}")
     with _open_store(args.db, create=True) as store:
         stored = studies.list_studies(store, _caller())
         synthetic = stored.filter(pl.col("synthetic")) if stored.height else stored
@@ -161,7 +262,8 @@ def _import(kind: str) -> Callable[[argparse.Namespace, TextIO], int]:
             "arms": content.import_arms,
             "answers": content.import_answers,
         }[kind]
-        path = _existing_file(args.file)
+        _check_id_text("--study", args.study)
+        path = _text_file(_existing_file(args.file))
         with _open_store(args.db, create=False) as store:
             result = importer(store, _caller(), args.study, path)
         print(f"{args.study}: {result}", file=out)
@@ -308,7 +410,9 @@ def cmd_instruments_validate(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import studies
 
-    with _open_store(args.db, create=False) as store:
+    if args.study is not None:
+        _check_id_text("--study", args.study)
+    with _open_store(args.db, create=False, read_only=True) as store:
         if args.study:
             ids = [args.study]
         else:
@@ -342,8 +446,11 @@ def _print_status(store: Any, study_id: str, out: TextIO) -> None:
 def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
     from study import audit
 
-    with _open_store(args.db, create=False) as store:
-        report = audit.verify(store)
+    expect = args.expect
+    if expect is not None and not _is_hash(expect):
+        raise CliError("--expect takes a head hash: 64 hexadecimal digits")
+    with _open_store(args.db, create=False, read_only=True) as store:
+        report = audit.verify(store, expect=expect)
     if report.ok:
         # The head hash is what lets someone prove later that the chain was not rewritten as a
         # whole: it is meant to be copied somewhere outside the database.
@@ -353,39 +460,57 @@ def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
             width = max(len(name) for name in report.counts)
             for name, count in report.counts.items():
                 print(f"  {name:<{width}}  {count}", file=out)
+        if expect is not None:
+            print(f"expected head {expect.lower()}: held by the chain", file=out)
+        if report.unchecked:
+            print(f"not checked: {report.unchecked}", file=out)
+        if report.unkeyed:
+            print(
+                f"unkeyed: events 1-{report.unkeyed} have plain SHA-256 hashes (written before "
+                "the chain was keyed)",
+                file=out,
+            )
         return EXIT_OK
-    print(f"audit chain BROKEN at event {report.seq}: {report.problem}", file=sys.stderr)
+    err = _Escaping(sys.stderr)
+    if report.seq is None:
+        print(f"audit chain BROKEN: {report.problem}", file=err)
+    else:
+        print(f"audit chain BROKEN at event {report.seq}: {report.problem}", file=err)
+    if report.unchecked:
+        print(f"not checked: {report.unchecked}", file=err)
     return EXIT_AUDIT_BROKEN
 
 
 def cmd_assign(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import design
 
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
-    options = {
-        "raters_per_case": args.raters_per_case,
-        "seed": seed,
-        "mode": args.mode,
-        "match_specialty": args.match_specialty,
-    }
     with _open_store(args.db, create=False) as store:
+        # the seed is a blinding secret, never printed: the one sealed at the lock if there is
+        # one, else --seed, else drawn here (and sealed with the design when it is stored)
+        seed = args.seed
+        if seed is None and not design.seed_is_sealed(store, _caller(), args.study):
+            seed = int.from_bytes(os.urandom(7), "big")
+        options = {
+            "raters_per_case": args.raters_per_case,
+            "seed": seed,
+            "mode": args.mode,
+            "match_specialty": args.match_specialty,
+        }
         summary = design.preview_assignments(store, _caller(), args.study, **options)
-        _print_design(summary, args, seed, out)
+        _print_design(summary, args, out)
         _print_leaks(design.leak_report(store, _caller(), args.study), out)
         if not args.dry_run:
             stored = design.make_assignments(store, _caller(), args.study, **options)
-            print(f"{stored} assignments stored for study {args.study} (seed {seed})", file=out)
+            print(f"{stored} assignments stored for study {args.study} (seed sealed)", file=out)
     return EXIT_OK
 
 
-def _print_design(
-    summary: dict[str, pl.DataFrame], args: argparse.Namespace, seed: int, out: TextIO
-) -> None:
+def _print_design(summary: dict[str, pl.DataFrame], args: argparse.Namespace, out: TextIO) -> None:
     loads = summary["loads"]
     per_case = summary["raters_per_case"].get_column("raters")
     print(
         f"design for study {args.study}: mode {args.mode}, {args.raters_per_case} raters per case"
-        f"{', specialties matched' if args.match_specialty else ''}, seed {seed}",
+        f"{', specialties matched' if args.match_specialty else ''}",
         file=out,
     )
     print(
@@ -432,25 +557,64 @@ def _print_leaks(report: pl.DataFrame, out: TextIO) -> None:
         )
 
 
+def _is_hash(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import exports
+    from study.spreadsheet import neutralise_formulas
 
+    _check_id_text("--study", args.study)
     fmt = _export_format(args.out, args.format)
-    # Checked before the export is recorded in the audit trail: a refused --out changes nothing.
-    existed = _check_writable(args.out)
+    # A temporary file next to --out, renamed only once the export and its audit event are
+    # complete: a refused or failed export leaves neither a file nor an event.
+    temp = _temporary_for(args.out)
     try:
+        heads: list[str] = []
+
+        def write(frame: pl.DataFrame, head: str) -> None:
+            heads.append(head)
+            try:
+                if fmt == "csv":
+                    shown = frame if args.raw_csv else neutralise_formulas(frame)
+                    shown.write_csv(temp)
+                else:
+                    frame.write_parquet(
+                        temp, metadata={"clinval.audit_head": head, "clinval.study": args.study}
+                    )
+            except OSError as exc:
+                raise CliError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
+
         with _open_store(args.db, create=False) as store:
-            frame = exports.export_ratings_long(store, _caller(), args.study)
-        if fmt == "csv":
-            frame.write_csv(args.out)
-        else:
-            frame.write_parquet(args.out)
-    except BaseException:
-        if not existed:  # the empty file left by the probe
-            args.out.unlink(missing_ok=True)
-        raise
+            frame = exports.export_ratings_long(store, _caller(), args.study, write=write)
+        os.replace(temp, args.out)
+    finally:
+        temp.unlink(missing_ok=True)
     print(f"{frame.height} ratings of study {args.study} written to {args.out} ({fmt})", file=out)
+    print(f"audit head: {heads[0]} (record it outside the database)", file=out)
     return EXIT_OK
+
+
+def _temporary_for(path: Path) -> Path:
+    """A new, empty temporary file beside ``path`` (so the final rename stays on one file
+    system); refuses an ``--out`` that cannot be written before anything is exported.
+
+    Creating it is the only reliable test (``os.access`` says yes to root on a read-only mount).
+    """
+    if path.is_dir():
+        raise CliError(f"--out {path} is a folder; name a file inside it")
+    if not path.parent.is_dir():
+        if path.parent.exists():
+            raise CliError(f"--out {path}: {path.parent} is a file, not a folder")
+        raise CliError(f"no such folder for --out: {path.parent}")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temp.open("xb"):
+            pass
+    except OSError as exc:
+        raise CliError(f"cannot write --out {path}: {exc.strerror or exc}") from None
+    return temp
 
 
 def _export_format(path: Path, given: str | None) -> str:
@@ -469,27 +633,6 @@ def _export_format(path: Path, given: str | None) -> str:
         f"cannot tell the export format from '{path.name}'; "
         f"pass --format {' or '.join(EXPORT_FORMATS)} or name the file .csv or .parquet"
     )
-
-
-def _check_writable(path: Path) -> bool:
-    """Refuse an ``--out`` that cannot be written; return whether the file existed before.
-
-    Opening for append is the only reliable test (``os.access`` says yes to root on a read-only
-    mount) and leaves an existing file's content alone; a new file is created empty.
-    """
-    if path.is_dir():
-        raise CliError(f"--out {path} is a folder; name a file inside it")
-    if not path.parent.is_dir():
-        if path.parent.exists():
-            raise CliError(f"--out {path}: {path.parent} is a file, not a folder")
-        raise CliError(f"no such folder for --out: {path.parent}")
-    existed = path.exists()
-    try:
-        with path.open("ab"):
-            pass
-    except OSError as exc:
-        raise CliError(f"cannot write --out {path}: {exc.strerror or exc}") from None
-    return existed
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -656,6 +799,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also print the number of events of every declared kind",
     )
+    q.add_argument(
+        "--expect",
+        metavar="HASH",
+        help="a head hash recorded earlier (an export's, or this command's); exit 1 if the chain "
+        "no longer holds it (rewritten or cut back)",
+    )
     q.set_defaults(func=cmd_audit_verify)
 
     p = commands.add_parser(
@@ -700,25 +849,51 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="file format (default: from the --out suffix)",
     )
+    p.add_argument(
+        "--raw-csv",
+        action="store_true",
+        help="write text cells as stored; by default a CSV cell starting with = + - @ (which a "
+        "spreadsheet would run as a formula) is written with a leading '",
+    )
     p.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     """Run one command; return its exit code (argparse itself exits 2 on a bad command line)."""
-    out = out or sys.stdout
+    out = _Escaping(out or sys.stdout)
     parser = build_parser()
     args = parser.parse_args(argv)
+    created: list[Path] = []
     try:
         if getattr(args, "db", None) is None:
             args.db = settings.db_path()
+        created = _not_yet_there(args.db, settings.audit_key_path())
         return args.func(args, out)
     except Exception as exc:
         message = _explain(exc, args)
         if message is None:
             raise  # a bug in Clinval: the traceback is the report
-        print(f"error: {message}", file=sys.stderr)
+        _remove_created(created)
+        print(f"error: {_capped(message)}", file=_Escaping(sys.stderr))
     return EXIT_BAD_INPUT
+
+
+def _not_yet_there(db: Path, key: Path) -> list[Path]:
+    """What a command may create (the database, its log, its folders, the audit key) and is not
+    there yet: removed again if the command fails, so that no empty database is left behind."""
+    paths = [db, db.with_name(db.name + ".wal"), key]
+    paths += [folder for folder in (*db.parents, *key.parents) if not folder.exists()]
+    return [p for p in paths if not p.exists()]
+
+
+def _remove_created(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+    for path in sorted((p for p in paths if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with suppress(OSError):  # not empty: someone else's now
+            path.rmdir()
 
 
 def _explain(exc: Exception, args: argparse.Namespace) -> str | None:
@@ -735,8 +910,10 @@ def _explain(exc: Exception, args: argparse.Namespace) -> str | None:
     # DuckDB error, bugs included).
     from duckdb import IOException, PermissionException
 
-    from study.store import ConstraintViolation
+    from study.store import ConstraintViolation, DatabaseUnavailable
 
+    if isinstance(exc, DatabaseUnavailable):
+        return f"cannot use the database {getattr(args, 'db', '')}: {exc.reason}"
     if isinstance(exc, StudyError):
         return str(exc)
     if isinstance(exc, OSError) and _about_user_path(exc, args):

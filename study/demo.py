@@ -314,8 +314,12 @@ def read_answer_errors(path: Path | None = None) -> dict[str, str]:
         return {row["answer_id"]: row["severity"] for row in csv.DictReader(handle)}
 
 
-def demo_protocol(*, seed: int, instrument: Mapping[str, Any]) -> dict[str, Any]:
+def demo_protocol(*, instrument: Mapping[str, Any]) -> dict[str, Any]:
     """The demo's analysis plan, frozen by ``lock_protocol`` before any rating.
+
+    The assignment seed is not in it: the lock seals it and adds its commitment
+    (``assignment_seed_commitment``), so that the allocation cannot be replayed before
+    unblinding.
 
     Primary: mean quality of information (1-5), LLM minus clinicians, non-inferiority margin 0.5
     points, higher is better, one-sided alpha 0.025 (i.e. the lower bound of the two-sided 95%
@@ -354,7 +358,6 @@ def demo_protocol(*, seed: int, instrument: Mapping[str, Any]) -> dict[str, Any]
         "multiplicity": "holm (secondary endpoints)",
         "assignment": {
             "raters_per_case": RATERS_PER_CASE,
-            "seed": seed,
             "algorithm": _assignment_algorithm(),
             "exclude_own_answers": True,
         },
@@ -430,10 +433,9 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
     instruments.attach_instrument(store, builder, study_id, key, version)
 
     protocol = demo_protocol(
-        seed=seed,
         instrument={"key": key, "version": version, "content_hash": instrument.content_hash()},
     )
-    design.lock_protocol(store, builder, study_id, protocol)
+    design.lock_protocol(store, builder, study_id, protocol, seed=seed)
 
     cases = content.list_cases(store, builder, study_id)
     answers = content.list_answers(store, builder, study_id)

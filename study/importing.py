@@ -1350,7 +1350,7 @@ def _field_checks(checks: _Checks, df: pl.DataFrame, fields: tuple[Field, ...]) 
         if field.kind == _ID:
             checks.add(
                 field.name,
-                ~_blank(field.name) & col.str.contains(r"[\s\p{Cc}]"),
+                ~_blank(field.name) & col.str.contains(r"[\s\p{Cc}\p{Cf}\p{Co}]"),
                 lambda v: (
                     f"id {_show(v)} contains spaces or control characters (not allowed in ids)"
                 ),

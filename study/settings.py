@@ -38,6 +38,13 @@ SETTINGS: tuple[Setting, ...] = (
         ("0", "1"),
     ),
     Setting(
+        "CLINVAL_AUDIT_KEY_FILE",
+        ".streamlit/clinval-audit.key",
+        "File holding the secret key of the audit chain (created with the database, mode 600); "
+        "keep it with the deployment's secrets, never next to the database; relative paths are "
+        "taken from the project folder.",
+    ),
+    Setting(
         "CLINVAL_MAX_IMPORT_MB",
         "200",
         "Largest file, in megabytes, that an import accepts.",
@@ -69,6 +76,12 @@ def get(name: str) -> str | int:
 def db_path() -> Path:
     """The database path from ``CLINVAL_DB``, resolved against the project folder."""
     path = Path(str(get("CLINVAL_DB"))).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def audit_key_path() -> Path:
+    """The audit key file from ``CLINVAL_AUDIT_KEY_FILE``, resolved against the project folder."""
+    path = Path(str(get("CLINVAL_AUDIT_KEY_FILE"))).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 

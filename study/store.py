@@ -1,6 +1,7 @@
 """The DuckDB store: the only module that imports duckdb.
 
-One ``Store`` holds one DuckDB connection per process. Every call takes its own ``cursor()``
+Per process there is one owner of each database file (one DuckDB connection, one write lock),
+shared by every ``Store`` opened on that file. Every call takes its own ``cursor()``
 (a DuckDB connection object must not be shared across threads; cursors per thread are fine).
 Writes go through ``transaction()``, which serialises writers with a lock, so that a service's
 rows and its audit event commit or roll back together and the audit chain never forks.
@@ -15,6 +16,7 @@ here, so a change and its event commit or roll back together.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -24,14 +26,18 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from study import settings
+from study import keyfile, settings
 from study.errors import StudyError
 from study.migrations import MIGRATIONS, Migration
+
+_log = logging.getLogger(__name__)
 
 Cursor = duckdb.DuckDBPyConnection
 ConstraintViolation = duckdb.ConstraintException
 """Raised by DuckDB when a row breaks a key, foreign key, unique, NOT NULL or CHECK constraint."""
 TransactionConflict = duckdb.TransactionException
+MissingTable = duckdb.CatalogException
+"""Raised by DuckDB for a table the schema does not have (a database not migrated yet)."""
 DatabaseError = duckdb.Error
 """Base class of every error DuckDB raises."""
 
@@ -57,25 +63,197 @@ def utc_now() -> dt.datetime:
 # --- the store -------------------------------------------------------------------------------
 
 
+class DatabaseUnavailable(StudyError):
+    """The database file cannot be used: in use by another process, not a database, not Clinval's.
+
+    ``str()`` is a plain sentence for anyone (no path, no process id); ``reason`` is the short
+    clause the command line puts after the path it was given. The details (path, DuckDB's own
+    message) go to the server log.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+IN_USE = DatabaseUnavailable(
+    "The study database is in use by another process; try again once it is free.",
+    "it is in use by another process (is the app running?); stop it and try again",
+)
+
+
+class _Owner:
+    """The one DuckDB connection of this process to one database file, shared by every ``Store``
+    opened on it: one connection, one write lock, one transaction per thread, one id floor.
+
+    Two connections of one process to one file would each take their own write lock and their own
+    transactions, and concurrent submits through them conflict or are lost; sharing the owner
+    serialises them as one store does.
+    """
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+        self.conn = conn
+        self.read_only = read_only
+        self.write_lock = threading.RLock()
+        self.local = threading.local()
+        self.id_floor: dict[str, int] = {}
+        self.users = 0
+        self.audit_key: bytes | None = None
+
+
+_OWNERS: dict[str, _Owner] = {}
+_OWNERS_LOCK = threading.Lock()
+
+_ACTIVE = threading.local()
+"""The owner whose transaction is open on this thread (for the audit key of its events)."""
+
+
+def active_audit_key() -> bytes | None:
+    """The audit key of the store whose transaction is open on this thread (None: no key)."""
+    owner = getattr(_ACTIVE, "owner", None)
+    return owner.audit_key if owner is not None else None
+
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """DuckDB's connection to ``path``, its refusals turned into ``DatabaseUnavailable``."""
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.Error as exc:
+        text = str(exc).split("\n")[0]
+        if isinstance(exc, duckdb.IOException) and "lock" in text.lower():
+            _log.warning("database %s is in use by another process: %s", path, text)
+            raise IN_USE from None
+        if "not a valid DuckDB database file" in text:
+            _log.warning("database %s is not a DuckDB file: %s", path, text)
+            raise DatabaseUnavailable(
+                "The study database file is not a valid DuckDB database file.",
+                "the file is not a DuckDB database",
+            ) from None
+        raise
+
+
 class Store:
     """One DuckDB database, migrated on open.
 
     ``path``: a file path (its folder is created), ``":memory:"``, or ``None`` for
     ``settings.db_path()``. Opening applies pending migrations and refuses a database that was
-    migrated by newer code or whose applied migrations differ from this code's.
+    migrated by newer code or whose applied migrations differ from this code's, and a DuckDB
+    file that is not Clinval's (never migrated into one).
+
+    However many times one file is opened in a process, the Stores share one owner (one
+    connection, one write lock); closing the last one closes the connection. ``read_only``:
+    open without migrating or writing (the file must be a Clinval database already); a second
+    process holding the file gives ``DatabaseUnavailable`` ("in use by another process").
+
+    ``audit_key``: the audit chain's key, read from ``CLINVAL_AUDIT_KEY_FILE``; it is created
+    when this call creates the database (or with ``create_key``). ``None`` when there is none:
+    the chain can then be verified only in its structure, and new events are refused.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        read_only: bool = False,
+        create_key: bool = False,
+    ) -> None:
         if path is None:
             path = settings.db_path()
         self.path = str(path)
-        if self.path != ":memory:":
+        memory = self.path == ":memory:"
+        creating = memory or not Path(self.path).expanduser().exists()
+        if read_only and creating:
+            raise DatabaseUnavailable(
+                "There is no study database yet.", "there is no database file"
+            )
+        key_path = settings.audit_key_path()
+        # the key first: a refused key file must not leave a new, empty database behind
+        key = keyfile.load(key_path, create=(creating or create_key) and not read_only)
+        if not memory:
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self._conn = duckdb.connect(self.path)
-        self._write_lock = threading.RLock()
-        self._local = threading.local()
-        self._id_floor: dict[str, int] = {}
-        self.migrate()
+        self._name = self.path if memory else str(Path(self.path).expanduser().resolve())
+        with _OWNERS_LOCK:
+            owner = None if memory else _OWNERS.get(self._name)
+            if owner is not None and owner.read_only and not read_only:
+                raise DatabaseUnavailable(
+                    "The study database is open read-only in this process.",
+                    "it is open read-only in this process",
+                )
+            fresh = owner is None
+            if fresh:
+                owner = _Owner(_connect(self.path, read_only), read_only)
+                if not memory:
+                    _OWNERS[self._name] = owner
+            owner.users += 1
+            if key is not None:
+                owner.audit_key = key
+        self._owner = owner
+        self._closed = False
+        if fresh:
+            try:
+                self._check_is_clinvals()
+                if not read_only:
+                    self.migrate()
+                    self._checkpoint_after_crash()
+            except BaseException:
+                self.close()
+                raise
+
+    @property
+    def audit_key(self) -> bytes | None:
+        """The audit chain's key (32 bytes), or None when the key file is missing."""
+        return self._owner.audit_key
+
+    @property
+    def _conn(self) -> duckdb.DuckDBPyConnection:
+        return self._owner.conn
+
+    @property
+    def _local(self) -> threading.local:
+        return self._owner.local
+
+    @property
+    def _write_lock(self) -> threading.RLock:
+        return self._owner.write_lock
+
+    @property
+    def _id_floor(self) -> dict[str, int]:
+        return self._owner.id_floor
+
+    def _check_is_clinvals(self) -> None:
+        """Refuse a DuckDB file that holds tables but no Clinval schema: migrating it would add
+        Clinval's tables to someone else's database."""
+        cur = self._conn.cursor()
+        try:
+            names = {
+                r[0]
+                for r in cur.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                ).fetchall()
+            }
+        finally:
+            cur.close()
+        if names and "schema_migrations" not in names:
+            _log.warning("database %s holds tables %s but no Clinval schema", self.path, names)
+            raise DatabaseUnavailable(
+                "The file is a DuckDB database, but not a Clinval study database; it was left "
+                "unchanged.",
+                "it is a DuckDB database but not Clinval's (left unchanged)",
+            )
+        if not names and self._owner.read_only:
+            raise DatabaseUnavailable(
+                "The study database is empty; create it first.", "it is an empty database"
+            )
+
+    def _checkpoint_after_crash(self) -> None:
+        """Fold a write-ahead log left by a process that died into the database file, so the
+        file alone (a copy, a backup) holds every committed change."""
+        if self.path != ":memory:" and Path(self.path + ".wal").exists():
+            cur = self._conn.cursor()
+            try:
+                cur.execute("CHECKPOINT")
+            finally:
+                cur.close()
 
     # connection access ---------------------------------------------------------------------
 
@@ -128,15 +306,19 @@ class Store:
             cur.execute("BEGIN TRANSACTION")
             self._local.cursor = cur
             self._local.failed = False
+            outer_owner = getattr(_ACTIVE, "owner", None)
+            _ACTIVE.owner = self._owner
             try:
                 yield cur
             except BaseException:
+                _ACTIVE.owner = outer_owner
                 self._local.cursor = None
                 try:
                     cur.execute("ROLLBACK")
                 finally:
                     cur.close()
                 raise
+            _ACTIVE.owner = outer_owner
             self._local.cursor = None
             try:
                 if self._local.failed:
@@ -170,7 +352,17 @@ class Store:
         return int(top) + 1
 
     def close(self) -> None:
-        self._conn.close()
+        """Release this Store; the last one of a file closes the shared connection."""
+        if self._closed:
+            return
+        self._closed = True
+        with _OWNERS_LOCK:
+            self._owner.users -= 1
+            if self._owner.users > 0:
+                return
+            if _OWNERS.get(self._name) is self._owner:
+                del _OWNERS[self._name]
+        self._owner.conn.close()
 
     def __enter__(self) -> Store:
         return self

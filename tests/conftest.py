@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,16 @@ def picker_place(db: Path, user_id: str) -> str:
     with Store(db) as s:
         ids = people.demo_people(s).get_column("id").to_list()
     return str(ids.index(user_id) + 1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The audit key of every test database (``CLINVAL_AUDIT_KEY_FILE``), made on first use in a
+    session folder, so that no test writes a key into the project's ``.streamlit`` folder."""
+    path = tmp_path_factory.mktemp("secrets") / "clinval-audit.key"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLINVAL_AUDIT_KEY_FILE", str(path))
+        yield path
 
 
 @pytest.fixture

@@ -78,6 +78,9 @@ def serve(db: Path, folder: Path, *, demo_on_start: bool) -> Iterator[Served]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVAL_")}
     env |= {"CLINVAL_DB": str(db), "CLINVAL_DEMO_ON_START": "1" if demo_on_start else "0"}
+    if "CLINVAL_AUDIT_KEY_FILE" in os.environ:
+        # the session's audit key (conftest), so the server never writes one into the project
+        env["CLINVAL_AUDIT_KEY_FILE"] = os.environ["CLINVAL_AUDIT_KEY_FILE"]
     log_path = folder / f"streamlit-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -29,7 +29,12 @@ def run_cli(*args: str | Path, db: Path | None = None) -> subprocess.CompletedPr
     command = [sys.executable, "-m", "study", *map(str, args)]
     if db is not None:
         command += ["--db", str(db)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVAL_")}
+    # the audit key stays: the session's key file (conftest), never the project's
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CLINVAL_") or k == "CLINVAL_AUDIT_KEY_FILE"
+    }
     return subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -567,9 +572,8 @@ def test_assign_dry_run_prints_the_design_and_stores_nothing(draft_db: Path) -> 
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.startswith(
-        "design for study test-study: mode side_by_side, 2 raters per case, seed 7"
-    )
+    assert out.startswith("design for study test-study: mode side_by_side, 2 raters per case\n")
+    assert "seed" not in out and " 7" not in out.split("\n")[0]  # a blinding secret
     assert "3 raters, 8 assignments over 4 cases; raters per case 2-2" in out
     for heading in (
         "loads per rater",
@@ -590,7 +594,9 @@ def test_assign_without_dry_run_stores_the_same_design_it_prints(draft_db: Path)
     stored = run_cli("assign", "--study", "test-study", "--seed", "7", db=draft_db)
     assert stored.returncode == 0, stored.stderr
     assert stored.stdout.startswith(shown.stdout)
-    assert stored.stdout.rstrip().endswith("12 assignments stored for study test-study (seed 7)")
+    assert stored.stdout.rstrip().endswith(
+        "12 assignments stored for study test-study (seed sealed)"
+    )
     assert _stored_assignments(draft_db) == 12
 
 
@@ -617,12 +623,12 @@ def test_init_names_the_migrations_it_applied(tmp_path: Path, capsys) -> None:
     from study.store import Store
 
     db = tmp_path / "old.duckdb"
-    with Store(db) as store:  # a database from before migration 2
+    with Store(db) as store:  # a database from before migration 3
         cur = store.cursor()
-        for table in ("rating_comments", "unknown_provenance", "safety_alerts", "case_flags"):
+        for table in ("safety_alerts", "case_flags"):
             cur.execute(f"DROP TABLE {table}")
-        cur.execute("DELETE FROM schema_migrations WHERE version >= 2")
+        cur.execute("DELETE FROM schema_migrations WHERE version = 3")
     assert cli.main(["init", "--db", str(db)]) == 0
     assert capsys.readouterr().out.startswith(
-        f"database migrated: {db} (schema version 3; applied 2, 3)"
+        f"database migrated: {db} (schema version 4; applied 3)"
     )

@@ -39,4 +39,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         _sql("0002_unknown_provenance_and_rating_comments.sql"),
     ),
     Migration(3, "case flags and the safety queue", _sql("0003_flags_and_safety.sql")),
+    Migration(4, "keyed audit chain, row digests, sealed seed", _sql("0004_keyed_audit.sql")),
 )

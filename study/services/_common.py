@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from study import audit
+from study import audit, digests, keyfile
+from study.audit import AuditKeyError
 from study.errors import NotFoundError, StateError
-from study.store import Cursor
+from study.store import Cursor, Store, first
 
 if TYPE_CHECKING:
     from study.access import Caller
@@ -69,12 +70,13 @@ def audit_design(
     cur: Cursor,
     caller: Caller,
     study: str,
-    seed: int,
+    seed_commitment: str | None,
     assignments: pl.DataFrame,
     presentations: pl.DataFrame,
 ) -> int:
     """Record stored assignments and presentations (an ``assignments.persist`` event, whose
-    counts ``audit verify`` checks the rows against); ``assignments`` has an ``algorithm``
+    counts and row digests ``audit verify`` checks the rows against; the seed only as its
+    commitment, or None for a design that had none); ``assignments`` has an ``algorithm``
     column. Returns the event's seq."""
     return audit.append(
         cur,
@@ -84,9 +86,38 @@ def audit_design(
         object_id=study,
         study=study,
         payload={
-            "seed": int(seed),
+            "seed_commitment": seed_commitment,
             "assignments": assignments.height,
             "presentations": presentations.height,
             "algorithm": sorted(set(assignments.get_column("algorithm").to_list())),
+            # which answer is behind which label, for audit verify
+            "stored_sha256": {
+                kind: digests.record(cur, study, kind) for kind in ("assignments", "presentations")
+            },
         },
     )
+
+
+def sealed_seed(store: Store, cur: Cursor, study: str) -> int | None:
+    """The study's sealed seed, opened with the audit key; None when none was sealed."""
+    row = first(
+        cur.execute("SELECT salt, sealed FROM sealed_seeds WHERE study = ?", [study]).fetchall()
+    )
+    if row is None:
+        return None
+    if store.audit_key is None:
+        raise AuditKeyError(
+            "The sealed assignment seed cannot be opened: this installation has no audit key "
+            "(setting CLINVAL_AUDIT_KEY_FILE)."
+        )
+    return keyfile.open_seed(store.audit_key, row[1], row[0])
+
+
+def revealed_seed(store: Store, cur: Cursor, study: str) -> dict[str, Any] | None:
+    """For the unblinding step (inside its transaction): the sealed seed and its salt, to be
+    recorded in the unblinding event; None when the study sealed none."""
+    seed = sealed_seed(store, cur, study)
+    if seed is None:
+        return None
+    salt = cur.execute("SELECT salt FROM sealed_seeds WHERE study = ?", [study]).fetchall()[0][0]
+    return {"seed": seed, "salt": salt}

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from study import audit, importing
+from study import audit, digests, importing
 from study.access import Caller, guarded
 from study.errors import Problem, StateError, ValidationError
 from study.services._common import column, constraint_reason, require_study
@@ -374,6 +374,8 @@ def _store_frame(
                 "added": added,
                 "skipped": matched.height,
                 "not_recorded": unknown.height,
+                # what is stored, for audit verify (the file's SHA-256 says what was read)
+                "stored_sha256": digests.record(cur, study_id, kind),
             },
         )
     return ImportResult(kind, study_id, file, frame.height, added, matched.height, seq)
@@ -532,6 +534,11 @@ def _remove(store: Store, caller: Caller, study: str, spec: _Removal, ids: list[
             f"DELETE FROM {spec.table} WHERE study = ? AND list_contains(?, {spec.key})",
             [study, ids],
         )
+        # the removed rows' digests go too; the event records the total over what remains
+        cur.execute(
+            "DELETE FROM stored_digests WHERE study = ? AND kind = ? AND list_contains(?, row_id)",
+            [study, spec.table, ids],
+        )
         audit.append(
             cur,
             actor=caller.actor,
@@ -539,7 +546,11 @@ def _remove(store: Store, caller: Caller, study: str, spec: _Removal, ids: list[
             object_type=spec.table,
             object_id=study,
             study=study,
-            payload={"ids": ids, "removed": len(ids)},
+            payload={
+                "ids": ids,
+                "removed": len(ids),
+                "stored_sha256": digests.total(cur, study, spec.table),
+            },
         )
     return len(ids)
 

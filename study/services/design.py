@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from study import audit
+from study import audit, keyfile
 from study.access import Caller, guarded, require
 from study.canonical import canonical_json, content_hash
 from study.errors import (
@@ -30,8 +30,9 @@ from study.services._common import (
     author_owner_sql,
     constraint_reason,
     require_study,
+    sealed_seed,
 )
-from study.store import ConstraintViolation, Cursor, Store, utc_now
+from study.store import ConstraintViolation, Cursor, Store, first, utc_now
 
 
 @guarded
@@ -42,20 +43,27 @@ def lock_protocol(
     protocol: Mapping[str, Any],
     *,
     reason: str | None = None,
+    seed: int | None = None,
 ) -> str:
     """Freeze ``protocol`` (a JSON-able dict) as the study's next protocol version.
 
     Returns the protocol's hash: SHA-256 of its canonical JSON.
 
+    ``seed``: the assignment seed (0 <= seed < 2**63), sealed here until unblinding: the
+    protocol stores its commitment (``assignment_seed_commitment``: SHA-256 of seed and a salt)
+    instead, and ``make_assignments`` / ``persist_assignments`` use it. A protocol that carries a
+    ``seed`` itself is refused (it would be public). Only the first version may seal a seed.
+
     From ``draft`` this is version 1 and the study becomes ``locked``; it needs at least one arm,
-    one case, an attached instrument, an answer for every case and none of its arms without
-    answers (after the lock no answer can be added). An arm may answer some cases only; a case
-    with a single answer needs ``"single_answer_cases": true`` in the protocol (a side-by-side
-    screen then shows one answer), and a pairwise item needs two answers on every case. The
-    refusal reports each arm's coverage (``arm_coverage``). Later
+    one case, an attached instrument and an answer from every arm to every case (after the lock
+    no answer can be added; the refusal lists the missing (case, arm) answers, up to 20). Later
     (``locked`` or ``rating``) a new version needs a ``reason`` and leaves the status alone,
     and is the study's coordinator's alone (permission ``amend_protocol``).
     """
+    _refuse_public_seed(protocol)
+    seal = _new_seal(store, seed) if seed is not None else None
+    if seal is not None:
+        protocol = {**protocol, "assignment_seed_commitment": seal["commitment"]}
     digest = content_hash(dict(protocol))
     cur = store.cursor()
     try:
@@ -94,6 +102,10 @@ def lock_protocol(
         )
         if row["status"] == "draft":
             cur.execute("UPDATE studies SET status = 'locked' WHERE id = ?", [study])
+        payload: dict[str, Any] = {"version": version, "content_hash": digest, "reason": reason}
+        if seal is not None:
+            _store_seal(cur, study, seal)
+            payload["seed_commitment"] = seal["commitment"]
         audit.append(
             cur,
             actor=caller.actor,
@@ -101,9 +113,87 @@ def lock_protocol(
             object_type="protocol",
             object_id=f"{study}@{version}",
             study=study,
-            payload={"version": version, "content_hash": digest, "reason": reason},
+            payload=payload,
         )
     return digest
+
+
+MAX_SEED = 2**63 - 1
+"""Largest assignment seed (the schema's BIGINT)."""
+
+
+def _refuse_public_seed(protocol: Mapping[str, Any]) -> None:
+    """Refuse a protocol that carries a seed in its content: it would be shown to everyone who
+    reads the protocol, and with it the allocation could be replayed before unblinding."""
+
+    def holds_seed(value: Any) -> bool:
+        if isinstance(value, Mapping):
+            return any(k == "seed" or holds_seed(v) for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return any(holds_seed(v) for v in value)
+        return False
+
+    if holds_seed(protocol):
+        raise ValidationError(
+            [
+                Problem(
+                    "protocol",
+                    None,
+                    "seed",
+                    "the assignment seed must not be in the protocol's content (everyone who "
+                    "reads the protocol would see it); pass it as the lock's seed, which seals "
+                    "it until unblinding",
+                )
+            ]
+        )
+
+
+def _new_seal(store: Store, seed: int) -> dict[str, str]:
+    """Salt, sealed seed and commitment for ``seed`` under the store's audit key."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValidationError(
+            [Problem("protocol", None, "seed", f"must be a whole number in 0..{MAX_SEED}")]
+        )
+    key = store.audit_key
+    if key is None:
+        raise audit.AuditKeyError(
+            "The assignment seed cannot be sealed: this installation has no audit key "
+            "(setting CLINVAL_AUDIT_KEY_FILE)."
+        )
+    salt = keyfile.new_salt()
+    return {
+        "salt": salt,
+        "sealed": keyfile.seal_seed(key, seed, salt),
+        "commitment": keyfile.commitment(seed, salt),
+    }
+
+
+def _store_seal(cur: Cursor, study: str, seal: Mapping[str, str]) -> None:
+    if first(cur.execute("SELECT 1 FROM sealed_seeds WHERE study = ?", [study]).fetchall()):
+        raise StateError(f"Study '{study}' sealed its assignment seed already; it cannot change.")
+    cur.execute(
+        "INSERT INTO sealed_seeds (study, salt, sealed, commitment) VALUES (?, ?, ?, ?)",
+        [study, seal["salt"], seal["sealed"], seal["commitment"]],
+    )
+
+
+@guarded
+def assignment_seed(store: Store, caller: Caller, study: str) -> int:
+    """The study's assignment seed, once the study is unblinded (``StateError`` before: the
+    seed is a blinding secret until then; the protocol shows only its commitment)."""
+    cur = store.cursor()
+    try:
+        status = require_study(cur, study)["status"]
+        if status != "unblinded":
+            raise StateError(
+                f"Study '{study}' is {status}: its assignment seed is sealed until unblinding."
+            )
+        seed = sealed_seed(store, cur, study)
+    finally:
+        cur.close()
+    if seed is None:
+        raise NotFoundError(f"Study '{study}' sealed no assignment seed.")
+    return seed
 
 
 _LOCK = "design.lock_protocol"
@@ -266,20 +356,26 @@ def persist_assignments(
     assignments: pl.DataFrame,
     presentations: pl.DataFrame,
     *,
-    seed: int,
+    seed: int | None = None,
 ) -> int:
     """Store a design from ``study.assignment.design_assignments``; return assignments added.
+
+    ``seed``: the seed the design was made with; it must be the seed sealed at the lock, if one
+    was (None: that one). A seed not sealed yet is sealed now. Either way only its commitment is
+    recorded in the audit trail, and the assignment rows carry 0: the seed stays sealed until
+    unblinding.
 
     ``assignments``: assignment_id, case_id, rater_id, queue_position, seed, algorithm (optional).
     ``presentations``: assignment_id, answer_id, position, label. Allowed in ``draft`` or
     ``locked``. Refuses raters who are not users, answers not in the study, and any rater
     shown an answer they wrote.
     """
-    _check_design_frames(assignments, presentations, seed)
     with store.transaction() as cur:
         require_study(cur, study, ("draft", "locked"))
+        seed, seal = _design_seed(store, cur, study, seed)
+        _check_design_frames(assignments, presentations, seed)
         first_id = store.allocate_ids(cur, "assignments")
-        numbered = _numbered_assignments(assignments, first_id, seed)
+        numbered = _numbered_assignments(assignments, first_id, 0)
         _refuse_unknown_raters(cur, numbered)
         shown = _numbered_presentations(
             presentations, numbered, store.allocate_ids(cur, "presentations")
@@ -292,8 +388,27 @@ def persist_assignments(
                 [Problem("assignments", None, None, constraint_reason(exc))]
             ) from None
         _refuse_own_answers(cur, study, first_id)
-        audit_design(cur, caller, study, seed, numbered, shown)
+        audit_design(cur, caller, study, seal, numbered, shown)
     return numbered.height
+
+
+def _design_seed(store: Store, cur: Cursor, study: str, seed: int | None) -> tuple[int, str]:
+    """(the design's seed, its commitment): the seed sealed at the lock, or ``seed`` sealed now."""
+    sealed = sealed_seed(store, cur, study)
+    if sealed is not None:
+        if seed is not None and int(seed) != sealed:
+            raise StateError(
+                f"Study '{study}' sealed another assignment seed at its lock; design with that one."
+            )
+        seed = sealed
+    elif seed is None:
+        raise StateError(f"Study '{study}' sealed no assignment seed; give the design's seed.")
+    else:
+        _store_seal(cur, study, _new_seal(store, int(seed)))
+    commitment = cur.execute(
+        "SELECT commitment FROM sealed_seeds WHERE study = ?", [study]
+    ).fetchall()[0][0]
+    return int(seed), commitment
 
 
 def _check_design_frames(assignments: pl.DataFrame, presentations: pl.DataFrame, seed: int) -> None:
@@ -401,19 +516,35 @@ def make_assignments(
     *,
     raters: list[str] | None = None,
     raters_per_case: int,
-    seed: int,
+    seed: int | None = None,
     mode: str = "side_by_side",
     match_specialty: bool = False,
 ) -> int:
     """Design assignments with ``study.assignment.design_assignments`` and persist them.
 
-    ``raters``: user ids (default: every person holding the rater role in the study). Authors
-    are matched to raters by user id, e-mail or subject, so a rater never gets a case whose
-    answers include one they wrote. ``mode`` and ``match_specialty`` as the design takes them.
-    Returns the number of assignments stored.
+    ``raters``: user ids (default: every person holding the rater role in the study). ``seed``:
+    None for the seed sealed at the lock (opened here, never shown), else a seed that is sealed
+    now (or must equal the sealed one). Authors are matched to raters by user id, e-mail or
+    subject, so a rater never gets a case whose answers include one they wrote. ``mode`` and
+    ``match_specialty`` as the design takes them. Returns the number of assignments stored.
     """
+    seed = _seed_for(store, study, seed)
     a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty)
     return persist_assignments(store, caller, study, a, p, seed=seed)
+
+
+def _seed_for(store: Store, study: str, seed: int | None) -> int:
+    """``seed``, or the one sealed at the lock when None."""
+    if seed is not None:
+        return seed
+    cur = store.cursor()
+    try:
+        sealed = sealed_seed(store, cur, study)
+    finally:
+        cur.close()
+    if sealed is None:
+        raise StateError(f"Study '{study}' sealed no assignment seed; give the design's seed.")
+    return sealed
 
 
 @guarded
@@ -424,7 +555,7 @@ def preview_assignments(
     *,
     raters: list[str] | None = None,
     raters_per_case: int,
-    seed: int,
+    seed: int | None = None,
     mode: str = "side_by_side",
     match_specialty: bool = False,
 ) -> dict[str, pl.DataFrame]:
@@ -435,6 +566,7 @@ def preview_assignments(
     """
     from study.assignment import design_summary
 
+    seed = _seed_for(store, study, seed)
     a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty)
     return design_summary(a, p)
 
@@ -509,3 +641,14 @@ def leak_report(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 
     answers = store.read("SELECT arm_id, text FROM answers WHERE study = $s", {"s": study})
     return report(answers)
+
+
+@guarded
+def seed_is_sealed(store: Store, caller: Caller, study: str) -> bool:
+    """Whether the study sealed an assignment seed (at its lock, or with a stored design); the
+    seed itself stays sealed until unblinding (``assignment_seed``)."""
+    cur = store.cursor()
+    try:
+        return bool(cur.execute("SELECT 1 FROM sealed_seeds WHERE study = ?", [study]).fetchall())
+    finally:
+        cur.close()

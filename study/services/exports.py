@@ -7,6 +7,8 @@ at any time (``python -m study export`` while the app is stopped).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 from study import audit
@@ -52,7 +54,13 @@ ORDER BY s.case_id, s.rater, r.item_key, p.position
 
 
 @guarded
-def export_ratings_long(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+def export_ratings_long(
+    store: Store,
+    caller: Caller,
+    study: str,
+    *,
+    write: Callable[[pl.DataFrame, str], None] | None = None,
+) -> pl.DataFrame:
     """One row per current submitted rating, in the long format analysis reads (audited read).
 
     Columns: study, case, arm, answer, rater, item, value (Float64, numeric values), value_text
@@ -63,6 +71,11 @@ def export_ratings_long(store: Store, caller: Caller, study: str) -> pl.DataFram
 
     A person may export only an unblinded study (``StateError`` before): the arms are the
     blinding's secret until then.
+
+    ``write(frame, audit_head)``: writes the export (to a temporary file, renamed by the caller
+    once this returns); called after the export's audit event is appended and before it commits,
+    with the chain's head hash including that event, to be recorded in the file. If it raises,
+    the event is rolled back: a failed export leaves no audit event.
     """
     cur = store.cursor()
     try:
@@ -76,7 +89,7 @@ def export_ratings_long(store: Store, caller: Caller, study: str) -> pl.DataFram
         )
     frame = store.read(_EXPORT_SQL, {"s": study})
     with store.transaction() as cur:
-        audit.append(
+        seq = audit.append(
             cur,
             actor=caller.actor,
             kind=audit.RATINGS_EXPORT,
@@ -85,4 +98,18 @@ def export_ratings_long(store: Store, caller: Caller, study: str) -> pl.DataFram
             study=study,
             payload={"rows": frame.height},
         )
+        if write is not None:
+            head_hash = cur.execute("SELECT hash FROM audit_events WHERE seq = ?", [seq]).fetchall()
+            write(frame, head_hash[0][0])
     return frame
+
+
+@guarded
+def audit_head(store: Store, caller: Caller, study: str) -> dict[str, object]:
+    """The audit chain's head: {"seq": events so far, "hash": the newest event's hash}.
+
+    The hash to record outside the database (a ticket, an e-mail, a report): later,
+    ``python -m study audit verify --expect HASH`` shows that the chain still holds it.
+    """
+    seq, head_hash = audit.head(store)
+    return {"seq": seq, "hash": head_hash}

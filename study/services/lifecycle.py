@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from study import audit
 from study.access import Caller, guarded
 from study.errors import StateError
-from study.services._common import require_study
+from study.services._common import require_study, revealed_seed
 from study.store import Store
 
 _EVENT = {
@@ -29,6 +31,10 @@ def _transition(store: Store, caller: Caller, study: str, source: str, target: s
             if n == 0:
                 raise StateError(f"Study '{study}' has no assignments; persist them first.")
         cur.execute("UPDATE studies SET status = ? WHERE id = ?", [target, study])
+        payload: dict[str, Any] = {"from": source, "to": target}
+        if target == "unblinded":
+            # the seed sealed at the lock is revealed by this step, and only by it
+            payload.update(revealed_seed(store, cur, study) or {})
         audit.append(
             cur,
             actor=caller.actor,
@@ -36,7 +42,7 @@ def _transition(store: Store, caller: Caller, study: str, source: str, target: s
             object_type="study",
             object_id=study,
             study=study,
-            payload={"from": source, "to": target},
+            payload=payload,
         )
 
 
@@ -54,5 +60,6 @@ def close_rating(store: Store, caller: Caller, study: str) -> None:
 
 @guarded
 def unblind(store: Store, caller: Caller, study: str) -> None:
-    """``closed`` -> ``unblinded``: arm-level results become readable (a statistician's act)."""
+    """``closed`` -> ``unblinded``: arm-level results become readable (a statistician's act),
+    and the assignment seed sealed at the lock is revealed in the unblinding event."""
     _transition(store, caller, study, "closed", "unblinded")

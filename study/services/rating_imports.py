@@ -91,7 +91,7 @@ def import_ratings(store: Store, caller: Caller, study: str, path: str | Path) -
         shown = _presentations(store, cur, study, assignments, design["answers"])
         store.insert_frame(cur, "assignments", assignments.drop("rated_at", "seconds"))
         store.insert_frame(cur, "presentations", shown.drop("arm_id", "case_id"))
-        audit_design(cur, caller, study, 0, assignments, shown)
+        audit_design(cur, caller, study, None, assignments, shown)
         ratings = _ratings(store, cur, frame, assignments, shown, design["items"], caller)
         _write_ratings(store, cur, ratings)
         _audit_values(cur, caller, study, ratings, assignments, path.name)

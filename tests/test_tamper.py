@@ -1,0 +1,408 @@
+"""Tampering with a rated study's database file, as someone who can write the file but cannot
+read the audit key: every edit is caught by ``audit verify``, naming the row or the event.
+
+The edits are those probed in issue 12 (4 that the chain alone caught, 15 that it missed), each
+applied to a private copy of the demo study (rated, in ``rating``). A forger who recomputes the
+chain does so with a key of their own (they cannot read the deployment's). With the key withheld,
+verify still catches what the structure and the stored state show, and says what it could not
+check.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from conftest import OPERATOR
+
+from study import audit
+from study.canonical import canonical_json, content_hash, sha256_hex
+from study.demo import DEMO_STUDY_ID
+from study.services import exports
+from study.store import Cursor, Store
+
+FORGER_KEY = bytes(range(32))
+"""The key a forger recomputes hashes with: not the deployment's, which they cannot read."""
+
+
+def _rechain(cur: Cursor, start: int, key: bytes | None = FORGER_KEY) -> None:
+    """Recompute digests, links and hashes of every event from ``start`` on, and the head, as a
+    forger would after editing an event or inserting one."""
+    fields = ", ".join(audit._EVENT_FIELDS)
+    rows = cur.execute(f"SELECT {fields} FROM audit_events ORDER BY seq").fetchall()
+    prev = audit.GENESIS_HASH
+    for row in rows:
+        event = dict(zip(audit._EVENT_FIELDS, row, strict=True))
+        if event["seq"] >= start:
+            event["payload_digest"] = sha256_hex(event["payload"])
+            event["prev_hash"] = prev
+            event["hash"] = audit._event_hash(event, key)
+            cur.execute(
+                "UPDATE audit_events SET payload_digest = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                [event["payload_digest"], prev, event["hash"], event["seq"]],
+            )
+        prev = event["hash"]
+    seq = rows[-1][0]
+    mac = audit._head_mac(key, seq, prev) if key is not None else None
+    cur.execute("UPDATE audit_head SET seq = ?, hash = ?, mac = ?", [seq, prev, mac])
+
+
+def _forge_event(cur: Cursor, action: str, object_id: str, payload: dict, study=DEMO_STUDY_ID):
+    seq = cur.execute("SELECT max(seq) + 1 FROM audit_events").fetchall()[0][0]
+    text = canonical_json(payload)
+    cur.execute(
+        "INSERT INTO audit_events SELECT ?, now()::TIMESTAMP, 'mallory', ?, 'x', ?, ?, ?, ?,"
+        " repeat('0', 64), md5(random()::VARCHAR) || md5(random()::VARCHAR)",
+        [seq, action, object_id, study, text, sha256_hex(text)],
+    )
+    _rechain(cur, seq)
+    return seq
+
+
+def _rated(cur: Cursor) -> tuple[int, str]:
+    """(assignment, rater) of the first rated assignment."""
+    return cur.execute(
+        "SELECT id, rater FROM assignments WHERE done ORDER BY id LIMIT 1"
+    ).fetchall()[0]
+
+
+def _without_references(cur: Cursor, assignment: int, change: Callable[[], None], *, shown=False):
+    """Run ``change`` with the assignment's ratings (and presentations) set aside, as a forger
+    must: DuckDB refuses to update a key column of a row that another table references."""
+    tables = ["current_ratings", "ratings"] + (["presentations"] if shown else [])
+    for table in tables:
+        cur.execute(
+            f"CREATE TEMP TABLE saved_{table} AS SELECT * FROM {table} WHERE assignment = ?",
+            [assignment],
+        )
+        cur.execute(f"DELETE FROM {table} WHERE assignment = ?", [assignment])
+    change()
+    for table in reversed(tables):
+        cur.execute(f"INSERT INTO {table} SELECT * FROM saved_{table}")
+
+
+# --- the edits: each changes the file as a forger would -----------------------------------------
+
+
+def _set_rating_value(cur: Cursor, rating: int, value: float) -> None:
+    """Edit a rating in place; its current pointer is set aside meanwhile (DuckDB refuses to
+    update a row that another table references)."""
+    cur.execute(
+        "CREATE TEMP TABLE saved_pointer AS SELECT * FROM current_ratings WHERE rating = ?",
+        [rating],
+    )
+    cur.execute("DELETE FROM current_ratings WHERE rating = ?", [rating])
+    cur.execute("UPDATE ratings SET value_num = ? WHERE id = ?", [value, rating])
+    cur.execute("INSERT INTO current_ratings SELECT * FROM saved_pointer")
+    cur.execute("DROP TABLE saved_pointer")
+
+
+def edit_rating_value(cur):
+    rating, value = cur.execute(
+        "SELECT id, value_num FROM ratings WHERE value_num IS NOT NULL ORDER BY id LIMIT 1"
+    ).fetchall()[0]
+    _set_rating_value(cur, rating, value + 1)
+
+
+def delete_last_event(cur):
+    cur.execute("DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events)")
+
+
+def forge_event_without_hash(cur):
+    cur.execute(
+        "INSERT INTO audit_events SELECT seq + 1, occurred_at, 'mallory', action, object_type,"
+        " object_id, study, payload, payload_digest, hash, repeat('e', 64) FROM audit_events"
+        " WHERE seq = (SELECT max(seq) FROM audit_events)"
+    )
+
+
+def edit_event_payload(cur):
+    cur.execute("UPDATE audit_events SET payload = '{\"rows\":0}' WHERE seq = 20")
+
+
+def edit_rating_and_event_rechained(cur):
+    assignment, _ = _rated(cur)
+    rating, slot, item, value = cur.execute(
+        "SELECT r.id, r.slot, r.item_key, r.value_num FROM ratings r WHERE r.assignment = ?"
+        " AND r.value_num IS NOT NULL ORDER BY r.id LIMIT 1",
+        [assignment],
+    ).fetchall()[0]
+    new = 1.0 if value != 1.0 else 2.0
+    _set_rating_value(cur, rating, new)
+    seq, payload = cur.execute(
+        "SELECT seq, payload FROM audit_events WHERE action = 'rating.submit' AND object_id = ?",
+        [str(assignment)],
+    ).fetchall()[0]
+    payload = json.loads(payload)
+    for v in payload["values"]:
+        if v["slot"] == slot and v["item_key"] == item:
+            v["value_num"] = new
+    cur.execute("UPDATE audit_events SET payload = ? WHERE seq = ?", [canonical_json(payload), seq])
+    _rechain(cur, seq)
+
+
+def forge_rating_with_chained_event(cur):
+    assignment, rater = _rated(cur)
+    rating = (
+        cur.sql(
+            "SELECT r.* FROM current_ratings c JOIN ratings r ON r.id = c.rating"
+            " WHERE c.assignment = $a AND r.value_num IS NOT NULL ORDER BY r.id LIMIT 1",
+            params={"a": assignment},
+        )
+        .pl()
+        .row(0, named=True)
+    )
+    new_id = cur.execute("SELECT max(id) + 1 FROM ratings").fetchall()[0][0]
+    cur.execute(
+        "INSERT INTO ratings SELECT ? AS id, assignment, presentation, slot, instrument_key,"
+        " instrument_version, item_key, 1.0, value_text, revision + 1, status, seconds_on_task,"
+        " created_at, submitted_at, actor FROM ratings WHERE id = ?",
+        [new_id, rating["id"]],
+    )
+    cur.execute("DELETE FROM current_ratings WHERE rating = ?", [rating["id"]])
+    cur.execute(
+        "INSERT INTO current_ratings VALUES (?, ?, ?, ?)",
+        [assignment, rating["slot"], rating["item_key"], new_id],
+    )
+    value = {k: rating[k] for k in ("slot", "item_key", "value_text")}
+    value.update(value_num=1.0, revision=rating["revision"] + 1)
+    _forge_event(cur, "rating.revise", str(assignment), {"rater": rater, "values": [value]})
+
+
+def forge_role_grant(cur):
+    cur.execute(
+        "INSERT INTO roles VALUES ('demo-rater-01', NULL, '*', 'admin', now()::TIMESTAMP, 'x')"
+    )
+    _forge_event(cur, "role.grant", "demo-rater-01", {"role": "admin", "study": None}, study=None)
+
+
+def delete_export_event_and_move_head_back(cur, store):
+    exports.export_ratings_long(store, OPERATOR, DEMO_STUDY_ID)
+    cur.execute("DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events)")
+    cur.execute(
+        "UPDATE audit_head SET seq = seq - 1,"
+        " hash = (SELECT hash FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events))"
+    )
+
+
+def edit_protocol_content(cur):
+    cur.execute(
+        "UPDATE protocols SET content = replace(content, '\"margin\":0.5', '\"margin\":0.9')"
+    )
+
+
+def edit_protocol_content_and_hash(cur):
+    content = json.loads(cur.execute("SELECT content FROM protocols").fetchall()[0][0])
+    content["primary_endpoint"]["margin"] = 0.9
+    cur.execute(
+        "UPDATE protocols SET content = ?, content_hash = ?",
+        [canonical_json(content), content_hash(content)],
+    )
+
+
+def delete_current_ratings(cur):
+    assignment, _ = _rated(cur)
+    cur.execute("DELETE FROM current_ratings WHERE assignment = ?", [assignment])
+
+
+def set_rated_assignment_pending(cur):
+    assignment, _ = _rated(cur)
+    cur.execute(
+        "UPDATE assignments SET done = false, status = 'pending', done_at = NULL WHERE id = ?",
+        [assignment],
+    )
+
+
+def set_status_unblinded(cur):
+    cur.execute("UPDATE studies SET status = 'unblinded' WHERE id = ?", [DEMO_STUDY_ID])
+
+
+def rewrite_llm_model(cur):
+    cur.execute(
+        "UPDATE arms SET model_name = 'gpt-x', model_version = 'gpt-x-2027' WHERE kind = 'llm'"
+    )
+
+
+def rewrite_answer_text(cur):
+    cur.execute(
+        "UPDATE answers SET text = 'Rewritten.' WHERE answer_id = (SELECT min(answer_id) FROM answers)"
+    )
+
+
+def insert_role_row(cur):
+    cur.execute(
+        "INSERT INTO roles VALUES ('demo-rater-01', ?, ?, 'statistician', now()::TIMESTAMP, 'x')",
+        [DEMO_STUDY_ID, DEMO_STUDY_ID],
+    )
+
+
+def swap_answers_behind_labels(cur):
+    assignment, _ = _rated(cur)
+    (p1, l1), (p2, l2) = cur.execute(
+        "SELECT id, label FROM presentations WHERE assignment = ? ORDER BY position",
+        [assignment],
+    ).fetchall()
+
+    def swap():
+        # Response A now shows what Response B showed, and the other way round
+        cur.execute("UPDATE presentations SET label = 'tmp', position = 99 WHERE id = ?", [p1])
+        cur.execute("UPDATE presentations SET label = ?, position = 1 WHERE id = ?", [l1, p2])
+        cur.execute("UPDATE presentations SET label = ?, position = 2 WHERE id = ?", [l2, p1])
+
+    _without_references(cur, assignment, swap)
+
+
+def give_assignment_to_another_rater(cur):
+    assignment, rater = _rated(cur)
+    case = cur.execute("SELECT case_id FROM assignments WHERE id = ?", [assignment]).fetchall()[0][
+        0
+    ]
+    other, order = cur.execute(
+        "SELECT rater, max(shown_order) + 1 FROM assignments WHERE rater <> ? AND rater NOT IN"
+        " (SELECT rater FROM assignments WHERE case_id = ?) GROUP BY rater ORDER BY rater LIMIT 1",
+        [rater, case],
+    ).fetchall()[0]
+
+    def move():
+        cur.execute(
+            "UPDATE assignments SET rater = ?, shown_order = ? WHERE id = ?",
+            [other, order, assignment],
+        )
+
+    _without_references(cur, assignment, move, shown=True)
+
+
+def alter_old_event_and_rechain(cur):
+    cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+    _rechain(cur, 3)
+
+
+EDITS: list[tuple[str, Callable, str]] = [
+    # (name, edit, a fragment the finding must hold: the row or the event it names)
+    ("rating value edited", edit_rating_value, "differs from the value audit event"),
+    ("last event deleted", delete_last_event, "is missing"),
+    ("event forged without its hash", forge_event_without_hash, "audit event"),
+    ("event payload edited", edit_event_payload, "audit event 20 was altered"),
+    (
+        "rating and its event edited, chain recomputed",
+        edit_rating_and_event_rechained,
+        "audit event",
+    ),
+    ("rating forged with a chained event", forge_rating_with_chained_event, "audit event"),
+    ("role grant forged with a chained event", forge_role_grant, "audit event"),
+    ("export event deleted, head moved back", delete_export_event_and_move_head_back, "missing"),
+    ("protocol content changed", edit_protocol_content, "protocol demo-patient-questions@1"),
+    ("protocol content and hash changed", edit_protocol_content_and_hash, "protocol demo-"),
+    ("current ratings deleted", delete_current_ratings, "the current rating of assignment 1"),
+    ("rated assignment set back to pending", set_rated_assignment_pending, "assignment 1"),
+    ("status set to unblinded", set_status_unblinded, f"study {DEMO_STUDY_ID} is unblinded"),
+    ("LLM arm's model rewritten", rewrite_llm_model, "arm llm"),
+    ("answer text rewritten", rewrite_answer_text, "answer "),
+    ("role row inserted", insert_role_row, "role statistician of user demo-rater-01"),
+    ("answers behind Response A and B swapped", swap_answers_behind_labels, "presentation "),
+    ("rated assignment given to another rater", give_assignment_to_another_rater, "assignment 1"),
+    ("old event altered, whole chain recomputed", alter_old_event_and_rechain, "audit event 3"),
+]
+
+
+def _apply(store: Store, edit: Callable) -> None:
+    cur = store.cursor()
+    try:
+        if edit is delete_export_event_and_move_head_back:
+            edit(cur, store)
+        else:
+            edit(cur)
+    finally:
+        cur.close()
+
+
+def test_the_untouched_demo_verifies_with_and_without_the_key(demo):
+    assert audit.verify(demo).ok
+    assert audit.verify(demo).unchecked is None
+    withheld = audit.verify(demo, key=None)
+    assert withheld.ok
+    assert withheld.unchecked.startswith("could not check the keys of ")
+
+
+@pytest.mark.parametrize(("edit", "named"), [pytest.param(e, n, id=name) for name, e, n in EDITS])
+def test_every_edit_is_caught_naming_the_row_or_event(demo, edit, named):
+    _apply(demo, edit)
+    report = audit.verify(demo)
+    assert not report.ok, f"not caught: {edit.__name__}"
+    assert report.seq is not None
+    assert named in report.problem, report.problem
+
+
+@pytest.mark.parametrize(("edit", "named"), [pytest.param(e, n, id=name) for name, e, n in EDITS])
+def test_with_the_key_withheld_verify_catches_or_says_what_it_could_not_check(demo, edit, named):
+    _apply(demo, edit)
+    report = audit.verify(demo, key=None)
+    if report.ok:
+        # only a forger's recomputed chain passes for intact without the key, and verify says so
+        assert "could not check the keys" in report.unchecked
+    else:
+        assert report.problem
+
+
+def test_the_tamper_suite_covers_the_issues_nineteen_edits():
+    assert len(EDITS) == 19
+
+
+# --- the anchored head ---------------------------------------------------------------------------
+
+
+def test_a_recorded_head_is_held_by_the_grown_chain_and_lost_by_a_rewritten_one(demo, tmp_path):
+    import polars as pl
+
+    from study import cli
+
+    recorded = audit.head(demo)[1]
+    out = tmp_path / "ratings.parquet"
+
+    def write(frame, head):
+        frame.write_parquet(out, metadata={"clinval.audit_head": head})
+
+    exports.export_ratings_long(demo, OPERATOR, DEMO_STUDY_ID, write=write)
+    in_file = pl.read_parquet_metadata(out)["clinval.audit_head"]
+    assert in_file == audit.head(demo)[1] != recorded  # the export's own event is in the head
+    assert exports.audit_head(demo, OPERATOR, DEMO_STUDY_ID)["hash"] == in_file
+    # the chain grew since the head was recorded: it still holds it
+    assert audit.verify(demo, expect=recorded).ok
+    assert audit.verify(demo, key=None, expect=in_file).ok
+    # rewritten with a forger's key: without the key, only the anchor shows it
+    alter_old_event_and_rechain(demo.cursor())
+    withheld = audit.verify(demo, key=None, expect=in_file)
+    assert not withheld.ok and withheld.seq is None
+    assert "no longer holds the head hash" in withheld.problem
+    path = demo.path
+    demo.close()
+    assert cli.main(["audit", "verify", "--expect", in_file, "--db", path]) == 1
+
+
+# --- rewriting the chain's key mark ------------------------------------------------------------
+
+
+def test_a_key_mark_rewritten_with_the_chain_is_refused(demo):
+    cur = demo.cursor()
+    cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+    cur.execute("UPDATE audit_chain SET key_id = 'feedfeedfeedfeed'")
+    _rechain(cur, 3)
+    report = audit.verify(demo)
+    assert not report.ok and "not the key this chain records" in report.problem
+
+
+def test_a_chain_rewritten_as_unkeyed_shows_as_unkeyed_and_loses_its_anchor(demo):
+    recorded = audit.head(demo)[1]
+    events = audit.verify(demo).events
+    cur = demo.cursor()
+    cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+    cur.execute("UPDATE audit_chain SET keyed_from = 1000000, key_id = NULL")
+    _rechain(cur, 1, key=None)
+    report = audit.verify(demo)
+    # everything a writer of the file controls now claims "written before keying": verify
+    # says how many events are unkeyed (all of them, in a database created keyed) ...
+    assert report.unkeyed == events
+    # ... and the head recorded outside shows the rewrite
+    anchored = audit.verify(demo, expect=recorded)
+    assert not anchored.ok and "no longer holds the head hash" in anchored.problem
