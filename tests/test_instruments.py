@@ -464,6 +464,7 @@ def test_builtin_keys() -> None:
         "medpalm_lay",
         "medpalm_physician",
         "quest",
+        "source_guess",
     ]
     assert [inst.key for inst in list_builtin()] == sorted(BUILTIN)
     with pytest.raises(TypeError):

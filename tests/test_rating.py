@@ -13,6 +13,7 @@ from conftest import (
     CASES,
     INSTRUMENT,
     OPERATOR,
+    RATERS,
     add_person,
     answers_rows,
     full_values,
@@ -302,3 +303,49 @@ def test_a_revision_may_not_contradict_an_item_rated_earlier(store, harm_rating)
     )
     after = exports.export_ratings_long(store, OPERATOR, study)
     assert after.height == before.height
+
+
+# --- the blinding question -----------------------------------------------------------------------
+
+
+def test_source_guesses_are_rated_like_any_item_and_give_bangs_index(store, draft):
+    # A study that asks "who do you think wrote this?": the built-in source_guess instrument is
+    # attached beside the rating instrument; every guess is stored per answer, and the export
+    # (codes 1 = llm, 2 = clinician, 0 = don't know) feeds analysis.blinding.bang_index.
+    from analysis.blinding import bang_index
+
+    coordinator = sign_in(store, "coordinator")
+    guess = get_builtin("source_guess")
+    instruments.add_instrument(store, coordinator, guess)
+    instruments.attach_instrument(store, coordinator, draft, guess.key, guess.version)
+    design.lock_protocol(store, coordinator, draft, {"primary_item": "quality", "margin": 0.5})
+    design.make_assignments(
+        store, coordinator, draft, raters=list(RATERS), raters_per_case=2, seed=42
+    )
+    lifecycle.start_rating(store, coordinator, draft)
+    # every rater guesses right for every answer it is shown: BI = 1 for both arms
+    for rater in RATERS:
+        caller = sign_in(store, rater)
+        while (view := rating_service.next_assignment(store, caller, draft)) is not None:
+            truth = dict(
+                store.read(
+                    "SELECT p.label, a.arm_id FROM presentations p JOIN answers a"
+                    " ON a.study = p.study AND a.answer_id = p.answer_id WHERE p.assignment = $a",
+                    {"a": view["assignment"]},
+                ).iter_rows()
+            )
+            values = full_values() | {
+                "source_guess": {label: 1 if arm == "llm" else 2 for label, arm in truth.items()}
+            }
+            rating_service.submit_rating(store, caller, draft, view["assignment"], values)
+    lifecycle.close_rating(store, coordinator, draft)
+    lifecycle.unblind(store, sign_in(store, "statistician"), draft)
+    long = exports.export_ratings_long(store, sign_in(store, "statistician"), draft)
+    guesses = long.filter(pl.col("item") == "source_guess").with_columns(
+        pl.col("value")
+        .replace_strict({1.0: "llm", 2.0: "clinician", 0.0: "dont_know"})
+        .alias("guess")
+    )
+    assert guesses.height == 8 * 2  # 8 assignments, two answers each
+    result = bang_index(guesses, arm="arm", guess="guess", kind={"llm": "llm", "clin": "clinician"})
+    assert dict(zip(result["arm"], result["estimate"], strict=True)) == {"clin": 1.0, "llm": 1.0}
