@@ -16,11 +16,14 @@ Two modes, chosen by the protocol: ``"plain"`` shows the text as written (line b
 '<p>[image not shown: chart]</p>'
 >>> safe_html("a < b\\nnext line", mode="plain")
 '<p>a &lt; b<br>next line</p>'
+>>> safe_html("- one\\n- two")
+'<ul>&#10;<li>one</li>&#10;<li>two</li>&#10;</ul>'
 """
 
 from __future__ import annotations
 
 import html
+import re
 from typing import Literal
 
 import nh3
@@ -68,12 +71,20 @@ def safe_html(text: str, *, mode: Mode = "markdown") -> str:
     formatting tags, without attributes.
     """
     if mode == "plain":
-        body = "<br>".join(html.escape(line) for line in text.split("\n"))
+        body = "<br>".join(html.escape(line) for line in _LINE_BREAK.split(text))
         rendered = f"<p>{body}</p>"
     elif mode == "markdown":
         rendered = _MD.render(text)
     else:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return nh3.clean(
+    cleaned = nh3.clean(
         rendered, tags=_ALLOWED_TAGS, attributes={}, url_schemes=set(), link_rel=None
     ).strip()
+    # One line: the page hands this to a markdown renderer as raw HTML, and a blank line (or a
+    # lone carriage return) would end that HTML block and let the text after it, escaped here,
+    # be read as markdown again (an image in a quoted code block would load). As a character
+    # reference the line break survives inside <pre> and is white space elsewhere.
+    return _LINE_BREAK.sub("&#10;", cleaned)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")

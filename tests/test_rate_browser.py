@@ -134,6 +134,13 @@ SECRETS = {
 }
 """Distinctive values, so that any occurrence in what the browser receives is a leak."""
 
+TRACKER = (
+    "> ```\n> note\n>\n> ![chart](https://tracker.invalid/pixel.png)\n> ```\n\n"
+    '<img src="https://tracker.invalid/raw.png"> [more](https://tracker.invalid/link)'
+)
+"""An answer that tries to make the rater's browser call out (an image in a quoted code block,
+raw HTML, a link): none of it may load."""
+
 
 def blinded_study(store: Store, folder: Path) -> str:
     """A study in rating whose arms, models, answers and authors carry ``SECRETS``; its raters
@@ -161,7 +168,7 @@ def blinded_study(store: Store, folder: Path) -> str:
     for c in (1, 2, 3):
         answers.append(
             {"answer_id": f"ans-qx7-{c}-doc", "case_id": f"probe-{c}", "arm_id": "arm-qx7-doctors",
-             "text": f"Doctor's advice for case {c}.", "author_id": "author-qx7"}
+             "text": f"Doctor's advice for case {c}.\n\n{TRACKER}", "author_id": "author-qx7"}
         )  # fmt: skip
         answers.append(
             {"answer_id": f"ans-qx7-{c}-llm", "case_id": f"probe-{c}", "arm_id": "arm-qx7-model",
@@ -197,6 +204,15 @@ def test_nothing_the_browser_receives_names_the_source(browser_page: Page, tmp_p
             ))  # fmt: skip
 
     page.on("websocket", record)
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+            else outside.append(request.url)
+        ),
+    )
     with serve(db, tmp_path, demo_on_start=False) as served:
         open_as(page, served.url, place)
         start, total = case_number(page)
@@ -209,6 +225,7 @@ def test_nothing_the_browser_receives_names_the_source(browser_page: Page, tmp_p
         html = page.content()
         url = page.url
     assert len(frames) > 10, "the websocket was not recorded"
+    assert outside == [], f"the page called out: {outside}"
     received = b"\n".join(frames)
     leaks = {
         what: [s for s in values if s.encode() in received or s in html or s in url]

@@ -1,0 +1,97 @@
+"""Answers rendered inert (``study.rendering.safe_html``): whatever the text, what reaches the
+page holds no image, link, attribute or script, even when the page's own markdown renderer reads
+the result again (Streamlit's ``st.markdown`` treats it as markdown with raw HTML allowed)."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from study.rendering import safe_html
+
+# the page's renderer, approximated: CommonMark with raw HTML passed through
+PAGE = MarkdownIt("commonmark", {"html": True})
+
+NASTY = [
+    '<img src="https://tracker.example/x.png">',
+    "![x](https://tracker.example/p.png)",
+    "[click](https://evil.example/)",
+    "<https://evil.example/>",
+    '<a href="javascript:alert(1)">x</a>',
+    "<script>alert(1)</script>",
+    "<iframe src=https://evil.example></iframe>",
+    '<p onclick="alert(1)">x</p>',
+    "[x][r]\n\n[r]: https://evil.example/",
+    # found in review: a blank line inside a quoted or listed code block ended the HTML block, so
+    # the escaped text after it was read as markdown again
+    "> ```\n> a\n>\n> ![x](https://tracker.example/p.png)\n> ```",
+    "- ```\n  a\n\n  [l](https://evil.example/)\n  ```",
+    "See below\r\r![x](https://tracker.example/plain.png)",
+    "| a |\n|---|\n| <img src=x> |",
+]
+
+
+def _reaches_the_page(text: str, mode: str) -> str:
+    """What the browser gets: safe_html's output as the page's markdown renderer renders it."""
+    return PAGE.render(safe_html(text, mode=mode))
+
+
+class _Tags(HTMLParser):
+    """Every element the browser would build from the HTML, with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, list]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found.append((tag, attrs))
+
+    def handle_startendtag(self, tag, attrs):
+        self.found.append((tag, attrs))
+
+
+_TEXT_TAGS = {
+    "p", "br", "strong", "em", "del", "s", "code", "pre", "blockquote", "hr", "ul", "ol", "li",
+    "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
+}  # fmt: skip
+
+
+def _inert(html: str) -> bool:
+    """Only text-formatting elements, and no attribute at all (so no URL, handler or style)."""
+    parser = _Tags()
+    parser.feed(html)
+    return all(tag in _TEXT_TAGS and not attrs for tag, attrs in parser.found)
+
+
+@pytest.mark.parametrize("mode", ["markdown", "plain"])
+@pytest.mark.parametrize("text", NASTY)
+def test_nothing_in_an_answer_can_load_link_or_run(text, mode):
+    assert _inert(_reaches_the_page(text, mode)), _reaches_the_page(text, mode)
+
+
+_PIECES = [
+    *"ab >-*`!#[]()<>:/\n\r\t|\\\"'=",
+    "https://t.example/p.png",
+    "img",
+    "src",
+    "```",
+    "    ",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(_PIECES), max_size=40).map("".join),
+    st.sampled_from(["markdown", "plain"]),
+)
+def test_random_markdown_never_reaches_the_page_as_an_image_or_link(text, mode):
+    assert _inert(_reaches_the_page(text, mode))
+
+
+def test_the_text_itself_still_shows():
+    shown = _reaches_the_page("**Take** 2 tablets\n\n- with water\n- after food", "markdown")
+    assert "<strong>Take</strong>" in shown and "with water" in shown and "after food" in shown
