@@ -64,11 +64,12 @@ def fields_of(view: dict) -> list[dict]:
     return out
 
 
-def key_for(item: dict, index: int, option: dict) -> str:
-    """The key that picks ``option``: its position (1-9) or, for a choice, its first letter."""
+def key_for(item: dict, index: int, option: dict) -> str | None:
+    """The key that picks ``option``: its position (1-9) or, for a choice, its first letter;
+    none past the ninth option (a 0-10 scale's last options are clicked)."""
     if item["type"] == "pairwise_choice":
         return str(option["value"])[0].upper()
-    return str(index + 1)
+    return str(index + 1) if index < 9 else None
 
 
 def shown(value: object, item: dict) -> str:
@@ -111,12 +112,35 @@ def submission(view: dict, state: dict) -> dict:
             values[field["item"]["key"]] = value
         else:
             values.setdefault(field["item"]["key"], {})[field["label"]] = value
-    for item in items:
-        if item["type"] == "free_text":
-            text = st.session_state.get(f"text-{view['assignment']}-{item['key']}", "").strip()
-            if text:
-                values[item["key"]] = text
+    for item, label in text_fields(view):
+        text = st.session_state.get(text_key(view, item, label), "").strip()
+        if not text:
+            continue
+        if label is None:
+            values[item["key"]] = text
+        else:
+            values.setdefault(item["key"], {})[label] = text
     return values
+
+
+def text_fields(view: dict) -> list[tuple[dict, str | None]]:
+    """The typed fields: each free-text item once per response shown (answer scope), or once
+    for the case."""
+    return [
+        (item, label)
+        for item in items
+        if item["type"] == "free_text"
+        for label in (
+            [p["label"] for p in view["presentations"]]
+            if item.get("scope", "answer") == "answer"
+            else [None]
+        )
+    ]
+
+
+def text_key(view: dict, item: dict, label: str | None) -> str:
+    # the widget key names the neutral label (or the case), never an answer
+    return f"text-{view['assignment']}-{item['key']}-{label or 'case'}"
 
 
 def missing_required(view: dict, state: dict) -> dict[int, str]:
@@ -131,7 +155,9 @@ def pick(key: str, index: int) -> None:
     """The active field's option ``index`` was chosen: keep its value and move on to the next
     field without a value. (The option buttons keep their keys from field to field, so that a key
     pressed during a rerun reaches the button that is on screen; the field is read here.)"""
-    state = st.session_state[key]
+    state = st.session_state.get(key)
+    if state is None:  # a key pressed just as its case was submitted
+        return
     field = state["active"]
     options = state["options"][field]
     if index >= len(options):
@@ -144,15 +170,18 @@ def pick(key: str, index: int) -> None:
 
 
 def back(key: str) -> None:
-    state = st.session_state[key]
-    state["active"] = max(0, state["active"] - 1)
+    state = st.session_state.get(key)
+    if state is not None:
+        state["active"] = max(0, state["active"] - 1)
 
 
 def submit(view: dict) -> None:
     """Store the sheet (a first submit, or a revision of a rated case); on a refusal, keep the
     reasons next to their fields."""
     key = f"sheet-{view['assignment']}"
-    state = st.session_state[key]
+    state = st.session_state.get(key)
+    if state is None:  # Enter pressed twice: the first press stored the case
+        return
     fields = fields_of(view)
     state["problems"] = missing_required(view, state) if not view["done"] else {}
     if state["problems"]:
@@ -182,6 +211,12 @@ def submit(view: dict) -> None:
         del st.session_state[key]
         st.session_state.pop("rate_revising", None)
         st.session_state["rate_flash"] = "Saved."
+
+
+def cancel_revision(key: str) -> None:
+    """Leave a rated case as it is and go back to the queue."""
+    st.session_state.pop(key, None)
+    st.session_state.pop("rate_revising", None)
 
 
 def mark(view: dict, verb: str) -> None:
@@ -221,7 +256,7 @@ def panel() -> None:
     state = sheet_state(view)
     fields = fields_of(view)
 
-    position = view["total"] - view["remaining"] + (0 if view["done"] else 1)
+    position = view["total"] - view["remaining"] + 1
     durations = st.session_state.get("rate_durations", [])
     left = ""
     if durations and view["remaining"]:
@@ -230,7 +265,7 @@ def panel() -> None:
     st.progress(
         min(1.0, (view["total"] - view["remaining"]) / max(view["total"], 1)),
         text=(
-            f"Revising a rated case ({position} of {view['total']})"
+            f"Revising a rated case ({view['shown_order']} in your queue)"
             if view["done"]
             else f"Case {position} of {view['total']}{left}"
         ),
@@ -278,14 +313,25 @@ def panel() -> None:
                 use_container_width=True,
             )
 
-    for item in items:
-        if item["type"] == "free_text":
-            st.text_area(
-                item["prompt"] + ("" if item.get("required", True) else " (optional)"),
-                key=f"text-{view['assignment']}-{item['key']}",
-                value=str(view["values"].get(item["key"], "")),
-            )
+    for item, label in text_fields(view):
+        current = view["values"].get(item["key"], "")
+        if isinstance(current, dict):
+            current = current.get(label, "")
+        st.text_area(
+            (f"{label} · " if label else "")
+            + item["prompt"]
+            + ("" if item.get("required", True) else " (optional)"),
+            key=text_key(view, item, label),
+            value=str(current),
+        )
 
+    if view["done"]:
+        st.button(
+            "Cancel the revision",
+            key="rate-cancel",
+            on_click=cancel_revision,
+            args=(key,),
+        )
     left_column, right_column = st.columns(2)
     left_column.button(
         "Back",

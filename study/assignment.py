@@ -24,7 +24,11 @@ Rules, all checked:
 4. each rater sees each arm equally often in each screen position (within one): the orders of a
    rater's screens come in blocks of k (k answers shown) that form a Latin square (each arm once
    in each position), drawn at random, so every order is equally likely overall and position is
-   never confounded with arm within a rater; each rater's queue of cases is in a random order;
+   never confounded with arm within a rater; each rater's queue of cases is in a random order.
+   The balance holds for each set of arms a rater meets on a screen; a rater who meets several
+   sets (pairwise with three or more arms, or arms that answered only some cases) can see an
+   arm's totals per position differ by more than one (known; an Euler orientation of the pairs
+   would bound it);
 5. the same inputs and seed give the same tables, on any Python version (see
    :class:`study.blinding.SeededRandom`).
 
@@ -371,7 +375,8 @@ def _balanced_orders(
     stands equally often in each position (within one).
 
     Screens that show the same set of arms share a sequence of Latin blocks over those arms
-    (sorted), so the balance holds for every set of arms a rater meets.
+    (sorted), so the balance holds within every set of arms a rater meets (not across sets:
+    see the module's rule 4).
     """
     blocks: dict[tuple[str, ...], list[list[int]]] = {}
     ordered = []

@@ -488,7 +488,8 @@ def cmd_assign(args: argparse.Namespace, out: TextIO) -> int:
         # the seed is a blinding secret, never printed: the one sealed at the lock if there is
         # one, else --seed, else drawn here (and sealed with the design when it is stored)
         seed = args.seed
-        if seed is None and not design.seed_is_sealed(store, _caller(), args.study):
+        drawn = seed is None and not design.seed_is_sealed(store, _caller(), args.study)
+        if drawn:
             seed = int.from_bytes(os.urandom(7), "big")
         options = {
             "raters_per_case": args.raters_per_case,
@@ -499,6 +500,12 @@ def cmd_assign(args: argparse.Namespace, out: TextIO) -> int:
         summary = design.preview_assignments(store, _caller(), args.study, **options)
         _print_design(summary, args, out)
         _print_leaks(design.leak_report(store, _caller(), args.study), out)
+        if drawn and args.dry_run:
+            print(
+                "\nthe seed was drawn for this run only: pass --seed S to preview and then store "
+                "one and the same design",
+                file=out,
+            )
         if not args.dry_run:
             stored = design.make_assignments(store, _caller(), args.study, **options)
             print(f"{stored} assignments stored for study {args.study} (seed sealed)", file=out)
@@ -534,6 +541,8 @@ def _print_design(summary: dict[str, pl.DataFrame], args: argparse.Namespace, ou
 
 
 def _print_leaks(report: pl.DataFrame, out: TextIO) -> None:
+    from study.blinding import AUC_WARNING
+
     print("\nblinding leak report per arm", file=out)
     rows = [
         (
@@ -552,7 +561,7 @@ def _print_leaks(report: pl.DataFrame, out: TextIO) -> None:
     for r in report.filter(pl.col("warning")).iter_rows(named=True):
         print(
             f"warning: length and format alone tell arm {r['arm_id']} apart "
-            f"(cross-validated AUC {r['format_auc']:.2f} > 0.7): raters may guess the source",
+            f"(cross-validated AUC {r['format_auc']:.2f} > {AUC_WARNING}): raters may guess the source",
             file=out,
         )
 
@@ -821,7 +830,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raters-per-case", type=int, default=3, metavar="N", help="default 3")
     p.add_argument("--mode", choices=MODES, default="side_by_side", help="default side_by_side")
     p.add_argument(
-        "--seed", type=int, default=None, help="the design's seed (default: drawn and printed)"
+        "--seed",
+        type=int,
+        default=None,
+        help="the design's seed (default: the one sealed at the lock, else drawn; never printed)",
     )
     p.add_argument(
         "--match-specialty",

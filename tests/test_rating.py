@@ -123,6 +123,28 @@ def test_a_revision_replaces_the_current_rating_and_keeps_history(store, rating)
     assert history.rows() == [(1, 2.0), (2, 5.0)]
 
 
+def test_a_revision_keeps_unchanged_values_as_they_are_and_one_that_changes_nothing_is_refused(
+    store, rating
+):
+    # found in review: the screen re-sent every value, and each became a new revision (with the
+    # revision's time on task, and a severe-harm value raising its alert again)
+    r1 = sign_in(store, "r1")
+    a = rating_service.next_assignment(store, r1, rating)["assignment"]
+    rating_service.submit_rating(store, r1, rating, a, full_values(), seconds=60.0)
+    with pytest.raises(ValidationError, match="no value changed"):
+        rating_service.submit_rating(store, r1, rating, a, full_values(), revise=True)
+    rating_service.submit_rating(
+        store, r1, rating, a, full_values(quality_a=1), seconds=2.0, revise=True
+    )
+    revisions = store.read(
+        "SELECT item_key, revision, seconds_on_task FROM ratings WHERE assignment = $a"
+        " AND revision > 1",
+        {"a": a},
+    ).rows()
+    assert revisions == [("quality", 2, 2.0)]
+    assert audit.verify(store).ok
+
+
 @pytest.mark.parametrize(
     ("values", "column", "reason"),
     [

@@ -269,7 +269,8 @@ def submit_rating(
     ``study`` (``PermissionDenied``, audited, otherwise), never for an answer the caller wrote.
     The assignment is marked done. Submitting a done assignment again is a ``ConflictError`` (so
     a double submit leaves one rating) unless ``revise=True``: then the given values become new
-    revisions that replace the current ones (earlier revisions stay, as history).
+    revisions that replace the current ones (earlier revisions stay, as history); a value equal
+    to the current one is left as it is, and a revision that changes nothing is refused.
     ``revise=True`` on an assignment never submitted is a ``StateError``.
     """
     _check_seconds(seconds)
@@ -277,6 +278,8 @@ def submit_rating(
     with store.transaction() as cur:
         sheet = _open_sheet(cur, study, int(assignment), revise=revise)
         rows = _rating_rows(cur, sheet, values, revise=revise)
+        if revise:
+            rows = _changed(cur, sheet, rows)
         _write(store, cur, sheet, rows, caller=caller, seconds=seconds, revise=revise)
         alerts = _raise_safety_alerts(store, cur, study, sheet, rows)
         return audit.append(
@@ -454,6 +457,30 @@ def _rating_rows(
     if not rows:
         raise ValidationError([Problem("rating", None, None, "no values given")])
     return rows
+
+
+def _changed(cur: Cursor, sheet: _Sheet, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a revision whose value differs from the current one: an unchanged value is
+    not a revision (it would restate the value under a new time on task, and raise its safety
+    alert again). Refuses a revision that changes nothing."""
+    current = {
+        (slot, item): (num, text)
+        for slot, item, num, text in cur.execute(
+            "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
+            " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?",
+            [sheet.assignment],
+        ).fetchall()
+    }
+    changed = [
+        r
+        for r in rows
+        if current.get((r["slot"], r["item_key"])) != (r["value_num"], r["value_text"])
+    ]
+    if not changed:
+        raise ValidationError(
+            [Problem("rating", None, None, "no value changed: nothing to revise")]
+        )
+    return changed
 
 
 def _row(inst: Instrument, item_key: str, slot: int, value: Any) -> dict[str, Any]:
