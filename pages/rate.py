@@ -281,7 +281,9 @@ def panel() -> None:
     for column, presentation in zip(columns, view["presentations"], strict=True):
         with column:
             st.markdown(f"**{presentation['label']}**")
-            st.markdown(safe_html(presentation["text"]), unsafe_allow_html=True)
+            st.markdown(
+                safe_html(presentation["text"], mode=view["display"]), unsafe_allow_html=True
+            )
 
     st.subheader("Your rating", anchor=False)
     for n, field in enumerate(fields):

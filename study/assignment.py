@@ -25,10 +25,9 @@ Rules, all checked:
    rater's screens come in blocks of k (k answers shown) that form a Latin square (each arm once
    in each position), drawn at random, so every order is equally likely overall and position is
    never confounded with arm within a rater; each rater's queue of cases is in a random order.
-   The balance holds for each set of arms a rater meets on a screen; a rater who meets several
-   sets (pairwise with three or more arms, or arms that answered only some cases) can see an
-   arm's totals per position differ by more than one (known; an Euler orientation of the pairs
-   would bound it);
+   Two-answer screens are oriented together along Euler circuits, so the balance holds over all
+   of a rater's pairs whichever arms they show (pairwise with three or more arms, partial
+   coverage); screens of three or more answers are balanced within each set of arms they show;
 5. the same inputs and seed give the same tables, on any Python version (see
    :class:`study.blinding.SeededRandom`).
 
@@ -74,7 +73,7 @@ def design_assignments(
     ----------
     cases : case ids, each once. Cases are processed in sorted order, so the caller's ordering
         does not change the result.
-    raters : rater (user) ids, each once.
+    raters : rater (user) ids, each once; processed in sorted order, like the cases.
     raters_per_case : how many distinct raters see each case (>= 1).
     answers : one row per answer with columns ``answer_id``, ``case_id``, ``arm_id`` and
         ``author_id`` (null for LLM answers). Every case must have at least one answer.
@@ -102,7 +101,8 @@ def design_assignments(
         fewer eligible raters (raters who wrote none of its answers) than ``raters_per_case``.
     """
     case_ids = _unique_ids(cases, "case")
-    rater_ids = _unique_ids(raters, "rater")
+    # sorted, like the cases: the caller's ordering must not change the allocation
+    rater_ids = sorted(_unique_ids(raters, "rater"))
     if isinstance(raters_per_case, bool) or not isinstance(raters_per_case, int):
         raise StudyError(f"raters_per_case must be a whole number, got {raters_per_case!r}.")
     if raters_per_case < 1:
@@ -374,20 +374,79 @@ def _balanced_orders(
     """One rater's screens (in queue order) with their answers put in order so that each arm
     stands equally often in each position (within one).
 
-    Screens that show the same set of arms share a sequence of Latin blocks over those arms
-    (sorted), so the balance holds within every set of arms a rater meets (not across sets:
-    see the module's rule 4).
+    Screens of two answers are oriented together (:func:`_orient_pairs`), so the balance holds
+    over all of them whatever pairs of arms they show. Screens of k > 2 answers that show the
+    same set of arms share a sequence of Latin blocks over those arms (sorted), so the balance
+    holds within every such set (not across different sets of three or more arms).
     """
+    ordered: list[list[tuple[str, str]] | None] = [None] * len(screens)
+    pairs = [n for n, answers in enumerate(screens) if len(answers) == 2]
+    for n, first in zip(pairs, _orient_pairs([screens[n] for n in pairs], rng), strict=True):
+        a, b = sorted(screens[n], key=lambda x: (x[1], x[0]))
+        ordered[n] = [a, b] if first == a[1] else [b, a]
     blocks: dict[tuple[str, ...], list[list[int]]] = {}
-    ordered = []
-    for answers in screens:
+    for n, answers in enumerate(screens):
+        if ordered[n] is not None:
+            continue
         by_arm = sorted(answers, key=lambda a: (a[1], a[0]))
         arms = tuple(a[1] for a in by_arm)
         block = blocks.get(arms)
         if not block:
             block = blocks[arms] = _latin_block(len(arms), rng)
-        ordered.append([by_arm[i] for i in block.pop()])
-    return ordered
+        ordered[n] = [by_arm[i] for i in block.pop()]
+    return ordered  # type: ignore[return-value]
+
+
+def _orient_pairs(screens: list[list[tuple[str, str]]], rng: SeededRandom) -> list[str]:
+    """For each two-answer screen, the arm shown first, such that every arm is first and second
+    equally often (within one) over all the screens.
+
+    The screens are the edges of a multigraph on the arms; orienting the edges along Euler
+    circuits (after joining the odd-degree arms to one extra vertex) gives every arm in-degree and
+    out-degree within one. Circuits start at a random arm, follow edges in random order, and run
+    in a random direction, so either order of a pair is equally likely.
+    """
+    edges = [(answers[0][1], answers[1][1]) for answers in screens]
+    incident: dict[str, list[int]] = {}
+    for n, (a, b) in enumerate(edges):
+        incident.setdefault(a, []).append(n)
+        incident.setdefault(b, []).append(n)
+    odd = sorted(arm for arm, ns in incident.items() if len(ns) % 2)
+    extra = "\x00"  # not an arm id: the importers refuse control characters
+    for arm in odd:
+        edges.append((arm, extra))
+        incident[arm].append(len(edges) - 1)
+        incident.setdefault(extra, []).append(len(edges) - 1)
+    for arm in incident:
+        incident[arm] = shuffled(incident[arm], rng)
+    used = [False] * len(edges)
+    first = [""] * len(screens)
+    for start in shuffled(sorted(incident), rng):
+        if all(used[n] for n in incident[start]):
+            continue
+        flip = rng.random() < 0.5
+        # Hierholzer: walk until stuck, splicing sub-circuits; each edge is taken once, in the
+        # direction of the walk
+        stack, walk = [(start, None)], []
+        while stack:
+            arm, via = stack[-1]
+            while incident[arm] and used[incident[arm][-1]]:
+                incident[arm].pop()
+            if incident[arm]:
+                n = incident[arm].pop()
+                used[n] = True
+                a, b = edges[n]
+                stack.append((b if a == arm else a, (n, arm)))
+            else:
+                stack.pop()
+                if via is not None:
+                    walk.append(via)
+        for n, tail in walk:
+            if n < len(screens):
+                a, b = edges[n]
+                head = b if tail == a else a
+                first[n] = head if flip else tail
+    return first
 
 
 def _tables(

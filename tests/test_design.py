@@ -287,3 +287,43 @@ def test_unknown_presentations_and_raters_are_counted_beyond_the_listed_ones(sto
         design.persist_assignments(store, coordinator, draft, ghosts, orphans.clear(), seed=1)
     assert "ghost19 (and 3 more)" in str(info.value)
     assert "ghost20" not in str(info.value)
+
+
+def test_the_stored_design_records_what_replays_it(store, draft):
+    # the parameters go into the assignments.persist event; with the seed revealed at unblinding
+    # they give the same allocation again (study.assignment is pure and seeded)
+    import json
+
+    from study import audit
+    from study.assignment import design_assignments
+
+    coordinator = sign_in(store, "coordinator")
+    design.lock_protocol(store, coordinator, draft, {"primary_item": "quality", "margin": 0.5})
+    design.make_assignments(store, coordinator, draft, raters_per_case=2, seed=11, mode="pairwise")
+    event = audit.events(store, study=draft).filter(pl.col("action") == "assignments.persist")
+    recorded = json.loads(event.item(0, "payload"))["design"]
+    assert recorded == {
+        "mode": "pairwise",
+        "raters_per_case": 2,
+        "match_specialty": False,
+        "raters": ["r1", "r2", "r3"],
+    }
+    answers = content.list_answers(store, coordinator, draft).select(
+        "answer_id", "case_id", "arm_id", "author_id"
+    )
+    cases = content.list_cases(store, coordinator, draft).get_column("case_id").to_list()
+    again, _ = design_assignments(
+        cases,
+        list(reversed(recorded["raters"])),  # the order given does not matter
+        raters_per_case=recorded["raters_per_case"],
+        answers=answers,
+        seed=11,
+        mode=recorded["mode"],
+    )
+    stored = store.read("SELECT case_id, rater, shown_order FROM assignments ORDER BY 2, 3")
+    assert (
+        stored.rows()
+        == again.select("case_id", "rater_id", "queue_position")
+        .sort("rater_id", "queue_position")
+        .rows()
+    )

@@ -371,3 +371,14 @@ def test_source_guesses_are_rated_like_any_item_and_give_bangs_index(store, draf
     assert guesses.height == 8 * 2  # 8 assignments, two answers each
     result = bang_index(guesses, arm="arm", guess="guess", kind={"llm": "llm", "clin": "clinician"})
     assert dict(zip(result["arm"], result["estimate"], strict=True)) == {"clin": 1.0, "llm": 1.0}
+
+
+def test_the_protocol_says_whether_answers_show_as_plain_text_or_markdown(store, draft):
+    coordinator = sign_in(store, "coordinator")
+    with pytest.raises(ValidationError, match="plain or markdown, not 'html'"):
+        design.lock_protocol(store, coordinator, draft, {"margin": 0.5, "display": "html"})
+    design.lock_protocol(store, coordinator, draft, {"margin": 0.5, "display": "plain"})
+    design.make_assignments(store, coordinator, draft, raters_per_case=2, seed=3)
+    lifecycle.start_rating(store, coordinator, draft)
+    view = rating_service.next_assignment(store, sign_in(store, "r1"), draft)
+    assert view["display"] == "plain"

@@ -3,7 +3,7 @@ event that records a stored design."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -73,11 +73,15 @@ def audit_design(
     seed_commitment: str | None,
     assignments: pl.DataFrame,
     presentations: pl.DataFrame,
+    *,
+    design: Mapping[str, Any] | None = None,
 ) -> int:
     """Record stored assignments and presentations (an ``assignments.persist`` event, whose
     counts and row digests ``audit verify`` checks the rows against; the seed only as its
     commitment, or None for a design that had none); ``assignments`` has an ``algorithm``
-    column. Returns the event's seq."""
+    column. ``design``: the parameters the design was made with (mode, raters per case, raters,
+    ...), recorded so that the allocation can be replayed from the seed at unblinding. Returns
+    the event's seq."""
     return audit.append(
         cur,
         actor=caller.actor,
@@ -90,6 +94,7 @@ def audit_design(
             "assignments": assignments.height,
             "presentations": presentations.height,
             "algorithm": sorted(set(assignments.get_column("algorithm").to_list())),
+            "design": dict(design or {}),
             # which answer is behind which label, for audit verify
             "stored_sha256": {
                 kind: digests.record(cur, study, kind) for kind in ("assignments", "presentations")

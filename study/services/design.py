@@ -61,6 +61,7 @@ def lock_protocol(
     and is the study's coordinator's alone (permission ``amend_protocol``).
     """
     _refuse_public_seed(protocol)
+    _check_display(protocol)
     seal = _new_seal(store, seed) if seed is not None else None
     if seal is not None:
         protocol = {**protocol, "assignment_seed_commitment": seal["commitment"]}
@@ -116,6 +117,25 @@ def lock_protocol(
             payload=payload,
         )
     return digest
+
+
+def _check_display(protocol: Mapping[str, Any]) -> None:
+    """The protocol's ``display`` (how answers are shown to raters), if given, is one of
+    ``study.rendering.MODES``."""
+    from study.rendering import MODES
+
+    shown = protocol.get("display", "markdown")
+    if shown not in MODES:
+        raise ValidationError(
+            [
+                Problem(
+                    "protocol",
+                    None,
+                    "display",
+                    f"answers are shown as {' or '.join(MODES)}, not {shown!r}",
+                )
+            ]
+        )
 
 
 MAX_SEED = 2**63 - 1
@@ -357,8 +377,11 @@ def persist_assignments(
     presentations: pl.DataFrame,
     *,
     seed: int | None = None,
+    design: Mapping[str, Any] | None = None,
 ) -> int:
     """Store a design from ``study.assignment.design_assignments``; return assignments added.
+
+    ``design``: the parameters it was made with, recorded in the audit event for a replay.
 
     ``seed``: the seed the design was made with; it must be the seed sealed at the lock, if one
     was (None: that one). A seed not sealed yet is sealed now. Either way only its commitment is
@@ -388,7 +411,7 @@ def persist_assignments(
                 [Problem("assignments", None, None, constraint_reason(exc))]
             ) from None
         _refuse_own_answers(cur, study, first_id)
-        audit_design(cur, caller, study, seal, numbered, shown)
+        audit_design(cur, caller, study, seal, numbered, shown, design=design)
     return numbered.height
 
 
@@ -529,8 +552,15 @@ def make_assignments(
     ``match_specialty`` as the design takes them. Returns the number of assignments stored.
     """
     seed = _seed_for(store, study, seed)
+    raters = _raters(store, study) if raters is None else raters
     a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty)
-    return persist_assignments(store, caller, study, a, p, seed=seed)
+    parameters = {
+        "mode": mode,
+        "raters_per_case": raters_per_case,
+        "match_specialty": match_specialty,
+        "raters": sorted(raters),
+    }
+    return persist_assignments(store, caller, study, a, p, seed=seed, design=parameters)
 
 
 def _seed_for(store: Store, study: str, seed: int | None) -> int:
@@ -571,6 +601,17 @@ def preview_assignments(
     return design_summary(a, p)
 
 
+def _raters(store: Store, study: str) -> list[str]:
+    """Every person holding the rater role in ``study``, by id."""
+    frame = store.read(
+        "SELECT DISTINCT user_id FROM roles WHERE study = $s AND role = 'rater' ORDER BY user_id",
+        {"s": study},
+    )
+    if frame.height == 0:
+        raise StateError(f"Study '{study}' has no raters yet: grant people the rater role.")
+    return frame.get_column("user_id").to_list()
+
+
 def _design(
     store: Store,
     study: str,
@@ -594,18 +635,7 @@ def _design(
             f"Cannot assign raters: {bare.len():,} case(s) have no answers to rate: {shown}. "
             "Import their answers (while the study is a draft) before making assignments."
         )
-    if raters is None:
-        raters = (
-            store.read(
-                "SELECT DISTINCT user_id FROM roles WHERE study = $s AND role = 'rater'"
-                " ORDER BY user_id",
-                {"s": study},
-            )
-            .get_column("user_id")
-            .to_list()
-        )
-        if not raters:
-            raise StateError(f"Study '{study}' has no raters yet: grant people the rater role.")
+    raters = _raters(store, study) if raters is None else raters
     case_spec = store.read(
         "SELECT case_id, specialty FROM cases WHERE study = $s ORDER BY case_id", {"s": study}
     )

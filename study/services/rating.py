@@ -66,7 +66,8 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     Keys: ``assignment`` (id), ``case_id``, ``question``, ``context``, ``shown_order``, ``done``,
     ``remaining`` (unfinished, not skipped, this one included if unfinished), ``total`` (not
     withdrawn, not skipped), ``presentations``: [{presentation, position, label, text}] in screen
-    order, and ``values``: the current submitted values as ``submit_rating`` takes them
+    order, ``display``: how to render the answers' text ("markdown" or "plain", from the
+    protocol's ``display``), and ``values``: the current submitted values as ``submit_rating`` takes them
     (item -> value for case-scope items, item -> {label: value} for answer-scope items; empty
     before the first submit). Never the arm, the answer's id or its author (blinding).
     """
@@ -110,6 +111,13 @@ def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any
     question, context = cur.execute(
         "SELECT question, context FROM cases WHERE study = ? AND case_id = ?", [study, case_id]
     ).fetchall()[0]
+    display = first(
+        cur.execute(
+            "SELECT json_extract_string(content, '$.display') FROM protocols WHERE study = ?"
+            " ORDER BY version DESC LIMIT 1",
+            [study],
+        ).fetchall()
+    )
     shown = cur.execute(
         "SELECT p.id, p.position, p.label, a.text FROM presentations p"
         " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
@@ -142,6 +150,8 @@ def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any
             for pid, pos, label, text in shown
         ],
         "values": values,
+        # how the answers' text is shown, as the protocol says: "markdown" (default) or "plain"
+        "display": (display[0] if display else None) or "markdown",
     }
 
 
