@@ -483,7 +483,7 @@ class Session:
 
         self.ws = await websockets.connect(
             self.ws_url, subprotocols=["streamlit"], max_size=None, open_timeout=60,
-            ping_interval=None,
+            ping_interval=None, close_timeout=2,
         )  # fmt: skip
 
     async def close(self) -> None:
@@ -686,8 +686,30 @@ async def drive(sessions: list, deadline: float, poll=None) -> None:
     tasks = [asyncio.ensure_future(s) for s in sessions]
     last = time.monotonic()
     hard_stop = deadline + 2 * RUN_TIMEOUT
+    # Ctrl-C (or SIGTERM) while the sessions run: stop them, then stop the servers (main)
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        loop.add_signal_handler(sig, interrupted.set)
+    try:
+        await _watch(tasks, deadline, hard_stop, interrupted, poll, last)
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+
+
+async def _watch(tasks, deadline, hard_stop, interrupted, poll, last) -> None:
     while not all(t.done() for t in tasks):
         await asyncio.sleep(0.5)
+        if interrupted.is_set():
+            for t in tasks:
+                t.cancel()
+            return
         if poll is not None:
             poll()
         now = time.monotonic()
@@ -698,8 +720,7 @@ async def drive(sessions: list, deadline: float, poll=None) -> None:
         if now > hard_stop:
             for t in tasks:
                 t.cancel()
-            break
-    await asyncio.gather(*tasks, return_exceptions=True)
+            return
 
 
 # --- reporting ---------------------------------------------------------------------------------
@@ -751,6 +772,11 @@ def main() -> int:
         key_file = db.with_name(db.name + ".audit.key")
         os.environ["CLINVAL_AUDIT_KEY_FILE"] = str(key_file)
         layout = Layout(args.ratings, args.raters, args.pending)
+
+        def terminate(signum, frame) -> None:  # noqa: ARG001
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, terminate)  # SIGTERM too stops the servers on its way out
         try:
             return _run(args, folder, db, key_file, layout)
         except KeyboardInterrupt:
