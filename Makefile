@@ -41,6 +41,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/bench_import.py
 	$(PY) benchmarks/bench_agreement.py
 	$(PY) benchmarks/bench_analysis.py
+	$(PY) benchmarks/bench_rating.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
