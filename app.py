@@ -30,6 +30,7 @@ from study.store import IN_USE, DatabaseError, DatabaseUnavailable, Store
 if not logging.getLogger("study").handlers[1:]:
     logging.getLogger("study").addHandler(logging.StreamHandler())
 
+
 def _page_icon():
     """A plain square drawn here: a Material icon as page icon makes every browser fetch it from
     Google's font servers, a call out that a rater's browser must never make."""
