@@ -110,6 +110,15 @@ def read_table(path: str) -> pl.DataFrame:
     return frame
 
 
+def _first_ratings(frame: pl.DataFrame) -> pl.DataFrame:
+    """The file's rows without repeats: a Clinval export's ``phase`` column marks a rater's
+    second rating of a case after a washout ("repeat"), which would count that rater twice on
+    one unit; every statistic here compares raters or arms, so it reads the first ratings."""
+    if C.PHASE not in frame.columns or frame.schema[C.PHASE] != pl.String:
+        return frame
+    return frame.filter(pl.col(C.PHASE).is_null() | (pl.col(C.PHASE) != "repeat"))
+
+
 def require_plain_columns(df: pl.DataFrame, columns: Sequence[str], *, value: str) -> None:
     """Refuse missing columns and columns whose type the statistics cannot use, before any of
     them touches one.
@@ -819,7 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
     try:
         args = build_parser().parse_args(_negative_values_attached(argv))
-        table = read_table(args.file)
+        table = _first_ratings(read_table(args.file))
         grouped = getattr(args, "by", None) is not None and args.command != "describe"
         frame = run_by(args, table) if grouped else args.run(args, table)
         if args.format == "json":

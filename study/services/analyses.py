@@ -21,8 +21,8 @@ from study.store import Store
 
 LONG_FORMAT = col
 """The long format's column names (``STUDY``, ``CASE``, ``ARM``, ``ANSWER``, ``RATER``, ``ITEM``,
-``VALUE``, ``POSITION``, ``LABEL``, ``SECONDS``, ``REVISION``), as the analysis library reads
-them: exports write these names."""
+``VALUE``, ``POSITION``, ``LABEL``, ``SECONDS``, ``REVISION``, ``PHASE``), as the analysis
+library reads them: exports write these names."""
 
 _AGREEMENT_LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
@@ -36,7 +36,7 @@ JOIN study_instruments si ON si.study = s.study AND si.instrument_key = r.instru
     AND si.instrument_version = r.instrument_version
 JOIN items i ON i.instrument_key = r.instrument_key AND i.instrument_version = r.instrument_version
     AND i.item_key = r.item_key
-WHERE s.study = $s AND r.status = 'submitted' AND r.value_num IS NOT NULL
+WHERE s.study = $s AND r.status = 'submitted' AND r.value_num IS NOT NULL AND s.phase = 'live'
 ORDER BY item, unit, s.rater
 """
 
@@ -54,8 +54,9 @@ def interim_agreement(
     """Agreement among the raters per item, pooled over arms: what a coordinator may watch while
     the study is blind.
 
-    For every answer-level item with numeric values at a nominal, ordinal, interval or ratio
-    level: ``analysis.agreement.agreement_table`` over units = the answers rated (each answer
+    Live ratings only: calibration ratings are no study data, and a repeat is a rater's second
+    rating of a unit (intra-rater, not between raters). For every answer-level item with numeric
+    values at a nominal, ordinal, interval or ratio level: ``analysis.agreement.agreement_table`` over units = the answers rated (each answer
     is one unit, whichever arm wrote it; no arm appears in the result), at the item's declared
     level and over its declared scale. Columns: ``item`` then the agreement table's columns. An
     item that cannot be analysed yet (e.g. fewer than two raters on any answer) gives one row with

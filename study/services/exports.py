@@ -37,7 +37,8 @@ SELECT
     r.created_at                  AS created_at,
     r.submitted_at                AS submitted_at,
     chosen.answer_id              AS chosen_answer,
-    chosen_answer.arm_id          AS chosen_arm
+    chosen_answer.arm_id          AS chosen_arm,
+    s.phase                       AS {col.PHASE}
 FROM current_ratings c
 JOIN ratings r ON r.id = c.rating
 JOIN assignments s ON s.id = c.assignment
@@ -48,8 +49,8 @@ LEFT JOIN presentations chosen
     AND (chosen.label = r.value_text OR chosen.label = 'Response ' || r.value_text)
 LEFT JOIN answers chosen_answer
     ON chosen_answer.study = chosen.study AND chosen_answer.answer_id = chosen.answer_id
-WHERE s.study = $s AND r.status = 'submitted'
-ORDER BY s.case_id, s.rater, r.item_key, p.position
+WHERE s.study = $s AND r.status = 'submitted' AND s.phase <> 'calibration'
+ORDER BY s.case_id, s.rater, r.item_key, s.phase, p.position
 """
 
 
@@ -66,8 +67,11 @@ def export_ratings_long(
     Columns: study, case, arm, answer, rater, item, value (Float64, numeric values), value_text
     (text values, e.g. a chosen label), position, label, seconds, revision, instrument,
     instrument_version, created_at, submitted_at (UTC), chosen_answer and chosen_arm (for an
-    assignment-level item whose value is a label shown: the answer and arm it names). For
-    assignment-level items arm/answer/position/label are null.
+    assignment-level item whose value is a label shown: the answer and arm it names), phase
+    ("live", or "repeat" for a rater's second rating of a case after the protocol's washout: the
+    pairs give intra-rater reliability; between-rater analyses use the live rows). For
+    assignment-level items arm/answer/position/label are null. Calibration ratings are no study
+    data and are left out.
 
     A person may export only an unblinded study (``StateError`` before): the arms are the
     blinding's secret until then.
