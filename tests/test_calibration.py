@@ -725,3 +725,92 @@ def test_migration_5_keeps_every_row_id_and_constraint_of_a_version_4_database(
             )
         finally:
             cur.close()
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def _cli(*argv: str) -> str:
+    import io
+
+    from study.cli import main
+
+    out = io.StringIO()
+    assert main(list(argv), out=out) == 0
+    return out.getvalue()
+
+
+def test_assign_dry_run_prints_the_calibration_and_repeat_counts(store, draft, tmp_path):
+    coordinator = sign_in(store, "coordinator")
+    db = str(tmp_path / "clinval.duckdb")
+    before = _cli("assign", "--study", draft, "--raters-per-case", "2", "--seed", "3",
+                  "--dry-run", "--db", db)  # fmt: skip
+    assert "calibration: 0 assignments (0 per rater, before any live case); repeats: 0" in before
+    design.lock_protocol(store, coordinator, draft, PROTOCOL)
+    out = _cli("assign", "--study", draft, "--raters-per-case", "2", "--seed", "3",
+               "--dry-run", "--db", db)  # fmt: skip
+    assert "3 raters, 6 assignments over 3 cases; raters per case 2-2" in out
+    assert (
+        "calibration: 3 assignments (1 per rater, before any live case); "
+        "repeats: 3 assignments (1 per rater, after the washout)"
+    ) in out
+    loads = out.split("loads per rater")[1].splitlines()[1:6]
+    assert loads[0].split() == ["rater", "assignments", "calibration", "repeats"]
+    assert [line.split() for line in loads[1:4]] == [[r, "2", "1", "1"] for r in ("r1", "r2", "r3")]
+    assert store.read("SELECT count(*) FROM assignments").item() == 0
+
+
+def test_status_shows_each_raters_calibration_outcome(store, phased, tmp_path):
+    rate_next(store, sign_in(store, "r1"), phased, RIGHT)
+    rate_next(store, sign_in(store, "r2"), phased, WRONG)
+    out = _cli("status", "--study", phased, "--db", str(tmp_path / "clinval.duckdb"))
+    lines = out.splitlines()
+    assert any(line.split() == ["calibration", "1", "of", "3", "raters", "passed",
+                                "(threshold", "0.6)"] for line in lines)  # fmt: skip
+    assert "    r1  passed; attempt 1: 1 of 1 cases done, score 1.00 (3 of 3 gold values)" in lines
+    assert (
+        "    r2  FAILED: waits for the coordinator (retry or pass); attempt 1: 1 of 1 cases "
+        "done, score 0.00 (0 of 3 gold values)"
+    ) in lines
+    assert "    r3  in calibration; attempt 1: 0 of 1 cases done" in lines
+
+
+# --- intra-rater agreement from first and repeat ratings ------------------------------------------
+
+
+def test_intra_rater_agreement_pairs_each_raters_first_and_repeat_rating():
+    import krippendorff
+    import numpy as np
+
+    from analysis.agreement import intra_rater_agreement
+    from analysis.errors import AnalysisError
+
+    rng = np.random.default_rng(5)
+    rows, first_values, repeat_values = [], [], []
+    for rater in ("r1", "r2", "r3"):
+        for n in range(8):
+            answer = f"a{n}"
+            first = int(rng.integers(1, 6))
+            again = int(np.clip(first + rng.integers(-1, 2), 1, 5))
+            rows += [(rater, answer, float(first), "live"), (rater, answer, float(again), "repeat")]
+            first_values.append(first)
+            repeat_values.append(again)
+    # noise: another rater's live-only ratings, and a calibration row, are no pairs
+    rows += [("r4", "a0", 2.0, "live"), ("r1", "gold", 4.0, "calibration")]
+    df = pl.DataFrame(rows, schema=["rater", "answer", "value", "phase"], orient="row")
+    table = intra_rater_agreement(df, level="ordinal", scale=[1, 2, 3, 4, 5], boot=0)
+    alpha = table.filter(pl.col("statistic") == "krippendorff_alpha").row(0, named=True)
+    # the krippendorff package (Castro 2017) on the same 24 pairs, occasions as its two coders
+    expected = krippendorff.alpha(
+        reliability_data=np.array([first_values, repeat_values], dtype=float),
+        level_of_measurement="ordinal",
+        value_domain=[1, 2, 3, 4, 5],
+    )
+    assert alpha["estimate"] == pytest.approx(expected, abs=1e-10)
+    assert (alpha["n_units"], alpha["raters_pooled"]) == (24, 3)
+    kappa = table.filter(
+        (pl.col("statistic") == "cohen_kappa") & (pl.col("variant") == "unweighted")
+    ).row(0, named=True)
+    assert (kappa["rater_a"], kappa["rater_b"]) == ("live", "repeat")
+    with pytest.raises(AnalysisError, match="intra-rater agreement needs repeats"):
+        intra_rater_agreement(df.filter(pl.col("phase") != "repeat"), level="ordinal")
