@@ -30,15 +30,14 @@ from study.store import Cursor, first
 SKIPPED = "EXISTS (SELECT 1 FROM case_flags f WHERE f.assignment = a.id AND f.kind = 'skip')"
 """SQL: assignment ``a`` was skipped by its rater."""
 
-_LIVE_GONE = (
+LIVE_GONE = (
     "EXISTS (SELECT 1 FROM assignments l WHERE l.study = a.study AND l.rater = a.rater"
     " AND l.case_id = a.case_id AND l.phase = 'live' AND (l.status = 'withdrawn' OR EXISTS"
     " (SELECT 1 FROM case_flags f WHERE f.assignment = l.id AND f.kind = 'skip')))"
 )
+"""SQL: the live assignment of repeat ``a``'s case was withdrawn or skipped (nothing to repeat)."""
 
-IN_QUEUE = (
-    f"a.status <> 'withdrawn' AND NOT {SKIPPED} AND NOT (a.phase = 'repeat' AND {_LIVE_GONE})"
-)
+IN_QUEUE = f"a.status <> 'withdrawn' AND NOT {SKIPPED} AND NOT (a.phase = 'repeat' AND {LIVE_GONE})"
 """SQL: assignment ``a`` is part of its rater's work (not withdrawn, not skipped, not a repeat
 of a case the rater did not rate live); progress counts these."""
 
@@ -110,19 +109,15 @@ def calibration_result(
     case of the attempt (``study.phases.score``: numbers as numbers, text exactly, a value not
     given unmatched).
     """
+    # few small queries whatever the number of gold cases: this runs on a live rater's key press
     rows = cur.execute(
-        "SELECT id, case_id, done FROM assignments WHERE study = ? AND rater = ?"
-        " AND phase = 'calibration' AND attempt = (SELECT max(attempt) FROM assignments"
-        "  WHERE study = ? AND rater = ? AND phase = 'calibration')",
-        [study, rater, study, rater],
+        "SELECT id, case_id, done, attempt FROM assignments a WHERE study = ? AND rater = ?"
+        " AND phase = 'calibration' QUALIFY attempt = max(attempt) OVER ()",
+        [study, rater],
     ).fetchall()
     if not rows:
         return None
-    attempt = cur.execute(
-        "SELECT max(attempt) FROM assignments WHERE study = ? AND rater = ? AND phase ="
-        " 'calibration'",
-        [study, rater],
-    ).fetchall()[0][0]
+    attempt = rows[0][3]
     decision = first(
         cur.execute(
             "SELECT decision FROM calibration_decisions WHERE study = ? AND rater = ?"
@@ -130,9 +125,10 @@ def calibration_result(
             [study, rater, attempt],
         ).fetchall()
     )
-    done = sum(1 for _, _, d in rows if d)
+    done = sum(1 for _, _, d, _ in rows if d)
     matched = expected = 0
     if done == len(rows):
+        ids = [r[0] for r in rows]
         case_items = {
             r[0]
             for r in cur.execute(
@@ -142,26 +138,28 @@ def calibration_result(
                 [study],
             ).fetchall()
         }
-        for assignment, case_id, _ in rows:
-            screen = dict(
-                cur.execute(
-                    "SELECT answer_id, label FROM presentations WHERE assignment = ?"
-                    " ORDER BY position",
-                    [assignment],
-                ).fetchall()
+        screens: dict[int, dict[str, str]] = {}
+        for assignment, answer_id, label in cur.execute(
+            "SELECT assignment, answer_id, label FROM presentations"
+            " WHERE list_contains(?, assignment) ORDER BY assignment, position",
+            [ids],
+        ).fetchall():
+            screens.setdefault(assignment, {})[answer_id] = label
+        given: dict[int, dict[tuple[str, str | None], Any]] = {}
+        for assignment, slot, item, num, text, label in cur.execute(
+            "SELECT c.assignment, r.slot, r.item_key, r.value_num, r.value_text, p.label"
+            " FROM current_ratings c JOIN ratings r ON r.id = c.rating"
+            " LEFT JOIN presentations p ON p.id = r.presentation"
+            " WHERE list_contains(?, c.assignment)",
+            [ids],
+        ).fetchall():
+            where = (item, None if slot == 0 else label)
+            given.setdefault(assignment, {})[where] = text if text is not None else num
+        for assignment, case_id, _, _ in rows:
+            gold = gold_values(
+                calibration, case_id, screens.get(assignment, {}), case_items=case_items
             )
-            given = {
-                (item, None if slot == 0 else label): (text if text is not None else num)
-                for slot, item, num, text, label in cur.execute(
-                    "SELECT r.slot, r.item_key, r.value_num, r.value_text, p.label"
-                    " FROM current_ratings c JOIN ratings r ON r.id = c.rating"
-                    " LEFT JOIN presentations p ON p.id = r.presentation"
-                    " WHERE c.assignment = ?",
-                    [assignment],
-                ).fetchall()
-            }
-            gold = gold_values(calibration, case_id, screen, case_items=case_items)
-            hit, out_of = score(gold, given)
+            hit, out_of = score(gold, given.get(assignment, {}))
             matched += hit
             expected += out_of
     return CalibrationResult(

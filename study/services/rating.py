@@ -54,8 +54,9 @@ def next_assignment(
     """
     cur = store.cursor()
     try:
-        head = _queue.next_id(cur, study, caller.user_id, now or utc_now())
-        return None if head is None else _view(cur, study, caller.user_id, head)
+        content = _queue.protocol(cur, study)
+        head = _queue.next_id(cur, study, caller.user_id, now or utc_now(), content=content)
+        return None if head is None else _view(cur, study, caller.user_id, head, content)
     finally:
         cur.close()
 
@@ -171,25 +172,38 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     )
 
 
-def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any]:
+def _view(
+    cur: Cursor,
+    study: str,
+    rater: str,
+    assignment: int,
+    content: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``assignment_view``'s dict; ``content``: the newest protocol's, when the caller read it."""
+    content = _queue.protocol(cur, study) if content is None else content
     case_id, shown_order, done, phase = cur.execute(
         "SELECT case_id, shown_order, done, phase FROM assignments WHERE id = ?", [assignment]
     ).fetchall()[0]
     remaining, total = cur.execute(
         "SELECT count(*) FILTER (WHERE NOT done), count(*)"
-        f" FROM assignments a WHERE study = ? AND rater = ? AND {_queue.IN_QUEUE}",
+        f" FROM assignments a WHERE study = ? AND rater = ? AND a.status <> 'withdrawn'"
+        f" AND NOT {_queue.SKIPPED}",
         [study, rater],
     ).fetchall()[0]
+    if content.get("repeats") is not None:
+        # a repeat of a case skipped or withdrawn is never offered: no part of the work; counted
+        # apart, only where repeats exist (the combined query cost 3x on every key press)
+        gone, gone_pending = cur.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE NOT a.done) FROM assignments a"
+            f" WHERE a.study = ? AND a.rater = ? AND a.phase = 'repeat'"
+            f" AND a.status <> 'withdrawn' AND NOT {_queue.SKIPPED} AND {_queue.LIVE_GONE}",
+            [study, rater],
+        ).fetchall()[0]
+        remaining, total = remaining - gone_pending, total - gone
     question, context = cur.execute(
         "SELECT question, context FROM cases WHERE study = ? AND case_id = ?", [study, case_id]
     ).fetchall()[0]
-    display = first(
-        cur.execute(
-            "SELECT json_extract_string(content, '$.display') FROM protocols WHERE study = ?"
-            " ORDER BY version DESC LIMIT 1",
-            [study],
-        ).fetchall()
-    )
+    display = content.get("display") or "markdown"
     shown = cur.execute(
         "SELECT p.id, p.position, p.label, a.text FROM presentations p"
         " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
@@ -223,7 +237,7 @@ def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any
         ],
         "values": values,
         # how the answers' text is shown, as the protocol says: "markdown" (default) or "plain"
-        "display": (display[0] if display else None) or "markdown",
+        "display": display,
         "phase": phase,
     }
 
