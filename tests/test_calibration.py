@@ -814,3 +814,138 @@ def test_intra_rater_agreement_pairs_each_raters_first_and_repeat_rating():
     assert (kappa["rater_a"], kappa["rater_b"]) == ("live", "repeat")
     with pytest.raises(AnalysisError, match="intra-rater agreement needs repeats"):
         intra_rater_agreement(df.filter(pl.col("phase") != "repeat"), level="ordinal")
+
+
+# --- every other message of the protocol's phases, on the pure checks ------------------------------
+
+
+def _items() -> dict:
+    from conftest import INSTRUMENT
+
+    return {item.key: item for item in INSTRUMENT.items}
+
+
+@pytest.mark.parametrize(
+    ("option", "field", "message"),
+    [
+        ({"calibration": ["c1"]}, "calibration", "must be an object with cases, expected"),
+        ({"calibration": {**GOLD, "cases": []}}, "calibration.cases", "a non-empty list of case"),
+        ({"calibration": {**GOLD, "cases": ["c1", "c1"]}}, "calibration.cases", "lists c1 twice"),
+        (
+            {"calibration": {**GOLD, "expected": {"c1": 4}}},
+            "calibration.expected",
+            "must map each calibration case to its expected values",
+        ),
+        ({"repeats": 0.1}, "repeats", "must be an object with share and washout_days"),
+        (
+            {"repeats": {**REPEATS, "washout": 3}},
+            "repeats.washout",
+            "unknown option; repeats takes share, washout_days",
+        ),
+    ],
+)
+def test_the_shape_of_each_option_is_named_when_wrong(option, field, message):
+    from study.phases import shape_problems
+
+    problems = shape_problems(option)
+    assert any(p.column == field and message in p.reason for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("expected", "answers", "field", "message"),
+    [
+        ({"c1": {"better": "A"}}, {}, "calibration.cases", "case 'c1' has no answers"),
+        (
+            {"c1": {"better": {"Response A": "A"}}},
+            {"c1": ["x", "y"]},
+            "calibration.expected.c1.better",
+            "a case-level item takes one value, not one per response",
+        ),
+        (
+            {"c1": {"better": "A"}},
+            {"c1": ["x", "y", "z"]},
+            "calibration.expected.c1.better",
+            "a pairwise item compares two answers; the case has 3",
+        ),
+        (
+            {"c1": {"quality": {"Response A": None}}},
+            {"c1": ["x", "y"]},
+            "calibration.expected.c1.quality.Response A",
+            "value outside the item's scale: item 'quality' is required",
+        ),
+        (
+            {"c1": {"quality": {"x": 4, "y": 5}}},  # answer ids name the responses
+            {"c1": ["x", "y"]},
+            None,
+            None,
+        ),
+        ({"c1": {"quality": 4}}, {"c1": ["x"]}, None, None),  # one answer: a bare value
+    ],
+)
+def test_each_expected_value_is_checked_against_the_screen_and_the_item(
+    expected, answers, field, message
+):
+    from study.phases import calibration_of, content_problems
+
+    calibration = calibration_of(
+        {"calibration": {"cases": ["c1"], "expected": expected, "pass_threshold": 1}}
+    )
+    problems = content_problems(calibration, cases=["c1", "c2"], answers=answers, items=_items())
+    if field is None:
+        assert problems == []
+    else:
+        assert any(p.column == field and message in p.reason for p in problems), problems
+
+
+def test_the_score_is_the_share_of_gold_values_matched():
+    from study.phases import calibration_of, gold_values, score
+
+    calibration = calibration_of(
+        {"calibration": {**GOLD, "expected": {"c1": {"quality": {"Response A": 4, "c1-llm": 2},
+                                                     "better": "A"}}}}
+    )  # fmt: skip
+    screen = {"c1-clin": "Response A", "c1-llm": "Response B"}
+    gold = gold_values(calibration, "c1", screen, case_items={"better"})
+    assert gold == {
+        ("quality", "Response A"): 4,
+        ("quality", "Response B"): 2,
+        ("better", None): "A",
+    }
+    given = {("quality", "Response A"): 4.0, ("quality", "Response B"): 3, ("better", None): "A"}
+    assert score(gold, given) == (2, 3)  # 4.0 matches 4; a value not given never matches
+    assert score(gold, {}) == (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"calibration_cases": ["zz"]}, "Calibration cases must be cases of the study: zz"),
+        ({"repeat_share": 1.5}, "repeat_share must be in [0, 1]"),
+        (
+            {"calibration_cases": ["c1", "c2", "c3", "c4", "c5"]},
+            "no cases to assign besides the calibration cases",
+        ),
+    ],
+)
+def test_the_design_refuses_bad_phases(options, message):
+    from study.errors import StudyError
+
+    cases = ["c1", "c2", "c3", "c4", "c5"]
+    with pytest.raises(StudyError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        design_assignments(
+            cases, ["r1", "r2"], raters_per_case=1, answers=_answers(), seed=1, **options
+        )
+
+
+def test_the_design_refuses_a_calibration_case_a_rater_wrote_an_answer_of():
+    from study.errors import StudyError
+
+    answers = _answers().with_columns(
+        pl.when(pl.col("answer_id") == "c1-a").then(pl.lit("r2")).otherwise("author_id")
+        .alias("author_id")
+    )  # fmt: skip
+    with pytest.raises(StudyError, match="calibration case 'c1' shows an answer written by r2"):
+        design_assignments(
+            ["c1", "c2", "c3", "c4", "c5"], ["r1", "r2"], raters_per_case=1, answers=answers, seed=1,
+            calibration_cases=["c1"],
+        )  # fmt: skip
