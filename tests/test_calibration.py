@@ -949,3 +949,35 @@ def test_the_design_refuses_a_calibration_case_a_rater_wrote_an_answer_of():
             ["c1", "c2", "c3", "c4", "c5"], ["r1", "r2"], raters_per_case=1, answers=answers, seed=1,
             calibration_cases=["c1"],
         )  # fmt: skip
+
+
+def test_the_analysis_command_line_computes_intra_rater_agreement_from_an_export(
+    store, phased, tmp_path, capsys
+):
+    from analysis.agreement import intra_rater_agreement
+    from analysis.cli import main
+
+    _rate_everything(store, phased)
+    # a second, different repeat value for one rater, so that agreement is not perfect
+    quality = exports.export_ratings_long(store, OPERATOR, phased).filter(
+        pl.col("item") == "quality"
+    )
+    quality = quality.with_columns(
+        pl.when((pl.col("phase") == "repeat") & (pl.col("label") == "Response A"))
+        .then(pl.lit(2.0))
+        .otherwise("value")
+        .alias("value")
+    )
+    path = tmp_path / "export.csv"
+    quality.select("case", "answer", "rater", "value", "phase").write_csv(path)
+    args = ["agreement", str(path), "--unit", "answer", "--level", "ordinal",
+            "--scale", "1,2,3,4,5", "--boot", "0", "--intra", "--format", "json"]  # fmt: skip
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    rows = rows["results"]
+    alpha = next(r for r in rows if r["statistic"] == "krippendorff_alpha")
+    expected = intra_rater_agreement(
+        quality, level="ordinal", scale=[1, 2, 3, 4, 5], boot=0
+    ).filter(pl.col("statistic") == "krippendorff_alpha")
+    assert alpha["estimate"] == pytest.approx(expected.item(0, "estimate"))
+    assert (alpha["n_units"], alpha["raters_pooled"], alpha["intra"]) == (6, 3, True)
