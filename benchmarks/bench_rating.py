@@ -36,25 +36,31 @@ in the temporary or cache folder, never in the project):
 (a) ``--sessions`` (100) raters, each a distinct person and websocket session, started over the
     first think time; each reads a case for ``--think`` seconds (10; drawn uniformly from 0.5x to
     1.5x), then presses one option key per field with ``--key-gap`` seconds (0.3, also jittered)
-    between presses, then submits; for ``--duration`` seconds (120). Rate-to-next-item = from
-    sending the submit to the ``script_finished`` of the run that shows the next case; p50/p95/p99
-    and rates per second. Peak server memory: the largest ``VmHWM`` (peak resident set) of the
-    server process in ``/proc/<pid>/status`` during this run.
+    between presses, then submits; for ``--duration`` seconds (120). The rating sheet handles the
+    option keys in the browser (``pages/components/rating_sheet.js``), so they send nothing to
+    the server and are only waited for here. Rate-to-next-item = from sending the submit to the
+    ``script_finished`` of the run that shows the next case; p50/p95/p99 and rates per second.
+    Peak server memory: the largest ``VmHWM`` (peak resident set) of the server process in
+    ``/proc/<pid>/status`` during this run.
 (b) saturated: ``--saturated-sessions`` (20) other raters rate with no pause at all for
-    ``--saturated-duration`` seconds (30); then, on a second server, a trivial page with five
-    buttons (written into a temporary folder) gets the same number of sessions clicking buttons
-    with no pause. Throughput is clicks (script runs answered) per second; the ratio is the app's
-    over the trivial page's.
+    ``--saturated-duration`` seconds (30); then, on a second server with the app's own
+    ``.streamlit/config.toml``, a trivial page with five buttons (written into a temporary
+    folder) gets the same number of sessions clicking buttons
+    with no pause. Throughput is server round trips (script runs answered) per second: on the
+    app each is a whole case rated and stored, on the trivial page a button click; the ratio is
+    the app's over the trivial page's.
 
-A press is a ``rerun_script`` BackMsg whose ``ClientState`` carries the query string
-(``person=N``), the page's script hash, and a ``WidgetStates`` with ``trigger_value=True`` for the
-button's id (read from the last run's ``new_element.button`` deltas, matched by the user key at
-the end of the id: ``$$ID-<hash>-pick-0``). The rating panel is an ``st.fragment``: as the browser
-does, a press of a button inside it sends that fragment's id (``Delta.fragment_id`` of the
-button's delta) as ``ClientState.fragment_id``, so only the fragment reruns (``--full-reruns``
-sends none, and the whole page reruns). Option keys: a likert item gets a random value; other
-items the first option (no harm, response A), which keeps the harm rules satisfied. A submit is
-acknowledged when its run shows the "Saved." toast and the progress line moves to the next case.
+A submit is what the sheet's JavaScript sends on Enter: a ``rerun_script`` BackMsg whose
+``ClientState`` carries the query string (``person=N``), the page's script hash, the fragment's
+id (``Delta.fragment_id`` of the sheet's delta: the rating panel is an ``st.fragment``, so only
+it reruns; ``--full-reruns`` sends none, and the whole page reruns), and a ``WidgetStates``
+with one ``json_trigger_value`` on the sheet's trigger widget
+(``$$STREAMLIT_INTERNAL_KEY_<element id>__events``): ``[{"event": "submit", "value": {token,
+attempt, values, texts}}]``, the token and the fields read from the sheet's data in the last
+run's ``new_element.bidi_component`` delta. A trivial page's click is a ``trigger_value=True``
+for the button's id. Option values: a likert item gets a random value; other items the first
+option (no harm, response A), which keeps the harm rules satisfied. A submit is acknowledged
+when its run shows the "Saved." toast and the progress line moves to the next case.
 
 After the runs the app server is stopped (DuckDB allows one process) and the stored rows are
 counted: per rater, assignments newly done against submits acknowledged: ``lost`` = acknowledged
@@ -465,6 +471,7 @@ class RunResult:
     toasts: list[str]
     errors: list[str]
     lines: list[str]  # markdown bodies
+    sheet: dict | None = None  # the rating sheet's data, as its element carried it
 
 
 class Session:
@@ -477,6 +484,7 @@ class Session:
         self.full_reruns = full_reruns
         self.ws = None
         self.buttons: dict[str, tuple[str, str]] = {}
+        self.sheet: tuple[str, str] | None = None  # (element id, fragment id) of the sheet
 
     async def connect(self) -> None:
         import websockets
@@ -491,9 +499,10 @@ class Session:
             with contextlib.suppress(Exception):
                 await self.ws.close()
 
-    async def run(self, press: str | None = None) -> RunResult:
-        """Send one rerun (a press of the button with user key ``press``, or a plain load) and
-        read until its ``script_finished``."""
+    async def run(self, press: str | None = None, submit: dict | None = None) -> RunResult:
+        """Send one rerun (a press of the button with user key ``press``, the sheet's
+        ``submit`` trigger with the payload ``submit``, or a plain load) and read until its
+        ``script_finished``."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
@@ -501,17 +510,29 @@ class Session:
         state = msg.rerun_script
         state.query_string = self.query
         state.page_script_hash = self.page_hash
+        fragment_id = ""
         if press is not None:
             widget_id, fragment_id = self.buttons[press]
             widget = state.widget_states.widgets.add()
             widget.id = widget_id
             widget.trigger_value = True
-            if fragment_id and not self.full_reruns:
-                state.fragment_id = fragment_id
+        elif submit is not None:
+            # what the sheet's JavaScript sends on Enter: one trigger event on the element
+            sheet_id, fragment_id = self.sheet
+            # the element's own (empty) state travels with every rerun the browser sends;
+            # Streamlit reads the trigger's payload through it
+            base = state.widget_states.widgets.add()
+            base.id = sheet_id
+            base.json_value = "{}"
+            widget = state.widget_states.widgets.add()
+            widget.id = f"$$STREAMLIT_INTERNAL_KEY_{sheet_id}__events"
+            widget.json_trigger_value = json.dumps([{"event": "submit", "value": submit}])
+        if fragment_id and not self.full_reruns:
+            state.fragment_id = fragment_id
         started = time.perf_counter()
         await self.ws.send(msg.SerializeToString())
         buttons: dict[str, tuple[str, str]] = {}
-        progress, toasts, errors, lines = None, [], [], []
+        progress, toasts, errors, lines, sheet = None, [], [], [], None
         while True:
             data = await asyncio.wait_for(self.ws.recv(), RUN_TIMEOUT)
             fwd = ForwardMsg()
@@ -535,6 +556,9 @@ class Session:
                     errors.append(f"{element.exception.type}: {element.exception.message}")
                 elif which == "markdown":
                     lines.append(element.markdown.body)
+                elif which == "bidi_component":
+                    self.sheet = (element.bidi_component.id, fwd.delta.fragment_id)
+                    sheet = json.loads(element.bidi_component.bytes or b"null")
             elif kind == "script_finished":
                 seconds = time.perf_counter() - started
                 if fwd.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
@@ -544,8 +568,12 @@ class Session:
                     self.buttons = kept | buttons
                 else:
                     self.buttons = buttons
+                if sheet is None and fwd.script_finished != (
+                    ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY
+                ):
+                    self.sheet = None
                 return RunResult(
-                    seconds, fwd.script_finished, buttons, progress, toasts, errors, lines
+                    seconds, fwd.script_finished, buttons, progress, toasts, errors, lines, sheet
                 )
 
 
@@ -561,11 +589,6 @@ class Stats:
     first_loads: list[float] = field(default_factory=list)
     fragment_runs: int = 0
     full_runs: int = 0
-
-
-def _unfilled(lines: list[str]) -> bool:
-    """Whether the sheet on screen still has a field without a value (shown as ``**—**``)."""
-    return any(("▶" in line or line.startswith("·")) and "**—**" in line for line in lines)
 
 
 def _case_number(progress: str | None) -> int | None:
@@ -598,30 +621,38 @@ async def rater_session(
         await session.connect()
         shown = await session.run()
         stats.first_loads.append(shown.seconds)
-        if "rate-submit" not in session.buttons:
+        if shown.sheet is None:
             stats.failures.append(
-                f"{rater}: no rating panel on the first load ({shown.errors or shown.progress})"
+                f"{rater}: no rating sheet on the first load ({shown.errors or shown.progress})"
             )
             return
         while time.monotonic() < deadline:
             if think:
                 await _pause(think * rng.uniform(0.5, 1.5), deadline)
-            presses = 0
-            while _unfilled(shown.lines) and time.monotonic() < deadline and presses < 40:
-                picks = sorted(k for k in session.buttons if k.startswith("pick-"))
-                if not picks:
-                    break
-                index = rng.randrange(len(picks)) if len(picks) == 5 else 0
-                if key_gap:
-                    await _pause(key_gap * rng.uniform(0.5, 1.5), deadline)
-                shown = await _press(session, f"pick-{index}", stats)
-                presses += 1
-            if time.monotonic() >= deadline or _unfilled(shown.lines):
+            # the keys: one per field, handled in the browser (no message to the server)
+            fields = shown.sheet["fields"]
+            if key_gap:
+                await _pause(sum(key_gap * rng.uniform(0.5, 1.5) for _ in fields), deadline)
+            if time.monotonic() >= deadline:
                 break
+            values = {
+                str(n): (
+                    rng.choice(f["options"])["value"]
+                    if f["type"] == "likert"
+                    else f["options"][0]["value"]
+                )
+                for n, f in enumerate(fields)
+            }
+            payload = {
+                "token": shown.sheet["token"],
+                "attempt": shown.sheet["attempt"],
+                "values": values,
+                "texts": {},
+            }
             before = _case_number(shown.progress)
             in_flight = True
             try:
-                result = await _press(session, "rate-submit", stats)
+                result = await _press(session, None, stats, submit=payload)
             except TimeoutError:
                 stats.failures.append(f"{rater}: no answer to a submit within {RUN_TIMEOUT:.0f} s")
                 return
@@ -633,10 +664,11 @@ async def rater_session(
                 if before is not None and after is not None and after != before + 1:
                     stats.failures.append(f"{rater}: saved, but case {before} -> {after}")
             else:
-                stats.refused.append(f"{rater}: {result.errors or result.progress}")
+                problems = (result.sheet or {}).get("problems")
+                stats.refused.append(f"{rater}: {problems or result.errors or result.progress}")
                 return
             shown = result
-            if "rate-submit" not in session.buttons:
+            if shown.sheet is None:
                 return  # queue done
     except TimeoutError:
         stats.failures.append(f"{rater}: a run took longer than {RUN_TIMEOUT:.0f} s")
@@ -653,10 +685,12 @@ async def _pause(seconds: float, deadline: float) -> None:
     await asyncio.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
 
 
-async def _press(session: Session, key: str, stats: Stats) -> RunResult:
+async def _press(
+    session: Session, key: str | None, stats: Stats, *, submit: dict | None = None
+) -> RunResult:
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    result = await session.run(key)
+    result = await session.run(key, submit)
     stats.clicks += 1
     stats.click_seconds.append(result.seconds)
     if result.status == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
@@ -885,6 +919,12 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     page = folder / "trivial" / "trivial.py"
     page.parent.mkdir()
     page.write_text(TRIVIAL_PAGE)
+    # the same server settings as the app's (.streamlit/config.toml: no garbage collection after
+    # every run, no file watcher), so that the two differ only in the script they run
+    (page.parent / ".streamlit").mkdir()
+    (page.parent / ".streamlit" / "config.toml").write_text(
+        (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     trivial = Server(page, page.parent, env, folder / "trivial.log")
     trivial.wait_healthy()
     log(f"(b) trivial page: {args.saturated_sessions} sessions, {args.saturated_duration:g} s ...")

@@ -62,13 +62,13 @@ def walk(node) -> list:
 
 
 def sheet_data(at: AppTest) -> dict:
-    return json.loads(sheet(at).json)
+    return json.loads(sheet(at).bytes)
 
 
 def texts(at: AppTest) -> str:
     parts = [e.value for e in (*at.markdown, *at.caption, *at.subheader, *at.title)]
     parts += [b.label for b in at.button]
-    return "\n".join(str(p) for p in parts) + "\n" + sheet(at).json
+    return "\n".join(str(p) for p in parts) + "\n" + sheet(at).bytes.decode()
 
 
 def send_sheet(at: AppTest, values: dict[str, object], texts: dict | None = None, **payload):

@@ -16,7 +16,15 @@
 const MEMORY = "__clinvalRatingSheet";
 
 export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
+  const { parentElement, setTriggerValue } = component;
+  // the server sends the data as UTF-8 JSON bytes (see rating_sheet.py)
+  const raw = component.data;
+  const data =
+    raw instanceof Uint8Array || raw instanceof ArrayBuffer
+      ? JSON.parse(new TextDecoder().decode(raw))
+      : typeof raw === "string"
+        ? JSON.parse(raw)
+        : raw;
   const root = parentElement.querySelector(".sheet") || document.createElement("div");
   root.className = "sheet";
   if (!root.parentNode) parentElement.appendChild(root);

@@ -9,6 +9,7 @@ browser names an arm, a model, an answer or an author: the data holds the neutra
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,10 @@ def rating_sheet(data: dict[str, Any], on_submit) -> None:
     """Mount the sheet with ``data`` (see rating_sheet.js for its shape); ``on_submit`` runs
     as the callback of the ``submit`` trigger, before the (fragment) script reruns, and reads
     the payload with ``submitted()``."""
-    _mount(key=KEY, data=data, on_submit_change=on_submit, height="content")
+    # As UTF-8 JSON bytes: a dict would be scanned key by key for dataframes by Streamlit on
+    # every run (a sixth of a submission's server time, py-spy); bytes pass through as they are.
+    payload = json.dumps(data, separators=(",", ":")).encode()
+    _mount(key=KEY, data=payload, on_submit_change=on_submit, height="content")
 
 
 def submitted() -> dict[str, Any] | None:

@@ -126,11 +126,17 @@ def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any
     ).fetchall()
     labels = {pid: label for pid, _, label, _ in shown}
     values: dict[str, Any] = {}
-    for slot, item, num, text in cur.execute(
-        "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
-        " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ? ORDER BY r.slot, r.item_key",
-        [assignment],
-    ).fetchall():
+    stored = (
+        cur.execute(
+            "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
+            " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?"
+            " ORDER BY r.slot, r.item_key",
+            [assignment],
+        ).fetchall()
+        if done  # nothing is stored before the first submit
+        else []
+    )
+    for slot, item, num, text in stored:
         value = text if text is not None else (int(num) if float(num).is_integer() else num)
         if slot == 0:
             values[item] = value
@@ -548,11 +554,15 @@ def _rule_faults(cur: Cursor, sheet: _Sheet, rows: list[dict[str, Any]]) -> list
     if not any(inst.rules for inst in sheet.instruments):
         return []
     current: dict[tuple[str, int], dict[str, Any]] = {}
-    stored = cur.execute(
-        "SELECT r.instrument_key, r.slot, r.item_key, r.value_num, r.value_text"
-        " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?",
-        [sheet.assignment],
-    ).fetchall()
+    stored = (
+        cur.execute(
+            "SELECT r.instrument_key, r.slot, r.item_key, r.value_num, r.value_text"
+            " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?",
+            [sheet.assignment],
+        ).fetchall()
+        if sheet.done  # nothing is stored before the first submit
+        else []
+    )
     for key, slot, item_key, num, text in stored:
         current.setdefault((key, slot), {})[item_key] = text if text is not None else num
     for row in rows:
@@ -580,13 +590,19 @@ def _write(
 ) -> None:
     """Insert the rows as new revisions, point the current ratings at them, mark it done."""
     now = utc_now()
-    previous = dict(
-        ((slot, item_key), last)
-        for slot, item_key, last in cur.execute(
-            "SELECT slot, item_key, max(revision) FROM ratings WHERE assignment = ?"
-            " GROUP BY slot, item_key",
-            [sheet.assignment],
-        ).fetchall()
+    # an assignment not yet submitted has no ratings (ratings are stored only by a submit or an
+    # import, and both mark it done): its first revision is 1 without a scan of the ratings
+    previous = (
+        dict(
+            ((slot, item_key), last)
+            for slot, item_key, last in cur.execute(
+                "SELECT slot, item_key, max(revision) FROM ratings WHERE assignment = ?"
+                " GROUP BY slot, item_key",
+                [sheet.assignment],
+            ).fetchall()
+        )
+        if sheet.done
+        else {}
     )
     first_id = store.allocate_ids(cur, "ratings")
     for n, row in enumerate(rows):
