@@ -116,6 +116,108 @@ for i in range(5):
         st.session_state["clicks"] += 1
 st.write(f"Clicks: {st.session_state['clicks']}")
 '''
+FLOOR_PAGE = '''"""The same work without Clinval: store a case's ratings, show the next case (bench_rating.py).
+
+The floor that DuckDB and Streamlit set for what a submission does, on the same database and
+schema: one transaction that inserts the case's rating rows and current-rating pointers, marks
+the assignment done and appends one audit event row and head (a hash of the payload, no chain
+key), then the next assignment's case and answers read back and shown. No access check, no
+validation, no instrument rules, no blinding: the least a rating screen can do per case.
+"""
+import datetime, hashlib, json, os, threading
+
+import duckdb
+import streamlit as st
+
+
+@st.cache_resource
+def db():
+    conn = duckdb.connect(os.environ["CLINVAL_DB"])
+    items = conn.execute(
+        "SELECT i.instrument_key, i.instrument_version, i.item_key, i.scope FROM items i"
+        " JOIN study_instruments s ON s.instrument_key = i.instrument_key"
+        " AND s.instrument_version = i.instrument_version ORDER BY i.position"
+    ).fetchall()
+    return conn, items, threading.Lock()
+
+
+conn, items, lock = db()
+rater = st.query_params.get("rater", "")
+
+
+def next_case(cur):
+    row = cur.execute(
+        "SELECT id, case_id FROM assignments WHERE rater = ? AND NOT done"
+        " ORDER BY shown_order LIMIT 1", [rater],
+    ).fetchall()
+    if not row:
+        return None
+    assignment, case_id = row[0]
+    question = cur.execute("SELECT question FROM cases WHERE case_id = ?", [case_id]).fetchall()
+    shown = cur.execute(
+        "SELECT p.id, p.label, a.text FROM presentations p JOIN answers a"
+        " ON a.study = p.study AND a.answer_id = p.answer_id WHERE p.assignment = ?"
+        " ORDER BY p.position", [assignment],
+    ).fetchall()
+    return assignment, question[0][0], shown
+
+
+def submit():
+    assignment, _, shown = st.session_state["case"]
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    slots = [(p, it) for p, _, _ in shown for it in items if it[3] == "answer"]
+    slots += [(0, it) for it in items if it[3] == "case"]
+    cur = conn.cursor()
+    with lock:  # one writer at a time, as Clinval's store does
+        cur.execute("BEGIN TRANSACTION")
+        first = cur.execute("SELECT max(id) FROM ratings").fetchall()[0][0] + 1
+        rows = [
+            (first + n, assignment, slot or None, slot, key, version, item, 1.0, None, 1,
+             "submitted", 3.0, now, now, "floor")
+            for n, (slot, (key, version, item, _)) in enumerate(slots)
+        ]
+        cur.executemany(
+            "INSERT INTO ratings (id, assignment, presentation, slot, instrument_key,"
+            " instrument_version, item_key, value_num, value_text, revision, status,"
+            " seconds_on_task, created_at, submitted_at, actor)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+        )
+        cur.executemany(
+            "INSERT INTO current_ratings VALUES (?, ?, ?, ?)",
+            [(assignment, r[3], r[6], r[0]) for r in rows],
+        )
+        cur.execute(
+            "UPDATE assignments SET done = true, status = 'done', done_at = ? WHERE id = ?",
+            [now, assignment],
+        )
+        seq, prev = cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall()[0]
+        payload = json.dumps([r[6] for r in rows])
+        digest = hashlib.sha256(payload.encode()).hexdigest()
+        event = hashlib.sha256((prev + digest + str(seq + 1)).encode()).hexdigest()
+        cur.execute(
+            "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [seq + 1, now, "floor", "rating.submit", "assignment", str(assignment), None,
+             payload, digest, prev, event],
+        )
+        cur.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq + 1, event])
+        cur.execute("COMMIT")
+    st.session_state.pop("case")
+
+
+if "case" not in st.session_state:
+    st.session_state["case"] = next_case(conn.cursor())
+case = st.session_state["case"]
+if case is None:
+    st.write("Done.")
+else:
+    st.markdown(case[1])
+    for column, (_, label, text) in zip(st.columns(len(case[2])), case[2]):
+        column.markdown(f"**{label}**")
+        column.markdown(text)
+    st.button("Submit", key="b-submit", on_click=submit)
+'''
+"""The floor page: the rating screen's per-case work reduced to its SQL (run (c))."""
+
 TARGETS = {"p95_ms": 150.0, "throughput_ratio": 0.8, "lost": 0, "duplicated": 0, "rss": 1024.0}
 
 
@@ -700,15 +802,22 @@ async def _press(
     return result
 
 
-async def trivial_session(url: str, stats: Stats, *, deadline: float, seed: int) -> None:
+async def trivial_session(
+    url: str, stats: Stats, *, deadline: float, seed: int, query: str = "", keys: int = 5
+) -> None:
+    """Click the page's buttons (``b-0`` ... or, with ``keys=0``, ``b-submit``) with no pause."""
     rng = random.Random(seed)
-    session = Session(url, "")
+    session = Session(url, query)
     try:
         await session.connect()
         first = await session.run()
         stats.first_loads.append(first.seconds)
         while time.monotonic() < deadline:
-            await _press(session, f"b-{rng.randrange(5)}", stats)
+            result = await _press(
+                session, f"b-{rng.randrange(keys)}" if keys else "b-submit", stats
+            )
+            if not keys and "b-submit" not in result.buttons:
+                return  # the floor page's rater has no case left
     except Exception as error:  # noqa: BLE001
         stats.failures.append(f"trivial: {type(error).__name__}: {error}")
     finally:
@@ -834,7 +943,9 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
         build_database(db, layout, folder, audited=args.audited_import)
         log(f"built in {time.perf_counter() - t:.1f} s")
     wanted = args.sessions + args.saturated_sessions
-    raters, places, rows_before = pick_raters(db, wanted, pending_min=20)
+    # the floor page (c) gets raters of its own, after the app's
+    raters, places, rows_before = pick_raters(db, wanted + args.saturated_sessions, pending_min=20)
+    floor_raters, raters = raters[wanted:], raters[:wanted]
     before, _, revised_before = done_counts(db, raters)
     log(f"database: {rows_before:,} rating rows; {wanted} raters picked for the sessions")
 
@@ -915,6 +1026,8 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     )
     app.stop()
     app_log = (folder / "app.log").read_text(errors="replace")
+    # what the app stored, counted before the floor page (c) writes for its own raters
+    after, rows_after, revised_after = done_counts(db, raters)
 
     page = folder / "trivial" / "trivial.py"
     page.parent.mkdir()
@@ -945,8 +1058,36 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     trivial_cps = stats_t.clicks / elapsed_t
     log(f"(b) trivial: {stats_t.clicks} clicks in {elapsed_t:.1f} s = {trivial_cps:.1f} clicks/s")
 
-    # what was stored
-    after, rows_after, revised_after = done_counts(db, raters)
+    # (c) the floor for the same work: the case's rows stored and the next case shown, in SQL
+    page = folder / "floor" / "floor.py"
+    page.parent.mkdir()
+    page.write_text(FLOOR_PAGE)
+    (page.parent / ".streamlit").mkdir()
+    (page.parent / ".streamlit" / "config.toml").write_text(
+        (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    floor = Server(page, page.parent, env, folder / "floor.log")
+    floor.wait_healthy()
+    log(f"(c) floor page: {len(floor_raters)} sessions, {args.saturated_duration:g} s ...")
+    stats_f = Stats()
+    t0 = time.monotonic()
+    deadline = t0 + args.saturated_duration
+    asyncio.run(
+        drive(
+            [
+                trivial_session(
+                    floor.url, stats_f, deadline=deadline, seed=n, query=f"rater={rater}", keys=0
+                )
+                for n, rater in enumerate(floor_raters)
+            ],
+            deadline,
+        )
+    )
+    elapsed_f = time.monotonic() - t0
+    floor.stop()
+    floor_cps = stats_f.clicks / elapsed_f
+    floor_log = (folder / "floor.log").read_text(errors="replace")
+    log(f"(c) floor: {stats_f.clicks} cases in {elapsed_f:.1f} s = {floor_cps:.1f} cases/s")
     acked: dict[str, int] = {}
     unconfirmed: dict[str, int] = {}
     for stats in (stats_a, stats_b):
@@ -992,7 +1133,16 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
             "(printed as nan): every session was still filling its first case; a longer "
             "--duration lets some finish"
         )
-    problems = stats_a.failures + stats_b.failures + stats_t.failures
+    print(
+        f"(c) floor for the same work (the case's rows stored in one transaction and the next "
+        f"case shown, in plain SQL on the same database), {len(floor_raters)} sessions: "
+        f"{floor_cps:.1f} cases/s (p50 {pct(stats_f.click_seconds, 50):.0f} ms); app / floor "
+        f"{app_cps / floor_cps if floor_cps else float('nan'):.2f}; floor / trivial page "
+        f"{floor_cps / trivial_cps if trivial_cps else float('nan'):.2f}"
+    )
+    if "Traceback" in floor_log:
+        print("the floor page's log holds a traceback:\n" + floor_log[-2000:])
+    problems = stats_a.failures + stats_b.failures + stats_t.failures + stats_f.failures
     refused = stats_a.refused + stats_b.refused
     if refused:
         print(f"submits not saved: {len(refused)}, e.g. {refused[:3]}")

@@ -47,14 +47,17 @@ def next_assignment(store: Store, caller: Caller, study: str) -> dict[str, Any] 
     cur = store.cursor()
     try:
         # small point queries with fetchall: this runs on every key press of a rater
-        head = first(
-            cur.execute(
-                "SELECT id FROM assignments a WHERE study = ? AND rater = ? AND NOT done"
-                f" AND status = 'pending' AND {_NOT_SKIPPED} ORDER BY shown_order LIMIT 1",
-                [study, caller.user_id],
-            ).fetchall()
-        )
-        return None if head is None else _view(cur, study, caller.user_id, head[0])
+        # the next assignment and the queue's counts in one pass over the rater's rows
+        head, remaining, total = cur.execute(
+            "SELECT arg_min(id, shown_order) FILTER (WHERE NOT done AND status = 'pending'),"
+            " count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
+            " count(*) FILTER (WHERE status <> 'withdrawn')"
+            f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
+            [study, caller.user_id],
+        ).fetchall()[0]
+        if head is None:
+            return None
+        return _view(cur, study, caller.user_id, head, counts=(remaining, total))
     finally:
         cur.close()
 
@@ -98,16 +101,27 @@ _NOT_SKIPPED = (
 )
 
 
-def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any]:
+def _view(
+    cur: Cursor,
+    study: str,
+    rater: str,
+    assignment: int,
+    *,
+    counts: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """``counts``: (remaining, total) when the caller has them already."""
     case_id, shown_order, done = cur.execute(
         "SELECT case_id, shown_order, done FROM assignments WHERE id = ?", [assignment]
     ).fetchall()[0]
-    remaining, total = cur.execute(
-        "SELECT count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
-        " count(*) FILTER (WHERE status <> 'withdrawn')"
-        f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
-        [study, rater],
-    ).fetchall()[0]
+    remaining, total = (
+        counts
+        or cur.execute(
+            "SELECT count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
+            " count(*) FILTER (WHERE status <> 'withdrawn')"
+            f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
+            [study, rater],
+        ).fetchall()[0]
+    )
     question, context = cur.execute(
         "SELECT question, context FROM cases WHERE study = ? AND case_id = ?", [study, case_id]
     ).fetchall()[0]
