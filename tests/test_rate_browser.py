@@ -111,6 +111,21 @@ def test_a_demo_rater_rates_three_cases_by_keyboard_reloads_and_resumes_at_the_f
     with serve(tmp_path / "demo.duckdb", tmp_path, demo_on_start=True) as served:
         open_as(page, served.url, demo_place(DEMO_RATER))
         start, total = case_number(page)
+        # Enter with nothing picked: each field says what is missing, nothing is sent
+        expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
+        settle(page)
+        page.keyboard.press("Enter")
+        expect(page.locator(".sheet .problem")).to_have_count(FIELDS)
+        expect(page.locator(".sheet .problem").first).to_have_text("Required: pick a value.")
+        assert case_number(page) == (start, total)
+        # Backspace steps back to the field before: a digit then answers that field
+        page.keyboard.press("1")
+        page.keyboard.press("Backspace")
+        expect(page.locator(".sheet .field.active")).to_have_attribute("data-field", "0")
+        page.keyboard.press("2")
+        expect(page.locator('.sheet .field[data-field="0"] .option.chosen')).to_contain_text("Poor")
+        page.reload()
+        expect(page.get_by_role("heading", name="Rate")).to_be_visible(timeout=30_000)
         for done in range(1, 4):
             rate_by_keyboard(page, FIELDS)
             expect(progress(page)).to_contain_text(
