@@ -469,6 +469,7 @@ def codebook(
     *,
     study: str,
     formats: Sequence[str],
+    raw_csv: bool = False,
 ) -> dict[str, Any]:
     """The codebook of the long export in ``formats``: a JSON-able dict.
 
@@ -535,6 +536,12 @@ def codebook(
         "variables": variables,
         "items": _items(items),
         "instruments": [dict(i) for i in instruments],
+        "csv_text": (
+            "text cells are written as stored"
+            if raw_csv
+            else "a text cell that a spreadsheet would run as a formula (starting with =, +, -, "
+            "@, a tab or a carriage return) is written with a leading ' (only in ratings.csv)"
+        ),
         "naming": (
             "CSV and Parquet keep the names above. In .dta and .sav files every name is a valid "
             "Stata and SPSS name (at most 32 ASCII letters, digits or _, not starting with a "
@@ -642,4 +649,11 @@ def codebook_markdown(book: Mapping[str, Any]) -> str:
             + (f"; source: {cell(inst.get('citation'))}" if inst.get("citation") else "")
         )
     lines += ["", "## Names in .dta and .sav files", "", book["naming"], ""]
+    if "csv" in book["formats"]:
+        lines += [
+            "## Text in ratings.csv",
+            "",
+            book["csv_text"][0].upper() + book["csv_text"][1:] + ".",
+            "",
+        ]
     return "\n".join(lines)

@@ -309,8 +309,27 @@ def _design(facts: Mapping[str, Any]) -> str:
         ),
         ("ratings collected", facts["origin"].get("origin", "—")),
     ]
+    what = {
+        "protocol.lock": "protocol version {version} locked",
+        "assignments.persist": "assignments stored",
+        "study.rating": "rating opened",
+        "study.closed": "rating closed",
+        "study.unblinded": "unblinded",
+    }
+    timeline = [
+        (
+            ev["occurred_at"],
+            what[ev["action"]].format(version=ev["payload"].get("version", "")),
+            ev["actor"],
+            ev["seq"],
+        )
+        for ev in facts["events"]
+        if ev["action"] in what
+    ]
     return (
-        "<h3>Arms</h3>"
+        "<h3>Timeline (UTC, from the audit trail)</h3>"
+        + _table(("when", "what", "by", "audit event"), timeline)
+        + "<h3>Arms</h3>"
         + _table(
             ("arm", "kind", "label", "model", "model version", "author role", "answers"), arm_rows
         )

@@ -98,7 +98,22 @@ def export_ratings_long(
     formats written, recorded in the event.
     """
     _require_exportable(store, caller, study)
-    frame = _long_frame(store, study)
+    written = None if write is None else (lambda frame, head, seq: write(frame, head))
+    return _export(store, caller, study, written, formats)
+
+
+def _export(
+    store: Store,
+    caller: Caller,
+    study: str,
+    write: Callable[[pl.DataFrame, str, int], None] | None,
+    formats: Sequence[str] | None,
+    frame: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """``export_ratings_long``'s read, event and ``write(frame, head hash, head seq)`` (the
+    caller checked the permission and the blinding rule). ``frame``: the export read already
+    (so that what was analysed is what is written), else read here."""
+    frame = _long_frame(store, study) if frame is None else frame
     payload: dict[str, Any] = {"rows": frame.height}
     if formats is not None:
         payload["formats"] = list(formats)
@@ -114,7 +129,7 @@ def export_ratings_long(
         )
         if write is not None:
             head_hash = cur.execute("SELECT hash FROM audit_events WHERE seq = ?", [seq]).fetchall()
-            write(frame, head_hash[0][0])
+            write(frame, head_hash[0][0], seq)
     return frame
 
 
@@ -215,11 +230,11 @@ def write_bundle(
         )
     status = _require_exportable(store, caller, study)
     facts = _report_facts(store, caller, study, status)
-    preview = _long_frame(store, study)
-    results = analyses.planned_results(store, caller, study, preview, boot=boot, seed=seed)
+    ratings = _long_frame(store, study)
+    results = analyses.planned_results(store, caller, study, ratings, boot=boot, seed=seed)
     manifest: dict[str, Any] = {}
 
-    def write(frame: pl.DataFrame, head: str) -> None:
+    def write(frame: pl.DataFrame, head: str, seq: int) -> None:
         items = facts["items"]
         written = []
         for fmt in formats:
@@ -227,13 +242,12 @@ def write_bundle(
             exporting.write(frame, items, path, fmt, study=study, audit_head=head, raw_csv=raw_csv)
             written.append(path)
         book = exporting.codebook(
-            frame, items, facts["instruments"], study=study, formats=list(formats)
+            frame, items, facts["instruments"], study=study, formats=list(formats), raw_csv=raw_csv
         )
         (folder / "codebook.json").write_text(
             json.dumps(book, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
         )
         (folder / "codebook.md").write_text(exporting.codebook_markdown(book), encoding="utf-8")
-        seq = facts["audit_seq"] + 1
         html = report.render(
             {**facts, "ratings": frame, "results": results, "audit_head": head, "audit_seq": seq}
         )
@@ -247,7 +261,7 @@ def write_bundle(
             encoding="utf-8",
         )
 
-    export_ratings_long(store, caller, study, write=write, formats=["bundle", *formats])
+    _export(store, caller, study, write, ["bundle", *formats], frame=ratings)
     return manifest
 
 
@@ -390,7 +404,6 @@ def _report_facts(store: Store, caller: Caller, study: str, status: str) -> dict
         "flow": store.read(_FLOW_SQL, {"s": study}).row(0, named=True),
         "case_flags": store.read(_FLAGS_SQL, {"s": study}),
         "origin": rating_imports.ratings_origin(store, caller, study),
-        "audit_seq": audit.head(store)[0],
     }
 
 
