@@ -229,10 +229,15 @@ def test_guesses_travel_on_every_row_of_their_answer_with_labels(store, draft, t
         store, coordinator, draft, raters=list(RATERS), raters_per_case=2, seed=7
     )
     lifecycle.start_rating(store, coordinator, draft)
+    # free text longer than a Stata str2045 (a strL) and text that looks like a formula
+    comments = iter([{"Response A": "é" * 3000, "Response B": "=1+1"}])
     for rater in RATERS:
         caller = sign_in(store, rater)
         while (view := rating_service.next_assignment(store, caller, draft)) is not None:
             values = full_values() | {"source_guess": {"Response A": 1, "Response B": 2}}
+            comment = next(comments, None)
+            if comment:
+                values["comment"] = comment
             rating_service.submit_rating(
                 store, caller, draft, view["assignment"], values, seconds=3
             )
@@ -254,5 +259,8 @@ def test_guesses_travel_on_every_row_of_their_answer_with_labels(store, draft, t
         assert back.get_column("source_guess").drop_nulls().sort().to_list() == (
             per_answer.get_column("source_guess").sort().to_list()
         )
+        texts = sorted(t for t in back.get_column("value_text").to_list() if t)
+        assert texts == sorted(frame.get_column("value_text").drop_nulls().to_list())
+        assert "é" * 3000 in texts and "=1+1" in texts  # as stored: only the CSV neutralises
     report = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
     assert "bang_index" in report and "james_index" in report
