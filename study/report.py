@@ -782,7 +782,7 @@ def _tripod_items(facts: Mapping[str, Any]) -> list[tuple[str, str, str | None]]
     )
     submitted = ratings.get_column("submitted_at").drop_nulls() if ratings.height else None
     rating_period = (
-        f"ratings submitted {e(submitted.min())} to {e(submitted.max())} (UTC)"
+        f"ratings submitted {e(str(submitted.min())[:19])} to {e(str(submitted.max())[:19])} (UTC)"
         if submitted is not None and submitted.len()
         else "no ratings submitted"
     )
@@ -815,22 +815,17 @@ def _tripod_items(facts: Mapping[str, Any]) -> list[tuple[str, str, str | None]]
     )
     ni = facts["results"].get("noninferiority")
     primary_result = (
-        "; ".join(
-            e(r.get("conclusion") or r.get("note"))
+        " ".join(
+            f"{e(r.get('variant') or r.get('statistic'))}: {e(r.get('conclusion') or r.get('note'))}"
             for r in ni.filter(pl.col("role") == "primary").iter_rows(named=True)
         )
         if ni is not None and "role" in ni.columns
         else ""
     )
-    design = next(
-        (
-            ev["payload"]
-            for ev in reversed(facts["events"])
-            if ev["action"] == "assignments.persist"
-        ),
-        {},
+    fewest, most = flow["fewest_raters_per_case"], flow["most_raters_per_case"]
+    per_case = (
+        (f"{fewest}" if fewest == most else f"{fewest} to {most}") if fewest is not None else None
     )
-    per_case = (design.get("design") or {}).get("raters_per_case")
     return [
         (
             "Title and abstract",

@@ -264,3 +264,20 @@ def test_guesses_travel_on_every_row_of_their_answer_with_labels(store, draft, t
         assert "é" * 3000 in texts and "=1+1" in texts  # as stored: only the CSV neutralises
     report = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
     assert "bang_index" in report and "james_index" in report
+
+
+@pytest.mark.parametrize("stage", ["draft", "rating, nothing rated"])
+def test_a_study_without_ratings_still_gets_a_complete_bundle(store, draft, tmp_path, stage):
+    # the operator may export at any time: an empty export, a codebook and a report that says
+    # what could not be analysed
+    from conftest import open_rating
+
+    study = open_rating(store, draft) if stage.startswith("rating") else draft
+    manifest = bundle(store, OPERATOR, study, tmp_path / "b", boot=20)
+    assert {p.name for p in (tmp_path / "b").iterdir()} == BUNDLE
+    assert manifest["rows"] == 0
+    assert pl.read_parquet(tmp_path / "b" / "ratings.parquet").height == 0
+    back, _ = read_back(tmp_path / "b" / "ratings.dta")
+    assert back.height == 0
+    report = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
+    assert "to be completed by the authors" in report

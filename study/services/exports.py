@@ -453,7 +453,11 @@ SELECT
     (SELECT count(DISTINCT rater) FROM assignments WHERE study = $s) AS raters_assigned,
     (SELECT count(DISTINCT rater) FROM assignments WHERE study = $s AND done) AS raters_rated,
     (SELECT count(*) FROM case_flags WHERE study = $s AND kind = 'skip') AS skipped,
-    (SELECT count(*) FROM case_flags WHERE study = $s AND kind = 'flag') AS flagged
+    (SELECT count(*) FROM case_flags WHERE study = $s AND kind = 'flag') AS flagged,
+    (SELECT min(n) FROM (SELECT count(*) AS n FROM assignments WHERE study = $s
+        GROUP BY case_id)) AS fewest_raters_per_case,
+    (SELECT max(n) FROM (SELECT count(*) AS n FROM assignments WHERE study = $s
+        GROUP BY case_id)) AS most_raters_per_case
 """
 
 _FLAGS_SQL = """
