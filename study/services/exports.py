@@ -113,7 +113,7 @@ def _export(
     """``export_ratings_long``'s read, event and ``write(frame, head hash, head seq)`` (the
     caller checked the permission and the blinding rule). ``frame``: the export read already
     (so that what was analysed is what is written), else read here."""
-    frame = _long_frame(store, study) if frame is None else frame
+    frame = _long_frame(store, caller, study) if frame is None else frame
     payload: dict[str, Any] = {"rows": frame.height}
     if formats is not None:
         payload["formats"] = list(formats)
@@ -148,22 +148,21 @@ def _require_exportable(store: Store, caller: Caller, study: str) -> str:
     return status
 
 
-def _long_frame(store: Store, study: str) -> pl.DataFrame:
+def _long_frame(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     frame = store.read(
         _EXPORT_SQL,
         {"s": study, "guess_instrument": GUESS_ITEM[0], "guess_item": GUESS_ITEM[1]},
     )
-    labelled = with_value_labels(frame, _items(store, study))
+    labelled = with_value_labels(frame, _items(store, caller, study))
     order = [c for c in frame.columns if c != "source_guess"] + ["value_label", "source_guess"]
     return labelled.select(order)
 
 
-def _items(store: Store, study: str) -> pl.DataFrame:
-    """The study's items as ``instruments.study_items`` gives them (read here: the export's
-    permission, not view_study, governs the export)."""
-    from study.services.instruments import _STUDY_ITEMS_SQL
+def _items(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """The study's items (``instruments.study_items``: whoever may export may view the study)."""
+    from study.services import instruments
 
-    return store.read(_STUDY_ITEMS_SQL, {"s": study})
+    return instruments.study_items(store, caller, study)
 
 
 # --- the bundle: files, codebook, report, manifest --------------------------------------------
@@ -230,7 +229,7 @@ def write_bundle(
         )
     status = _require_exportable(store, caller, study)
     facts = _report_facts(store, caller, study, status)
-    ratings = _long_frame(store, study)
+    ratings = _long_frame(store, caller, study)
     results = analyses.planned_results(store, caller, study, ratings, boot=boot, seed=seed)
     manifest: dict[str, Any] = {}
 
@@ -396,7 +395,7 @@ def _report_facts(store: Store, caller: Caller, study: str, status: str) -> dict
         "protocols": protocols,
         "events": lifecycle_events,
         "seed": seed,
-        "items": _items(store, study),
+        "items": _items(store, caller, study),
         "instruments": store.read(_INSTRUMENTS_SQL, {"s": study}).to_dicts(),
         "arms": store.read(_ARMS_SQL, {"s": study}),
         "unknown_provenance": content.unknown_provenance(store, caller, study),
