@@ -281,3 +281,48 @@ def test_a_study_without_ratings_still_gets_a_complete_bundle(store, draft, tmp_
     assert back.height == 0
     report = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
     assert "to be completed by the authors" in report
+
+
+def test_the_report_runs_the_locked_plan_on_the_exported_ratings(demo) -> None:
+    # routing, checked by hand: the demo protocol's primary item, arms, margin and direction
+    # reach the analysis; the paired t estimate is the mean over cases of the per-case
+    # difference of arm means, and the harm endpoint's estimate is the difference of the two
+    # arms' shares of "could cause harm" (both computed here with plain polars)
+    from study.demo import REFERENCE_ARM, TEST_ARM
+    from study.services import analyses
+
+    ratings = exports.export_ratings_long(demo, OPERATOR, DEMO)
+    results = analyses.planned_results(demo, OPERATOR, DEMO, ratings, boot=0)
+    ni = results["noninferiority"]
+    primary = ni.filter(pl.col("role") == "primary")
+    assert set(primary.get_column("item")) == {"quality"}
+    assert primary.get_column("variant").to_list()[-1] == "t"  # the plan's sensitivity method
+    row = primary.row(-1, named=True)
+    assert (row["test_arm"], row["reference_arm"], row["margin"], row["direction"]) == (
+        TEST_ARM,
+        REFERENCE_ARM,
+        0.5,
+        "higher",
+    )
+    quality = ratings.filter(pl.col("item") == "quality")
+    per_case = (
+        quality.group_by("case", "arm")
+        .agg(pl.col("value").mean())
+        .pivot(on="arm", index="case", values="value")
+        .drop_nulls()
+    )
+    by_hand = (per_case[TEST_ARM] - per_case[REFERENCE_ARM]).mean()
+    assert row["estimate"] == pytest.approx(by_hand, abs=1e-12)
+
+    harm = ni.filter(pl.col("item") == "could_cause_harm").row(0, named=True)
+    shares = (
+        ratings.filter(pl.col("item") == "could_cause_harm")
+        .group_by("arm")
+        .agg(pl.col("value").mean())
+    )
+    share = dict(shares.iter_rows())
+    assert harm["role"] == "secondary" and harm["direction"] == "lower"
+    assert harm["estimate"] == pytest.approx(share[TEST_ARM] - share[REFERENCE_ARM], abs=1e-12)
+    assert harm["p_adjusted"] is not None
+    assert {"agreement", "describe", "preference"} <= set(results)
+    assert "blinding" not in results  # the demo asked no source guesses
