@@ -18,12 +18,12 @@ from pathlib import Path
 import polars as pl
 import pyreadstat
 import pytest
-from conftest import OPERATOR, RATERS, full_values, sign_in
+from conftest import OPERATOR, RATERS, attach_source_guess, full_values, open_rating, sign_in
 
 from study import audit
 from study.exporting import FORMATS, stata_names
 from study.instruments import get_builtin
-from study.services import design, exports, instruments, lifecycle
+from study.services import exports, lifecycle
 from study.services import rating as rating_service
 
 DEMO = "demo-patient-questions"
@@ -220,15 +220,8 @@ def test_bad_formats_and_folders_are_refused_before_anything_is_written(demo, tm
 def test_guesses_travel_on_every_row_of_their_answer_with_labels(store, draft, tmp_path) -> None:
     # the built-in source_guess item beside the rating instrument; every rater guesses "AI"
     # for the answer shown first and "clinician" for the second
-    coordinator = sign_in(store, "coordinator")
-    guess = get_builtin("source_guess")
-    instruments.add_instrument(store, coordinator, guess)
-    instruments.attach_instrument(store, coordinator, draft, guess.key, guess.version)
-    design.lock_protocol(store, coordinator, draft, {"primary_item": "quality", "margin": 0.5})
-    design.make_assignments(
-        store, coordinator, draft, raters=list(RATERS), raters_per_case=2, seed=7
-    )
-    lifecycle.start_rating(store, coordinator, draft)
+    guess = attach_source_guess(store, draft)
+    open_rating(store, draft)
     # free text longer than a Stata str2045 (a strL) and text that looks like a formula
     comments = iter([{"Response A": "é" * 3000, "Response B": "=1+1"}])
     for rater in RATERS:
@@ -270,8 +263,6 @@ def test_guesses_travel_on_every_row_of_their_answer_with_labels(store, draft, t
 def test_a_study_without_ratings_still_gets_a_complete_bundle(store, draft, tmp_path, stage):
     # the operator may export at any time: an empty export, a codebook and a report that says
     # what could not be analysed
-    from conftest import open_rating
-
     study = open_rating(store, draft) if stage.startswith("rating") else draft
     manifest = bundle(store, OPERATOR, study, tmp_path / "b", boot=20)
     assert {p.name for p in (tmp_path / "b").iterdir()} == BUNDLE

@@ -69,21 +69,46 @@ def interim_agreement(
         if level not in _AGREEMENT_LEVELS:
             continue
         scale = _scale(rows.item(0, "options"))
-        try:
-            table = agreement_table(
-                rows,
-                unit="unit",
-                rater="rater",
-                value="value",
-                level=level,
-                scale=scale,
-                boot=boot,
-                ci=ci,
-                seed=seed,
+        frames.append(
+            _item_agreement(
+                item, rows, value="value", level=level, scale=scale, boot=boot, ci=ci, seed=seed
             )
-        except AnalysisError as exc:
-            table = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
-        frames.append(table.select(pl.lit(item).alias(col.ITEM), pl.all()))
+        )
+    return _stacked(frames)
+
+
+def _item_agreement(
+    item: str,
+    rows: pl.DataFrame,
+    *,
+    value: str,
+    level: str,
+    scale: list[Any] | None,
+    boot: int,
+    ci: float,
+    seed: int | None,
+) -> pl.DataFrame:
+    """``agreement_table`` of one item's ``rows`` (columns unit, rater, ``value``), led by
+    ``item``; one not-applicable row saying why when the library refuses them."""
+    try:
+        table = agreement_table(
+            rows,
+            unit="unit",
+            rater=col.RATER,
+            value=value,
+            level=level,
+            scale=scale,
+            boot=boot,
+            ci=ci,
+            seed=seed,
+        )
+    except AnalysisError as exc:
+        table = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
+    return table.select(pl.lit(item).alias(col.ITEM), pl.all())
+
+
+def _stacked(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Per-item tables as one frame (an empty one, with ``item``, when there are none)."""
     if not frames:
         return pl.DataFrame(schema={col.ITEM: pl.String})
     return pl.concat(frames, how="diagonal_relaxed")
@@ -357,23 +382,13 @@ def _agreement(
             scale = _scale(item["options"])
         if rows.height == 0:
             continue
-        try:
-            table = agreement_table(
-                rows,
-                unit="unit",
-                rater=col.RATER,
-                value="v",
-                level=item["level"],
-                scale=scale,
-                boot=boot,
-                seed=seed,
-            ).filter(pl.col(col.STATISTIC) != "cohen_kappa")
-        except AnalysisError as exc:
-            table = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
-        frames.append(table.select(pl.lit(key).alias(col.ITEM), pl.all()))
-    if not frames:
-        return pl.DataFrame(schema={col.ITEM: pl.String})
-    return pl.concat(frames, how="diagonal_relaxed")
+        table = _item_agreement(
+            key, rows, value="v", level=item["level"], scale=scale, boot=boot, ci=0.95, seed=seed
+        )
+        if col.STATISTIC in table.columns:
+            table = table.filter(pl.col(col.STATISTIC) != "cohen_kappa")
+        frames.append(table)
+    return _stacked(frames)
 
 
 def _preference(
