@@ -94,9 +94,7 @@ class _Figures:
 
         self.count += 1
         div = f"figure-{self.count}"
-        figure.update_layout(
-            title={"text": e(title)}, template="plotly_white", margin={"l": 200, "r": 30}
-        )
+        figure.update_layout(title={"text": e(title)}, template="plotly_white")
         data = pio.to_json(figure, validate=True)
         safe = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         return (
@@ -144,6 +142,7 @@ def _forest(rows: list[dict[str, Any]], *, title: str, figures: _Figures, x_titl
         )
     fig.add_vline(x=0, line_dash="dot", line_color="grey")
     fig.update_layout(
+        margin={"l": 220, "r": 30},
         height=140 + 50 * len(rows),
         xaxis_title=x_title,
         yaxis={"autorange": "reversed"},
@@ -318,7 +317,7 @@ def _design(facts: Mapping[str, Any]) -> str:
     }
     timeline = [
         (
-            ev["occurred_at"],
+            str(ev["occurred_at"])[:19],
             what[ev["action"]].format(version=ev["payload"].get("version", "")),
             ev["actor"],
             ev["seq"],
@@ -577,7 +576,10 @@ def _preference(preference: pl.DataFrame, figures: _Figures) -> str:
             )
         )
     fig.update_layout(
-        barmode="stack", height=160 + 40 * max(1, shares.height // 3), xaxis_title="share"
+        barmode="stack",
+        height=160 + 40 * max(1, shares.height // 3),
+        xaxis_title="share",
+        margin={"l": 220, "r": 30},
     )
     rows = [
         (
