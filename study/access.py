@@ -210,8 +210,14 @@ PERMISSIONS: dict[str, Permission] = {
     "export": Permission(
         frozenset({"statistician"}),
         "study",
-        "export the ratings with their arms (a person: only once the study is unblinded)",
-        ("exports.export_ratings_long",),
+        "export the ratings with their arms, their codebook, the study report and the "
+        "reproducibility bundle (a person: only once the study is unblinded)",
+        (
+            "exports.export_ratings_long",
+            "exports.write_bundle",
+            "exports.bundle_zip",
+            "analyses.planned_results",
+        ),
     ),
     "unblind": Permission(
         frozenset({"statistician"}),

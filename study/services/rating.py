@@ -55,6 +55,19 @@ def next_assignment(
     cur = store.cursor()
     try:
         content = _queue.protocol(cur, study)
+        if content.get("calibration") is None and content.get("repeats") is None:
+            # every assignment is live: the next one and the queue's counts in one pass over the
+            # rater's rows (small point queries with fetchall: this runs on every key press)
+            head, remaining, total = cur.execute(
+                "SELECT arg_min(id, shown_order) FILTER (WHERE NOT done AND status = 'pending'),"
+                " count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
+                " count(*) FILTER (WHERE status <> 'withdrawn')"
+                f" FROM assignments a WHERE study = ? AND rater = ? AND NOT {_queue.SKIPPED}",
+                [study, caller.user_id],
+            ).fetchall()[0]
+            if head is None:
+                return None
+            return _view(cur, study, caller.user_id, head, content, counts=(remaining, total))
         head = _queue.next_id(cur, study, caller.user_id, now or utc_now(), content=content)
         return None if head is None else _view(cur, study, caller.user_id, head, content)
     finally:
@@ -178,28 +191,34 @@ def _view(
     rater: str,
     assignment: int,
     content: Mapping[str, Any] | None = None,
+    *,
+    counts: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """``assignment_view``'s dict; ``content``: the newest protocol's, when the caller read it."""
+    """``assignment_view``'s dict; ``content``: the newest protocol's, and ``counts``:
+    (remaining, total), when the caller has them already."""
     content = _queue.protocol(cur, study) if content is None else content
     case_id, shown_order, done, phase = cur.execute(
         "SELECT case_id, shown_order, done, phase FROM assignments WHERE id = ?", [assignment]
     ).fetchall()[0]
-    remaining, total = cur.execute(
-        "SELECT count(*) FILTER (WHERE NOT done), count(*)"
-        f" FROM assignments a WHERE study = ? AND rater = ? AND a.status <> 'withdrawn'"
-        f" AND NOT {_queue.SKIPPED}",
-        [study, rater],
-    ).fetchall()[0]
-    if content.get("repeats") is not None:
-        # a repeat of a case skipped or withdrawn is never offered: no part of the work; counted
-        # apart, only where repeats exist (the combined query cost 3x on every key press)
-        gone, gone_pending = cur.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE NOT a.done) FROM assignments a"
-            f" WHERE a.study = ? AND a.rater = ? AND a.phase = 'repeat'"
-            f" AND a.status <> 'withdrawn' AND NOT {_queue.SKIPPED} AND {_queue.LIVE_GONE}",
+    if counts is not None:
+        remaining, total = counts
+    else:
+        remaining, total = cur.execute(
+            "SELECT count(*) FILTER (WHERE NOT done), count(*)"
+            " FROM assignments a WHERE study = ? AND rater = ? AND a.status <> 'withdrawn'"
+            f" AND NOT {_queue.SKIPPED}",
             [study, rater],
         ).fetchall()[0]
-        remaining, total = remaining - gone_pending, total - gone
+        if content.get("repeats") is not None:
+            # a repeat of a case skipped or withdrawn is never offered: no part of the work;
+            # counted apart, only where repeats exist (a combined query cost 3x per key press)
+            gone, gone_pending = cur.execute(
+                "SELECT count(*), count(*) FILTER (WHERE NOT a.done) FROM assignments a"
+                " WHERE a.study = ? AND a.rater = ? AND a.phase = 'repeat'"
+                f" AND a.status <> 'withdrawn' AND NOT {_queue.SKIPPED} AND {_queue.LIVE_GONE}",
+                [study, rater],
+            ).fetchall()[0]
+            remaining, total = remaining - gone_pending, total - gone
     question, context = cur.execute(
         "SELECT question, context FROM cases WHERE study = ? AND case_id = ?", [study, case_id]
     ).fetchall()[0]
@@ -212,11 +231,17 @@ def _view(
     ).fetchall()
     labels = {pid: label for pid, _, label, _ in shown}
     values: dict[str, Any] = {}
-    for slot, item, num, text in cur.execute(
-        "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
-        " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ? ORDER BY r.slot, r.item_key",
-        [assignment],
-    ).fetchall():
+    stored = (
+        cur.execute(
+            "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
+            " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?"
+            " ORDER BY r.slot, r.item_key",
+            [assignment],
+        ).fetchall()
+        if done  # nothing is stored before the first submit
+        else []
+    )
+    for slot, item, num, text in stored:
         value = text if text is not None else (int(num) if float(num).is_integer() else num)
         if slot == 0:
             values[item] = value
@@ -653,11 +678,15 @@ def _rule_faults(cur: Cursor, sheet: _Sheet, rows: list[dict[str, Any]]) -> list
     if not any(inst.rules for inst in sheet.instruments):
         return []
     current: dict[tuple[str, int], dict[str, Any]] = {}
-    stored = cur.execute(
-        "SELECT r.instrument_key, r.slot, r.item_key, r.value_num, r.value_text"
-        " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?",
-        [sheet.assignment],
-    ).fetchall()
+    stored = (
+        cur.execute(
+            "SELECT r.instrument_key, r.slot, r.item_key, r.value_num, r.value_text"
+            " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?",
+            [sheet.assignment],
+        ).fetchall()
+        if sheet.done  # nothing is stored before the first submit
+        else []
+    )
     for key, slot, item_key, num, text in stored:
         current.setdefault((key, slot), {})[item_key] = text if text is not None else num
     for row in rows:
@@ -685,13 +714,19 @@ def _write(
     now: dt.datetime,
 ) -> None:
     """Insert the rows as new revisions, point the current ratings at them, mark it done."""
-    previous = dict(
-        ((slot, item_key), last)
-        for slot, item_key, last in cur.execute(
-            "SELECT slot, item_key, max(revision) FROM ratings WHERE assignment = ?"
-            " GROUP BY slot, item_key",
-            [sheet.assignment],
-        ).fetchall()
+    # an assignment not yet submitted has no ratings (ratings are stored only by a submit or an
+    # import, and both mark it done): its first revision is 1 without a scan of the ratings
+    previous = (
+        dict(
+            ((slot, item_key), last)
+            for slot, item_key, last in cur.execute(
+                "SELECT slot, item_key, max(revision) FROM ratings WHERE assignment = ?"
+                " GROUP BY slot, item_key",
+                [sheet.assignment],
+            ).fetchall()
+        )
+        if sheet.done
+        else {}
     )
     first_id = store.allocate_ids(cur, "ratings")
     for n, row in enumerate(rows):
