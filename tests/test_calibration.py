@@ -981,3 +981,20 @@ def test_the_analysis_command_line_computes_intra_rater_agreement_from_an_export
     ).filter(pl.col("statistic") == "krippendorff_alpha")
     assert alpha["estimate"] == pytest.approx(expected.item(0, "estimate"))
     assert (alpha["n_units"], alpha["raters_pooled"], alpha["intra"]) == (6, 3, True)
+
+
+def test_the_planned_analyses_read_live_rows_and_add_intra_rater_agreement(store, phased):
+    _rate_everything(store, phased)
+    ratings = exports.export_ratings_long(store, OPERATOR, phased)
+    results = analyses.planned_results(store, OPERATOR, phased, ratings, boot=0, seed=1)
+
+    def alpha(frame):
+        return frame.filter(
+            (pl.col("item") == "quality") & (pl.col("statistic") == "krippendorff_alpha")
+        ).row(0, named=True)
+
+    # between raters: 3 live cases x 2 answers, each answer once per rater (repeats left out)
+    assert alpha(results["agreement"])["n_units"] == 6
+    # within raters: one repeated case per rater, two answers each, all rated alike
+    intra = alpha(results["intra_rater"])
+    assert (intra["n_units"], intra["raters_pooled"]) == (6, 3)
