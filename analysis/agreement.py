@@ -58,6 +58,7 @@ from analysis._common import (
     check_ci,
     join_notes,
     not_applicable,
+    require_columns,
     result_frame,
     result_row,
 )
@@ -1428,3 +1429,76 @@ def agreement_table(
                 )
         rows.extend(icc_rows)
     return _stack(rows).with_columns(pl.lit(level, dtype=pl.String).alias(C.LEVEL))
+
+
+FIRST, REPEAT = "live", "repeat"
+"""The two occasions of a test-retest pair, as a Clinval export's ``phase`` column names them."""
+
+
+def intra_rater_agreement(
+    df: pl.DataFrame,
+    *,
+    unit: str = C.ANSWER,
+    rater: str = C.RATER,
+    value: str = C.VALUE,
+    phase: str = C.PHASE,
+    level: str,
+    scale: Sequence[Any] | None = None,
+    boot: int = 1000,
+    ci: float = 0.95,
+    seed: Seed = None,
+) -> pl.DataFrame:
+    """Intra-rater (test-retest) agreement for one item: each rater's first rating of a unit
+    against their repeat of it after a washout, pooled over raters.
+
+    ``df``: long ratings of one item with a ``phase`` column, "live" for the first rating and
+    "repeat" for the second (other phases and rows without a pair are left out). Each (rater,
+    unit) with both ratings is one unit of ``agreement_table``, and the two occasions play the
+    two "raters" (``rater_a`` "live", ``rater_b`` "repeat" in Cohen's kappa rows), so every
+    statistic there reads as the agreement of a rater with themselves: Krippendorff's alpha at
+    ``level`` (bootstrap over the pairs), Cohen's kappa, the ICCs, and so on. Columns:
+    ``agreement_table``'s, then ``raters_pooled`` (raters with at least one pair). ``n_units``
+    counts pairs. Raises ``AnalysisError`` for a missing column or fewer than one pair.
+    """
+    require_columns(df, (unit, rater, value, phase))
+    both = (
+        df.filter(pl.col(phase).is_in([FIRST, REPEAT]) & pl.col(value).is_not_null())
+        .group_by(rater, unit)
+        .agg(pl.col(phase).n_unique().alias("_occasions"), pl.len().alias("_n"))
+    )
+    twice = both.filter(pl.col("_n") > pl.col("_occasions"))
+    if twice.height:
+        who, what = twice.row(0)[:2]
+        raise AnalysisError(
+            f"rater '{who}' has more than one {FIRST} or {REPEAT} rating of unit '{what}'"
+        )
+    paired = both.filter(pl.col("_occasions") == 2).select(rater, unit)
+    if paired.is_empty():
+        raise AnalysisError(
+            f"no rater rated a unit both in phase '{FIRST}' and in phase '{REPEAT}': "
+            "intra-rater agreement needs repeats"
+        )
+    pairs = (
+        df.join(paired, on=[rater, unit], how="semi")
+        .filter(pl.col(phase).is_in([FIRST, REPEAT]))
+        .select(
+            pl.concat_str([pl.col(rater).cast(pl.String), pl.col(unit).cast(pl.String)],
+                          separator="\x1f").alias("_pair"),
+            pl.col(phase).alias("_occasion"),
+            pl.col(value),
+        )
+    )  # fmt: skip
+    table = agreement_table(
+        pairs,
+        unit="_pair",
+        rater="_occasion",
+        value=value,
+        level=level,
+        scale=scale,
+        boot=boot,
+        ci=ci,
+        seed=seed,
+    )
+    return table.with_columns(
+        pl.lit(paired.get_column(rater).n_unique(), dtype=pl.Int64).alias("raters_pooled")
+    )

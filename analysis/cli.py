@@ -110,6 +110,15 @@ def read_table(path: str) -> pl.DataFrame:
     return frame
 
 
+def _first_ratings(frame: pl.DataFrame) -> pl.DataFrame:
+    """The file's rows without repeats: a Clinval export's ``phase`` column marks a rater's
+    second rating of a case after a washout ("repeat"), which would count that rater twice on
+    one unit; every statistic here compares raters or arms, so it reads the first ratings."""
+    if C.PHASE not in frame.columns or frame.schema[C.PHASE] != pl.String:
+        return frame
+    return frame.filter(pl.col(C.PHASE).is_null() | (pl.col(C.PHASE) != "repeat"))
+
+
 def require_plain_columns(df: pl.DataFrame, columns: Sequence[str], *, value: str) -> None:
     """Refuse missing columns and columns whose type the statistics cannot use, before any of
     them touches one.
@@ -187,19 +196,15 @@ def run_agreement(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     require_plain_columns(df, (args.unit, args.rater, args.value), value=args.value)
     if args.level in ("interval", "ratio"):
         df = _numeric(df, args.value, f"level '{args.level}'")
+    if getattr(args, "intra", False):
+        return _run_intra(args, df)
     raters = df.filter(pl.col(args.value).is_not_null())[args.rater].drop_nulls().unique()
     if raters.len() < 2:
         who = f" ('{raters[0]}')" if raters.len() else ""
         raise AnalysisError(
             f"only {raters.len()} rater{who} in column '{args.rater}'; agreement needs at least two"
         )
-    scale = None
-    if args.scale is not None:
-        scale = [s.strip() for s in args.scale.split(",")]
-        if not all(scale):
-            raise AnalysisError(
-                "--scale needs its categories, lowest first: V1,V2,... (none empty)"
-            )
+    scale = _scale_of(args)
     result = agreement_table(
         df,
         unit=args.unit,
@@ -223,6 +228,45 @@ def run_agreement(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
             "value_column": args.value,
         },
     )
+
+
+def _run_intra(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
+    from analysis.agreement import intra_rater_agreement
+
+    require_plain_columns(df, (C.PHASE,), value=args.value)
+    result = intra_rater_agreement(
+        df,
+        unit=args.unit,
+        rater=args.rater,
+        value=args.value,
+        level=args.level,
+        scale=_scale_of(args),
+        boot=args.boot,
+        ci=args.ci,
+        seed=args.seed,
+    )
+    return _with_parameters(
+        result,
+        {
+            C.LEVEL: args.level,
+            "scale": args.scale,
+            "boot": args.boot,
+            C.SEED: _used_seed(result, args.seed),
+            "unit_column": args.unit,
+            "rater_column": args.rater,
+            "value_column": args.value,
+            "intra": True,
+        },
+    )
+
+
+def _scale_of(args: argparse.Namespace) -> list[str] | None:
+    if args.scale is None:
+        return None
+    scale = [s.strip() for s in args.scale.split(",")]
+    if not all(scale):
+        raise AnalysisError("--scale needs its categories, lowest first: V1,V2,... (none empty)")
+    return scale
 
 
 def _refuse_ignored(args: argparse.Namespace) -> list[str]:
@@ -694,6 +738,13 @@ def build_parser() -> argparse.ArgumentParser:
     agreement.add_argument("--seed", type=int, default=None, help=SEED_HELP)
     agreement.add_argument("--ci", type=float, default=0.95, help="confidence level")
     agreement.add_argument("--by", default=None, help=BY_HELP)
+    agreement.add_argument(
+        "--intra",
+        action="store_true",
+        help="intra-rater (test-retest) agreement: each rater's first rating of a unit (phase "
+        "'live') against their repeat of it (phase 'repeat'), from the phase column of a "
+        "Clinval export; without it, repeat rows are left out",
+    )
     agreement.set_defaults(run=run_agreement)
 
     ni = sub.add_parser("noninferiority", help="non-inferiority of a test arm vs a reference")
@@ -820,6 +871,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(_negative_values_attached(argv))
         table = read_table(args.file)
+        if not getattr(args, "intra", False):
+            table = _first_ratings(table)
         grouped = getattr(args, "by", None) is not None and args.command != "describe"
         frame = run_by(args, table) if grouped else args.run(args, table)
         if args.format == "json":

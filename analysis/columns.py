@@ -1,7 +1,7 @@
 """Column names shared by every analysis function, defined once.
 
 Input (long format, one row per rating): ``STUDY, CASE, ARM, ANSWER, RATER, ITEM, VALUE``,
-plus ``POSITION``, ``LABEL``, ``SECONDS``, ``REVISION`` where the study records them. Functions
+plus ``POSITION``, ``LABEL``, ``SECONDS``, ``REVISION``, ``PHASE`` where the study records them. Functions
 take the column names as keyword arguments defaulting to these, so any long-format file works.
 
 Output: one row per estimate. Every result frame has at least ``RESULT_COLUMNS``; a statistic
@@ -23,6 +23,7 @@ POSITION = "position"
 LABEL = "label"
 SECONDS = "seconds"
 REVISION = "revision"
+PHASE = "phase"  # "live", or "repeat": a rater's second rating of a case, after a washout
 UNIT = (
     "unit"  # what agreement statistics pivot on: one (answer, item), or any column the user names
 )

@@ -168,7 +168,8 @@ PERMISSIONS: dict[str, Permission] = {
         frozenset({"coordinator", "statistician"}),
         "study",
         "see progress by rater and case, per-arm counts, the safety queue, flagged and skipped "
-        "cases, any rater's queue (no results by arm), and the audit chain's head hash",
+        "cases, any rater's queue and calibration outcome (no results by arm), and the audit "
+        "chain's head hash",
         (
             "exports.audit_head",
             "monitoring.study_status",
@@ -178,15 +179,26 @@ PERMISSIONS: dict[str, Permission] = {
             "rating.rater_queue",
             "monitoring.safety_queue",
             "monitoring.case_flags",
+            "monitoring.calibration_status",
             "analyses.interim_agreement",
         ),
+    ),
+    "decide_calibration": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "let a rater who did not reach the calibration threshold try the calibration again, or "
+        "pass them to live rating (never oneself)",
+        ("calibration.retry_calibration", "calibration.pass_rater"),
     ),
     "rate": Permission(
         frozenset({"rater"}),
         "study",
-        "rate one's own assignments, flag or skip their cases, and read one's own queue",
+        "rate one's own assignments, flag or skip their cases, and read one's own queue and "
+        "standing (calibration, waiting, live, done)",
         (
             "rating.next_assignment",
+            "rating.rater_status",
+            "rating.mark_presented",
             "rating.assignment_view",
             "rating.submit_rating",
             "rating.rater_queue",

@@ -31,12 +31,27 @@ Rules, all checked:
 5. the same inputs and seed give the same tables, on any Python version (see
    :class:`study.blinding.SeededRandom`).
 
+Two optional phases wrap the live design (``PHASES``), each drawn from its own seed derived from
+the design's seed, so that adding them leaves the live allocation as it was:
+
+- ``calibration_cases``: gold cases that every rater does first (queue positions 1..C, in an order
+  shuffled per rater). They are not dealt to raters as live cases. A calibration screen shows all
+  of the case's answers in answer-id order, the same screen for every rater, so that the
+  protocol's expected values ("Response A": 4, a pairwise "A") mean the same for everyone.
+- ``repeat_share``: each rater gets back round-half-up(share x their live cases) of their live
+  cases, drawn at random, as repeat assignments queued after the live ones; a repeat shows the
+  same answers in the same positions under the same labels as the first showing (a test-retest of
+  one screen: a new order would mix position effects into intra-rater agreement). When a repeat is
+  offered (after the washout) is the rating service's business, not the design's.
+
 Pure: no DuckDB, no streamlit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 
@@ -45,13 +60,26 @@ import polars as pl
 from study.blinding import SeededRandom, neutral_label, shuffled
 from study.errors import StudyError
 
-ALGORITHM = "clinval-assign-2"
+ALGORITHM = "clinval-assign-3"
 """Name of this algorithm; stored with the seed so an audit knows which code replays it.
-(``clinval-assign-1`` shuffled each screen's order independently, without rule 4's balance.)"""
+(``clinval-assign-1`` shuffled each screen's order independently, without rule 4's balance;
+``clinval-assign-2`` had no calibration and no repeats: with neither, this code gives exactly its
+tables, so a stored ``clinval-assign-2`` allocation replays with this code.)"""
 
 MODES = ("side_by_side", "pairwise", "separate")
 
-ASSIGNMENT_COLUMNS = ("assignment_id", "case_id", "rater_id", "queue_position", "seed", "algorithm")
+PHASES = ("calibration", "live", "repeat")
+"""An assignment's phase: a gold case done first, a study rating, or a live case shown again."""
+
+ASSIGNMENT_COLUMNS = (
+    "assignment_id",
+    "case_id",
+    "rater_id",
+    "queue_position",
+    "seed",
+    "algorithm",
+    "phase",
+)
 PRESENTATION_COLUMNS = ("assignment_id", "case_id", "answer_id", "arm_id", "position", "label")
 
 
@@ -66,6 +94,8 @@ def design_assignments(
     case_specialty: Mapping[str, str | None] | None = None,
     mode: str = "side_by_side",
     match_specialty: bool = False,
+    calibration_cases: Sequence[str] = (),
+    repeat_share: float = 0.0,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Assign each case to ``raters_per_case`` raters and fix the order and labels of its answers.
 
@@ -84,13 +114,19 @@ def design_assignments(
     mode : ``"side_by_side"`` (default), ``"pairwise"`` or ``"separate"``; see the module.
     match_specialty : only raters whose specialty equals the case's rate it (a hard constraint;
         a case with no specialty may go to anyone).
+    calibration_cases : case ids (of ``cases``) that every rater does first, as calibration; they
+        are not live cases. None of their answers may be a rater's own.
+    repeat_share : fraction in [0, 1] of each rater's live cases that come back as repeats
+        (round half up: 0.1 of 15 cases is 2, of 14 is 1).
 
     Returns
     -------
     (assignments, presentations)
         ``assignments``: ``assignment_id`` (str, "as-<case>-<rater>"), ``case_id``, ``rater_id``,
-        ``queue_position`` (1-based rank in that rater's queue), ``seed`` (Int64), ``algorithm``;
-        sorted by rater then queue position. ``presentations``: ``assignment_id``, ``case_id``,
+        ``queue_position`` (1-based rank in that rater's queue: calibration, then live, then
+        repeats), ``seed`` (Int64), ``algorithm``, ``phase`` (``PHASES``); sorted by rater then
+        queue position. Ids: "as-<case>-<rater>" (live), "cal-<case>-<rater>",
+        "rep-<case>-<rater>". ``presentations``: ``assignment_id``, ``case_id``,
         ``answer_id``, ``arm_id``, ``position`` (1-based on screen), ``label``
         ("Response A" for position 1, ...); sorted by assignment then position.
 
@@ -100,7 +136,18 @@ def design_assignments(
         duplicate ids, unknown cases in ``answers``, a case without answers, or a case with
         fewer eligible raters (raters who wrote none of its answers) than ``raters_per_case``.
     """
-    case_ids = _unique_ids(cases, "case")
+    all_case_ids = _unique_ids(cases, "case")
+    gold = sorted(_unique_ids(calibration_cases, "calibration case"))
+    unknown_gold = [c for c in gold if c not in set(all_case_ids)]
+    if unknown_gold:
+        raise StudyError(
+            "Calibration cases must be cases of the study: " + ", ".join(unknown_gold) + "."
+        )
+    if isinstance(repeat_share, bool) or not isinstance(repeat_share, int | float):
+        raise StudyError(f"repeat_share must be a number in [0, 1], got {repeat_share!r}.")
+    if not 0 <= repeat_share <= 1:
+        raise StudyError(f"repeat_share must be in [0, 1], got {repeat_share}.")
+    case_ids = [c for c in all_case_ids if c not in set(gold)]
     # sorted, like the cases: the caller's ordering must not change the allocation
     rater_ids = sorted(_unique_ids(raters, "rater"))
     if isinstance(raters_per_case, bool) or not isinstance(raters_per_case, int):
@@ -108,7 +155,9 @@ def design_assignments(
     if raters_per_case < 1:
         raise StudyError(f"Each case needs at least one rater; raters_per_case={raters_per_case}.")
     if not case_ids:
-        raise StudyError("There are no cases to assign.")
+        raise StudyError(
+            "There are no cases to assign" + (" besides the calibration cases." if gold else ".")
+        )
     if mode not in MODES:
         raise StudyError(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
     if match_specialty and not (rater_specialty and case_specialty):
@@ -120,7 +169,8 @@ def design_assignments(
         raise StudyError(f"The answers table lacks column(s): {', '.join(needed)}.")
 
     rng = SeededRandom(seed)
-    answers_by_case, authors_by_case = _answers_by_case(answers, set(case_ids))
+    answers_by_case, authors_by_case = _answers_by_case(answers, set(all_case_ids))
+    _check_calibration(gold, rater_ids, answers_by_case, authors_by_case)
 
     eligible: dict[str, list[str]] = {}
     problems = []
@@ -168,7 +218,29 @@ def design_assignments(
         }
         if mode == "pairwise":
             _deal_pairs(shown, chosen, rng)
-    return _tables(shown, rater_ids, seed, rng)
+    assignments, presentations = _tables(shown, rater_ids, seed, rng)
+    if not gold and not repeat_share:
+        return assignments, presentations
+    return _with_phases(
+        assignments, presentations, gold, answers_by_case, rater_ids, repeat_share, seed
+    )
+
+
+def repeats_for(live_cases: int, share: float) -> int:
+    """How many of a rater's ``live_cases`` come back as repeats: round half up of share x n.
+
+    >>> [repeats_for(n, 0.1) for n in (0, 4, 5, 14, 15, 40)]
+    [0, 0, 1, 1, 2, 4]
+    """
+    return int(math.floor(share * live_cases + 0.5 + 1e-9))
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose ("calibration", "repeats") drawn from the design's ``seed``:
+    the first 63 bits of SHA-256 of "<seed>:<purpose>", so the phases' draws never shift the
+    live design's."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def load_spread(assignments: pl.DataFrame, raters: Sequence[str] | None = None) -> int:
@@ -182,6 +254,79 @@ def load_spread(assignments: pl.DataFrame, raters: Sequence[str] | None = None) 
 
 
 # --- internals -----------------------------------------------------------------------------------
+
+
+def _check_calibration(
+    gold: list[str],
+    rater_ids: list[str],
+    answers_by_case: dict[str, list[tuple[str, str]]],
+    authors_by_case: dict[str, set[str]],
+) -> None:
+    """Every rater does every calibration case: each needs answers, and none may be a rater's."""
+    problems = [f"calibration case {c!r} has no answers" for c in gold if c not in answers_by_case]
+    for case in gold:
+        own = sorted(authors_by_case.get(case, set()) & set(rater_ids))
+        if own:
+            problems.append(
+                f"calibration case {case!r} shows an answer written by {', '.join(own)}, and "
+                "every rater does every calibration case"
+            )
+    if problems:
+        raise StudyError("Cannot assign raters: " + "; ".join(problems) + ".")
+
+
+def _with_phases(
+    assignments: pl.DataFrame,
+    presentations: pl.DataFrame,
+    gold: list[str],
+    answers_by_case: dict[str, list[tuple[str, str]]],
+    rater_ids: list[str],
+    repeat_share: float,
+    seed: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The live tables with each rater's calibration cases put first and their repeats last."""
+    gold_rng = SeededRandom(derived_seed(seed, "calibration"))
+    repeat_rng = SeededRandom(derived_seed(seed, "repeats"))
+    a_rows: list[tuple[str, str, str, int, int, str, str]] = []
+    p_rows: list[tuple[str, str, str, str, int, str]] = []
+    for rater in rater_ids:
+        for position, case in enumerate(shuffled(gold, gold_rng), start=1):
+            key = f"cal-{case}-{rater}"
+            a_rows.append((key, case, rater, position, seed, ALGORITHM, "calibration"))
+            # answer-id order, the same screen for everyone: expected values name its labels
+            for place, (answer_id, arm_id) in enumerate(sorted(answers_by_case[case]), start=1):
+                p_rows.append((key, case, answer_id, arm_id, place, neutral_label(place)))
+        live = assignments.filter(pl.col("rater_id") == rater).sort("queue_position")
+        last = len(gold) + live.height
+        drawn = shuffled(sorted(live.get_column("case_id").to_list()), repeat_rng)
+        for position, case in enumerate(drawn[: repeats_for(live.height, repeat_share)], 1):
+            a_rows.append(
+                (f"rep-{case}-{rater}", case, rater, last + position, seed, ALGORITHM, "repeat")
+            )
+    phased = pl.DataFrame(
+        a_rows,
+        schema={**dict(assignments.schema), "phase": pl.String},
+        orient="row",
+    )
+    shift = len(gold)
+    live = assignments.with_columns(pl.col("queue_position") + shift, pl.lit("live").alias("phase"))
+    repeat_screens = (
+        phased.filter(pl.col("phase") == "repeat")
+        .select("assignment_id", "case_id", "rater_id")
+        .join(
+            presentations.join(
+                assignments.select("assignment_id", "rater_id"), on="assignment_id"
+            ).rename({"assignment_id": "first_id"}),
+            on=["case_id", "rater_id"],
+        )
+        .select(presentations.columns)
+    )
+    gold_screens = pl.DataFrame(p_rows, schema=presentations.schema, orient="row")
+    out_a = pl.concat([phased, live]).sort("rater_id", "queue_position")
+    out_p = pl.concat([gold_screens, presentations, repeat_screens]).sort(
+        "assignment_id", "position"
+    )
+    return out_a, out_p
 
 
 def _unique_ids(ids: Sequence[str], what: str) -> list[str]:
@@ -482,7 +627,7 @@ def _tables(
             "algorithm": pl.String,
         },
         orient="row",
-    )
+    ).with_columns(pl.lit("live").alias("phase"))
     presentations = pl.DataFrame(
         p_rows,
         schema={
@@ -503,16 +648,30 @@ def design_summary(
 ) -> dict[str, pl.DataFrame]:
     """What a coordinator checks before storing a design, as tables.
 
-    Keys: ``loads`` (rater_id, assignments, cases: one row per rater, by rater), ``raters_per_case``
-    (case_id, raters, answers_shown), ``arm_positions`` (rater_id, arm_id, position, shown: how
-    often each rater sees each arm in each screen position), ``overlap`` (rater_a, rater_b,
-    shared_cases: for each pair of raters with a case in common, rater_a < rater_b).
-    Inputs as ``design_assignments`` returns them.
+    Keys: ``loads`` (rater_id, assignments, cases, calibration, repeats: one row per rater, by
+    rater; assignments and cases count live ones, calibration and repeats their own
+    assignments), ``raters_per_case`` (case_id, raters, answers_shown), ``arm_positions``
+    (rater_id, arm_id, position, shown: how often each rater sees each arm in each screen
+    position), ``overlap`` (rater_a, rater_b, shared_cases: for each pair of raters with a case in
+    common, rater_a < rater_b). Every table but ``loads`` describes the live design only: the
+    calibration screens are the same for everyone and repeats show a screen again.
+    Inputs as ``design_assignments`` returns them (without a ``phase`` column every row is live).
     """
-    loads = (
+    if "phase" not in assignments.columns:
+        assignments = assignments.with_columns(pl.lit("live").alias("phase"))
+    phases = (
         assignments.group_by("rater_id")
-        .agg(pl.len().alias("assignments"), pl.col("case_id").n_unique().alias("cases"))
+        .agg(
+            (pl.col("phase") == "live").sum().cast(pl.Int64).alias("assignments"),
+            pl.col("case_id").filter(pl.col("phase") == "live").n_unique().alias("cases"),
+            (pl.col("phase") == "calibration").sum().cast(pl.Int64).alias("calibration"),
+            (pl.col("phase") == "repeat").sum().cast(pl.Int64).alias("repeats"),
+        )
         .sort("rater_id")
+    )
+    assignments = assignments.filter(pl.col("phase") == "live")
+    presentations = presentations.join(
+        assignments.select("assignment_id"), on="assignment_id", how="semi"
     )
     per_case = (
         presentations.group_by("case_id")
@@ -537,7 +696,7 @@ def design_summary(
         .sort("rater_a", "rater_b")
     )
     return {
-        "loads": loads,
+        "loads": phases,
         "raters_per_case": per_case,
         "arm_positions": arm_positions,
         "overlap": overlap,

@@ -161,6 +161,23 @@ RATINGS_IMPORT = _kind(
 RATINGS_EXPORT = _kind(
     "ratings.export", "a sensitive read: the ratings were exported with their arms (rows)"
 )
+ASSIGNMENT_PRESENT = _kind(
+    "assignment.present",
+    "a case was first shown to its rater: time on task starts (rater, time)",
+)
+CALIBRATION_PASS = _kind(
+    "calibration.pass",
+    "the coordinator passed a rater whose calibration attempt fell below the threshold (rater, "
+    "attempt, score, reason)",
+    "calibration_decisions of decision pass: one event per row",
+)
+CALIBRATION_RETRY = _kind(
+    "calibration.retry",
+    "the coordinator gave a rater the calibration cases again as a new attempt (rater, attempt, "
+    "score, reason; the new assignments are in the assignments.persist event of the same "
+    "transaction)",
+    "calibration_decisions of decision retry: one event per row",
+)
 ACCESS_DENIED = _kind(
     "access.denied",
     "a service refused a caller (service, the permission it needs, study)",
@@ -594,6 +611,17 @@ _MISSING_EVENT_SQL = (
             kind,
         )
         for kind in (CASE_FLAG, CASE_SKIP)
+    ),
+    *(
+        (
+            "calibration_decisions",
+            "SELECT 'calibration decision ' || id || ' has no ' || $kind || ' event'"
+            " FROM calibration_decisions d WHERE d.decision = split_part($kind, '.', 2)"
+            " AND NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $kind"
+            "  AND e.object_id = CAST(d.id AS VARCHAR)) ORDER BY id LIMIT 1",
+            kind,
+        )
+        for kind in (CALIBRATION_PASS, CALIBRATION_RETRY)
     ),
 )
 

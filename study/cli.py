@@ -441,6 +441,35 @@ def _print_status(store: Any, study_id: str, out: TextIO) -> None:
     if status["assignments"]:
         share = 100 * status["done"] / status["assignments"]
         print(f"  {'progress':<{width}}  {share:.1f}% of assignments done", file=out)
+    _print_calibration(monitoring.calibration_status(store, caller, study_id), width, out)
+
+
+def _print_calibration(table: pl.DataFrame, width: int, out: TextIO) -> None:
+    """The calibration outcome per rater, when the protocol has a calibration round."""
+    table = table.filter(pl.col("attempt").is_not_null())
+    if table.is_empty():
+        return
+    passed = table.get_column("passed").sum()
+    threshold = table.item(0, "threshold")
+    print(
+        f"  {'calibration':<{width}}  {passed} of {table.height} raters passed "
+        f"(threshold {threshold:g})",
+        file=out,
+    )
+    for row in table.iter_rows(named=True):
+        if row["passed"]:
+            how = "passed by the coordinator" if row["decision"] == "pass" else "passed"
+        elif row["score"] is not None:
+            how = "FAILED: waits for the coordinator (retry or pass)"
+        else:
+            how = "in calibration"
+        done = f"{row['calibration_done']} of {row['calibration_cases']} cases done"
+        score = (
+            f", score {row['score']:.2f} ({row['matched']} of {row['expected']} gold values)"
+            if row["score"] is not None
+            else ""
+        )
+        print(f"    {row['rater']}  {how}; attempt {row['attempt']}: {done}{score}", file=out)
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
@@ -525,8 +554,20 @@ def _print_design(summary: dict[str, pl.DataFrame], args: argparse.Namespace, ou
         f"{per_case.len()} cases; raters per case {per_case.min()}-{per_case.max()}",
         file=out,
     )
+    # from the locked protocol's calibration and repeats (none before the lock)
+    gold, again = loads.get_column("calibration"), loads.get_column("repeats")
+    print(
+        f"  calibration: {gold.sum()} assignments ({_span(gold)} per rater, before any live "
+        f"case); repeats: {again.sum()} assignments ({_span(again)} per rater, after the "
+        "washout)",
+        file=out,
+    )
     print("\nloads per rater", file=out)
-    _print_table(("rater", "assignments"), loads.select("rater_id", "assignments").rows(), out)
+    _print_table(
+        ("rater", "assignments", "calibration", "repeats"),
+        loads.select("rater_id", "assignments", "calibration", "repeats").rows(),
+        out,
+    )
     print("\narm x position per rater (times shown)", file=out)
     grid = (
         summary["arm_positions"]
@@ -538,6 +579,12 @@ def _print_design(summary: dict[str, pl.DataFrame], args: argparse.Namespace, ou
     print("\nrater-pair overlap (cases in common)", file=out)
     overlap = summary["overlap"]
     _print_table(("rater", "rater", "shared"), overlap.rows(), out)
+
+
+def _span(counts: pl.Series) -> str:
+    """ "n" when every rater has n, else "lo-hi"."""
+    low, high = counts.min(), counts.max()
+    return f"{low}" if low == high else f"{low}-{high}"
 
 
 def _print_leaks(report: pl.DataFrame, out: TextIO) -> None:

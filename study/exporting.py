@@ -122,7 +122,7 @@ BASE_COLUMNS: dict[str, tuple[str, str]] = {
     "seconds": (
         "Seconds on task",
         "time on task of the whole assignment in seconds, measured on the server from the "
-        "moment the case was shown to its submission",
+        "moment the case was first shown to its first submission",
     ),
     "revision": (
         "Revision of the rating",
@@ -148,6 +148,12 @@ BASE_COLUMNS: dict[str, tuple[str, str]] = {
         "Blinding guess for this answer",
         "the rater's guess of who wrote this answer (built-in source_guess instrument: "
         "1 an AI model, 2 a clinician, 0 don't know); empty when not asked",
+    ),
+    "phase": (
+        "Phase of the rating",
+        "live, or repeat: the rater's second rating of the case, shown again after the "
+        "protocol's washout (for intra-rater reliability; between-rater analyses use live rows "
+        "only); calibration ratings are not exported",
     ),
 }
 """Every column of the long export: (variable label, description)."""

@@ -40,4 +40,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(3, "case flags and the safety queue", _sql("0003_flags_and_safety.sql")),
     Migration(4, "keyed audit chain, row digests, sealed seed", _sql("0004_keyed_audit.sql")),
+    Migration(
+        5,
+        "assignment phases (calibration, repeats) and first presentation time",
+        _sql("0005_calibration_repeats.sql"),
+    ),
 )

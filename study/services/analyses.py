@@ -21,8 +21,8 @@ from study.store import Store
 
 LONG_FORMAT = col
 """The long format's column names (``STUDY``, ``CASE``, ``ARM``, ``ANSWER``, ``RATER``, ``ITEM``,
-``VALUE``, ``POSITION``, ``LABEL``, ``SECONDS``, ``REVISION``), as the analysis library reads
-them: exports write these names."""
+``VALUE``, ``POSITION``, ``LABEL``, ``SECONDS``, ``REVISION``, ``PHASE``), as the analysis
+library reads them: exports write these names."""
 
 _AGREEMENT_LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
@@ -36,7 +36,7 @@ JOIN study_instruments si ON si.study = s.study AND si.instrument_key = r.instru
     AND si.instrument_version = r.instrument_version
 JOIN items i ON i.instrument_key = r.instrument_key AND i.instrument_version = r.instrument_version
     AND i.item_key = r.item_key
-WHERE s.study = $s AND r.status = 'submitted' AND r.value_num IS NOT NULL
+WHERE s.study = $s AND r.status = 'submitted' AND r.value_num IS NOT NULL AND s.phase = 'live'
 ORDER BY item, unit, s.rater
 """
 
@@ -54,8 +54,9 @@ def interim_agreement(
     """Agreement among the raters per item, pooled over arms: what a coordinator may watch while
     the study is blind.
 
-    For every answer-level item with numeric values at a nominal, ordinal, interval or ratio
-    level: ``analysis.agreement.agreement_table`` over units = the answers rated (each answer
+    Live ratings only: calibration ratings are no study data, and a repeat is a rater's second
+    rating of a unit (intra-rater, not between raters). For every answer-level item with numeric
+    values at a nominal, ordinal, interval or ratio level: ``analysis.agreement.agreement_table`` over units = the answers rated (each answer
     is one unit, whichever arm wrote it; no arm appears in the result), at the item's declared
     level and over its declared scale. Columns: ``item`` then the agreement table's columns. An
     item that cannot be analysed yet (e.g. fewer than two raters on any answer) gives one row with
@@ -165,6 +166,11 @@ def planned_results(
       position bias (share of decided comparisons won by the answer shown first).
     - ``blinding``: Bang's index per arm and James' index, from the ``source_guess`` ratings
       (one guess per rater and answer), when the study asked for them.
+    - ``intra_rater``: when the export has repeats (``phase`` "repeat"), test-retest agreement
+      per answer-level item (``analysis.agreement.intra_rater_agreement``: each rater's live and
+      repeat rating of one answer, pooled over raters), led by ``item``.
+
+    Every other analysis reads the live rows only: a repeat is a rater's second rating of a unit.
 
     ``boot`` and ``seed``: of every bootstrap (agreement intervals, bootstrap methods); the
     seed is reported in the ``seed`` column, so the report can be reproduced.
@@ -173,6 +179,12 @@ def planned_results(
     from analysis.describe import describe
     from analysis.noninferiority import adjust_secondary
 
+    repeats = (
+        ratings.filter(pl.col(col.PHASE) == "repeat") if col.PHASE in ratings.columns else None
+    )
+    if repeats is not None:
+        both = ratings
+        ratings = ratings.filter(pl.col(col.PHASE) != "repeat")
     protocol = _newest_protocol(store, study)
     items = store.read(
         "SELECT i.item_key, i.type, i.level, i.direction, i.scope, i.options"
@@ -203,6 +215,8 @@ def planned_results(
         )
         out["noninferiority"] = adjust_secondary(ni, primary=primary) if primary else ni
     out["agreement"] = _agreement(ratings, meta, kinds, boot, seed)
+    if repeats is not None and repeats.height:
+        out["intra_rater"] = _intra_rater(both, meta, boot, seed)
     numeric = ratings.filter(
         pl.col(col.ARM).is_not_null()
         & pl.col(col.VALUE).is_not_null()
@@ -388,6 +402,29 @@ def _agreement(
         if col.STATISTIC in table.columns:
             table = table.filter(pl.col(col.STATISTIC) != "cohen_kappa")
         frames.append(table)
+    return _stacked(frames)
+
+
+def _intra_rater(
+    ratings: pl.DataFrame, meta: dict[str, dict], boot: int, seed: int
+) -> pl.DataFrame:
+    """Test-retest agreement per answer-level item with numeric values, led by ``item``."""
+    from analysis.agreement import intra_rater_agreement
+
+    frames = []
+    for key, m in meta.items():
+        if m["scope"] != "answer" or m["level"] not in _AGREEMENT_LEVELS:
+            continue
+        rows = ratings.filter((pl.col(col.ITEM) == key) & pl.col(col.VALUE).is_not_null())
+        if rows.filter(pl.col(col.PHASE) == "repeat").is_empty():
+            continue
+        try:
+            table = intra_rater_agreement(
+                rows, level=m["level"], scale=_scale(m["options"]), boot=boot, seed=seed
+            )
+        except AnalysisError as exc:
+            table = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
+        frames.append(table.select(pl.lit(key).alias(col.ITEM), pl.all()))
     return _stacked(frames)
 
 

@@ -54,6 +54,12 @@ def lock_protocol(
     instead, and ``make_assignments`` / ``persist_assignments`` use it. A protocol that carries a
     ``seed`` itself is refused (it would be public). Only the first version may seal a seed.
 
+    The protocol may name a calibration round and repeats (``study.phases``: their shape, and
+    what is checked here against the study's cases, answers and items; each problem is named).
+    Once assignments are stored, a new version may change the expected values, the pass
+    threshold and the washout, but not the calibration cases nor the share repeated (the
+    design was made with them).
+
     From ``draft`` this is version 1 and the study becomes ``locked``; it needs at least one arm,
     one case, an attached instrument and an answer from every arm to every case (after the lock
     no answer can be added; the refusal lists the missing (case, arm) answers, up to 20). Later
@@ -62,6 +68,7 @@ def lock_protocol(
     """
     _refuse_public_seed(protocol)
     _check_display(protocol)
+    _check_phase_shape(protocol)
     seal = _new_seal(store, seed) if seed is not None else None
     if seal is not None:
         protocol = {**protocol, "assignment_seed_commitment": seal["commitment"]}
@@ -83,6 +90,7 @@ def lock_protocol(
         ).fetchall()[0][0]
         if row["status"] == "draft":
             _check_ready_to_lock(cur, study, protocol)
+        _check_phases(cur, study, protocol)
         if row["status"] != "draft" and not (reason and reason.strip()):
             raise StateError(
                 f"Study '{study}' has a locked protocol; a change is a new version and needs "
@@ -136,6 +144,90 @@ def _check_display(protocol: Mapping[str, Any]) -> None:
                 )
             ]
         )
+
+
+def _check_phase_shape(protocol: Mapping[str, Any]) -> None:
+    """The shape of the protocol's ``calibration`` and ``repeats`` (``study.phases``)."""
+    from study.phases import shape_problems
+
+    problems = shape_problems(protocol)
+    if problems:
+        raise ValidationError(problems)
+
+
+def _check_phases(cur: Cursor, study: str, protocol: Mapping[str, Any]) -> None:
+    """The calibration's cases and expected values against the study's cases, answers and
+    items; and, once assignments are stored, that the design's phases stay as they were made."""
+    from study.phases import calibration_of, content_problems, repeats_of
+
+    calibration = calibration_of(protocol)
+    problems = []
+    if calibration is not None:
+        answers: dict[str, list[str]] = {}
+        for case_id, answer_id in cur.execute(
+            "SELECT case_id, answer_id FROM answers WHERE study = ?", [study]
+        ).fetchall():
+            answers.setdefault(case_id, []).append(answer_id)
+        cases = [
+            r[0]
+            for r in cur.execute("SELECT case_id FROM cases WHERE study = ?", [study]).fetchall()
+        ]
+        items = {item.key: item for inst in _study_instruments(cur, study) for item in inst.items}
+        problems += content_problems(calibration, cases=cases, answers=answers, items=items)
+    stored = cur.execute("SELECT count(*) FROM assignments WHERE study = ?", [study]).fetchall()
+    if stored[0][0]:
+        before = first(
+            cur.execute(
+                "SELECT content FROM protocols WHERE study = ? ORDER BY version DESC LIMIT 1",
+                [study],
+            ).fetchall()
+        )
+        made_with = json.loads(before[0]) if before else {}
+        old_cal, new_cal = calibration_of(made_with), calibration
+        old_rep, new_rep = repeats_of(made_with), repeats_of(protocol)
+        if sorted(old_cal.cases if old_cal else ()) != sorted(new_cal.cases if new_cal else ()):
+            problems.append(
+                Problem(
+                    "protocol",
+                    None,
+                    "calibration.cases",
+                    "the study's assignments were made with "
+                    + (
+                        f"calibration cases {', '.join(sorted(old_cal.cases))}"
+                        if old_cal
+                        else "no calibration round"
+                    )
+                    + "; a protocol version after the design cannot change them",
+                )
+            )
+        if (old_rep.share if old_rep else None) != (new_rep.share if new_rep else None):
+            problems.append(
+                Problem(
+                    "protocol",
+                    None,
+                    "repeats.share",
+                    "the study's assignments were made with "
+                    + (f"a repeat share of {old_rep.share}" if old_rep else "no repeats")
+                    + "; a protocol version after the design cannot change it",
+                )
+            )
+    if problems:
+        raise ValidationError(problems)
+
+
+def _study_instruments(cur: Cursor, study: str) -> tuple:
+    """The study's attached instruments (``study.instruments.Instrument``), in position order."""
+    from study.services.instruments import instrument_from_json
+
+    return tuple(
+        instrument_from_json(definition, digest)
+        for definition, digest in cur.execute(
+            "SELECT i.definition, i.content_hash FROM study_instruments s JOIN instruments i"
+            " ON i.key = s.instrument_key AND i.version = s.instrument_version"
+            " WHERE s.study = ? ORDER BY s.position",
+            [study],
+        ).fetchall()
+    )
 
 
 MAX_SEED = 2**63 - 1
@@ -388,7 +480,8 @@ def persist_assignments(
     recorded in the audit trail, and the assignment rows carry 0: the seed stays sealed until
     unblinding.
 
-    ``assignments``: assignment_id, case_id, rater_id, queue_position, seed, algorithm (optional).
+    ``assignments``: assignment_id, case_id, rater_id, queue_position, seed, algorithm and phase
+    (optional; "live" when absent).
     ``presentations``: assignment_id, answer_id, position, label. Allowed in ``draft`` or
     ``locked``. Refuses raters who are not users, answers not in the study, and any rater
     shown an answer they wrote.
@@ -470,6 +563,9 @@ def _numbered_assignments(assignments: pl.DataFrame, first_id: int, seed: int) -
         pl.lit(int(seed), dtype=pl.Int64).alias("seed"),
         algorithm.alias("algorithm"),
         pl.lit(utc_now()).alias("created_at"),
+        (
+            pl.col("phase").cast(pl.String) if "phase" in assignments.columns else pl.lit("live")
+        ).alias("phase"),
     )
 
 
@@ -549,7 +645,9 @@ def make_assignments(
     None for the seed sealed at the lock (opened here, never shown), else a seed that is sealed
     now (or must equal the sealed one). Authors are matched to raters by user id, e-mail or
     subject, so a rater never gets a case whose answers include one they wrote. ``mode`` and
-    ``match_specialty`` as the design takes them. Returns the number of assignments stored.
+    ``match_specialty`` as the design takes them. The locked protocol's calibration cases and
+    repeat share (``study.phases``), if any, go to the design too (none before the lock).
+    Returns the number of assignments stored (calibration and repeats included).
     """
     seed = _seed_for(store, study, seed)
     raters = _raters(store, study) if raters is None else raters
@@ -560,6 +658,10 @@ def make_assignments(
         "match_specialty": match_specialty,
         "raters": sorted(raters),
     }
+    gold, share = _phases(store, study)
+    if gold or share:
+        # what design_assignments was called with besides the above, for a replay
+        parameters |= {"calibration_cases": sorted(gold), "repeat_share": share}
     return persist_assignments(store, caller, study, a, p, seed=seed, design=parameters)
 
 
@@ -591,8 +693,9 @@ def preview_assignments(
 ) -> dict[str, pl.DataFrame]:
     """The design ``make_assignments`` would store, summarised and not stored (a dry run).
 
-    Returns ``study.assignment.design_summary``'s tables (loads, raters_per_case,
-    arm_positions, overlap). It names arms, so it is for the study's designers only.
+    Returns ``study.assignment.design_summary``'s tables (loads with its calibration and repeats
+    counts, raters_per_case, arm_positions, overlap). It names arms, so it is for the study's
+    designers only.
     """
     from study.assignment import design_summary
 
@@ -649,6 +752,7 @@ def _design(
     specialties = store.read(
         "SELECT id, specialty FROM users WHERE list_contains($r, id)", {"r": list(raters)}
     )
+    gold, share = _phases(store, study)
     return design_assignments(
         case_spec.get_column("case_id").to_list(),
         raters,
@@ -659,6 +763,27 @@ def _design(
         case_specialty=dict(case_spec.iter_rows()),
         mode=mode,
         match_specialty=match_specialty,
+        calibration_cases=gold,
+        repeat_share=share,
+    )
+
+
+def _phases(store: Store, study: str) -> tuple[list[str], float]:
+    """(calibration case ids, repeat share) of the study's newest locked protocol; ([], 0.0)
+    before the lock or when it names neither."""
+    from study.phases import calibration_of, repeats_of
+
+    row = first(
+        store.read(
+            "SELECT content FROM protocols WHERE study = $s ORDER BY version DESC LIMIT 1",
+            {"s": study},
+        ).rows()
+    )
+    protocol = json.loads(row[0]) if row else {}
+    calibration, repeats = calibration_of(protocol), repeats_of(protocol)
+    return (
+        list(calibration.cases) if calibration else [],
+        repeats.share if repeats else 0.0,
     )
 
 

@@ -45,7 +45,8 @@ SELECT
     r.submitted_at                AS submitted_at,
     chosen.answer_id              AS chosen_answer,
     chosen_answer.arm_id          AS chosen_arm,
-    CAST(guess.value_num AS INTEGER) AS source_guess
+    CAST(guess.value_num AS INTEGER) AS source_guess,
+    s.phase                       AS {col.PHASE}
 FROM current_ratings c
 JOIN ratings r ON r.id = c.rating
 JOIN assignments s ON s.id = c.assignment
@@ -62,8 +63,8 @@ LEFT JOIN (
     WHERE gr.instrument_key = $guess_instrument AND gr.item_key = $guess_item
         AND gr.status = 'submitted'
 ) guess ON guess.assignment = s.id AND guess.presentation = r.presentation
-WHERE s.study = $s AND r.status = 'submitted'
-ORDER BY s.case_id, s.rater, r.item_key, p.position
+WHERE s.study = $s AND r.status = 'submitted' AND s.phase <> 'calibration'
+ORDER BY s.case_id, s.rater, r.item_key, s.phase, p.position
 """
 
 
@@ -82,11 +83,13 @@ def export_ratings_long(
     (text values, e.g. a chosen label), position, label, seconds, revision, instrument,
     instrument_version, created_at, submitted_at (UTC), chosen_answer and chosen_arm (for an
     assignment-level item whose value is a label shown: the answer and arm it names),
-    value_label (the chosen option's label, where the item has options) and source_guess (the
+    value_label (the chosen option's label, where the item has options), source_guess (the
     rater's answer to the built-in ``source_guess`` item for the same answer shown: 1 an AI
-    model, 2 a clinician, 0 don't know; null when not asked). For assignment-level items
-    arm/answer/position/label/source_guess are null. ``study.exporting.BASE_COLUMNS`` describes
-    each column.
+    model, 2 a clinician, 0 don't know; null when not asked) and phase ("live", or "repeat" for
+    a rater's second rating of a case after the protocol's washout: the pairs give intra-rater
+    reliability; between-rater analyses use the live rows). For assignment-level items
+    arm/answer/position/label/source_guess are null. Calibration ratings are no study data and
+    are left out. ``study.exporting.BASE_COLUMNS`` describes each column.
 
     A person may export only an unblinded study (``StateError`` before): the arms are the
     blinding's secret until then.
@@ -154,7 +157,8 @@ def _long_frame(store: Store, caller: Caller, study: str) -> pl.DataFrame:
         {"s": study, "guess_instrument": GUESS_ITEM[0], "guess_item": GUESS_ITEM[1]},
     )
     labelled = with_value_labels(frame, _items(store, caller, study))
-    order = [c for c in frame.columns if c != "source_guess"] + ["value_label", "source_guess"]
+    tail = ["value_label", "source_guess", "phase"]
+    order = [c for c in frame.columns if c not in tail] + tail
     return labelled.select(order)
 
 

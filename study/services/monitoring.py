@@ -6,6 +6,7 @@ ratings each arm has, not what the ratings say.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import polars as pl
@@ -13,7 +14,8 @@ import polars as pl
 from study import importing
 from study.access import Caller, guarded
 from study.errors import NotFoundError
-from study.store import Store
+from study.services import _queue
+from study.store import Store, utc_now
 
 
 @guarded
@@ -69,8 +71,9 @@ _ARM_SUMMARY_SQL = (
     "  GROUP BY arm_id) n ON n.arm_id = r.arm_id"
     " LEFT JOIN (SELECT an.arm_id, count(*) AS ratings FROM current_ratings c"
     "  JOIN presentations p ON p.id = c.slot"
+    "  JOIN assignments g ON g.id = c.assignment"
     "  JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id"
-    "  WHERE p.study = $s GROUP BY an.arm_id) x ON x.arm_id = r.arm_id"
+    "  WHERE p.study = $s AND g.phase = 'live' GROUP BY an.arm_id) x ON x.arm_id = r.arm_id"
     " WHERE r.study = $s ORDER BY r.arm_id"
 )
 
@@ -81,8 +84,8 @@ def arm_summary(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 
     Columns: arm_id, kind, label, model_name, model_version, author_role (as ``list_arms``),
     answers (answers stored from the arm), ratings (current submitted ratings of those answers,
-    one per item per response rated; assignment-level items such as a pairwise choice are not
-    counted). Both counts are Int64, 0 when none.
+    one per item per response rated, live assignments only: calibration and repeats are not
+    counted; assignment-level items such as a pairwise choice are not counted). Both counts are Int64, 0 when none.
     """
     return store.read(_ARM_SUMMARY_SQL, {"s": study})
 
@@ -111,6 +114,73 @@ def rater_progress(store: Store, caller: Caller, study: str) -> pl.DataFrame:
         " WHERE a.study = $s GROUP BY a.rater, u.display_name ORDER BY name",
         {"s": study},
     )
+
+
+@guarded
+def calibration_status(
+    store: Store, caller: Caller, study: str, *, now: dt.datetime | None = None
+) -> pl.DataFrame:
+    """Every rater's calibration outcome and standing, one row per rater with assignments, by
+    rater id: what the coordinator reads to see who passed and who waits for a decision.
+
+    Columns: ``rater``, ``name`` (display name, else the id), ``phase`` ("calibration",
+    "waiting", "live", "done", as ``rating.rater_status``), ``waiting_for`` ("coordinator",
+    "washout" or null), ``attempt`` (newest calibration attempt), ``calibration_done`` and
+    ``calibration_cases`` (cases of that attempt submitted / in it), ``matched`` and
+    ``expected`` (gold values), ``score`` (matched / expected, a share in [0, 1]; null until the
+    attempt is finished), ``threshold``, ``passed`` (bool), ``decision`` ("pass" when the
+    coordinator passed the rater, else null). Without a calibration round the calibration
+    columns are null. ``now``: as ``rating.next_assignment`` takes it.
+    """
+    now = now or utc_now()
+    cur = store.cursor()
+    try:
+        raters = cur.execute(
+            "SELECT DISTINCT a.rater, coalesce(u.display_name, a.rater) FROM assignments a"
+            " LEFT JOIN users u ON u.id = a.rater WHERE a.study = ? ORDER BY a.rater",
+            [study],
+        ).fetchall()
+        rows = []
+        for rater, name in raters:
+            standing = _queue.standing(cur, study, rater, now)
+            result = standing["calibration"] or {}
+            rows.append(
+                {
+                    "rater": rater,
+                    "name": name,
+                    "phase": standing["phase"],
+                    "waiting_for": standing["waiting_for"],
+                    "attempt": result.get("attempt"),
+                    "calibration_done": result.get("done"),
+                    "calibration_cases": result.get("cases"),
+                    "matched": result.get("matched"),
+                    "expected": result.get("expected"),
+                    "score": result.get("score"),
+                    "threshold": result.get("threshold"),
+                    "passed": result.get("passed"),
+                    "decision": result.get("decision"),
+                }
+            )
+    finally:
+        cur.close()
+    return pl.DataFrame(rows, schema=_CALIBRATION_SCHEMA)
+
+
+_CALIBRATION_SCHEMA = {
+    "rater": pl.String,
+    "name": pl.String,
+    "phase": pl.String,
+    "waiting_for": pl.String,
+    "attempt": pl.Int64,
+    "calibration_done": pl.Int64,
+    "calibration_cases": pl.Int64,
+    "matched": pl.Int64,
+    "expected": pl.Int64,
+    "score": pl.Float64,
+    "threshold": pl.Float64,
+    "passed": pl.Boolean,
+    "decision": pl.String,
+}
 
 
 @guarded

@@ -9,6 +9,7 @@ assignment's done flag and the audit event.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from study.errors import (
     ValidationError,
 )
 from study.instruments import Instrument, Item, check_consistency, severe_values
+from study.services import _queue
 from study.services._common import author_owner_sql
 from study.services.instruments import instrument_from_json
 from study.store import ConstraintViolation, Cursor, Store, first, utc_now
@@ -38,28 +40,112 @@ _SUBMIT = "rating.submit_rating"
 
 
 @guarded
-def next_assignment(store: Store, caller: Caller, study: str) -> dict[str, Any] | None:
-    """The caller's next unfinished assignment in ``study``, or None when their queue is done.
+def next_assignment(
+    store: Store, caller: Caller, study: str, *, now: dt.datetime | None = None
+) -> dict[str, Any] | None:
+    """The caller's next assignment in ``study``, or None when nothing is offered now.
 
-    Read from the ``done`` flag (never by scanning ratings); a skipped case has left the queue.
+    Read from the ``done`` flags (never by scanning ratings); a skipped case has left the queue.
+    With the protocol's phases (``study.services._queue``): calibration cases first; nothing while
+    a finished calibration has not passed (``rater_status`` says why); a repeat once its washout
+    has passed since the first rating of its case, before the remaining live cases. ``now``: the
+    time the washout is measured at (UTC, naive; default the store's clock), for tests.
     Returns ``assignment_view``'s dict for it.
     """
     cur = store.cursor()
     try:
-        # small point queries with fetchall: this runs on every key press of a rater
-        # the next assignment and the queue's counts in one pass over the rater's rows
-        head, remaining, total = cur.execute(
-            "SELECT arg_min(id, shown_order) FILTER (WHERE NOT done AND status = 'pending'),"
-            " count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
-            " count(*) FILTER (WHERE status <> 'withdrawn')"
-            f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
-            [study, caller.user_id],
-        ).fetchall()[0]
-        if head is None:
-            return None
-        return _view(cur, study, caller.user_id, head, counts=(remaining, total))
+        content = _queue.protocol(cur, study)
+        if content.get("calibration") is None and content.get("repeats") is None:
+            # every assignment is live: the next one and the queue's counts in one pass over the
+            # rater's rows (small point queries with fetchall: this runs on every key press)
+            head, remaining, total = cur.execute(
+                "SELECT arg_min(id, shown_order) FILTER (WHERE NOT done AND status = 'pending'),"
+                " count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
+                " count(*) FILTER (WHERE status <> 'withdrawn')"
+                f" FROM assignments a WHERE study = ? AND rater = ? AND NOT {_queue.SKIPPED}",
+                [study, caller.user_id],
+            ).fetchall()[0]
+            if head is None:
+                return None
+            return _view(cur, study, caller.user_id, head, content, counts=(remaining, total))
+        head = _queue.next_id(cur, study, caller.user_id, now or utc_now(), content=content)
+        return None if head is None else _view(cur, study, caller.user_id, head, content)
     finally:
         cur.close()
+
+
+@guarded
+def rater_status(
+    store: Store, caller: Caller, study: str, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Where the caller stands in ``study``'s queue, for the rating screen's message.
+
+    Keys: ``phase``: "calibration" (calibration cases are offered), "waiting" (nothing is
+    offered now), "live" (study cases, repeats included, are offered) or "done" (nothing left);
+    ``waiting_for``: "coordinator" (a finished calibration below the pass threshold: the
+    coordinator may let the rater retry or pass them), "washout" (only repeats are left, not due
+    yet) or None; ``next_repeat_at``: when the first waiting repeat falls due (UTC, naive
+    datetime) or None; ``remaining``: {"calibration", "live", "repeat"} -> assignments left
+    (not done, not skipped; calibration: of the newest attempt); ``calibration``: None without
+    a calibration round, else the newest attempt as a dict: attempt, done, cases, finished,
+    matched, expected, score (matched / expected in [0, 1], None until finished), threshold,
+    decision ("pass" when the coordinator passed the rater, else None), passed. ``now`` as for
+    ``next_assignment``.
+    """
+    cur = store.cursor()
+    try:
+        return _queue.standing(cur, study, caller.user_id, now or utc_now())
+    finally:
+        cur.close()
+
+
+@guarded
+def mark_presented(store: Store, caller: Caller, study: str, assignment: int) -> dt.datetime | None:
+    """Record that the caller's assignment is on their screen now: the first call stamps its
+    ``presented_at`` (UTC) and appends an ``assignment.present`` event; later calls (a rerun, a
+    reload, another device) change nothing. Time on task runs from this stamp to the first
+    submission, so the page calls this each time it shows an unfinished case.
+
+    Returns the stamp (the first one), or None for an assignment already submitted without one.
+    Only while the study is ``rating``, only for the caller's own assignment.
+    """
+    _require_own_assignment(store, caller, study, int(assignment), service=_PRESENT)
+    cur = store.cursor()
+    try:
+        stamp, done = cur.execute(
+            "SELECT presented_at, done FROM assignments WHERE id = ?", [int(assignment)]
+        ).fetchall()[0]
+    finally:
+        cur.close()
+    if stamp is not None or done:
+        return stamp
+    with store.transaction() as cur:
+        status = cur.execute("SELECT status FROM studies WHERE id = ?", [study]).fetchall()[0][0]
+        if status != "rating":
+            raise StateError(f"Study '{study}' is {status}; cases are shown only while rating.")
+        # writers are serialised, so nobody stamps it between this read and the write
+        stamp, done = cur.execute(
+            "SELECT presented_at, done FROM assignments WHERE id = ?", [int(assignment)]
+        ).fetchall()[0]
+        if stamp is not None or done:
+            return stamp
+        now = utc_now()
+        # no RETURNING: DuckDB 2.0 runs an UPDATE ... RETURNING as a delete and insert, which
+        # the foreign keys onto assignments refuse
+        cur.execute("UPDATE assignments SET presented_at = ? WHERE id = ?", [now, int(assignment)])
+        audit.append(
+            cur,
+            actor=caller.actor,
+            kind=audit.ASSIGNMENT_PRESENT,
+            object_type="assignment",
+            object_id=str(int(assignment)),
+            study=study,
+            payload={"rater": caller.user_id, "presented_at": now.isoformat()},
+        )
+        return now
+
+
+_PRESENT = "rating.mark_presented"
 
 
 @guarded
@@ -68,11 +154,14 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
 
     Keys: ``assignment`` (id), ``case_id``, ``question``, ``context``, ``shown_order``, ``done``,
     ``remaining`` (unfinished, not skipped, this one included if unfinished), ``total`` (not
-    withdrawn, not skipped), ``presentations``: [{presentation, position, label, text}] in screen
+    withdrawn, not skipped, not a repeat of a case skipped; calibration, live and repeats
+    together), ``presentations``: [{presentation, position, label, text}] in screen
     order, ``display``: how to render the answers' text ("markdown" or "plain", from the
     protocol's ``display``), and ``values``: the current submitted values as ``submit_rating`` takes them
     (item -> value for case-scope items, item -> {label: value} for answer-scope items; empty
-    before the first submit). Never the arm, the answer's id or its author (blinding).
+    before the first submit), ``phase``: "calibration", "live" or "repeat" (the screen should
+    not tell a rater that a case is a repeat: knowing it would change the second rating). Never
+    the arm, the answer's id or its author (blinding).
     """
     cur = store.cursor()
     try:
@@ -96,42 +185,44 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     )
 
 
-_NOT_SKIPPED = (
-    "NOT EXISTS (SELECT 1 FROM case_flags f WHERE f.assignment = a.id AND f.kind = 'skip')"
-)
-
-
 def _view(
     cur: Cursor,
     study: str,
     rater: str,
     assignment: int,
+    content: Mapping[str, Any] | None = None,
     *,
     counts: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """``counts``: (remaining, total) when the caller has them already."""
-    case_id, shown_order, done = cur.execute(
-        "SELECT case_id, shown_order, done FROM assignments WHERE id = ?", [assignment]
+    """``assignment_view``'s dict; ``content``: the newest protocol's, and ``counts``:
+    (remaining, total), when the caller has them already."""
+    content = _queue.protocol(cur, study) if content is None else content
+    case_id, shown_order, done, phase = cur.execute(
+        "SELECT case_id, shown_order, done, phase FROM assignments WHERE id = ?", [assignment]
     ).fetchall()[0]
-    remaining, total = (
-        counts
-        or cur.execute(
-            "SELECT count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
-            " count(*) FILTER (WHERE status <> 'withdrawn')"
-            f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
+    if counts is not None:
+        remaining, total = counts
+    else:
+        remaining, total = cur.execute(
+            "SELECT count(*) FILTER (WHERE NOT done), count(*)"
+            " FROM assignments a WHERE study = ? AND rater = ? AND a.status <> 'withdrawn'"
+            f" AND NOT {_queue.SKIPPED}",
             [study, rater],
         ).fetchall()[0]
-    )
+        if content.get("repeats") is not None:
+            # a repeat of a case skipped or withdrawn is never offered: no part of the work;
+            # counted apart, only where repeats exist (a combined query cost 3x per key press)
+            gone, gone_pending = cur.execute(
+                "SELECT count(*), count(*) FILTER (WHERE NOT a.done) FROM assignments a"
+                " WHERE a.study = ? AND a.rater = ? AND a.phase = 'repeat'"
+                f" AND a.status <> 'withdrawn' AND NOT {_queue.SKIPPED} AND {_queue.LIVE_GONE}",
+                [study, rater],
+            ).fetchall()[0]
+            remaining, total = remaining - gone_pending, total - gone
     question, context = cur.execute(
         "SELECT question, context FROM cases WHERE study = ? AND case_id = ?", [study, case_id]
     ).fetchall()[0]
-    display = first(
-        cur.execute(
-            "SELECT json_extract_string(content, '$.display') FROM protocols WHERE study = ?"
-            " ORDER BY version DESC LIMIT 1",
-            [study],
-        ).fetchall()
-    )
+    display = content.get("display") or "markdown"
     shown = cur.execute(
         "SELECT p.id, p.position, p.label, a.text FROM presentations p"
         " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
@@ -171,7 +262,8 @@ def _view(
         ],
         "values": values,
         # how the answers' text is shown, as the protocol says: "markdown" (default) or "plain"
-        "display": (display[0] if display else None) or "markdown",
+        "display": display,
+        "phase": phase,
     }
 
 
@@ -180,15 +272,15 @@ def rater_queue(
     store: Store, caller: Caller, study: str, *, rater: str | None = None
 ) -> pl.DataFrame:
     """A rater's assignments in queue order: assignment, case_id, shown_order, status, done,
-    done_at. ``rater``: the caller (default); another rater's queue needs ``monitor_study``."""
+    done_at, phase, attempt (of a calibration), presented_at. ``rater``: the caller (default); another rater's queue needs ``monitor_study``."""
     if rater is None or rater == caller.user_id:
         require(store, caller, "rate", study=study, service="rating.rater_queue")
         rater = caller.user_id
     else:
         require(store, caller, "monitor_study", study=study, service="rating.rater_queue")
     return store.read(
-        "SELECT id AS assignment, case_id, shown_order, status, done, done_at FROM assignments"
-        " WHERE study = $s AND rater = $r ORDER BY shown_order",
+        "SELECT id AS assignment, case_id, shown_order, status, done, done_at, phase, attempt,"
+        " presented_at FROM assignments WHERE study = $s AND rater = $r ORDER BY shown_order",
         {"s": study, "r": rater},
     )
 
@@ -227,14 +319,19 @@ def _mark(
         raise ValidationError([Problem(kind, None, "reason", f"a {kind} needs a reason")])
     _require_own_assignment(store, caller, study, assignment, service=f"rating.{kind}_case")
     with store.transaction() as cur:
-        done, study_status = cur.execute(
-            "SELECT s.done, t.status FROM assignments s JOIN studies t ON t.id = s.study"
-            " WHERE s.id = ?",
+        done, study_status, phase = cur.execute(
+            "SELECT s.done, t.status, s.phase FROM assignments s JOIN studies t"
+            " ON t.id = s.study WHERE s.id = ?",
             [assignment],
         ).fetchall()[0]
         if study_status != "rating":
             raise StateError(
                 f"Study '{study}' is {study_status}; cases are {_DONE[kind]} only while rating."
+            )
+        if kind == "skip" and phase == "calibration":
+            raise StateError(
+                "A calibration case cannot be skipped: the calibration score counts every case. "
+                "Flag it if something is wrong with it."
             )
         if kind == "skip" and done:
             raise StateError(f"Assignment {assignment} is rated already; it cannot be skipped.")
@@ -269,6 +366,7 @@ class _Sheet:
     done: bool
     labels: Mapping[int, str]  # presentation id -> neutral label, in screen order
     instruments: tuple[Instrument, ...]
+    presented_at: dt.datetime | None = None  # first shown to the rater (UTC)
 
     @property
     def presentations(self) -> list[int]:
@@ -293,7 +391,9 @@ def submit_rating(
     named by its id (int) or its label ("Response A"); a bare value is accepted when the
     assignment shows one answer. Each value is checked by ``Item.validate_value``; every
     required item needs a value for every response shown, and the instruments' consistency rules
-    must hold. ``seconds``: time on task, in seconds (>= 0).
+    must hold. ``seconds``: time on task, in seconds (>= 0); when None (the rating screen), a
+    first submission takes the seconds from the case's first presentation (``mark_presented``)
+    to now, and None when it was never marked; a revision records the seconds given, or None.
 
     Accepted only while the study is ``rating``, only for the caller's own assignment in
     ``study`` (``PermissionDenied``, audited, otherwise), never for an answer the caller wrote.
@@ -310,7 +410,10 @@ def submit_rating(
         rows = _rating_rows(cur, sheet, values, revise=revise)
         if revise:
             rows = _changed(cur, sheet, rows)
-        _write(store, cur, sheet, rows, caller=caller, seconds=seconds, revise=revise)
+        now = utc_now()
+        if seconds is None and not revise and sheet.presented_at is not None:
+            seconds = max(0.0, (now - sheet.presented_at).total_seconds())
+        _write(store, cur, sheet, rows, caller=caller, seconds=seconds, revise=revise, now=now)
         alerts = _raise_safety_alerts(store, cur, study, sheet, rows)
         return audit.append(
             cur,
@@ -414,9 +517,9 @@ def _require_own_assignment(
 
 def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _Sheet:
     """The assignment as it stands, inside the transaction; refuse a submit it cannot take."""
-    done, status, study_status = cur.execute(
-        "SELECT s.done, s.status, t.status FROM assignments s JOIN studies t ON t.id = s.study"
-        " WHERE s.id = ?",
+    done, status, study_status, phase, presented_at = cur.execute(
+        "SELECT s.done, s.status, t.status, s.phase, s.presented_at FROM assignments s"
+        " JOIN studies t ON t.id = s.study WHERE s.id = ?",
         [assignment],
     ).fetchall()[0]
     if study_status != "rating":
@@ -427,6 +530,13 @@ def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _S
         raise StateError(f"Assignment {assignment} was withdrawn.")
     if done and not revise:
         raise ConflictError(f"Assignment {assignment} was submitted already.")
+    if revise and phase == "calibration":
+        # the score is taken from the first submission; revising after a failed score would
+        # turn the calibration into a guessing game
+        raise StateError(
+            f"Assignment {assignment} is a calibration case: its answers are final. The "
+            "coordinator can let a rater try the calibration again."
+        )
     if revise and not done:
         # a revision replaces some submitted values; a first submit must give every required
         # value, so it may not come in through the revise path
@@ -449,7 +559,7 @@ def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _S
             [study],
         ).fetchall()
     )
-    return _Sheet(assignment, bool(done), labels, instruments)
+    return _Sheet(assignment, bool(done), labels, instruments, presented_at)
 
 
 def _rating_rows(
@@ -601,9 +711,9 @@ def _write(
     caller: Caller,
     seconds: float | None,
     revise: bool,
+    now: dt.datetime,
 ) -> None:
     """Insert the rows as new revisions, point the current ratings at them, mark it done."""
-    now = utc_now()
     # an assignment not yet submitted has no ratings (ratings are stored only by a submit or an
     # import, and both mark it done): its first revision is 1 without a scan of the ratings
     previous = (
