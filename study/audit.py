@@ -86,6 +86,11 @@ INSTRUMENT_ATTACH = _kind(
 USER_ADD = _kind(
     "user.add", "a person was added (issuer, subject, e-mail)", "users: one event per user"
 )
+USER_BIND = _kind(
+    "user.bind",
+    "a person invited by e-mail signed in for the first time: the provider's identity (issuer, "
+    "subject) and the verified e-mail it carried were bound to them",
+)
 ROLE_GRANT = _kind(
     "role.grant",
     "a role was granted to a person (role, study or every study)",

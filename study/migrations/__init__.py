@@ -40,4 +40,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(3, "case flags and the safety queue", _sql("0003_flags_and_safety.sql")),
     Migration(4, "keyed audit chain, row digests, sealed seed", _sql("0004_keyed_audit.sql")),
+    # File 0006 is this migration's reserved number; it is version 5 on this branch only, and
+    # becomes Migration(6, ...) once 0005 (calibration repeats) is merged before it.
+    Migration(5, "sign-in: first sign-in time, bound identities", _sql("0006_sign_in.sql")),
 )
