@@ -48,12 +48,13 @@ SCREENS: tuple[tuple[str, str, str, frozenset[str]], ...] = (
     ("pages/people.py", "People", ":material/group_add:", frozenset({"admin", "coordinator"})),
     ("pages/rate.py", "Rate", ":material/rate_review:", frozenset({"rater"})),
 )  # fmt: skip
-"""(script, title, icon, roles that open it), in menu order; the first one a person's roles open
-is their landing page, where any other URL takes them. A page hidden here is also refused by
-every service it calls: this decides what is offered, the services decide what is allowed."""
+# (script, title, icon, roles that open it), in menu order; the first one a person's roles open
+# is their landing page, where any other URL takes them. A page hidden here is also refused by
+# every service it calls: this decides what is offered, the services decide what is allowed.
+# (Comments, not docstrings: Streamlit's "magic" would print a bare string in this script.)
 
+# Streamlit's signed identity cookie: present but not accepted means altered or re-keyed.
 USER_COOKIE = "_streamlit_user"
-"""Streamlit's signed identity cookie: present but not accepted means altered or re-keyed."""
 
 
 def _page_icon():
