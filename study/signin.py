@@ -176,12 +176,17 @@ def provider_problem(url: str, *, timeout: float = 5.0) -> str | None:
 
 def identity_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
     """The claims the sign-in step takes from ``st.user``: issuer, subject, email,
-    email_verified (True only for the JSON ``true``), display_name (``name``)."""
+    email_verified, display_name (``name``).
+
+    ``email_verified`` is True only for the JSON ``true`` of the standard claim, or of Microsoft
+    Entra ID's optional ``xms_edov`` ("email domain owner verified"), which Entra issues in its
+    place (Entra's tokens carry no ``email_verified``).
+    """
     name = claims.get("name")
     return {
         "issuer": claims.get("iss"),
         "subject": claims.get("sub"),
         "email": claims.get("email") if isinstance(claims.get("email"), str) else None,
-        "email_verified": claims.get("email_verified") is True,
+        "email_verified": claims.get("email_verified") is True or claims.get("xms_edov") is True,
         "display_name": name if isinstance(name, str) else None,
     }
