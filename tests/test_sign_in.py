@@ -227,3 +227,21 @@ def test_an_assignment_id_that_does_not_exist_reads_nothing(store, rating, bogus
         rates.assignment_view(store, r1, rating, bogus)
     with pytest.raises(NotFoundError):
         rates.submit_rating(store, r1, rating, bogus, full_values())
+
+
+def test_audit_verify_names_an_identity_bound_without_its_event(store):
+    people.invite(store, OPERATOR, None, "ana@hospital.example", "admin")
+    verified(store, "sub-ana", "ana@hospital.example")
+    assert audit.verify(store).ok
+    # someone with write access to the file binds their own identity to the admin
+    people.invite(store, OPERATOR, None, "boss@hospital.example", "admin")
+    with store.transaction() as cur:
+        cur.execute(
+            "INSERT INTO identities VALUES ('https://evil', 'me', 'boss@hospital.example',"
+            " 'boss@hospital.example', now())"
+        )
+    report = audit.verify(store)
+    assert not report.ok
+    assert "identity (https://evil, me) of user boss@hospital.example has no user.bind" in str(
+        report
+    )
