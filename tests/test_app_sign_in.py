@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import APP_TIMEOUT, OPERATOR, ROOT
+from conftest import APP_TIMEOUT, OPERATOR, ROOT, screens_for
 from streamlit.testing.v1 import AppTest
 
 from study.demo import COORDINATOR, STATISTICIAN, read_raters
@@ -191,14 +191,26 @@ def test_a_rater_gets_the_rating_screen_alone(monkeypatch, demo_db):
 def test_a_statistician_gets_the_overview_and_not_the_rating_screen(monkeypatch, demo_db):
     at = app(monkeypatch, demo_db, user=claims(STATISTICIAN["email"]))
     no_failure(at)
-    assert registered(at) == ["pages/overview.py"]
+    pages = registered(at)
+    assert "pages/overview.py" in pages
+    assert "pages/rate.py" not in pages and "pages/people.py" not in pages
+    assert pages == sorted(script for script, _ in screens_for("statistician"))
     assert at.title[0].value == "Study overview"
 
 
 def test_a_coordinator_gets_the_overview_and_the_invitations(monkeypatch, demo_db):
     at = app(monkeypatch, demo_db, user=claims(COORDINATOR["email"]))
     no_failure(at)
-    assert registered(at) == ["pages/overview.py", "pages/people.py"]
+    pages = registered(at)
+    assert {"pages/overview.py", "pages/people.py"} <= set(pages)
+    assert "pages/rate.py" not in pages
+    assert pages == sorted(script for script, _ in screens_for("coordinator"))
+
+
+def test_the_screen_table_gives_a_rater_the_rating_screen_and_nothing_else():
+    # whatever screens are added, one that only rates must land on rating and see no other
+    assert screens_for("rater") == [("pages/rate.py", "Rate")]
+    assert ("pages/rate.py", "Rate") not in screens_for("admin", "coordinator", "statistician")
 
 
 def test_a_coordinator_invites_a_rater_by_e_mail_from_the_app(monkeypatch, demo_db):

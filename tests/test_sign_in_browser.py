@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import screens_for
 from oidc_provider_mock import User, run_server_in_thread
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from serving import CHROMIUM_ARGS, Served, chromium_path, free_port, serve, write_auth_secrets
 
-from study.demo import STATISTICIAN, build_demo, read_raters
+from study.demo import COORDINATOR, STATISTICIAN, build_demo, read_raters
 from study.store import Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -30,6 +31,7 @@ STRANGER = "stranger@hospital.example"
 PEOPLE = {
     "rater-at-idp": {"email": RATER["email"], "email_verified": True, "name": "Ada at the IdP"},
     "stat-at-idp": {"email": STATISTICIAN["email"], "email_verified": True, "name": "Stat"},
+    "coord-at-idp": {"email": COORDINATOR["email"], "email_verified": True, "name": "Coord"},
     "stranger-at-idp": {"email": STRANGER, "email_verified": True, "name": "A Stranger"},
 }
 """The provider's users: subject -> ID-token claims."""
@@ -129,9 +131,29 @@ def test_a_rater_sees_only_rating_and_another_pages_url_lands_on_it(app: Served,
 def test_a_statistician_sees_the_study_overview_and_not_the_rating_screen(app: Served, page: Page):
     sign_in(page, app.url, "stat-at-idp")
     expect(heading(page, "Study overview")).to_be_visible(timeout=LOAD)
+    # the menu offers exactly the statistician's screens (the analysis, once it is a screen)
+    expect_menu(page, "statistician")
     page.goto(app.url + "/rate")
     expect(heading(page, "Study overview")).to_be_visible(timeout=LOAD)
     expect(heading(page, "Rate")).to_have_count(0)
+
+
+def expect_menu(page: Page, role: str) -> None:
+    """The sidebar's menu lists exactly the screens ``app.SCREENS`` opens for ``role``."""
+    titles = [title for _, title in screens_for(role)]
+    if len(titles) > 1:
+        # each link's text is its icon's name, then the title
+        links = [re.compile(re.escape(title) + "$") for title in titles]
+        expect(menu(page).get_by_role("link")).to_have_text(links, timeout=LOAD)
+    else:
+        expect(menu(page)).to_have_count(0)  # one screen: Streamlit shows no menu
+
+
+def test_a_coordinator_sees_their_screens_in_the_menu(app: Served, page: Page):
+    sign_in(page, app.url, "coord-at-idp")
+    expect(heading(page, "Study overview")).to_be_visible(timeout=LOAD)
+    expect_menu(page, "coordinator")
+    expect(menu(page).get_by_role("link", name="Rate")).to_have_count(0)
 
 
 def test_a_person_with_no_role_sees_only_the_no_access_screen(app: Served, page: Page):
