@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# Loopback only unless told otherwise (`make run HOST=0.0.0.0`): a deployment puts a reverse
+# proxy with TLS in front (README, "Deployment") instead of exposing Streamlit itself.
+HOST   ?= 127.0.0.1
 
 .PHONY: run test lint demo bench clean
 
@@ -25,7 +28,7 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 run: $(VENV)/.installed
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(VENV)/.dev-installed chromium
 	$(PY) -m ruff check .

@@ -1,4 +1,4 @@
-"""Clinval's entry point and router: page config, settings, the store, (sign-in), navigation.
+"""Clinval's entry point and router: page config, settings, the store, sign-in, navigation by role.
 
 Run with ``streamlit run app.py``. This file holds no screen of its own: every screen is a script
 in ``pages/`` registered below with ``st.Page``; helpers live in ``study``/``analysis``.
@@ -8,27 +8,53 @@ file), cached with ``st.cache_resource`` and handed to pages as ``st.session_sta
 the caller every service needs (``study.access.Caller``) is handed over as
 ``st.session_state["caller"]``.
 
-Until real sign-in (OIDC) is configured, the app runs as a demo without sign-in: a permanent
-banner says so, and the sidebar picks who you are: one of the synthetic demo's people, or the
-local operator (whoever runs the app on their own machine).
+Two ways in, decided by ``.streamlit/secrets.toml``:
+
+- **Sign-in** (an ``[auth]`` block): Streamlit's ``st.login`` against the hospital's OpenID
+  Connect provider(s). The signed-in person is made a caller by ``people.sign_in`` from the ID
+  token's ``iss``/``sub`` (and a verified e-mail, which binds an invitation). Someone with no role
+  sees only the "no access yet" screen; everyone else only the screens their roles open
+  (``SCREENS``); a session older than ``CLINVAL_MAX_SESSION_HOURS`` must sign in again.
+- **The demo without sign-in** (no ``[auth]`` block, and ``CLINVAL_REQUIRE_AUTH`` not set): a
+  permanent banner says so, and the sidebar picks who you are: one of the synthetic demo's
+  people, or the local operator (whoever runs the app on their own machine). With
+  ``CLINVAL_REQUIRE_AUTH=1`` the app refuses to run without ``[auth]`` instead.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
+from typing import Any
 
 import streamlit as st
 
-from study import settings
+from study import settings, signin
 from study.access import Caller, roles_anywhere, system_caller
-from study.errors import StudyError, first_line
+from study.errors import ConfigError, ConflictError, StudyError, ValidationError, first_line
 from study.services import people, studies
-from study.store import IN_USE, DatabaseError, DatabaseUnavailable, Store
+from study.store import DatabaseError, DatabaseUnavailable, Store
 
-# Details the pages do not show (paths, the process holding a locked database) go to the server
-# log, which is Streamlit's stderr.
+# Details the pages do not show (paths, the process holding a locked database, a secrets file's
+# parse error) go to the server log, which is Streamlit's stderr.
 if not logging.getLogger("study").handlers[1:]:
     logging.getLogger("study").addHandler(logging.StreamHandler())
+_log = logging.getLogger("study.app")
+
+SCREENS: tuple[tuple[str, str, str, frozenset[str]], ...] = (
+    ("pages/overview.py", "Overview", ":material/dashboard:",
+     frozenset({"admin", "coordinator", "statistician"})),
+    ("pages/people.py", "People", ":material/group_add:", frozenset({"admin", "coordinator"})),
+    ("pages/rate.py", "Rate", ":material/rate_review:", frozenset({"rater"})),
+)  # fmt: skip
+# (script, title, icon, roles that open it), in menu order; the first one a person's roles open
+# is their landing page, where any other URL takes them. A page hidden here is also refused by
+# every service it calls: this decides what is offered, the services decide what is allowed.
+# (Comments, not docstrings: Streamlit's "magic" would print a bare string in this script.)
+
+# Streamlit's signed identity cookie: present but not accepted means altered or re-keyed.
+USER_COOKIE = "_streamlit_user"
 
 
 def _page_icon():
@@ -74,17 +100,14 @@ def ensure_demo(path: str) -> str | None:
     return build_demo(store)
 
 
-def pages_for(store: Store, caller: Caller) -> list[st.Page]:
-    """The screens ``caller``'s roles open (every service checks again). A person who only
-    rates gets the rating screen alone, so any other page's URL lands them there."""
-    roles = roles_anywhere(store, caller)
-    rate = st.Page("pages/rate.py", title="Rate", icon=":material/rate_review:")
-    if roles == {"rater"}:
-        return [rate]
-    overview = st.Page(
-        "pages/overview.py", title="Overview", icon=":material/dashboard:", default=True
-    )
-    return [overview, rate] if "rater" in roles else [overview]
+def pages_for(roles: set[str]) -> list[st.Page]:
+    """The screens ``roles`` open (``SCREENS``), in menu order; the first is the default."""
+    return [
+        st.Page(script, title=title, icon=icon, default=index == 0)
+        for index, (script, title, icon, _) in enumerate(
+            screen for screen in SCREENS if screen[3] & roles
+        )
+    ]
 
 
 _LOCAL = "__local__"
@@ -123,37 +146,143 @@ def demo_caller(store: Store) -> Caller:
     return people.demo_sign_in(store, chosen)
 
 
+def read_auth_block() -> Mapping[str, Any] | None:
+    """The ``[auth]`` block of the secrets, or None when there is none (or no secrets file).
+
+    A secrets file that cannot be read (not TOML) is a ``ConfigError`` whose message names no
+    path; Streamlit's own message, with the path, goes to the server log.
+    """
+    try:
+        return st.secrets.get("auth")
+    except FileNotFoundError as error:  # StreamlitSecretNotFoundError: no file, or unreadable
+        if getattr(error, "error_id", None) == "no-secrets-found":
+            return None
+        _log.warning("secrets cannot be read: %s", error)
+        raise ConfigError(
+            "The secrets file (.streamlit/secrets.toml) cannot be read: it is not valid TOML. "
+            "The details are in the server log."
+        ) from None
+
+
+def stop_with(message: str) -> None:
+    st.error(message, icon=":material/error:")
+    st.stop()
+
+
+def show_alone(script: str, title: str, icon: str) -> None:
+    """Run one screen with no menu: the only page registered, so every URL lands on it."""
+    st.navigation([st.Page(script, title=title, icon=icon, default=True)], position="hidden").run()
+
+
+def sign_in_screen(auth: signin.AuthConfig, reason: str | None = None) -> None:
+    st.session_state["auth"] = auth
+    st.session_state["sign_in_reason"] = reason
+    show_alone("pages/sign_in.py", "Sign in", ":material/login:")
+
+
+def oidc_caller(store: Store, auth: signin.AuthConfig) -> Caller | None:
+    """The signed-in person as a caller, or None after showing the screen that stands instead
+    (sign in, sign in again, or why this identity cannot be used)."""
+    if not st.user.is_logged_in:
+        tampered = USER_COOKIE in st.context.cookies
+        if tampered:
+            _log.warning("an identity cookie was present but not accepted (altered or re-keyed)")
+        sign_in_screen(
+            auth,
+            "Your sign-in could not be verified (it was altered, or this server's key changed)."
+            if tampered
+            else None,
+        )
+        return None
+    claims = st.user.to_dict()
+    max_hours = float(settings.get("CLINVAL_MAX_SESSION_HOURS"))
+    expired = signin.session_problem(claims, now=time.time(), max_hours=max_hours)
+    if expired:
+        sign_in_screen(auth, expired)
+        return None
+    identity = signin.identity_claims(claims)
+    key = (identity["issuer"], identity["subject"], claims.get("iat"))
+    known = st.session_state.get("signed_in")
+    if known is not None and known[0] == key:
+        return known[1]
+    try:
+        caller = people.sign_in(store, **identity)
+    except (ValidationError, ConflictError) as error:
+        _log.warning("sign-in refused: %s", first_line(error))
+        st.error(f"You cannot be signed in: {first_line(error)}", icon=":material/block:")
+        if st.button("Sign out", icon=":material/logout:"):
+            st.logout()
+        st.stop()
+    st.session_state["signed_in"] = (key, caller)
+    return caller
+
+
+def signed_in_sidebar(claims: Mapping[str, Any]) -> None:
+    with st.sidebar:
+        shown = claims.get("name") or claims.get("email") or claims.get("sub")
+        st.caption(f"Signed in as **{shown}**")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            st.logout()
+
+
+try:
+    auth = signin.read_auth(read_auth_block())
+except ConfigError as error:
+    stop_with(f"Clinval cannot start: {error}")
+require_auth = settings.get("CLINVAL_REQUIRE_AUTH") == 1
+if require_auth and auth is None:
+    stop_with(
+        "Clinval cannot start: this installation requires sign-in (CLINVAL_REQUIRE_AUTH=1), but "
+        "`.streamlit/secrets.toml` has no `[auth]` block. The administrator must configure the "
+        'hospital\'s identity provider (see the README, "Sign-in").'
+    )
+
 db_path = str(settings.db_path())
 try:
     store = open_store(db_path)
 except DatabaseUnavailable as error:
-    if error is not IN_USE:
-        # not a database, not Clinval's: the operator's configuration to fix
-        st.error(f"Clinval cannot open its database `{db_path}`: {error}")
-        st.stop()
-    # Another process holds the file: a plain sentence for whoever is looking at the page; the
-    # path and DuckDB's details (with the other process's id) are in the server log.
-    st.error(f"Clinval is not available right now: {error}")
-    st.stop()
+    # In use by another process, not a database, not Clinval's: a plain sentence for whoever is
+    # looking at the page; the path and DuckDB's details (with the other process's id) are in the
+    # server log.
+    _log.warning("database %s cannot be opened: %s", db_path, error.reason)
+    stop_with(
+        f"Clinval is not available right now: {error} The administrator will find the details "
+        "in the server log."
+    )
 except (StudyError, DatabaseError, OSError) as error:
     # A database migrated by newer code, a file that is no DuckDB database, a folder, an
-    # unreadable path, a file locked by another process: the operator's to fix, not a crash.
-    # (A failed open is not cached: the next rerun tries again.)
-    st.error(
-        f"Clinval cannot open its database `{db_path}`: {first_line(error)}\n\n"
-        "Point CLINVAL_DB at a Clinval database file, or at a new path to start an empty one."
+    # unreadable path: the operator's to fix, not a crash; never a path or a raw database error
+    # on the page. (A failed open is not cached: the next rerun tries again.)
+    _log.warning("database %s cannot be opened: %s", db_path, first_line(error))
+    stop_with(
+        "Clinval cannot open its database. The administrator will find the reason in the server "
+        "log (point CLINVAL_DB at a Clinval database file, or at a new path to start an empty "
+        "one)."
     )
-    st.stop()
-if settings.get("CLINVAL_DEMO_ON_START"):
+if settings.get("CLINVAL_DEMO_ON_START") and not require_auth:
     # cached per path: the first run looks for studies (and builds the demo into an empty
-    # database), every later run is a cache hit with no query
+    # database), every later run is a cache hit with no query. A deployment (sign-in required)
+    # never builds it: its first visitor must not fill a real database with synthetic people.
     with st.spinner("First start: building the synthetic demo study…", show_time=True):
         ensure_demo(db_path)
 st.session_state["store"] = store
 
-# The sign-in gate slots in here once OIDC is configured (people.sign_in from st.user's
-# verified claims); until then the demo picker decides who the visitor is.
-caller = demo_caller(store)
-st.session_state["caller"] = caller
-
-st.navigation(pages_for(store, caller), position="sidebar").run()
+if auth is None:
+    caller = demo_caller(store)
+    st.session_state["caller"] = caller
+    st.navigation(pages_for(roles_anywhere(store, caller)), position="sidebar").run()
+else:
+    caller = oidc_caller(store, auth)
+    if caller is not None:
+        st.session_state["caller"] = caller
+        signed_in_sidebar(st.user.to_dict())
+        roles = roles_anywhere(store, caller)
+        if roles:
+            st.navigation(pages_for(roles), position="sidebar").run()
+        else:
+            vouched = signin.identity_claims(st.user.to_dict())
+            st.session_state["signed_in_as"] = {
+                "user_id": caller.user_id,
+                "email": vouched["email"] if vouched["email_verified"] else None,
+            }
+            show_alone("pages/no_access.py", "No access yet", ":material/person_off:")

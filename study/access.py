@@ -229,9 +229,11 @@ PERMISSIONS: dict[str, Permission] = {
     "manage_users": Permission(
         frozenset(),
         "global",
-        "add people, list them, grant and revoke any role",
+        "add and invite people, list them, grant and revoke any role",
         (
             "people.ensure_user",
+            "people.invite",
+            "people.list_people",
             "people.find_user",
             "people.get_user",
             "people.list_users",
@@ -243,8 +245,9 @@ PERMISSIONS: dict[str, Permission] = {
     "invite_raters": Permission(
         frozenset({"coordinator"}),
         "study",
-        "grant or revoke the rater role in one's own study",
-        ("people.grant_role", "people.revoke_role"),
+        "invite people by e-mail as raters of one's own study, grant or revoke the rater role "
+        "there",
+        ("people.invite", "people.grant_role", "people.revoke_role"),
     ),
 }
 """Every permission, declared once with the services that require it."""

@@ -86,6 +86,12 @@ INSTRUMENT_ATTACH = _kind(
 USER_ADD = _kind(
     "user.add", "a person was added (issuer, subject, e-mail)", "users: one event per user"
 )
+USER_BIND = _kind(
+    "user.bind",
+    "a person invited by e-mail signed in for the first time: the provider's identity (issuer, "
+    "subject) and the verified e-mail it carried were bound to them",
+    "identities: each bound identity against its event (person, issuer, subject)",
+)
 ROLE_GRANT = _kind(
     "role.grant",
     "a role was granted to a person (role, study or every study)",
@@ -585,6 +591,15 @@ _MISSING_EVENT_SQL = (
         " WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $kind"
         "  AND e.object_id = u.id) ORDER BY id LIMIT 1",
         USER_ADD,
+    ),
+    (
+        "identities",
+        "SELECT 'identity (' || issuer || ', ' || subject || ') of user ' || user_id || ' has no '"
+        " || $kind || ' event' FROM identities i WHERE NOT EXISTS (SELECT 1 FROM audit_events e"
+        "  WHERE e.action = $kind AND e.object_id = i.user_id"
+        "  AND json_extract_string(e.payload, '$.issuer') = i.issuer"
+        "  AND json_extract_string(e.payload, '$.subject') = i.subject) ORDER BY user_id LIMIT 1",
+        USER_BIND,
     ),
     (
         "instruments",

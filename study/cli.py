@@ -42,6 +42,7 @@ EXIT_BAD_INPUT = 2
 
 EXPORT_FORMATS = ("csv", "parquet", "dta", "sav")  # study.exporting.FORMATS, without importing it
 MODES = ("side_by_side", "pairwise", "separate")  # study.assignment.MODES, without importing it
+ROLE_CHOICES = ("admin", "coordinator", "rater", "statistician")  # study.access.ROLES, likewise
 STATUS_FIELDS = (
     ("cases", "cases"),
     ("arms", "arms"),
@@ -302,6 +303,67 @@ def cmd_add_raters(args: argparse.Namespace, out: TextIO) -> int:
             )
             granted = people.grant_role(store, caller, args.study, user_id, "rater")
             print(f"{args.study}: rater {user_id}" + ("" if granted else " (already)"), file=out)
+    return EXIT_OK
+
+
+def cmd_users_add(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import people
+
+    _check_id_text("--email", args.email)
+    _check_id_text("--name", args.name)
+    if args.study is not None:
+        _check_id_text("--study", args.study)
+    if args.role == "admin" and args.study is not None:
+        raise CliError("--role admin holds in every study; leave out --study")
+    from study.errors import ValidationError
+
+    if not args.name.strip():
+        raise CliError("--name is empty; give the person's name as the app should show it")
+    with _open_store(args.db, create=False) as store:
+        try:
+            made = people.invite(
+                store, _caller(), args.study, args.email, args.role, display_name=args.name
+            )
+        except ValidationError as exc:  # one address, so one line
+            raise CliError(f"--email {exc.problems[0].reason}") from None
+    where = (
+        f" in {args.study}" if args.study else (" (every study)" if args.role != "admin" else "")
+    )
+    who = made["user_id"]
+    if made["created"]:
+        said = f"added {who} as {args.role}{where}; they bind on their first sign-in with {who}"
+    elif made["granted"]:
+        said = f"{who} exists already: granted {args.role}{where}"
+    else:
+        said = f"{who} holds {args.role}{where} already: nothing changed"
+    print(said, file=out)
+    return EXIT_OK
+
+
+def cmd_users_list(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import people
+
+    with _open_store(args.db, create=False) as store:
+        frame = people.list_people(store, _caller())
+    if frame.height == 0:
+        print("no people yet; add the first admin with `users add --role admin`", file=out)
+        return EXIT_OK
+    rows = []
+    for row in frame.iter_rows(named=True):
+        if row["signed_in"]:
+            signed = f"yes, first {row['first_sign_in']:%Y-%m-%d %H:%M} UTC"
+        else:
+            signed = "no (waiting for a verified sign-in)" if row["waiting"] else "no"
+        rows.append(
+            (
+                row["id"],
+                row["display_name"] or "",
+                row["email"] or "",
+                row["roles"] or "none",
+                signed,
+            )
+        )
+    _print_table(("id", "name", "e-mail", "roles", "signed in"), rows, out)
     return EXIT_OK
 
 
@@ -901,6 +963,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("raters", nargs="+", metavar="RATER")
     p.set_defaults(func=cmd_add_raters)
+
+    p = commands.add_parser(
+        "users", parents=[common], help="add people (invitations by e-mail) and list them"
+    )
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = sub.add_parser(
+        "add",
+        parents=[common],
+        help="invite a person by e-mail with a role (the first admin is made this way)",
+        description=(
+            "Record a person by e-mail with a role, or grant the role to the person who has that "
+            "address already. A new person binds to the first sign-in whose ID token carries "
+            "the address with email_verified true; from then on only that identity is them."
+        ),
+    )
+    q.add_argument("--email", required=True, metavar="E", help="their e-mail address")
+    q.add_argument("--name", required=True, metavar="N", help="their name, as the app shows it")
+    q.add_argument("--role", required=True, choices=ROLE_CHOICES, help="the role to grant")
+    q.add_argument(
+        "--study",
+        metavar="ID",
+        default=None,
+        help="the study where the role holds (default: every study; admin always holds in all)",
+    )
+    q.set_defaults(func=cmd_users_add)
+    q = sub.add_parser(
+        "list", parents=[common], help="list people, their roles, and whether they signed in"
+    )
+    q.set_defaults(func=cmd_users_list)
 
     p = commands.add_parser(
         "attach-instrument",

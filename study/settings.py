@@ -50,12 +50,35 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest file, in megabytes, that an import accepts.",
         int,
     ),
+    Setting(
+        "CLINVAL_REQUIRE_AUTH",
+        "0",
+        "Refuse to serve without real sign-in (1 or 0): with 1 the app stops with a message when "
+        "`.streamlit/secrets.toml` has no `[auth]` block, never offers the demo's picker and "
+        "never builds the demo on start. A deployment sets 1.",
+        int,
+        ("0", "1"),
+    ),
+    Setting(
+        "CLINVAL_MAX_SESSION_HOURS",
+        "12",
+        "Hours after signing in at the provider (the ID token's `iat`) after which the app asks "
+        "the person to sign in again; Streamlit's own sign-in cookie lasts 30 days. A decimal "
+        "number above 0.",
+        float,
+    ),
+    Setting(
+        "CLINVAL_ACCESS_CONTACT",
+        "",
+        "Who a signed-in person without any role is told to ask for access (a name, an e-mail "
+        "address); empty: the coordinator of their study or their Clinval administrator.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def get(name: str) -> str | int:
+def get(name: str) -> str | int | float:
     """Return the value of setting ``name`` from the environment, or its default, validated."""
     setting = _BY_NAME[name]
     raw = os.environ.get(name, setting.default).strip()
@@ -70,6 +93,14 @@ def get(name: str) -> str | int:
         if value < 0:
             raise ConfigError(f"Setting {name} must not be negative, got {value}.")
         return value
+    if setting.kind is float:
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ConfigError(f"Setting {name} must be a number, got {raw!r}.") from None
+        if not number > 0 or number == float("inf"):
+            raise ConfigError(f"Setting {name} must be a number above 0, got {raw!r}.")
+        return number
     return raw
 
 

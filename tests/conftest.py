@@ -313,3 +313,25 @@ def demo(demo_db: Path):
     """A store on a private copy of the demo database."""
     with Store(demo_db) as s:
         yield s
+
+
+def screens_for(*roles: str) -> list[tuple[str, str]]:
+    """(script, title) of the screens ``app.SCREENS`` opens for someone holding ``roles``, in
+    menu order: read from app.py's source (importing it would run the app)."""
+    import ast
+
+    tree = ast.parse((ROOT / "app.py").read_text(encoding="utf-8"))
+    (table,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and node.target.id == "SCREENS"
+    ]
+    screens = []
+    for row in table.elts:
+        script, title = row.elts[0].value, row.elts[1].value
+        allowed = {c.value for c in ast.walk(row.elts[3]) if isinstance(c, ast.Constant)}
+        if allowed & set(roles):
+            screens.append((script, title))
+    return screens

@@ -1,5 +1,11 @@
 """Serving the real app for browser tests: ``streamlit run app.py`` on a free loopback port, and
-Debian's Chromium for Playwright (it cannot download its own browser here)."""
+Debian's Chromium for Playwright (it cannot download its own browser here).
+
+The app reads its secrets only from the file ``serve`` is given (``--secrets.files``), never from
+the project's ``.streamlit/secrets.toml``: without one it runs as the demo without sign-in
+whatever a developer configured locally; with one (written into the test's temporary folder by
+``write_auth_secrets``) it signs people in through that ``[auth]`` block.
+"""
 
 from __future__ import annotations
 
@@ -72,12 +78,46 @@ class Served:
         return self.log.read_text(errors="replace")
 
 
+def write_auth_secrets(
+    folder: Path, port: int, metadata_url: str, *, cookie_secret: str = "c" * 48
+) -> Path:
+    """A secrets file in ``folder`` whose ``[auth]`` block signs in through the provider at
+    ``metadata_url`` (any client id: a mock provider accepts it) for an app on ``port``."""
+    path = folder / f"secrets-{port}.toml"
+    path.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        f'cookie_secret = "{cookie_secret}"\n'
+        'client_id = "clinval-tests"\n'
+        'client_secret = "clinval-tests-secret"\n'
+        f'server_metadata_url = "{metadata_url}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 @contextmanager
-def serve(db: Path, folder: Path, *, demo_on_start: bool) -> Iterator[Served]:
-    """The app on ``db``; stopped on exit, and a traceback in its log fails the test."""
-    port = free_port()
+def serve(
+    db: Path,
+    folder: Path,
+    *,
+    demo_on_start: bool,
+    port: int | None = None,
+    secrets: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    """The app on ``db``; stopped on exit, and a traceback in its log fails the test.
+
+    ``secrets``: the only secrets file the app reads (default: none, so the demo without
+    sign-in); ``port``: the port it was written for (default: a free one); ``env``: further
+    ``CLINVAL_`` settings.
+    """
+    port = port or free_port()
+    secrets = secrets or folder / "no-secrets.toml"  # absent: no [auth], whatever the project has
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVAL_")}
     env |= {"CLINVAL_DB": str(db), "CLINVAL_DEMO_ON_START": "1" if demo_on_start else "0"}
+    env |= extra
     if "CLINVAL_AUDIT_KEY_FILE" in os.environ:
         # the session's audit key (conftest), so the server never writes one into the project
         env["CLINVAL_AUDIT_KEY_FILE"] = os.environ["CLINVAL_AUDIT_KEY_FILE"]
@@ -98,6 +138,8 @@ def serve(db: Path, folder: Path, *, demo_on_start: bool) -> Iterator[Served]:
                 "true",
                 "--browser.gatherUsageStats",
                 "false",
+                "--secrets.files",
+                str(secrets),
             ],
             cwd=ROOT,
             env=env,

@@ -118,25 +118,45 @@ def test_an_invalid_setting_stops_the_app_with_a_message(
 
 
 @pytest.mark.parametrize(
-    ("where", "reason"),
+    ("where", "reason", "shown"),
     [
-        pytest.param("junk.duckdb", "not a valid DuckDB database file", id="not a database"),
-        pytest.param(".", "Is a directory", id="a folder"),
-        pytest.param("junk.duckdb/sub/clinval.duckdb", "Not a directory", id="below a file"),
+        pytest.param(
+            "junk.duckdb",
+            "not a DuckDB database",
+            "The study database file is not a valid DuckDB database file.",
+            id="not a database",
+        ),
+        pytest.param(".", "Is a directory", "cannot open its database", id="a folder"),
+        pytest.param(
+            "junk.duckdb/sub/clinval.duckdb",
+            "Not a directory",
+            "cannot open its database",
+            id="below a file",
+        ),
     ],
 )
-def test_an_unusable_database_stops_the_app_with_its_path_and_reason(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str, reason: str
+def test_an_unusable_database_stops_the_app_naming_no_path_and_logs_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    where: str,
+    reason: str,
+    shown: str,
 ) -> None:
     junk = tmp_path / "junk.duckdb"
     junk.write_text("not a database\n", encoding="utf-8")
     db = tmp_path / where
-    at = run_app(monkeypatch, db)
+    with caplog.at_level("WARNING", logger="study"):
+        at = run_app(monkeypatch, db)
     assert not at.exception, [e.message for e in at.exception]
     assert len(at.error) == 1
     message = at.error[0].value
-    assert message.startswith(f"Clinval cannot open its database `{db}`")
-    assert reason in message
+    # a visitor sees a sentence, never the path nor the database's own error text
+    assert shown in message and "server log" in message
+    assert str(tmp_path) not in message and "Error" not in message
+    # the operator finds both in the server log
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("study"))
+    assert str(db) in logged and reason in logged
     assert junk.read_text(encoding="utf-8") == "not a database\n"  # left as it was
 
 

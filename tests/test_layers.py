@@ -243,3 +243,18 @@ def test_pages_folder_holds_only_pages() -> None:
     app_source = (ROOT / "app.py").read_text(encoding="utf-8")
     for page in sorted((ROOT / "pages").glob("*.py")):
         assert f'"pages/{page.name}"' in app_source, f"{page.name} is not registered in app.py"
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: str(p.relative_to(ROOT)))
+def test_ui_scripts_hold_no_bare_string_that_streamlit_would_print(path: Path) -> None:
+    # Streamlit's "magic" writes a bare expression of the app's scripts onto the page: a string
+    # meant as a constant's docstring would show to every visitor. The module docstring is exempt.
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    bare = [
+        node.lineno
+        for node in body[1:]
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    ]
+    assert bare == [], f"bare strings at lines {bare}: write them as comments"

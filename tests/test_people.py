@@ -66,7 +66,9 @@ def test_studies_for_lists_where_a_user_holds_a_role(store):
 
 
 def test_a_first_sign_in_records_a_person_with_no_role_and_a_second_writes_nothing(store):
-    caller = people.sign_in(store, issuer="https://login.example", subject="s-1", email="E@x.org")
+    caller = people.sign_in(
+        store, issuer="https://login.example", subject="s-1", email="E@x.org", email_verified=True
+    )
     assert (caller.user_id, caller.via, caller.is_system) == ("e@x.org", "oidc", False)
     events = audit.events(store)
     assert events.select("action", "actor").rows() == [("user.add", "system:sign-in")]
@@ -75,7 +77,9 @@ def test_a_first_sign_in_records_a_person_with_no_role_and_a_second_writes_nothi
     assert again == caller
     assert audit.events(store).height == 1
     # the same e-mail at another issuer is another person
-    other = people.sign_in(store, issuer="https://evil.example", subject="s-1", email="e@x.org")
+    other = people.sign_in(
+        store, issuer="https://evil.example", subject="s-1", email="e@x.org", email_verified=True
+    )
     assert other.user_id != caller.user_id
 
 

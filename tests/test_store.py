@@ -32,7 +32,7 @@ def _seed_rows(store: Store) -> None:
         " VALUES ('s1', 'a1', 'c1', 'llm', 'text')",
         "INSERT INTO answers (study, answer_id, case_id, arm_id, text)"
         " VALUES ('s1', 'a2', 'c1', 'doc', 'text')",
-        "INSERT INTO users VALUES ('u1', 'iss', 'sub1', NULL, NULL, NULL, now())",
+        "INSERT INTO users (id, issuer, subject, created_at) VALUES ('u1', 'iss', 'sub1', now())",
         "INSERT INTO instruments VALUES ('q', '1', NULL, '{}', repeat('a', 64), now())",
         "INSERT INTO items VALUES ('q', '1', 'acc', 1, 'likert', 'ordinal', true,"
         " 'higher_is_better', 'answer', NULL, '{}')",
@@ -105,7 +105,7 @@ IMPOSSIBLE_ROWS = [
     ),
     (
         "user with same issuer and subject",
-        "INSERT INTO users VALUES ('u2', 'iss', 'sub1', NULL, NULL, NULL, now())",
+        "INSERT INTO users (id, issuer, subject, created_at) VALUES ('u2', 'iss', 'sub1', now())",
     ),
     ("unknown role", "INSERT INTO roles VALUES ('u1', NULL, '*', 'superuser', now(), 't')"),
     (

@@ -45,4 +45,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         "assignment phases (calibration, repeats) and first presentation time",
         _sql("0005_calibration_repeats.sql"),
     ),
+    Migration(6, "sign-in: first sign-in time, bound identities", _sql("0006_sign_in.sql")),
 )

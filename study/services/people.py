@@ -1,9 +1,17 @@
-"""People and their roles: the sign-in step that makes a caller, people, grants and revocations.
+"""People and their roles: the sign-in step that makes a caller, people, invitations, grants and
+revocations.
 
 A person is keyed by (issuer, subject), the identity their provider vouches for. Roles live in
 the database (``rater``, ``coordinator`` and ``statistician`` per study, ``admin`` everywhere),
 never in token claims. Granting needs the admin role, or, for the rater role in one study, that
 study's coordinator; nobody grants themselves anything.
+
+An invited person (``invite``: an e-mail address and a role, before they ever signed in) is
+stored under an identity that no provider vouches for: issuer ``invited`` (or ``demo`` for the
+synthetic demo's people, who are invited the same way), subject the e-mail address. The first
+sign-in whose ID token carries that e-mail with ``email_verified`` true binds the provider's
+(issuer, subject) to that person (table ``identities``, event ``user.bind``); from then on only
+that identity is that person, and an unverified e-mail binds nobody.
 """
 
 from __future__ import annotations
@@ -24,11 +32,21 @@ from study.access import (
     system_caller,
 )
 from study.errors import ConflictError, NotFoundError, Problem, ValidationError
-from study.services._common import require_study
+from study.services._common import column, require_study
 from study.store import Cursor, Store, first, utc_now
 
 DEMO_ISSUER = "demo"
 """The issuer of the synthetic demo's people: the demo picker signs in only these."""
+
+INVITED_ISSUER = "invited"
+"""The issuer of a person invited by e-mail who has not signed in yet (subject: the e-mail)."""
+
+UNBOUND_ISSUERS = (INVITED_ISSUER, DEMO_ISSUER)
+"""Issuers that no provider vouches for: a person stored under one binds to the first sign-in
+that carries their e-mail, verified."""
+
+MAX_EMAIL_CHARS = 254
+"""Longest e-mail address accepted (RFC 5321's limit on a forward path, less its brackets)."""
 
 
 # --- the sign-in step ------------------------------------------------------------------------
@@ -40,42 +58,118 @@ def sign_in(
     issuer: str,
     subject: str,
     email: str | None = None,
+    email_verified: bool = False,
     display_name: str | None = None,
 ) -> Caller:
     """The caller for the identity (``issuer``, ``subject``) that a provider has vouched for.
 
-    The sign-in step only: call it with claims from a verified ID token (or from the demo
-    picker, through ``demo_sign_in``). A first sign-in records the person, with no role, as the
-    system actor ``sign-in``; a person with no role can call no service.
+    The sign-in step only: call it with claims from a verified ID token (the app passes
+    ``st.user``'s ``iss``, ``sub``, ``email``, ``email_verified`` and ``name``). In order:
+
+    1. a person stored under that identity, or bound to it, is that person;
+    2. else, with ``email_verified`` true, a person invited under that e-mail who has not bound
+       an identity yet is bound to this one (``user.bind``, as the system actor ``sign-in``);
+    3. else a new person is recorded (``user.add``), with no role: they can call no service.
+
+    The e-mail is recorded only when verified: an unverified address is a claim anyone could
+    make, and invitations are matched on recorded addresses. The first sign-in's time is kept
+    (``first_sign_in``). Raises ``ValidationError`` for an identity without issuer or subject,
+    ``ConflictError`` when two unbound people were invited under the verified e-mail.
     """
+    if not _is_text(issuer) or not _is_text(subject):
+        raise ValidationError(
+            [Problem("sign-in", None, "identity", "the ID token carries no issuer or subject")]
+        )
+    verified = email if email_verified is True and _is_text(email) else None
     cur = store.cursor()
     try:
         user_id = _user_by_identity(cur, issuer, subject)
     finally:
         cur.close()
-    if user_id is None:  # a first sign-in: the only case that writes
+    if user_id is None and verified is not None:
+        user_id = _bind_invited(store, issuer, subject, verified)
+    if user_id is None:  # a first sign-in of someone nobody invited
         user_id = ensure_user(
             store,
             system_caller("sign-in"),
             issuer=issuer,
             subject=subject,
-            email=email,
-            display_name=display_name,
+            email=verified,
+            display_name=display_name if _is_text(display_name) else None,
         )
+    _note_first_sign_in(store, user_id)
     return person_caller(user_id, via="oidc")
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _bind_invited(store: Store, issuer: str, subject: str, email: str) -> str | None:
+    """Bind (issuer, subject) to the one unbound person invited under ``email``; their id, or
+    None when nobody was invited under it."""
+    with store.transaction() as cur:
+        waiting = column(
+            cur,
+            "SELECT u.id FROM users u WHERE u.issuer IN (SELECT unnest($1))"
+            " AND lower(trim(u.email)) = $2"
+            " AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.user_id = u.id) ORDER BY u.id",
+            [list(UNBOUND_ISSUERS), email.strip().lower()],
+        )
+        if not waiting:
+            return None
+        if len(waiting) > 1:
+            raise ConflictError(
+                f"Several people were invited under {email} ({', '.join(waiting)}); an "
+                "administrator must remove all but one before you can sign in."
+            )
+        user_id = waiting[0]
+        cur.execute(
+            "INSERT INTO identities (issuer, subject, user_id, email, bound_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [issuer, subject, user_id, email, utc_now()],
+        )
+        audit.append(
+            cur,
+            actor=system_caller("sign-in").actor,
+            kind=audit.USER_BIND,
+            object_type="user",
+            object_id=user_id,
+            payload={"issuer": issuer, "subject": subject, "email": email},
+        )
+    return user_id
+
+
+def _note_first_sign_in(store: Store, user_id: str) -> None:
+    cur = store.cursor()
+    try:
+        signed_in = first(
+            cur.execute("SELECT first_sign_in FROM users WHERE id = ?", [user_id]).fetchall()
+        )
+    finally:
+        cur.close()
+    if signed_in is not None and signed_in[0] is None:
+        with store.transaction() as cur:
+            cur.execute(
+                "UPDATE users SET first_sign_in = ? WHERE id = ? AND first_sign_in IS NULL",
+                [utc_now(), user_id],
+            )
 
 
 def demo_sign_in(store: Store, user_id: str) -> Caller:
     """The caller for one of the synthetic demo's people, picked from a list (no real sign-in).
 
-    Only people of the demo's issuer (``DEMO_ISSUER``) can be picked; anyone else is a
+    Only people of the demo's issuer (``DEMO_ISSUER``) can be picked, and only while no real
+    sign-in has bound them (then only that identity is them); anyone else is a
     ``NotFoundError``, so the picker cannot become anyone's identity.
     """
     cur = store.cursor()
     try:
         row = first(
             cur.execute(
-                "SELECT id FROM users WHERE id = ? AND issuer = ?", [user_id, DEMO_ISSUER]
+                "SELECT id FROM users u WHERE id = ? AND issuer = ?"
+                " AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.user_id = u.id)",
+                [user_id, DEMO_ISSUER],
             ).fetchall()
         )
     finally:
@@ -89,12 +183,13 @@ def demo_people(store: Store) -> pl.DataFrame:
     """The demo's people for the picker: id, display_name, and their roles (text), by id.
 
     Read by the sign-in step, before there is a caller: it lists only people of the demo's
-    issuer, whose names and roles are synthetic and public.
+    issuer (not bound to a real sign-in), whose names and roles are synthetic and public.
     """
     return store.read(
         "SELECT u.id, coalesce(u.display_name, u.id) AS display_name,"
         " coalesce(string_agg(DISTINCT r.role, ', ' ORDER BY r.role), 'no role') AS roles"
         " FROM users u LEFT JOIN roles r ON r.user_id = u.id WHERE u.issuer = $i"
+        " AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.user_id = u.id)"
         " GROUP BY u.id, u.display_name ORDER BY u.id",
         {"i": DEMO_ISSUER},
     )
@@ -181,12 +276,120 @@ def ensure_user(
 
 
 def _user_by_identity(cur: Cursor, issuer: str, subject: str) -> str | None:
+    """The person stored under (issuer, subject), or bound to it, or None."""
     row = first(
         cur.execute(
-            "SELECT id FROM users WHERE issuer = ? AND subject = ?", [issuer, subject]
+            "SELECT id FROM users WHERE issuer = $1 AND subject = $2"
+            " UNION ALL SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2",
+            [issuer, subject],
         ).fetchall()
     )
     return None if row is None else row[0]
+
+
+# --- invitations -----------------------------------------------------------------------------
+
+
+@guarded
+def invite(
+    store: Store,
+    caller: Caller,
+    study: str | None,
+    email: str,
+    role: str,
+    *,
+    display_name: str | None = None,
+) -> dict[str, Any]:
+    """Give the person with ``email`` the ``role`` in ``study`` (None: every study), recording
+    them first if nobody has that address (audited: ``user.add``, then ``role.grant``).
+
+    The new person is stored under the ``invited`` issuer with the e-mail as subject (and as id)
+    until their first sign-in with that e-mail verified binds them (see ``sign_in``). Someone
+    already recorded with that address (case and edge spaces ignored) gets the role instead: no
+    second person. The same permissions as ``grant_role``: an admin, or a study's coordinator
+    for the rater role there. Returns ``{"user_id", "created", "granted"}`` (``granted`` False
+    when the role was held already). ``ValidationError`` for an address that is not one,
+    ``ConflictError`` when several people share it.
+    """
+    _check_grant(store, caller, study, "", role, "people.invite")
+    address = _checked_email(email)
+    name = display_name.strip() if display_name and display_name.strip() else None
+    with store.transaction() as cur:
+        if study is not None:
+            require_study(cur, study)
+        holders = column(
+            cur,
+            "SELECT id FROM users WHERE lower(trim(email)) = ? ORDER BY id",
+            [address],
+        )
+        if len(holders) > 1:
+            raise ConflictError(
+                f"Several people have the address {address} ({', '.join(holders)}); grant the "
+                "role to one of them by id."
+            )
+        created = not holders
+        if created:
+            if first(cur.execute("SELECT 1 FROM users WHERE id = ?", [address]).fetchall()):
+                raise ConflictError(
+                    f"User id '{address}' is taken by someone with another address."
+                )
+            cur.execute(
+                "INSERT INTO users (id, issuer, subject, email, display_name, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [address, INVITED_ISSUER, address, address, name, utc_now()],
+            )
+            audit.append(
+                cur,
+                actor=caller.actor,
+                kind=audit.USER_ADD,
+                object_type="user",
+                object_id=address,
+                payload={"issuer": INVITED_ISSUER, "subject": address, "email": address},
+            )
+        user_id = address if created else holders[0]
+    granted = grant_role(store, caller, study, user_id, role)
+    return {"user_id": user_id, "created": created, "granted": granted}
+
+
+def _checked_email(email: str) -> str:
+    """``email`` trimmed and in lower case; ``ValidationError`` unless it reads as one address
+    (one ``@`` with text on both sides, a dot in the domain, no spaces or control characters)."""
+    address = email.strip().lower() if isinstance(email, str) else ""
+    local, _, domain = address.partition("@")
+    if (
+        not local
+        or "@" in domain
+        or "." not in domain.strip(".")
+        or len(address) > MAX_EMAIL_CHARS
+        or any(c.isspace() or not c.isprintable() for c in address)
+    ):
+        shown = repr(email)[:80]
+        raise ValidationError(
+            [Problem("user", None, "email", f"{shown} is not an e-mail address (name@domain)")]
+        )
+    return address
+
+
+@guarded
+def list_people(store: Store, caller: Caller) -> pl.DataFrame:
+    """Every person with their roles and whether they have signed in, by id.
+
+    Columns: id, display_name, email, roles (text: "admin" for a role in every study,
+    "rater in S" for one study, "; "-separated, "" for none), signed_in (bool), first_sign_in
+    (UTC, null before), waiting (bool: invited, or one of the demo's people, and not yet bound
+    to a sign-in).
+    """
+    return store.read(
+        "SELECT u.id, u.display_name, u.email,"
+        " coalesce(string_agg(CASE WHEN r.study IS NULL THEN r.role"
+        "  ELSE r.role || ' in ' || r.study END, '; ' ORDER BY r.scope, r.role), '') AS roles,"
+        " u.first_sign_in IS NOT NULL AS signed_in, u.first_sign_in,"
+        " (u.issuer IN (SELECT unnest($unbound)) AND NOT EXISTS"
+        "  (SELECT 1 FROM identities i WHERE i.user_id = u.id)) AS waiting"
+        " FROM users u LEFT JOIN roles r ON r.user_id = u.id"
+        " GROUP BY u.id, u.display_name, u.email, u.first_sign_in, u.issuer ORDER BY u.id",
+        {"unbound": list(UNBOUND_ISSUERS)},
+    )
 
 
 # --- roles -----------------------------------------------------------------------------------
