@@ -71,6 +71,8 @@ _TABLES = {
             "context": pl.String,
             "specialty": pl.String,
             "tags": pl.List(pl.String),
+            "conversation": pl.String,
+            "criteria": pl.String,
         },
         audit.CASES_IMPORT,
     ),
@@ -407,7 +409,8 @@ def _answer_slot_conflicts(cur: Cursor, study_id: str, file: str) -> list[Proble
 
 @guarded
 def list_cases(store: Store, caller: Caller, study: str) -> pl.DataFrame:
-    """The study's cases: case_id, question, context, specialty, tags."""
+    """The study's cases: case_id, question, context, specialty, tags, conversation, criteria
+    (the last two canonical JSON text or null; see ``study.rubric``)."""
     return store.read(_STORED_SELECT["cases"] + " ORDER BY case_id", {"s": study})
 
 
