@@ -114,13 +114,15 @@ PERMISSIONS: dict[str, Permission] = {
     "design_study": Permission(
         frozenset({"coordinator"}),
         "study",
-        "import cases, arms and answers, remove those a draft does not use, see answers with "
+        "import cases, arms and answers (HealthBench files too), remove those a draft does not "
+        "use, see answers with "
         "their arms and authors, attach instruments, lock the first protocol, preview and make "
         "assignments",
         (
             "content.import_cases",
             "content.import_arms",
             "content.import_answers",
+            "content.import_healthbench",
             "content.add_cases",
             "content.add_arms",
             "content.add_arm",
