@@ -84,14 +84,15 @@ def met_labels(series: pl.Series) -> pl.Series:
     if series.dtype == pl.Boolean:
         return series
     if series.dtype.is_numeric():
-        ok = series.is_null() | series.is_in([0, 1])
+        series = series.cast(pl.Float64)
+        ok = series.is_null() | series.is_in([0.0, 1.0])
         if not ok.all():
             row = int(ok.arg_min()) + 1
             raise AnalysisError(
                 f"column '{name}' holds {series[row - 1]} on row {row}; met is true/false, "
                 "1/0 or yes/no"
             )
-        return (series == 1).alias(name)
+        return (series == 1.0).alias(name)
     text = series.cast(pl.String).str.strip_chars().str.to_lowercase()
     known = text.is_null() | text.is_in(list(_TRUE | _FALSE))
     if not known.all():

@@ -200,8 +200,9 @@ PERMISSIONS: dict[str, Permission] = {
     "export": Permission(
         frozenset({"statistician"}),
         "study",
-        "export the ratings with their arms (a person: only once the study is unblinded)",
-        ("exports.export_ratings_long",),
+        "export the ratings with their arms, and analyse a rubric study by arm (a person: only "
+        "once the study is unblinded)",
+        ("exports.export_ratings_long", "analyses.rubric_results"),
     ),
     "unblind": Permission(
         frozenset({"statistician"}),

@@ -16,6 +16,7 @@ from study.access import Caller, guarded
 from study.errors import StateError
 from study.services._common import require_study
 from study.services.analyses import LONG_FORMAT as col
+from study.services.analyses import _per_criterion
 from study.store import Store
 
 _EXPORT_SQL = f"""
@@ -67,7 +68,11 @@ def export_ratings_long(
     (text values, e.g. a chosen label), position, label, seconds, revision, instrument,
     instrument_version, created_at, submitted_at (UTC), chosen_answer and chosen_arm (for an
     assignment-level item whose value is a label shown: the answer and arm it names). For
-    assignment-level items arm/answer/position/label are null.
+    assignment-level items arm/answer/position/label are null. A study with a rubric item
+    (criteria from the case) has one row per answer x criterion for it, value 1 (met) or 0 (not
+    met), and the columns criterion, criterion_text, points, criterion_tags (the criterion's and
+    its case's tags, ``;``-separated) and criterion_unit (``answer:criterion``), null on other
+    rows (``analyses._per_criterion``).
 
     A person may export only an unblinded study (``StateError`` before): the arms are the
     blinding's secret until then.
@@ -87,7 +92,8 @@ def export_ratings_long(
             f"Study '{study}' is {status}: its ratings are exported with their arms only after "
             "the audited unblinding step."
         )
-    frame = store.read(_EXPORT_SQL, {"s": study})
+    # a rubric item's labels (one JSON object per answer): one row per criterion
+    frame = _per_criterion(store, study, store.read(_EXPORT_SQL, {"s": study}))
     with store.transaction() as cur:
         seq = audit.append(
             cur,

@@ -9,6 +9,7 @@ assignment's done flag and the audit event.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from study.errors import (
     ValidationError,
 )
 from study.instruments import Instrument, Item, check_consistency, severe_values
+from study.rubric import stored_criteria
 from study.services._common import author_owner_sql
 from study.services.instruments import instrument_from_json
 from study.store import ConstraintViolation, Cursor, Store, first, utc_now
@@ -70,6 +72,14 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     protocol's ``display``), and ``values``: the current submitted values as ``submit_rating`` takes them
     (item -> value for case-scope items, item -> {label: value} for answer-scope items; empty
     before the first submit). Never the arm, the answer's id or its author (blinding).
+
+    Rubric cases (``study.rubric``): ``conversation`` is the chat before the answers, a list of
+    {role, content} (role "system", "user" or "assistant"), or None for a plain question;
+    ``criteria`` the case's rubric criteria in order, [{key, criterion}] (empty for a case
+    without a rubric): raters see what each criterion says, not its points (they judge whether
+    the answer does what it says; the points are the study's scoring, and a visible -10 invites
+    grading the answer's overall worth instead); ``rubric_items`` the keys of the items rated
+    per criterion (``criteria = "case"``), whose values are {label: {criterion_key: bool}}.
     """
     cur = store.cursor()
     try:
@@ -108,9 +118,12 @@ def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any
         f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
         [study, rater],
     ).fetchall()[0]
-    question, context = cur.execute(
-        "SELECT question, context FROM cases WHERE study = ? AND case_id = ?", [study, case_id]
+    question, context, conversation, criteria = cur.execute(
+        "SELECT question, context, conversation, criteria FROM cases"
+        " WHERE study = ? AND case_id = ?",
+        [study, case_id],
     ).fetchall()[0]
+    rubric_items = _criteria_items(cur, study) if criteria is not None else []
     display = first(
         cur.execute(
             "SELECT json_extract_string(content, '$.display') FROM protocols WHERE study = ?"
@@ -132,6 +145,8 @@ def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any
         [assignment],
     ).fetchall():
         value = text if text is not None else (int(num) if float(num).is_integer() else num)
+        if item in rubric_items:
+            value = json.loads(value)
         if slot == 0:
             values[item] = value
         else:
@@ -152,7 +167,26 @@ def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any
         "values": values,
         # how the answers' text is shown, as the protocol says: "markdown" (default) or "plain"
         "display": (display[0] if display else None) or "markdown",
+        "conversation": None if conversation is None else json.loads(conversation),
+        "criteria": [
+            {"key": c["key"], "criterion": c["criterion"]} for c in stored_criteria(criteria)
+        ],
+        "rubric_items": rubric_items,
     }
+
+
+def _criteria_items(cur: Cursor, study: str) -> list[str]:
+    """Keys of the study's items rated per criterion of the case (``criteria = "case"``)."""
+    return [
+        key
+        for (key,) in cur.execute(
+            "SELECT i.item_key FROM study_instruments s JOIN items i"
+            " ON i.instrument_key = s.instrument_key AND i.instrument_version = s.instrument_version"
+            " WHERE s.study = ? AND json_extract_string(i.definition, '$.criteria') = 'case'"
+            " ORDER BY s.position, i.position",
+            [study],
+        ).fetchall()
+    ]
 
 
 @guarded
@@ -249,6 +283,7 @@ class _Sheet:
     done: bool
     labels: Mapping[int, str]  # presentation id -> neutral label, in screen order
     instruments: tuple[Instrument, ...]
+    criteria: tuple[str, ...] = ()  # the case's rubric criterion keys, in order
 
     @property
     def presentations(self) -> list[int]:
@@ -271,7 +306,9 @@ def submit_rating(
     ``values`` maps item_key -> value for case-scope items (e.g. a pairwise choice "A", "B" or
     "tie"), and item_key -> {presentation: value} for answer-scope items, where a presentation is
     named by its id (int) or its label ("Response A"); a bare value is accepted when the
-    assignment shows one answer. Each value is checked by ``Item.validate_value``; every
+    assignment shows one answer. An item rated per criterion of the case (``criteria = "case"``)
+    takes {presentation: {criterion_key: True | False}} with every criterion of the case
+    labelled (``Item.validate_criteria``); the labels are stored as one JSON object per answer. Each value is checked by ``Item.validate_value``; every
     required item needs a value for every response shown, and the instruments' consistency rules
     must hold. ``seconds``: time on task, in seconds (>= 0).
 
@@ -429,7 +466,15 @@ def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _S
             [study],
         ).fetchall()
     )
-    return _Sheet(assignment, bool(done), labels, instruments)
+    criteria = first(
+        cur.execute(
+            "SELECT c.criteria FROM assignments a JOIN cases c"
+            " ON c.study = a.study AND c.case_id = a.case_id WHERE a.id = ?",
+            [assignment],
+        ).fetchall()
+    )
+    keys = tuple(c["key"] for c in stored_criteria(criteria[0] if criteria else None))
+    return _Sheet(assignment, bool(done), labels, instruments, keys)
 
 
 def _rating_rows(
@@ -450,11 +495,20 @@ def _rating_rows(
         by_slot, faults = _by_slot(item, values.get(key), sheet)
         problems += [Problem("rating", None, key, fault) for fault in faults]
         wanted = {0} if item.scope == "case" else set(sheet.presentations)
+        if item.per_case_criteria and not sheet.criteria:
+            wanted = set()  # a case without a rubric has nothing to rate on this item
+            if by_slot:
+                problems.append(Problem("rating", None, key, "this case has no rubric criteria"))
+                continue
         if item.required and not revise and not faults and set(by_slot) != wanted:
             problems.append(Problem("rating", None, key, "required, but has no value"))
         for slot, value in by_slot.items():
             try:
-                checked = item.validate_value(value)
+                checked = (
+                    item.validate_criteria(value, sheet.criteria)
+                    if item.per_case_criteria
+                    else item.validate_value(value)
+                )
             except StudyError as exc:
                 reason = _value_fault(key, sheet.labels.get(slot), exc)
                 problems.append(Problem("rating", None, key, reason))
@@ -511,6 +565,15 @@ def _by_slot(item: Item, given: Any, sheet: _Sheet) -> tuple[dict[int, Any], lis
     """Slot -> value for one item's submitted value(s), and the problems found."""
     if item.scope == "case":
         return ({0: given} if given is not None else {}), []
+    if (
+        item.per_case_criteria
+        and isinstance(given, Mapping)
+        and not any(isinstance(v, Mapping) for v in given.values())
+    ):
+        # one answer's {criterion: met}, given bare: allowed when one answer is shown
+        if len(sheet.labels) == 1:
+            return {sheet.presentations[0]: given}, []
+        return {}, ["give {label: {criterion: met}} per response shown"]
     if isinstance(given, Mapping):
         by_label = {label: pid for pid, label in sheet.labels.items()}
         by_slot, problems = {}, []
