@@ -404,6 +404,16 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
             user_id=str(person["user_id"]),
         )
 
+    # the rubric study is created first (screens list the newest study first, so the main demo
+    # stays the one shown by default) and filled last (so the main demo's rows keep their ids)
+    rubric_id = studies.create_study(
+        store,
+        builder,
+        RUBRIC_STUDY_NAME,
+        study_id=RUBRIC_STUDY_ID,
+        synthetic=True,
+        description=RUBRIC_DESCRIPTION,
+    )
     study_id = studies.create_study(
         store,
         builder,
@@ -452,7 +462,7 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
     design.persist_assignments(store, builder, study_id, assignments, presentations, seed=seed)
     lifecycle.start_rating(store, builder, study_id)
     _rate_main(store, study_id, rater_ids, assignments, presentations, answers, seed)
-    _build_rubric(store, builder, seed=seed)
+    _fill_rubric(store, builder, rubric_id, seed=seed)
     return study_id
 
 
@@ -521,21 +531,14 @@ RUBRIC_SLIP = 0.1
 """Chance that the simulated rater marks a criterion the other way."""
 
 
-def _build_rubric(store: Any, builder: Any, *, seed: int) -> str:
-    """The rubric demo study, through the services as a coordinator would build it; in rating,
-    with one rater's assignments rated by the seeded model above and the other's left open."""
+def _fill_rubric(store: Any, builder: Any, study_id: str, *, seed: int) -> None:
+    """The rubric demo study (created as a draft), through the services as a coordinator would
+    build it; left in rating, with one rater's assignments rated by the seeded model above and
+    the other's open."""
     from study.assignment import design_assignments
     from study.instruments import get_builtin
-    from study.services import content, design, instruments, lifecycle, people, rating, studies
+    from study.services import content, design, instruments, lifecycle, people, rating
 
-    study_id = studies.create_study(
-        store,
-        builder,
-        RUBRIC_STUDY_NAME,
-        study_id=RUBRIC_STUDY_ID,
-        synthetic=True,
-        description=RUBRIC_DESCRIPTION,
-    )
     for rater in RUBRIC_RATERS:
         people.grant_role(store, builder, study_id, rater, "rater")
     content.import_arms(store, builder, study_id, RUBRIC_DIR / "arms.csv")
@@ -592,7 +595,6 @@ def _build_rubric(store: Any, builder: Any, *, seed: int) -> str:
         rating.submit_rating(
             store, caller, study_id, view["assignment"], {"rubric": values}, seconds=seconds
         )
-    return study_id
 
 
 def _shown_answer(store: Any, presentation: int) -> str:
