@@ -55,6 +55,13 @@ specialty      no        e.g. ``cardiology``; <= 1,000 chars
 tags           no        CSV: ``;``-separated (``a; b``); JSON/Parquet: list of strings
                          or a ``;``-separated string. Spaces around each tag are
                          removed and empty tags (``a;;b``) are dropped.
+conversation   no        the chat before the answers: JSON array of {role, content}
+                         ending with a user turn (``study.rubric``); JSONL: an array;
+                         Parquet: a list of structs or JSON text; CSV: JSON text.
+                         ``question`` may then be empty: it is the last user turn.
+criteria       no        the case's rubric: JSON array of {criterion, points, tags,
+                         key}; same formats as ``conversation``. Both are returned as
+                         canonical JSON text.
 =============  ========  ==========================================================
 
 Arms (:func:`read_arms`), one row per source of answers:
