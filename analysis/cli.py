@@ -528,18 +528,32 @@ def run_rubric(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
                 seed=seed,
             )
         )
-    frames.append(
-        healthbench_agreement(
-            df,
-            unit=args.unit,
-            rater=args.rater,
-            met=args.met,
-            grader=args.grader,
-            boot=args.boot,
-            ci=args.ci,
-            seed=seed,
+    try:
+        frames.append(
+            healthbench_agreement(
+                df,
+                unit=args.unit,
+                rater=args.rater,
+                met=args.met,
+                grader=args.grader,
+                boot=args.boot,
+                ci=args.ci,
+                seed=seed,
+            )
         )
-    )
+    except AnalysisError as exc:
+        if args.case is None:
+            raise  # agreement is all that was asked for
+        # the scores stand without it (e.g. one rater so far): say why there is no agreement
+        frames.append(
+            pl.DataFrame(
+                {
+                    C.STATISTIC: ["healthbench_agreement"],
+                    C.APPLICABLE: [False],
+                    C.NOTE: [str(exc)],
+                }
+            )
+        )
     result = pl.concat(frames, how="diagonal_relaxed")
     return _with_parameters(
         result,

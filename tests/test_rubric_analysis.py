@@ -296,3 +296,17 @@ def test_points_must_be_constant_within_a_unit():
     )
     with pytest.raises(AnalysisError, match="more than one value in column 'points'"):
         rubric_score(df, unit="unit", rater="rater", met="met", boot=0)
+
+
+def test_one_rater_gives_scores_and_says_why_there_is_no_agreement(tmp_path):
+    path = tmp_path / "one_rater.csv"
+    pl.read_csv(RATINGS).filter(pl.col("rater") == "r1").write_csv(path)
+    base = ["rubric", path, "--unit", "unit", "--rater", "rater", "--met", "met"]
+    result = rows(*base, "--case", "case", "--points", "points", "--arm", "arm", "--boot", "0")
+    # r1 alone on llm: c1 0.125, c2 -3 -> mean -1.4375, clipped to 0
+    llm = pick(result, statistic="rubric_score", variant="overall", arm="llm")
+    assert (llm["estimate"], llm["unclipped_mean"]) == (0.0, -1.4375)
+    agreement = pick(result, statistic="healthbench_agreement")
+    assert agreement["applicable"] is False and "at least two" in agreement["note"]
+    code, _, err = cli(*base)  # agreement alone was asked for: bad input
+    assert code == 2 and "agreement needs at least two" in err
