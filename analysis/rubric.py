@@ -101,7 +101,8 @@ def met_labels(series: pl.Series) -> pl.Series:
             f"column '{name}' holds '{series[row - 1]}' on row {row}; met is true/false, "
             "1/0 or yes/no"
         )
-    return pl.when(text.is_null()).then(None).otherwise(text.is_in(list(_TRUE))).alias(name)
+    labels = text.is_in(list(_TRUE)).alias(name)
+    return labels.scatter(text.is_null().arg_true(), None) if text.null_count() else labels
 
 
 def _labels(
@@ -120,13 +121,19 @@ def _labels(
             raise AnalysisError(
                 f"column '{col}' holds {df.schema[col]} values; it must hold one value per row"
             )
+    met_values = met_labels(df[met])
+    for key in ("_unit", "_rater"):
+        empty = met_values.is_not_null() & df[named[key]].is_null()
+        if empty.any():
+            raise AnalysisError(
+                f"column '{named[key]}' is empty on rated row {int(empty.arg_max()) + 1}; every "
+                "rating needs its unit and rater (in a Clinval export, keep only the rubric "
+                "item's rows)"
+            )
     frame = df.select(
         *(pl.col(col).alias(key) for key, col in named.items() if key != "_met"),
-        met_labels(df[met]).alias("_met"),
+        met_values.alias("_met"),
     ).filter(pl.col("_met").is_not_null())
-    for key in ("_unit", "_rater"):
-        if frame[key].null_count():
-            raise AnalysisError(f"column '{named[key]}' is empty on a rated row")
     frame = frame.with_columns(pl.col("_unit", "_rater").cast(pl.String))
     if frame.height == 0:
         raise AnalysisError(f"no ratings: column '{met}' is empty on every row")

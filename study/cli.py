@@ -399,7 +399,9 @@ def cmd_instruments_show(args: argparse.Namespace, out: TextIO) -> int:
             item.direction,
             item.scope,
             "yes" if item.required else "no",
-            " | ".join(f"{o.value}={o.label}" for o in item.options),
+            "each criterion of the case: met | not met"
+            if item.per_case_criteria
+            else " | ".join(f"{o.value}={o.label}" for o in item.options),
         )
         for item in instrument.items
     ]

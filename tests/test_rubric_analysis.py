@@ -310,3 +310,9 @@ def test_one_rater_gives_scores_and_says_why_there_is_no_agreement(tmp_path):
     assert agreement["applicable"] is False and "at least two" in agreement["note"]
     code, _, err = cli(*base)  # agreement alone was asked for: bad input
     assert code == 2 and "agreement needs at least two" in err
+
+
+def test_a_rated_row_without_a_unit_is_named():
+    df = pl.DataFrame({"unit": ["u1", None], "rater": ["a", "b"], "met": ["yes", "no"]})
+    with pytest.raises(AnalysisError, match="column 'unit' is empty on rated row 2"):
+        healthbench_agreement(df)
