@@ -112,3 +112,40 @@ def test_criteria_keys_are_unique_and_shaped(tmp_path):
     reasons = [p.reason for p in err.value.problems]
     assert any("key 'x' is used by criterion 1 too" in r for r in reasons)
     assert any("unknown field 'why'" in r for r in reasons)
+
+
+def test_stored_conversation_cases_are_idempotent_digested_and_verified(store, tmp_path):
+    from conftest import new_study, sign_in
+
+    from study import audit, digests
+    from study.services import content
+
+    study = new_study(store, "conversations")
+    coordinator = sign_in(store, "coordinator")
+    rows = [
+        {"case_id": "fever", "conversation": CONVERSATION, "criteria": CRITERIA},
+        {"case_id": "plain", "question": "Is ibuprofen safe with asthma?"},
+    ]
+    path = write_all(tmp_path, rows)["jsonl"]
+    assert content.import_cases(store, coordinator, study, path).added == 2
+    assert content.import_cases(store, coordinator, study, path).skipped == 2
+    changed = [dict(rows[0], criteria=[dict(CRITERIA[0], points=8), *CRITERIA[1:]]), rows[1]]
+    other = tmp_path / "changed"
+    other.mkdir()
+    with pytest.raises(ValidationError, match="stored already with a different criteria"):
+        content.import_cases(store, coordinator, study, write_all(other, changed)["jsonl"])
+    # a case without conversation or criteria keeps the digest it had before migration 7
+    older = digests.Digested("cases", "case_id", digests.DIGESTED["cases"].columns)
+    sql = "SELECT {} FROM cases t WHERE t.study = $s AND t.case_id = $c"
+    for case, same in (("plain", True), ("fever", False)):
+        now, before = (
+            store.read(sql.format(spec.row_digest_sql()), {"s": study, "c": case}).item()
+            for spec in (digests.DIGESTED["cases"], older)
+        )
+        assert (now == before) is same
+    assert audit.verify(store).ok
+    # a conversation edited in place is caught by verify
+    store.cursor().execute(
+        "UPDATE cases SET conversation = replace(conversation, 'sleepy', 'fine') WHERE case_id = 'fever'"
+    )
+    assert not audit.verify(store).ok
