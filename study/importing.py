@@ -134,6 +134,7 @@ import numpy as np
 import polars as pl
 
 from study import rubric, settings
+from study.canonical import canonical_json
 from study.errors import Problem, StudyError, ValidationError, first_line
 
 MAX_TEXT_CHARS = 100_000
@@ -616,7 +617,11 @@ def _finish_rating_values(
     reason: list[str | None] = []
     for key, given in pairs.iter_rows():
         value_num = value_text = why = None
-        if given is not None:
+        if given is not None and getattr(items[key], "per_case_criteria", False):
+            # {"c1": true, ...} as text; its keys are checked against the case's criteria by
+            # the service, which knows them
+            value_text, why = _criteria_labels(key, given)
+        elif given is not None:
             item = items[key]
             literal = item.type in ("free_text", "pairwise_choice")
             candidate: Any = given if literal else _as_number(given)
@@ -657,6 +662,24 @@ def _finish_rating_values(
     )
     checks.run(df)
     return df
+
+
+def _criteria_labels(key: str, given: str) -> tuple[str | None, str | None]:
+    """(canonical JSON text, None) for a rubric value ``{"criterion key": true | false, ...}``
+    given as JSON text, else (None, the problem)."""
+    try:
+        labels = json.loads(given)
+    except ValueError:
+        labels = None
+    if not isinstance(labels, dict) or not labels:
+        return None, (
+            f"item '{key}' takes met / not met per criterion as a JSON object, e.g. "
+            '{"c1": true, "c2": false}'
+        )
+    odd = [k for k, v in labels.items() if not isinstance(v, bool) and v not in (0, 1)]
+    if odd:
+        return None, f"item '{key}': criterion {odd[0]!r} is met (true) or not met (false)"
+    return canonical_json({k: bool(v) for k, v in labels.items()}), None
 
 
 def _as_number(text: str) -> int | float | None:

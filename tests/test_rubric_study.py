@@ -174,3 +174,57 @@ def test_a_case_criteria_item_is_nominal_per_answer_without_options():
     assert item.per_case_criteria and item.to_dict()["criteria"] == "case"
     # an item without the field keeps the dictionary (and so the hash) it always had
     assert "criteria" not in get_builtin("harm").items[0].to_dict()
+
+
+def test_a_model_graders_labels_come_in_as_ratings_and_meet_the_clinicians(store, tmp_path):
+    from analysis.rubric import healthbench_agreement
+    from study.demo import RUBRIC_DIR
+    from study.services import rating_imports
+
+    study = new_study(store, "graded elsewhere")
+    coordinator = sign_in(store, "coordinator")
+    for kind, name in (
+        ("arms", "arms.csv"),
+        ("cases", "cases.jsonl"),
+        ("answers", "answers.jsonl"),
+    ):
+        getattr(content, f"import_{kind}")(store, coordinator, study, RUBRIC_DIR / name)
+    key, version = instruments.add_instrument(store, coordinator, get_builtin("healthbench_rubric"))
+    instruments.attach_instrument(store, coordinator, study, key, version)
+    design.lock_protocol(store, coordinator, study, {})
+    operator = system_caller("cli")
+    for rater in ("clin-1", "clin-2", "model-grader"):
+        people.ensure_user(store, operator, issuer="pseudonymous", subject=rater, user_id=rater)
+        people.grant_role(store, operator, study, rater, "rater")
+    # case rubric-002 (4 criteria), both answers: the clinicians differ on c3 of the LLM answer,
+    # the grader sides with clin-1
+    met = {
+        ("clin-1", "llm_a"): {"c1", "c2", "c3"},
+        ("clin-2", "llm_a"): {"c1", "c2"},
+        ("model-grader", "llm_a"): {"c1", "c2", "c3"},
+    }
+    lines = ["case_id,rater_id,item,arm_id,value"]
+    for rater in ("clin-1", "clin-2", "model-grader"):
+        for arm in ("llm_a", "clinician"):
+            labels = met.get((rater, arm), {"c1", "c2", "c3"})
+            value = json.dumps({f"c{i}": f"c{i}" in labels for i in range(1, 5)})
+            lines.append(f'rubric-002,{rater},rubric,{arm},"{value.replace(chr(34), chr(34) * 2)}"')
+    path = tmp_path / "graded.csv"
+    path.write_text("\n".join(lines) + "\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(lines[0] + "\n" + lines[1].replace("c4", "c9") + "\n")
+    with pytest.raises(ValidationError, match="'c9' is not a criterion of this case"):
+        rating_imports.import_ratings(store, coordinator, study, bad)
+    rating_imports.import_ratings(store, coordinator, study, path)
+    frame = exports.export_ratings_long(store, operator, study)
+    assert frame.height == 3 * 2 * 4  # raters x answers x criteria
+    agreement = healthbench_agreement(
+        frame, unit="criterion_unit", rater="rater", met="value", grader="model-grader"
+    )
+    grader = {
+        r["variant"]: r["estimate"] for r in agreement.to_dicts() if r["rater"] == "model-grader"
+    }
+    # grader vs clin-1: all 8 units agree (6 met, 2 not met); vs clin-2: llm c3 the grader says
+    # met, clin-2 not: TT 6 + 5, TF 0 + 1, FT 0, FF 2 + 2 -> precision_met 11/12, recall_met 1
+    assert grader["precision_met"] == pytest.approx(11 / 12)
+    assert grader["recall_met"] == 1.0
