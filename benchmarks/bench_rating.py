@@ -36,25 +36,31 @@ in the temporary or cache folder, never in the project):
 (a) ``--sessions`` (100) raters, each a distinct person and websocket session, started over the
     first think time; each reads a case for ``--think`` seconds (10; drawn uniformly from 0.5x to
     1.5x), then presses one option key per field with ``--key-gap`` seconds (0.3, also jittered)
-    between presses, then submits; for ``--duration`` seconds (120). Rate-to-next-item = from
-    sending the submit to the ``script_finished`` of the run that shows the next case; p50/p95/p99
-    and rates per second. Peak server memory: the largest ``VmHWM`` (peak resident set) of the
-    server process in ``/proc/<pid>/status`` during this run.
+    between presses, then submits; for ``--duration`` seconds (120). The rating sheet handles the
+    option keys in the browser (``pages/components/rating_sheet.js``), so they send nothing to
+    the server and are only waited for here. Rate-to-next-item = from sending the submit to the
+    ``script_finished`` of the run that shows the next case; p50/p95/p99 and rates per second.
+    Peak server memory: the largest ``VmHWM`` (peak resident set) of the server process in
+    ``/proc/<pid>/status`` during this run.
 (b) saturated: ``--saturated-sessions`` (20) other raters rate with no pause at all for
-    ``--saturated-duration`` seconds (30); then, on a second server, a trivial page with five
-    buttons (written into a temporary folder) gets the same number of sessions clicking buttons
-    with no pause. Throughput is clicks (script runs answered) per second; the ratio is the app's
-    over the trivial page's.
+    ``--saturated-duration`` seconds (30); then, on a second server with the app's own
+    ``.streamlit/config.toml``, a trivial page with five buttons (written into a temporary
+    folder) gets the same number of sessions clicking buttons
+    with no pause. Throughput is server round trips (script runs answered) per second: on the
+    app each is a whole case rated and stored, on the trivial page a button click; the ratio is
+    the app's over the trivial page's.
 
-A press is a ``rerun_script`` BackMsg whose ``ClientState`` carries the query string
-(``person=N``), the page's script hash, and a ``WidgetStates`` with ``trigger_value=True`` for the
-button's id (read from the last run's ``new_element.button`` deltas, matched by the user key at
-the end of the id: ``$$ID-<hash>-pick-0``). The rating panel is an ``st.fragment``: as the browser
-does, a press of a button inside it sends that fragment's id (``Delta.fragment_id`` of the
-button's delta) as ``ClientState.fragment_id``, so only the fragment reruns (``--full-reruns``
-sends none, and the whole page reruns). Option keys: a likert item gets a random value; other
-items the first option (no harm, response A), which keeps the harm rules satisfied. A submit is
-acknowledged when its run shows the "Saved." toast and the progress line moves to the next case.
+A submit is what the sheet's JavaScript sends on Enter: a ``rerun_script`` BackMsg whose
+``ClientState`` carries the query string (``person=N``), the page's script hash, the fragment's
+id (``Delta.fragment_id`` of the sheet's delta: the rating panel is an ``st.fragment``, so only
+it reruns; ``--full-reruns`` sends none, and the whole page reruns), and a ``WidgetStates``
+with one ``json_trigger_value`` on the sheet's trigger widget
+(``$$STREAMLIT_INTERNAL_KEY_<element id>__events``): ``[{"event": "submit", "value": {token,
+attempt, values, texts}}]``, the token and the fields read from the sheet's data in the last
+run's ``new_element.bidi_component`` delta. A trivial page's click is a ``trigger_value=True``
+for the button's id. Option values: a likert item gets a random value; other items the first
+option (no harm, response A), which keeps the harm rules satisfied. A submit is acknowledged
+when its run shows the "Saved." toast and the progress line moves to the next case.
 
 After the runs the app server is stopped (DuckDB allows one process) and the stored rows are
 counted: per rater, assignments newly done against submits acknowledged: ``lost`` = acknowledged
@@ -110,6 +116,108 @@ for i in range(5):
         st.session_state["clicks"] += 1
 st.write(f"Clicks: {st.session_state['clicks']}")
 '''
+FLOOR_PAGE = '''"""The same work without Clinval: store a case's ratings, show the next case (bench_rating.py).
+
+The floor that DuckDB and Streamlit set for what a submission does, on the same database and
+schema: one transaction that inserts the case's rating rows and current-rating pointers, marks
+the assignment done and appends one audit event row and head (a hash of the payload, no chain
+key), then the next assignment's case and answers read back and shown. No access check, no
+validation, no instrument rules, no blinding: the least a rating screen can do per case.
+"""
+import datetime, hashlib, json, os, threading
+
+import duckdb
+import streamlit as st
+
+
+@st.cache_resource
+def db():
+    conn = duckdb.connect(os.environ["CLINVAL_DB"])
+    items = conn.execute(
+        "SELECT i.instrument_key, i.instrument_version, i.item_key, i.scope FROM items i"
+        " JOIN study_instruments s ON s.instrument_key = i.instrument_key"
+        " AND s.instrument_version = i.instrument_version ORDER BY i.position"
+    ).fetchall()
+    return conn, items, threading.Lock()
+
+
+conn, items, lock = db()
+rater = st.query_params.get("rater", "")
+
+
+def next_case(cur):
+    row = cur.execute(
+        "SELECT id, case_id FROM assignments WHERE rater = ? AND NOT done"
+        " ORDER BY shown_order LIMIT 1", [rater],
+    ).fetchall()
+    if not row:
+        return None
+    assignment, case_id = row[0]
+    question = cur.execute("SELECT question FROM cases WHERE case_id = ?", [case_id]).fetchall()
+    shown = cur.execute(
+        "SELECT p.id, p.label, a.text FROM presentations p JOIN answers a"
+        " ON a.study = p.study AND a.answer_id = p.answer_id WHERE p.assignment = ?"
+        " ORDER BY p.position", [assignment],
+    ).fetchall()
+    return assignment, question[0][0], shown
+
+
+def submit():
+    assignment, _, shown = st.session_state["case"]
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    slots = [(p, it) for p, _, _ in shown for it in items if it[3] == "answer"]
+    slots += [(0, it) for it in items if it[3] == "case"]
+    cur = conn.cursor()
+    with lock:  # one writer at a time, as Clinval's store does
+        cur.execute("BEGIN TRANSACTION")
+        first = cur.execute("SELECT max(id) FROM ratings").fetchall()[0][0] + 1
+        rows = [
+            (first + n, assignment, slot or None, slot, key, version, item, 1.0, None, 1,
+             "submitted", 3.0, now, now, "floor")
+            for n, (slot, (key, version, item, _)) in enumerate(slots)
+        ]
+        cur.executemany(
+            "INSERT INTO ratings (id, assignment, presentation, slot, instrument_key,"
+            " instrument_version, item_key, value_num, value_text, revision, status,"
+            " seconds_on_task, created_at, submitted_at, actor)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+        )
+        cur.executemany(
+            "INSERT INTO current_ratings VALUES (?, ?, ?, ?)",
+            [(assignment, r[3], r[6], r[0]) for r in rows],
+        )
+        cur.execute(
+            "UPDATE assignments SET done = true, status = 'done', done_at = ? WHERE id = ?",
+            [now, assignment],
+        )
+        seq, prev = cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall()[0]
+        payload = json.dumps([r[6] for r in rows])
+        digest = hashlib.sha256(payload.encode()).hexdigest()
+        event = hashlib.sha256((prev + digest + str(seq + 1)).encode()).hexdigest()
+        cur.execute(
+            "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [seq + 1, now, "floor", "rating.submit", "assignment", str(assignment), None,
+             payload, digest, prev, event],
+        )
+        cur.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq + 1, event])
+        cur.execute("COMMIT")
+    st.session_state.pop("case")
+
+
+if "case" not in st.session_state:
+    st.session_state["case"] = next_case(conn.cursor())
+case = st.session_state["case"]
+if case is None:
+    st.write("Done.")
+else:
+    st.markdown(case[1])
+    for column, (_, label, text) in zip(st.columns(len(case[2])), case[2]):
+        column.markdown(f"**{label}**")
+        column.markdown(text)
+    st.button("Submit", key="b-submit", on_click=submit)
+'''
+"""The floor page: the rating screen's per-case work reduced to its SQL (run (c))."""
+
 TARGETS = {"p95_ms": 150.0, "throughput_ratio": 0.8, "lost": 0, "duplicated": 0, "rss": 1024.0}
 
 
@@ -465,6 +573,7 @@ class RunResult:
     toasts: list[str]
     errors: list[str]
     lines: list[str]  # markdown bodies
+    sheet: dict | None = None  # the rating sheet's data, as its element carried it
 
 
 class Session:
@@ -477,6 +586,7 @@ class Session:
         self.full_reruns = full_reruns
         self.ws = None
         self.buttons: dict[str, tuple[str, str]] = {}
+        self.sheet: tuple[str, str] | None = None  # (element id, fragment id) of the sheet
 
     async def connect(self) -> None:
         import websockets
@@ -491,9 +601,10 @@ class Session:
             with contextlib.suppress(Exception):
                 await self.ws.close()
 
-    async def run(self, press: str | None = None) -> RunResult:
-        """Send one rerun (a press of the button with user key ``press``, or a plain load) and
-        read until its ``script_finished``."""
+    async def run(self, press: str | None = None, submit: dict | None = None) -> RunResult:
+        """Send one rerun (a press of the button with user key ``press``, the sheet's
+        ``submit`` trigger with the payload ``submit``, or a plain load) and read until its
+        ``script_finished``."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
@@ -501,17 +612,29 @@ class Session:
         state = msg.rerun_script
         state.query_string = self.query
         state.page_script_hash = self.page_hash
+        fragment_id = ""
         if press is not None:
             widget_id, fragment_id = self.buttons[press]
             widget = state.widget_states.widgets.add()
             widget.id = widget_id
             widget.trigger_value = True
-            if fragment_id and not self.full_reruns:
-                state.fragment_id = fragment_id
+        elif submit is not None:
+            # what the sheet's JavaScript sends on Enter: one trigger event on the element
+            sheet_id, fragment_id = self.sheet
+            # the element's own (empty) state travels with every rerun the browser sends;
+            # Streamlit reads the trigger's payload through it
+            base = state.widget_states.widgets.add()
+            base.id = sheet_id
+            base.json_value = "{}"
+            widget = state.widget_states.widgets.add()
+            widget.id = f"$$STREAMLIT_INTERNAL_KEY_{sheet_id}__events"
+            widget.json_trigger_value = json.dumps([{"event": "submit", "value": submit}])
+        if fragment_id and not self.full_reruns:
+            state.fragment_id = fragment_id
         started = time.perf_counter()
         await self.ws.send(msg.SerializeToString())
         buttons: dict[str, tuple[str, str]] = {}
-        progress, toasts, errors, lines = None, [], [], []
+        progress, toasts, errors, lines, sheet = None, [], [], [], None
         while True:
             data = await asyncio.wait_for(self.ws.recv(), RUN_TIMEOUT)
             fwd = ForwardMsg()
@@ -535,6 +658,9 @@ class Session:
                     errors.append(f"{element.exception.type}: {element.exception.message}")
                 elif which == "markdown":
                     lines.append(element.markdown.body)
+                elif which == "bidi_component":
+                    self.sheet = (element.bidi_component.id, fwd.delta.fragment_id)
+                    sheet = json.loads(element.bidi_component.bytes or b"null")
             elif kind == "script_finished":
                 seconds = time.perf_counter() - started
                 if fwd.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
@@ -544,8 +670,12 @@ class Session:
                     self.buttons = kept | buttons
                 else:
                     self.buttons = buttons
+                if sheet is None and fwd.script_finished != (
+                    ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY
+                ):
+                    self.sheet = None
                 return RunResult(
-                    seconds, fwd.script_finished, buttons, progress, toasts, errors, lines
+                    seconds, fwd.script_finished, buttons, progress, toasts, errors, lines, sheet
                 )
 
 
@@ -561,11 +691,6 @@ class Stats:
     first_loads: list[float] = field(default_factory=list)
     fragment_runs: int = 0
     full_runs: int = 0
-
-
-def _unfilled(lines: list[str]) -> bool:
-    """Whether the sheet on screen still has a field without a value (shown as ``**—**``)."""
-    return any(("▶" in line or line.startswith("·")) and "**—**" in line for line in lines)
 
 
 def _case_number(progress: str | None) -> int | None:
@@ -598,30 +723,38 @@ async def rater_session(
         await session.connect()
         shown = await session.run()
         stats.first_loads.append(shown.seconds)
-        if "rate-submit" not in session.buttons:
+        if shown.sheet is None:
             stats.failures.append(
-                f"{rater}: no rating panel on the first load ({shown.errors or shown.progress})"
+                f"{rater}: no rating sheet on the first load ({shown.errors or shown.progress})"
             )
             return
         while time.monotonic() < deadline:
             if think:
                 await _pause(think * rng.uniform(0.5, 1.5), deadline)
-            presses = 0
-            while _unfilled(shown.lines) and time.monotonic() < deadline and presses < 40:
-                picks = sorted(k for k in session.buttons if k.startswith("pick-"))
-                if not picks:
-                    break
-                index = rng.randrange(len(picks)) if len(picks) == 5 else 0
-                if key_gap:
-                    await _pause(key_gap * rng.uniform(0.5, 1.5), deadline)
-                shown = await _press(session, f"pick-{index}", stats)
-                presses += 1
-            if time.monotonic() >= deadline or _unfilled(shown.lines):
+            # the keys: one per field, handled in the browser (no message to the server)
+            fields = shown.sheet["fields"]
+            if key_gap:
+                await _pause(sum(key_gap * rng.uniform(0.5, 1.5) for _ in fields), deadline)
+            if time.monotonic() >= deadline:
                 break
+            values = {
+                str(n): (
+                    rng.choice(f["options"])["value"]
+                    if f["type"] == "likert"
+                    else f["options"][0]["value"]
+                )
+                for n, f in enumerate(fields)
+            }
+            payload = {
+                "token": shown.sheet["token"],
+                "attempt": shown.sheet["attempt"],
+                "values": values,
+                "texts": {},
+            }
             before = _case_number(shown.progress)
             in_flight = True
             try:
-                result = await _press(session, "rate-submit", stats)
+                result = await _press(session, None, stats, submit=payload)
             except TimeoutError:
                 stats.failures.append(f"{rater}: no answer to a submit within {RUN_TIMEOUT:.0f} s")
                 return
@@ -633,10 +766,11 @@ async def rater_session(
                 if before is not None and after is not None and after != before + 1:
                     stats.failures.append(f"{rater}: saved, but case {before} -> {after}")
             else:
-                stats.refused.append(f"{rater}: {result.errors or result.progress}")
+                problems = (result.sheet or {}).get("problems")
+                stats.refused.append(f"{rater}: {problems or result.errors or result.progress}")
                 return
             shown = result
-            if "rate-submit" not in session.buttons:
+            if shown.sheet is None:
                 return  # queue done
     except TimeoutError:
         stats.failures.append(f"{rater}: a run took longer than {RUN_TIMEOUT:.0f} s")
@@ -653,10 +787,12 @@ async def _pause(seconds: float, deadline: float) -> None:
     await asyncio.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
 
 
-async def _press(session: Session, key: str, stats: Stats) -> RunResult:
+async def _press(
+    session: Session, key: str | None, stats: Stats, *, submit: dict | None = None
+) -> RunResult:
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    result = await session.run(key)
+    result = await session.run(key, submit)
     stats.clicks += 1
     stats.click_seconds.append(result.seconds)
     if result.status == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
@@ -666,15 +802,22 @@ async def _press(session: Session, key: str, stats: Stats) -> RunResult:
     return result
 
 
-async def trivial_session(url: str, stats: Stats, *, deadline: float, seed: int) -> None:
+async def trivial_session(
+    url: str, stats: Stats, *, deadline: float, seed: int, query: str = "", keys: int = 5
+) -> None:
+    """Click the page's buttons (``b-0`` ... or, with ``keys=0``, ``b-submit``) with no pause."""
     rng = random.Random(seed)
-    session = Session(url, "")
+    session = Session(url, query)
     try:
         await session.connect()
         first = await session.run()
         stats.first_loads.append(first.seconds)
         while time.monotonic() < deadline:
-            await _press(session, f"b-{rng.randrange(5)}", stats)
+            result = await _press(
+                session, f"b-{rng.randrange(keys)}" if keys else "b-submit", stats
+            )
+            if not keys and "b-submit" not in result.buttons:
+                return  # the floor page's rater has no case left
     except Exception as error:  # noqa: BLE001
         stats.failures.append(f"trivial: {type(error).__name__}: {error}")
     finally:
@@ -800,7 +943,9 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
         build_database(db, layout, folder, audited=args.audited_import)
         log(f"built in {time.perf_counter() - t:.1f} s")
     wanted = args.sessions + args.saturated_sessions
-    raters, places, rows_before = pick_raters(db, wanted, pending_min=20)
+    # the floor page (c) gets raters of its own, after the app's
+    raters, places, rows_before = pick_raters(db, wanted + args.saturated_sessions, pending_min=20)
+    floor_raters, raters = raters[wanted:], raters[:wanted]
     before, _, revised_before = done_counts(db, raters)
     log(f"database: {rows_before:,} rating rows; {wanted} raters picked for the sessions")
 
@@ -881,10 +1026,18 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     )
     app.stop()
     app_log = (folder / "app.log").read_text(errors="replace")
+    # what the app stored, counted before the floor page (c) writes for its own raters
+    after, rows_after, revised_after = done_counts(db, raters)
 
     page = folder / "trivial" / "trivial.py"
     page.parent.mkdir()
     page.write_text(TRIVIAL_PAGE)
+    # the same server settings as the app's (.streamlit/config.toml: no garbage collection after
+    # every run, no file watcher), so that the two differ only in the script they run
+    (page.parent / ".streamlit").mkdir()
+    (page.parent / ".streamlit" / "config.toml").write_text(
+        (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     trivial = Server(page, page.parent, env, folder / "trivial.log")
     trivial.wait_healthy()
     log(f"(b) trivial page: {args.saturated_sessions} sessions, {args.saturated_duration:g} s ...")
@@ -905,8 +1058,36 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     trivial_cps = stats_t.clicks / elapsed_t
     log(f"(b) trivial: {stats_t.clicks} clicks in {elapsed_t:.1f} s = {trivial_cps:.1f} clicks/s")
 
-    # what was stored
-    after, rows_after, revised_after = done_counts(db, raters)
+    # (c) the floor for the same work: the case's rows stored and the next case shown, in SQL
+    page = folder / "floor" / "floor.py"
+    page.parent.mkdir()
+    page.write_text(FLOOR_PAGE)
+    (page.parent / ".streamlit").mkdir()
+    (page.parent / ".streamlit" / "config.toml").write_text(
+        (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    floor = Server(page, page.parent, env, folder / "floor.log")
+    floor.wait_healthy()
+    log(f"(c) floor page: {len(floor_raters)} sessions, {args.saturated_duration:g} s ...")
+    stats_f = Stats()
+    t0 = time.monotonic()
+    deadline = t0 + args.saturated_duration
+    asyncio.run(
+        drive(
+            [
+                trivial_session(
+                    floor.url, stats_f, deadline=deadline, seed=n, query=f"rater={rater}", keys=0
+                )
+                for n, rater in enumerate(floor_raters)
+            ],
+            deadline,
+        )
+    )
+    elapsed_f = time.monotonic() - t0
+    floor.stop()
+    floor_cps = stats_f.clicks / elapsed_f
+    floor_log = (folder / "floor.log").read_text(errors="replace")
+    log(f"(c) floor: {stats_f.clicks} cases in {elapsed_f:.1f} s = {floor_cps:.1f} cases/s")
     acked: dict[str, int] = {}
     unconfirmed: dict[str, int] = {}
     for stats in (stats_a, stats_b):
@@ -952,7 +1133,16 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
             "(printed as nan): every session was still filling its first case; a longer "
             "--duration lets some finish"
         )
-    problems = stats_a.failures + stats_b.failures + stats_t.failures
+    print(
+        f"(c) floor for the same work (the case's rows stored in one transaction and the next "
+        f"case shown, in plain SQL on the same database), {len(floor_raters)} sessions: "
+        f"{floor_cps:.1f} cases/s (p50 {pct(stats_f.click_seconds, 50):.0f} ms); app / floor "
+        f"{app_cps / floor_cps if floor_cps else float('nan'):.2f}; floor / trivial page "
+        f"{floor_cps / trivial_cps if trivial_cps else float('nan'):.2f}"
+    )
+    if "Traceback" in floor_log:
+        print("the floor page's log holds a traceback:\n" + floor_log[-2000:])
+    problems = stats_a.failures + stats_b.failures + stats_t.failures + stats_f.failures
     refused = stats_a.refused + stats_b.refused
     if refused:
         print(f"submits not saved: {len(refused)}, e.g. {refused[:3]}")

@@ -1,12 +1,14 @@
 """Rate: one case at a time, its answers under neutral labels, every item answered by keyboard.
 
-The screen walks the rater through the sheet's fields (each item for Response A, then for
-Response B, ..., then the case-level items such as "which is better"): a digit picks an option
-of the active field and moves on, a letter picks a choice (A, B, T for tie), Backspace steps back,
-Enter submits. Everything the browser receives is the case, the answers' text (rendered safely:
-no raw HTML, images or links), the neutral labels and the item wording; never an arm, a model, an
-author or an answer's id. Time on task is measured here on the server, from the moment the case
-is shown to the submission. The next case comes from the rater's assignment row.
+The sheet (``pages/components/rating_sheet``) lists the case's keyed fields (each item for
+Response A, then for Response B, ..., then the case-level items such as "which is better"): a
+digit picks an option of the active field and moves on, a letter picks a choice (A, B, T for
+tie), Backspace steps back, Enter submits. The keys are handled in the browser, so a case costs
+one server round trip: its submission. Everything the browser receives is the case, the
+answers' text (rendered safely: no raw HTML, images or links), the neutral labels and the item
+wording; never an arm, a model, an author or an answer's id. Time on task is measured on the
+server, from the moment the case is shown to the submission. The next case comes from the
+rater's assignment row.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import time
 
 import streamlit as st
 
+from pages.components.rating_sheet import field_data, rating_sheet, submitted
 from study.access import allowed
-from study.errors import StudyError, ValidationError
+from study.errors import ConflictError, StudyError, ValidationError
 from study.rendering import safe_html
 from study.services import instruments, rating, studies
 
@@ -44,173 +47,145 @@ study_id = (
     else next(iter(names))
 )
 
+# The sheet's static parts, read once per full run: a fragment rerun (a submission) touches
+# the database only to store the rating and fetch the next case.
 items = [
     json.loads(definition)
     for definition in instruments.study_items(store, caller, study_id).get_column("definition")
 ]
+KEYED = [item for item in items if item["type"] != "free_text"]
+TYPED = [item for item in items if item["type"] == "free_text"]
+KEYS_HELP = (
+    "Keys: digits pick an option, A / B / T pick a response or a tie, Backspace goes back, "
+    "Enter submits (Ctrl+Enter inside a text box)."
+)
 
 
-def fields_of(view: dict) -> list[dict]:
-    """The sheet's fields in keyboard order: each answer-level item for each response shown,
-    then the case-level items. Free-text items are typed, not keyed, so they are not fields."""
-    keyed = [item for item in items if item["type"] != "free_text"]
+def fields_of(view: dict) -> list[tuple[dict, str | None]]:
+    """The sheet's keyed fields in keyboard order: each answer-level item for each response
+    shown, then the case-level items; as (item, label) with label None for the case."""
+    labels = [p["label"] for p in view["presentations"]]
     out = [
-        {"item": item, "label": p["label"]}
-        for p in view["presentations"]
-        for item in keyed
+        (item, label)
+        for label in labels
+        for item in KEYED
         if item.get("scope", "answer") == "answer"
     ]
-    out += [{"item": item, "label": None} for item in keyed if item.get("scope") == "case"]
-    return out
+    return out + [(item, None) for item in KEYED if item.get("scope") == "case"]
 
 
-def key_for(item: dict, index: int, option: dict) -> str | None:
-    """The key that picks ``option``: its position (1-9) or, for a choice, its first letter;
-    none past the ninth option (a 0-10 scale's last options are clicked)."""
-    if item["type"] == "pairwise_choice":
-        return str(option["value"])[0].upper()
-    return str(index + 1) if index < 9 else None
+def texts_of(view: dict) -> list[tuple[dict, str | None]]:
+    """The typed fields: each free-text item once per response shown (answer scope), or once
+    for the case."""
+    labels = [p["label"] for p in view["presentations"]]
+    return [
+        (item, label)
+        for item in TYPED
+        for label in (labels if item.get("scope", "answer") == "answer" else [None])
+    ]
 
 
-def shown(value: object, item: dict) -> str:
-    for option in item.get("options", []):
-        if option["value"] == value:
-            return f"{value} · {option['label']}"
-    return "—" if value is None else str(value)
+def current(view: dict, item: dict, label: str | None):
+    value = view["values"].get(item["key"])
+    return value.get(label) if isinstance(value, dict) else value
 
 
 def sheet_state(view: dict) -> dict:
-    """This assignment's working values and active field, kept on the server per session."""
+    """This showing of the assignment, kept on the server per session: when it was shown
+    (server clock: time on task starts now), the sheet's token, and the server's refusals."""
     key = f"sheet-{view['assignment']}"
     if key not in st.session_state:
-        values = {}
-        for n, field in enumerate(fields_of(view)):
-            current = view["values"].get(field["item"]["key"])
-            values[n] = current.get(field["label"]) if isinstance(current, dict) else current
+        shows = st.session_state["rate_shows"] = st.session_state.get("rate_shows", 0) + 1
         st.session_state[key] = {
-            "values": values,
-            "active": next((n for n, v in values.items() if v is None), 0),
-            "fields": len(values),
-            "options": [
-                [option["value"] for option in field["item"].get("options", [])]
-                for field in fields_of(view)
-            ],
-            "shown_at": time.monotonic(),  # server clock: time on task starts now
+            "shown_at": time.monotonic(),
+            "token": f"{view['assignment']}-{shows}",
+            "attempt": 0,
             "problems": {},
         }
     return st.session_state[key]
 
 
-def submission(view: dict, state: dict) -> dict:
-    """The values as ``rating.submit_rating`` takes them."""
+def submission(view: dict, payload: dict) -> dict:
+    """The sheet's payload as ``rating.submit_rating`` takes it: item -> value for the case,
+    item -> {label: value} per response."""
+    picked = payload.get("values") or {}
+    typed = payload.get("texts") or {}
     values: dict = {}
-    for n, field in enumerate(fields_of(view)):
-        value = state["values"].get(n)
-        if value is None:
-            continue
-        if field["label"] is None:
-            values[field["item"]["key"]] = value
-        else:
-            values.setdefault(field["item"]["key"], {})[field["label"]] = value
-    for item, label in text_fields(view):
-        text = st.session_state.get(text_key(view, item, label), "").strip()
-        if not text:
-            continue
+
+    def put(item: dict, label: str | None, value) -> None:
         if label is None:
-            values[item["key"]] = text
+            values[item["key"]] = value
         else:
-            values.setdefault(item["key"], {})[label] = text
+            values.setdefault(item["key"], {})[label] = value
+
+    for n, (item, label) in enumerate(fields_of(view)):
+        value = picked.get(str(n))
+        if value is not None:
+            put(item, label, value)
+    for n, (item, label) in enumerate(texts_of(view)):
+        text = str(typed.get(str(n)) or "").strip()
+        if text:
+            put(item, label, text)
     return values
 
 
-def text_fields(view: dict) -> list[tuple[dict, str | None]]:
-    """The typed fields: each free-text item once per response shown (answer scope), or once
-    for the case."""
-    return [
-        (item, label)
-        for item in items
-        if item["type"] == "free_text"
-        for label in (
-            [p["label"] for p in view["presentations"]]
-            if item.get("scope", "answer") == "answer"
-            else [None]
-        )
-    ]
-
-
-def text_key(view: dict, item: dict, label: str | None) -> str:
-    # the widget key names the neutral label (or the case), never an answer
-    return f"text-{view['assignment']}-{item['key']}-{label or 'case'}"
-
-
-def missing_required(view: dict, state: dict) -> dict[int, str]:
-    return {
-        n: "Required: pick a value."
-        for n, field in enumerate(fields_of(view))
-        if field["item"].get("required", True) and state["values"].get(n) is None
-    }
-
-
-def pick(key: str, index: int) -> None:
-    """The active field's option ``index`` was chosen: keep its value and move on to the next
-    field without a value. (The option buttons keep their keys from field to field, so that a key
-    pressed during a rerun reaches the button that is on screen; the field is read here.)"""
-    state = st.session_state.get(key)
-    if state is None:  # a key pressed just as its case was submitted
-        return
-    field = state["active"]
-    options = state["options"][field]
-    if index >= len(options):
-        return
-    state["values"][field] = options[index]
-    state["problems"].pop(field, None)
-    empty = [n for n in range(state["fields"]) if state["values"].get(n) is None]
-    later = [n for n in empty if n > field]
-    state["active"] = (later or empty or [field])[0]
-
-
-def back(key: str) -> None:
-    state = st.session_state.get(key)
-    if state is not None:
-        state["active"] = max(0, state["active"] - 1)
-
-
-def submit(view: dict) -> None:
-    """Store the sheet (a first submit, or a revision of a rated case); on a refusal, keep the
-    reasons next to their fields."""
+def on_submit(view: dict) -> None:
+    """Store the sheet (a first submit, or a revision of a rated case); on a refusal, hand the
+    reasons back to the sheet next to their fields. A payload for another sheet (a stale
+    tab, a case skipped meanwhile) is ignored."""
+    payload = submitted()
     key = f"sheet-{view['assignment']}"
     state = st.session_state.get(key)
-    if state is None:  # Enter pressed twice: the first press stored the case
-        return
-    fields = fields_of(view)
-    state["problems"] = missing_required(view, state) if not view["done"] else {}
-    if state["problems"]:
+    if payload is None or state is None or payload.get("token") != state["token"]:
         return
     seconds = time.monotonic() - state["shown_at"]
+    fields = fields_of(view)
+    texts = texts_of(view)
     try:
         rating.submit_rating(
             store,
             caller,
             study_id,
             view["assignment"],
-            submission(view, state),
+            submission(view, payload),
             seconds=seconds,
             revise=view["done"],
         )
     except ValidationError as error:
         by_item = {p.column: p.reason for p in error.problems}
-        state["problems"] = {
-            n: by_item[f["item"]["key"]]
-            for n, f in enumerate(fields)
-            if f["item"]["key"] in by_item
-        } or {0: str(error)}
+        picked = payload.get("values") or {}
+        # a reason names an item; it goes next to that item's fields left empty, or next to
+        # all of its fields when the value given is what is wrong
+        problems = {}
+        for n, (item, _) in enumerate(fields):
+            if item["key"] in by_item:
+                empty = [
+                    m
+                    for m, (other, _) in enumerate(fields)
+                    if other["key"] == item["key"] and picked.get(str(m)) is None
+                ]
+                if not empty or n in empty:
+                    problems[str(n)] = by_item[item["key"]]
+        problems |= {
+            f"text-{n}": by_item[item["key"]]
+            for n, (item, _) in enumerate(texts)
+            if item["key"] in by_item
+        }
+        state["problems"] = problems or {"sheet": str(error)}
+        state["attempt"] += 1
+        return
+    except ConflictError:
+        # stored already (Enter in another tab): the case is done, move on
+        st.session_state["rate_flash"] = "This case was already saved."
     except StudyError as error:
-        state["problems"] = {0: str(error)}
+        state["problems"] = {"sheet": str(error)}
+        state["attempt"] += 1
+        return
     else:
         st.session_state.setdefault("rate_durations", []).append(seconds)
-        del st.session_state[key]
-        st.session_state.pop("rate_revising", None)
         st.session_state["rate_flash"] = "Saved."
+    del st.session_state[key]
+    st.session_state.pop("rate_revising", None)
 
 
 def cancel_revision(key: str) -> None:
@@ -233,6 +208,38 @@ def mark(view: dict, verb: str) -> None:
         st.session_state.pop(f"sheet-{view['assignment']}", None)
 
 
+def progress(view: dict) -> None:
+    position = view["total"] - view["remaining"] + 1
+    durations = st.session_state.get("rate_durations", [])
+    left = ""
+    if durations and view["remaining"]:
+        per_case = sorted(durations)[len(durations) // 2]
+        left = f" · about {max(1, round(per_case * view['remaining'] / 60))} min left"
+    st.progress(
+        min(1.0, (view["total"] - view["remaining"]) / max(view["total"], 1)),
+        text=(
+            f"Revising a rated case ({view['shown_order']} in your queue)"
+            if view["done"]
+            else f"Case {position} of {view['total']}{left}"
+        ),
+    )
+
+
+def case_and_answers(view: dict) -> None:
+    st.subheader("Question", anchor=False)
+    st.markdown(safe_html(view["question"]), unsafe_allow_html=True)
+    if view.get("context"):
+        with st.expander("Context", expanded=True):
+            st.markdown(safe_html(view["context"]), unsafe_allow_html=True)
+    columns = st.columns(len(view["presentations"]), border=True)
+    for column, presentation in zip(columns, view["presentations"], strict=True):
+        with column:
+            st.markdown(f"**{presentation['label']}**")
+            st.markdown(
+                safe_html(presentation["text"], mode=view["display"]), unsafe_allow_html=True
+            )
+
+
 @st.fragment
 def panel() -> None:
     if flash := st.session_state.pop("rate_flash", None):
@@ -252,142 +259,80 @@ def panel() -> None:
     if view is None:
         st.success("You have rated every case assigned to you in this study. Thank you!")
         return
-    key = f"sheet-{view['assignment']}"
     state = sheet_state(view)
-    fields = fields_of(view)
-
-    position = view["total"] - view["remaining"] + 1
-    durations = st.session_state.get("rate_durations", [])
-    left = ""
-    if durations and view["remaining"]:
-        per_case = sorted(durations)[len(durations) // 2]
-        left = f" · about {max(1, round(per_case * view['remaining'] / 60))} min left"
-    st.progress(
-        min(1.0, (view["total"] - view["remaining"]) / max(view["total"], 1)),
-        text=(
-            f"Revising a rated case ({view['shown_order']} in your queue)"
-            if view["done"]
-            else f"Case {position} of {view['total']}{left}"
-        ),
-    )
-
-    st.subheader("Question", anchor=False)
-    st.markdown(safe_html(view["question"]), unsafe_allow_html=True)
-    if view.get("context"):
-        with st.expander("Context", expanded=True):
-            st.markdown(safe_html(view["context"]), unsafe_allow_html=True)
-
-    columns = st.columns(len(view["presentations"]), border=True)
-    for column, presentation in zip(columns, view["presentations"], strict=True):
-        with column:
-            st.markdown(f"**{presentation['label']}**")
-            st.markdown(
-                safe_html(presentation["text"], mode=view["display"]), unsafe_allow_html=True
-            )
+    progress(view)
+    case_and_answers(view)
 
     st.subheader("Your rating", anchor=False)
-    for n, field in enumerate(fields):
-        item = field["item"]
-        where = f"{field['label']} · " if field["label"] else ""
-        marker = "▶" if n == state["active"] else "·"
-        line = f"{marker} {where}{item['prompt']}: **{shown(state['values'].get(n), item)}**"
-        st.markdown(line if n != state["active"] else f":blue-background[{line}]")
-        if n in state["problems"]:
-            st.error(state["problems"][n], icon=":material/error:")
-
-    if fields:
-        active = fields[state["active"]]
-        item = active["item"]
-        st.caption(
-            f"{(active['label'] + ' · ') if active['label'] else ''}{item['prompt']}"
-            + (f" — {item['help']}" if item.get("help") else "")
-        )
-        options = item.get("options", [])
-        for index, (button, option) in enumerate(
-            zip(st.columns(max(len(options), 1)), options, strict=False)
-        ):
-            button.button(
-                option["label"],
-                key=f"pick-{index}",
-                shortcut=key_for(item, index, option),
-                on_click=pick,
-                args=(key, index),
-                use_container_width=True,
-            )
-
-    for item, label in text_fields(view):
-        current = view["values"].get(item["key"], "")
-        if isinstance(current, dict):
-            current = current.get(label, "")
-        st.text_area(
-            (f"{label} · " if label else "")
-            + item["prompt"]
-            + ("" if item.get("required", True) else " (optional)"),
-            key=text_key(view, item, label),
-            value=str(current),
-        )
+    fields = fields_of(view)
+    texts = texts_of(view)
+    rating_sheet(
+        {
+            "token": state["token"],
+            "attempt": state["attempt"],
+            "revising": view["done"],
+            "fields": [field_data(item, label) for item, label in fields],
+            "values": {
+                str(n): value
+                for n, (item, label) in enumerate(fields)
+                if (value := current(view, item, label)) is not None
+            },
+            "texts": [
+                {
+                    "where": label,
+                    "prompt": item["prompt"],
+                    "required": bool(item.get("required", True)),
+                    "value": str(current(view, item, label) or ""),
+                }
+                for item, label in texts
+            ],
+            "problems": state["problems"],
+            "submit_label": "Save revision" if view["done"] else "Submit",
+            "keys_help": KEYS_HELP,
+        },
+        lambda: on_submit(view),
+    )
 
     if view["done"]:
         st.button(
             "Cancel the revision",
             key="rate-cancel",
             on_click=cancel_revision,
-            args=(key,),
+            args=(f"sheet-{view['assignment']}",),
         )
-    left_column, right_column = st.columns(2)
-    left_column.button(
-        "Back",
-        key="rate-back",
-        shortcut="Backspace",
-        on_click=back,
-        args=(key,),
-        use_container_width=True,
-    )
-    right_column.button(
-        "Submit" if not view["done"] else "Save revision",
-        key="rate-submit",
-        shortcut="Enter",
-        type="primary",
-        on_click=submit,
-        args=(view,),
-        use_container_width=True,
-    )
-    st.caption(
-        "Keys: digits pick an option, A / B / T pick a response or a tie, Backspace goes back, "
-        "Enter submits."
-    )
-
-    if not view["done"]:
+    else:
         with st.expander("Flag or skip this case"):
             st.text_input("Reason", key=f"reason-{view['assignment']}")
             flag_column, skip_column = st.columns(2)
             flag_column.button(
-                "Flag case",
-                key="flag-case",
-                on_click=mark,
-                args=(view, "flag"),
-                use_container_width=True,
+                "Flag case", key="flag-case", on_click=mark, args=(view, "flag"), width="stretch"
             )
             skip_column.button(
-                "Skip case",
-                key="skip-case",
-                on_click=mark,
-                args=(view, "skip"),
-                use_container_width=True,
+                "Skip case", key="skip-case", on_click=mark, args=(view, "skip"), width="stretch"
             )
 
 
 panel()
 
-with st.expander("Cases you have rated"):
+
+def revise() -> None:
+    st.session_state["rate_revising"] = st.session_state["rate_rated"][
+        st.session_state["rate_revise_number"] - 1
+    ]
+
+
+with st.expander("Revise a case you have rated"):
     queue = rating.rater_queue(store, caller, study_id)
-    done = queue.filter(queue.get_column("done"))
-    if done.height == 0:
+    rated = queue.filter(queue.get_column("done")).get_column("assignment").to_list()
+    st.session_state["rate_rated"] = rated
+    if not rated:
         st.caption("None yet.")
-    for number, assignment in enumerate(done.get_column("assignment").to_list(), start=1):
-        st.button(
-            f"Revise rated case {number}",
-            key=f"revise-{number}",
-            on_click=st.session_state.__setitem__,
-            args=("rate_revising", assignment),
+    else:
+        st.number_input(
+            f"Rated case (1 to {len(rated)}, in your queue's order)",
+            min_value=1,
+            max_value=len(rated),
+            value=len(rated),
+            key="rate_revise_number",
         )
+        st.button("Revise this case", key="rate-revise", on_click=revise)

@@ -200,9 +200,16 @@ PERMISSIONS: dict[str, Permission] = {
     "export": Permission(
         frozenset({"statistician"}),
         "study",
-        "export the ratings with their arms, and analyse a rubric study by arm (a person: only "
-        "once the study is unblinded)",
-        ("exports.export_ratings_long", "analyses.rubric_results"),
+        "export the ratings with their arms, their codebook, the study report and the "
+        "reproducibility bundle, and analyse a rubric study by arm (a person: only once the "
+        "study is unblinded)",
+        (
+            "exports.export_ratings_long",
+            "exports.write_bundle",
+            "exports.bundle_zip",
+            "analyses.planned_results",
+            "analyses.rubric_results",
+        ),
     ),
     "unblind": Permission(
         frozenset({"statistician"}),

@@ -293,11 +293,18 @@ def append(
             event_hash,
         ],
     )
-    cur.execute(
-        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?) ON CONFLICT (id)"
-        " DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-        [seq, event_hash, None if key is None else _head_mac(key, seq, event_hash)],
-    )
+    mac = None if key is None else _head_mac(key, seq, event_hash)
+    # a plain UPDATE once the head row exists: DuckDB's upsert costs several times more, and
+    # this runs for every rating stored
+    if head:
+        cur.execute(
+            "UPDATE audit_head SET seq = ?, hash = ?, mac = ? WHERE id = 1", [seq, event_hash, mac]
+        )
+    else:
+        cur.execute(
+            "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)",
+            [seq, event_hash, mac],
+        )
     return seq
 
 

@@ -40,7 +40,7 @@ EXIT_OK = 0
 EXIT_AUDIT_BROKEN = 1
 EXIT_BAD_INPUT = 2
 
-EXPORT_FORMATS = ("csv", "parquet")
+EXPORT_FORMATS = ("csv", "parquet", "dta", "sav")  # study.exporting.FORMATS, without importing it
 MODES = ("side_by_side", "pairwise", "separate")  # study.assignment.MODES, without importing it
 STATUS_FIELDS = (
     ("cases", "cases"),
@@ -585,37 +585,132 @@ def _is_hash(text: str) -> bool:
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    from study.services import exports
-    from study.spreadsheet import neutralise_formulas
-
     _check_id_text("--study", args.study)
-    fmt = _export_format(args.out, args.format)
+    formats = _format_list(args.format)
+    if args.bundle:
+        return _export_bundle(args, formats or list(EXPORT_FORMATS), out)
+    if args.out.suffix.lower() == ".zip":
+        raise CliError(f"--out {args.out.name} is a zip: the bundle; add --bundle to write it")
+    if formats and len(formats) > 1:
+        raise CliError(
+            f"--format {args.format} names {len(formats)} formats and --out one file; "
+            "add --bundle to write several"
+        )
+    return _export_file(args, formats[0] if formats else None, out)
+
+
+def _format_list(given: str | None) -> list[str] | None:
+    """``--format`` as a list (comma-separated, each once); None when not given."""
+    if given is None:
+        return None
+    names = [name.strip().lower() for name in given.split(",")]
+    unknown = [name for name in names if name not in EXPORT_FORMATS]
+    if unknown or not names:
+        raise CliError(
+            f"--format {given}: unknown format {', '.join(repr(n) for n in unknown)}; "
+            f"choose from {', '.join(EXPORT_FORMATS)} (comma-separated)"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _export_file(args: argparse.Namespace, given: str | None, out: TextIO) -> int:
+    from study import exporting
+    from study.services import exports, instruments
+
+    fmt = _export_format(args.out, given)
     # A temporary file next to --out, renamed only once the export and its audit event are
     # complete: a refused or failed export leaves neither a file nor an event.
     temp = _temporary_for(args.out)
     try:
         heads: list[str] = []
 
-        def write(frame: pl.DataFrame, head: str) -> None:
-            heads.append(head)
-            try:
-                if fmt == "csv":
-                    shown = frame if args.raw_csv else neutralise_formulas(frame)
-                    shown.write_csv(temp)
-                else:
-                    frame.write_parquet(
-                        temp, metadata={"clinval.audit_head": head, "clinval.study": args.study}
-                    )
-            except OSError as exc:
-                raise CliError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
-
         with _open_store(args.db, create=False) as store:
-            frame = exports.export_ratings_long(store, _caller(), args.study, write=write)
+            # the items give the value labels of .dta and .sav files
+            items = instruments.study_items(store, _caller(), args.study)
+
+            def write(frame: pl.DataFrame, head: str) -> None:
+                heads.append(head)
+                try:
+                    exporting.write(
+                        frame,
+                        items,
+                        temp,
+                        fmt,
+                        study=args.study,
+                        audit_head=head,
+                        raw_csv=args.raw_csv,
+                    )
+                except OSError as exc:
+                    raise CliError(
+                        f"cannot write --out {args.out}: {exc.strerror or exc}"
+                    ) from None
+
+            frame = exports.export_ratings_long(
+                store, _caller(), args.study, write=write, formats=[fmt]
+            )
         os.replace(temp, args.out)
     finally:
         temp.unlink(missing_ok=True)
     print(f"{frame.height} ratings of study {args.study} written to {args.out} ({fmt})", file=out)
     print(f"audit head: {heads[0]} (record it outside the database)", file=out)
+    return EXIT_OK
+
+
+def _export_bundle(args: argparse.Namespace, formats: list[str], out: TextIO) -> int:
+    """The bundle into a new (or empty) folder ``--out``, or into ``--out FILE.zip``: built in a
+    temporary folder beside it and moved into place once complete and audited."""
+    import shutil
+    import tempfile
+
+    from study import exporting
+    from study.services import exports
+
+    target = args.out
+    as_zip = target.suffix.lower() == ".zip"
+    if as_zip:
+        temp_file = _temporary_for(target)  # refuses a folder, a missing folder, no write access
+        temp_file.unlink()
+    elif target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CliError(
+            f"--out {target} exists and is not an empty folder; name a new folder or a .zip file"
+        )
+    elif not target.parent.is_dir():
+        if target.parent.exists():
+            raise CliError(f"--out {target}: {target.parent} is a file, not a folder")
+        raise CliError(f"no such folder for --out: {target.parent}")
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        mask = os.umask(0)
+        os.umask(mask)
+        work.chmod(0o777 & ~mask)  # mkdtemp's 700 would outlive the rename into --out
+    except OSError as exc:
+        raise CliError(f"cannot write --out {target}: {exc.strerror or exc}") from None
+    try:
+        with _open_store(args.db, create=False) as store:
+            manifest = exports.write_bundle(
+                store, _caller(), args.study, work, formats=formats, raw_csv=args.raw_csv
+            )
+        if as_zip:
+            staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            staged.write_bytes(exporting.zip_folder(work))
+            os.replace(staged, target)
+        else:
+            if target.exists():
+                target.rmdir()
+            os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if as_zip:
+            target.with_name(f".{target.name}.{os.getpid()}.tmp").unlink(missing_ok=True)
+    names = ", ".join(f["name"] for f in manifest["files"]) + ", manifest.json"
+    print(
+        f"{manifest['rows']} ratings of study {args.study}: bundle written to {target} ({names})",
+        file=out,
+    )
+    print(
+        f"audit head: {manifest['audit_chain_head']['hash']} (record it outside the database)",
+        file=out,
+    )
     return EXIT_OK
 
 
@@ -654,7 +749,8 @@ def _export_format(path: Path, given: str | None) -> str:
         return fmt
     raise CliError(
         f"cannot tell the export format from '{path.name}'; "
-        f"pass --format {' or '.join(EXPORT_FORMATS)} or name the file .csv or .parquet"
+        f"pass --format {' or '.join(EXPORT_FORMATS)} or name the file "
+        + " or ".join(f".{f}" for f in EXPORT_FORMATS)
     )
 
 
@@ -875,20 +971,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "export",
         parents=[common, study],
-        help="write the study's ratings in long format (one row per rating)",
+        help="write the study's ratings in long format (one row per rating), or the whole bundle",
         description=(
             "Write one row per current submitted rating: study, case, arm, answer, rater, item, "
             "value, value_text, position, label, seconds, revision, instrument, "
-            "instrument_version, created_at, submitted_at (UTC), chosen_answer, chosen_arm. "
-            "The export is recorded in the audit trail."
+            "instrument_version, created_at, submitted_at (UTC), chosen_answer, chosen_arm, "
+            "value_label, source_guess, as CSV, Parquet, Stata .dta or SPSS .sav (with variable "
+            "and value labels). --bundle writes the ratings in every --format with the codebook "
+            "(Markdown and JSON), the HTML report and the reproducibility manifest into a new "
+            "folder or a .zip file. The export is recorded in the audit trail."
         ),
     )
-    p.add_argument("--out", type=_path, required=True, metavar="PATH", help="output file")
+    p.add_argument(
+        "--out",
+        type=_path,
+        required=True,
+        metavar="PATH",
+        help="output file; with --bundle a new (or empty) folder or a .zip file",
+    )
     p.add_argument(
         "--format",
-        choices=EXPORT_FORMATS,
         default=None,
-        help="file format (default: from the --out suffix)",
+        metavar="FORMAT[,FORMAT]",
+        help=f"{', '.join(EXPORT_FORMATS)}: the file's format (default: from the --out suffix); "
+        "with --bundle a comma-separated list (default: all)",
+    )
+    p.add_argument(
+        "--bundle",
+        action="store_true",
+        help="write the bundle: ratings, codebook.md/.json, report.html, manifest.json",
     )
     p.add_argument(
         "--raw-csv",

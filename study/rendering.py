@@ -22,6 +22,7 @@ Two modes, chosen by the protocol: ``"plain"`` shows the text as written (line b
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from typing import Literal
@@ -62,6 +63,9 @@ def _markdown() -> MarkdownIt:
 _MD = _markdown()
 
 
+# Pure, and called on every rerun of the rating screen for the same question and answers (which
+# every rater of a case sees too): cached.
+@functools.lru_cache(maxsize=1024)
 def safe_html(text: str, *, mode: Mode = "markdown") -> str:
     """HTML for ``text`` that holds no raw HTML, image, link, URL attribute or script.
 

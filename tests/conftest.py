@@ -247,6 +247,18 @@ def open_rating(store: Store, study: str) -> str:
     return study
 
 
+def attach_source_guess(store: Store, study: str):
+    """Attach the built-in ``source_guess`` instrument ("who wrote this answer?") to the draft
+    ``study`` beside its rating instrument, as its coordinator; return the instrument."""
+    from study.instruments import get_builtin
+
+    coordinator = sign_in(store, "coordinator")
+    guess = get_builtin("source_guess")
+    instruments.add_instrument(store, coordinator, guess)
+    instruments.attach_instrument(store, coordinator, study, guess.key, guess.version)
+    return guess
+
+
 @pytest.fixture
 def draft(store: Store, tmp_path: Path) -> str:
     """A draft study "test-study" with cases, arms, answers (from files) and ``INSTRUMENT``.

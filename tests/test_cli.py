@@ -379,6 +379,53 @@ BAD_INPUTS = [
         ),
         "--format parquet contradicts the --out file name r.csv",
     ),
+    *[
+        (name, argv, expected)
+        for name, argv, expected in (
+            (
+                "unknown format in --format",
+                lambda d, f: (
+                    ["export", "--study", DEMO_STUDY, "--out", f / "r.csv"]
+                    + ["--format", "xlsx", "--db", d]
+                ),
+                "--format xlsx: unknown format 'xlsx'",
+            ),
+            (
+                "several formats for one file",
+                lambda d, f: (
+                    ["export", "--study", DEMO_STUDY, "--out", f / "r.csv"]
+                    + ["--format", "csv,dta", "--db", d]
+                ),
+                "--format csv,dta names 2 formats and --out one file; add --bundle",
+            ),
+            (
+                "a zip without --bundle",
+                lambda d, f: ["export", "--study", DEMO_STUDY, "--out", f / "r.zip", "--db", d],
+                "--out r.zip is a zip: the bundle; add --bundle",
+            ),
+            (
+                "a bundle into a folder that holds files",
+                lambda d, f: ["export", "--study", DEMO_STUDY, "--out", f, "--bundle", "--db", d],
+                "--out {f} exists and is not an empty folder",
+            ),
+            (
+                "a bundle below a missing folder",
+                lambda d, f: (
+                    ["export", "--study", DEMO_STUDY, "--out", f / "no" / "b.zip"]
+                    + ["--bundle", "--db", d]
+                ),
+                "no such folder for --out: {f}/no",
+            ),
+            (
+                "a bundle with an unknown format",
+                lambda d, f: (
+                    ["export", "--study", DEMO_STUDY, "--out", f / "b", "--bundle"]
+                    + ["--format", "csv,sas", "--db", d]
+                ),
+                "unknown format 'sas'",
+            ),
+        )
+    ],
     (
         "status of a file that is no database",
         lambda d, f: ["status", "--db", f / "junk.duckdb"],
@@ -437,6 +484,22 @@ def test_bad_input_exits_2_with_a_message_and_changes_nothing(
     assert snapshot(db) == before
     # nor a file written or left behind (the junk "database" included)
     assert folder_contents(bad_files) == files_before
+
+
+ONE_LINE_EXPORT_ERRORS = [
+    name
+    for name, _, _ in BAD_INPUTS
+    if name.startswith(("unknown format in", "several formats", "a zip", "a bundle"))
+]
+
+
+@pytest.mark.parametrize("name", ONE_LINE_EXPORT_ERRORS)
+def test_bad_export_flags_give_exit_2_and_one_line(db: Path, bad_files: Path, name: str) -> None:
+    argv = next(build for n, build, _ in BAD_INPUTS if n == name)
+    result = run_cli(*argv(db, bad_files))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stdout == ""
 
 
 def folder_contents(folder: Path) -> dict[str, bytes]:
@@ -543,6 +606,44 @@ def test_export_infers_the_format_from_the_suffix(db: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:4] == b"PAR1"  # the Parquet magic number (Parquet format spec)
     assert "(parquet)" in result.stdout
+
+
+def test_export_bundle_into_a_folder_and_a_zip(db: Path, tmp_path: Path) -> None:
+    import hashlib
+    import zipfile
+
+    import pyreadstat
+
+    folder, archive = tmp_path / "bundle", tmp_path / "bundle.zip"
+    first = run_cli("export", "--study", DEMO_STUDY, "--out", folder, "--bundle", db=db)
+    assert first.returncode == 0, first.stderr
+    expected = {"ratings.csv", "ratings.parquet", "ratings.dta", "ratings.sav"} | {
+        "codebook.md",
+        "codebook.json",
+        "report.html",
+        "manifest.json",
+    }
+    assert {p.name for p in folder.iterdir()} == expected
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    for entry in manifest["files"]:
+        digest = hashlib.sha256((folder / entry["name"]).read_bytes()).hexdigest()
+        assert digest == entry["sha256"]
+    assert f"audit head: {manifest['audit_chain_head']['hash']}" in first.stdout
+    frame, meta = pyreadstat.read_dta(str(folder / "ratings.dta"), output_format="polars")
+    assert frame.height == pl.read_parquet(folder / "ratings.parquet").height > 0
+    assert meta.variable_value_labels["v_could_cause_harm"] == {0: "No", 1: "Yes"}
+
+    second = run_cli(
+        "export", "--study", DEMO_STUDY, "--out", archive, "--bundle", "--format", "sav,csv", db=db
+    )
+    assert second.returncode == 0, second.stderr
+    with zipfile.ZipFile(archive) as z:
+        assert set(z.namelist()) == {"ratings.sav", "ratings.csv"} | (
+            expected - {f"ratings.{f}" for f in ("csv", "parquet", "dta", "sav")}
+        )
+    # nothing left beside the outputs (the temporary folder and file are gone)
+    left = {p.name for p in tmp_path.iterdir()} - {db.name, f"{db.name}.wal"}
+    assert left == {"bundle", "bundle.zip"}
 
 
 # --- assign ------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ from conftest import (
     RATERS,
     add_person,
     answers_rows,
+    attach_source_guess,
     full_values,
     new_study,
+    open_rating,
     sign_in,
     write_jsonl,
 )
@@ -337,14 +339,8 @@ def test_source_guesses_are_rated_like_any_item_and_give_bangs_index(store, draf
     from analysis.blinding import bang_index
 
     coordinator = sign_in(store, "coordinator")
-    guess = get_builtin("source_guess")
-    instruments.add_instrument(store, coordinator, guess)
-    instruments.attach_instrument(store, coordinator, draft, guess.key, guess.version)
-    design.lock_protocol(store, coordinator, draft, {"primary_item": "quality", "margin": 0.5})
-    design.make_assignments(
-        store, coordinator, draft, raters=list(RATERS), raters_per_case=2, seed=42
-    )
-    lifecycle.start_rating(store, coordinator, draft)
+    attach_source_guess(store, draft)
+    open_rating(store, draft)
     # every rater guesses right for every answer it is shown: BI = 1 for both arms
     for rater in RATERS:
         caller = sign_in(store, rater)

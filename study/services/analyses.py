@@ -27,6 +27,21 @@ them: exports write these names."""
 
 _AGREEMENT_LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
+_BLINDED_SQL = """
+SELECT i.item_key AS item, i.level, i.options, p.answer_id AS unit, s.rater, r.value_num AS value
+FROM current_ratings c
+JOIN ratings r ON r.id = c.rating
+JOIN assignments s ON s.id = c.assignment
+JOIN presentations p ON p.id = r.presentation
+JOIN study_instruments si ON si.study = s.study AND si.instrument_key = r.instrument_key
+    AND si.instrument_version = r.instrument_version
+JOIN items i ON i.instrument_key = r.instrument_key AND i.instrument_version = r.instrument_version
+    AND i.item_key = r.item_key
+WHERE s.study = $s AND r.status = 'submitted' AND r.value_num IS NOT NULL
+ORDER BY item, unit, s.rater
+"""
+
+
 # --- rubric ratings in the long format ---------------------------------------------------------
 # A rating of an item rated per criterion of the case (criteria = "case") is stored as one JSON
 # object per answer, {"c1": true, "c2": false}; exports and the rubric analyses want one row per
@@ -151,21 +166,46 @@ def interim_agreement(
         if level not in _AGREEMENT_LEVELS:
             continue
         scale = _scale(rows.item(0, "options"))
-        try:
-            table = agreement_table(
-                rows,
-                unit="unit",
-                rater="rater",
-                value="value",
-                level=level,
-                scale=scale,
-                boot=boot,
-                ci=ci,
-                seed=seed,
+        frames.append(
+            _item_agreement(
+                item, rows, value="value", level=level, scale=scale, boot=boot, ci=ci, seed=seed
             )
-        except AnalysisError as exc:
-            table = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
-        frames.append(table.select(pl.lit(item).alias(col.ITEM), pl.all()))
+        )
+    return _stacked(frames)
+
+
+def _item_agreement(
+    item: str,
+    rows: pl.DataFrame,
+    *,
+    value: str,
+    level: str,
+    scale: list[Any] | None,
+    boot: int,
+    ci: float,
+    seed: int | None,
+) -> pl.DataFrame:
+    """``agreement_table`` of one item's ``rows`` (columns unit, rater, ``value``), led by
+    ``item``; one not-applicable row saying why when the library refuses them."""
+    try:
+        table = agreement_table(
+            rows,
+            unit="unit",
+            rater=col.RATER,
+            value=value,
+            level=level,
+            scale=scale,
+            boot=boot,
+            ci=ci,
+            seed=seed,
+        )
+    except AnalysisError as exc:
+        table = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
+    return table.select(pl.lit(item).alias(col.ITEM), pl.all())
+
+
+def _stacked(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Per-item tables as one frame (an empty one, with ``item``, when there are none)."""
     if not frames:
         return pl.DataFrame(schema={col.ITEM: pl.String})
     return pl.concat(frames, how="diagonal_relaxed")
@@ -181,6 +221,318 @@ def _scale(options: str | None) -> list[Any] | None:
     ):
         return None
     return sorted(values)
+
+
+# --- the planned analyses of an export (the report) -------------------------------------------
+
+GUESS_CODES = {1: "llm", 2: "clinician", 0: "dont_know"}
+"""The built-in ``source_guess`` item's codes as the blinding indices name the sources."""
+
+
+@guarded
+def planned_results(
+    store: Store,
+    caller: Caller,
+    study: str,
+    ratings: pl.DataFrame,
+    *,
+    boot: int = 1000,
+    seed: int = 20260101,
+) -> dict[str, pl.DataFrame]:
+    """The analyses the study's newest locked protocol plans, run on ``ratings`` (the long
+    export of ``exports.export_ratings_long``, with arms: the caller exported it already).
+
+    Returns tidy frames (``analysis`` result columns), keyed:
+
+    - ``noninferiority``: the primary endpoint (its method, then each of its
+      ``sensitivity_methods``) and every secondary endpoint that is a mean or a risk
+      difference, test arm minus reference arm, each row led by ``item`` and with ``role``
+      and ``p_adjusted`` (Holm over the secondary endpoints, ``analysis.noninferiority.
+      adjust_secondary``). The protocol gives ``primary_endpoint`` ({item, margin, direction,
+      alpha, method, sensitivity_methods}) or ``primary_item`` and ``margin``; ``arms``
+      ({test, reference}) or, failing that, its only LLM arm against its only clinician arm.
+      Binary items (type ``binary``) get a risk difference (default ``newcombe``), others a mean
+      difference (default ``t``); ``direction`` defaults to the item's. An endpoint that cannot
+      be analysed gives a row with ``applicable`` false and the reason.
+    - ``agreement``: ``agreement_table`` per item at its declared level over its declared scale
+      (unit: the answer; pairwise items: the case, value: the chosen arm or tie), Cohen's
+      per-pair rows left out; led by ``item``.
+    - ``describe``: n, mean, SD, quartiles of each numeric per-answer item by arm.
+    - ``preference``: win/tie/loss of the test arm per pairwise item (Wilson intervals) and the
+      position bias (share of decided comparisons won by the answer shown first).
+    - ``blinding``: Bang's index per arm and James' index, from the ``source_guess`` ratings
+      (one guess per rater and answer), when the study asked for them.
+
+    ``boot`` and ``seed``: of every bootstrap (agreement intervals, bootstrap methods); the
+    seed is reported in the ``seed`` column, so the report can be reproduced.
+    """
+    from analysis.blinding import bang_index, james_index
+    from analysis.describe import describe
+    from analysis.noninferiority import adjust_secondary
+
+    protocol = _newest_protocol(store, study)
+    items = store.read(
+        "SELECT i.item_key, i.type, i.level, i.direction, i.scope, i.options"
+        " FROM study_instruments s JOIN items i ON i.instrument_key = s.instrument_key"
+        " AND i.instrument_version = s.instrument_version WHERE s.study = $s"
+        " ORDER BY s.position, i.position",
+        {"s": study},
+    )
+    meta = {row["item_key"]: row for row in items.iter_rows(named=True)}
+    kinds = dict(
+        store.read("SELECT arm_id, kind FROM arms WHERE study = $s", {"s": study}).iter_rows()
+    )
+    test, reference = _arms_compared(protocol, kinds)
+    out: dict[str, pl.DataFrame] = {}
+
+    endpoints = _endpoints(protocol)
+    rows = [
+        _endpoint_result(ratings, e, meta.get(e["item"]), test, reference, boot, seed)
+        for e in endpoints
+        if (meta.get(e["item"]) or {}).get("type") != "pairwise_choice"
+        and e.get("statistic") != "win_rates"
+    ]
+    frames = [f for f in rows if f is not None]
+    if frames:
+        ni = pl.concat(frames, how="diagonal_relaxed")
+        primary = (
+            endpoints[0]["item"] if endpoints and endpoints[0].get("role") == "primary" else None
+        )
+        out["noninferiority"] = adjust_secondary(ni, primary=primary) if primary else ni
+    out["agreement"] = _agreement(ratings, meta, kinds, boot, seed)
+    numeric = ratings.filter(
+        pl.col(col.ARM).is_not_null()
+        & pl.col(col.VALUE).is_not_null()
+        & pl.col(col.ITEM).is_in([k for k, m in meta.items() if m["level"] != "none"])
+    )
+    if numeric.height:
+        out["describe"] = describe(numeric, value=col.VALUE, arm=col.ARM, by=col.ITEM)
+    preference = _preference(ratings, meta, test)
+    if preference is not None:
+        out["preference"] = preference
+    guesses = (
+        ratings.filter(pl.col(col.ARM).is_not_null() & pl.col("source_guess").is_not_null())
+        .unique(subset=[col.CASE, col.RATER, col.ANSWER], keep="first", maintain_order=True)
+        .select(
+            col.ARM,
+            pl.col("source_guess").replace_strict(GUESS_CODES, default=None).alias("guess"),
+        )
+        if "source_guess" in ratings.columns
+        else pl.DataFrame()
+    )
+    if guesses.height:
+        source = {arm: kind for arm, kind in kinds.items() if kind in ("llm", "clinician")}
+        try:
+            out["blinding"] = pl.concat(
+                [
+                    bang_index(guesses, kind=source),
+                    james_index(guesses, kind=source),
+                ],
+                how="diagonal_relaxed",
+            )
+        except AnalysisError as exc:
+            out["blinding"] = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
+    return out
+
+
+def _newest_protocol(store: Store, study: str) -> dict[str, Any]:
+    frame = store.read(
+        "SELECT content FROM protocols WHERE study = $s ORDER BY version DESC LIMIT 1",
+        {"s": study},
+    )
+    return json.loads(frame.item(0, 0)) if frame.height else {}
+
+
+def _arms_compared(
+    protocol: dict[str, Any], kinds: dict[str, str]
+) -> tuple[str | None, str | None]:
+    """(test arm, reference arm): the protocol's, else the only LLM and only clinician arm."""
+    arms = protocol.get("arms") if isinstance(protocol.get("arms"), dict) else {}
+    test, reference = arms.get("test"), arms.get("reference")
+    llm = [a for a, k in kinds.items() if k == "llm"]
+    clinician = [a for a, k in kinds.items() if k == "clinician"]
+    if test is None and len(llm) == 1:
+        test = llm[0]
+    if reference is None and len(clinician) == 1:
+        reference = clinician[0]
+    return test, reference
+
+
+def _endpoints(protocol: dict[str, Any]) -> list[dict[str, Any]]:
+    """The protocol's endpoints, the primary first, each a dict with ``item`` and ``role``."""
+    primary = protocol.get("primary_endpoint")
+    if primary is None and protocol.get("primary_item"):
+        primary = {"item": protocol["primary_item"], "margin": protocol.get("margin")}
+        for key in ("direction", "alpha", "method"):
+            if key in protocol:
+                primary[key] = protocol[key]
+    if isinstance(primary, str):
+        primary = {"item": primary}
+    found = (
+        [{**primary, "role": "primary"}]
+        if isinstance(primary, dict) and primary.get("item")
+        else []
+    )
+    for secondary in protocol.get("secondary_endpoints") or []:
+        if isinstance(secondary, str):
+            secondary = {"item": secondary}
+        if isinstance(secondary, dict) and secondary.get("item"):
+            found.append({**secondary, "role": "secondary"})
+    return found
+
+
+def _endpoint_result(
+    ratings: pl.DataFrame,
+    endpoint: dict[str, Any],
+    item: dict[str, Any] | None,
+    test: str | None,
+    reference: str | None,
+    boot: int,
+    seed: int,
+) -> pl.DataFrame | None:
+    """The endpoint's non-inferiority rows (its method, then sensitivity methods if primary)."""
+    from analysis.noninferiority import mean_difference, risk_difference
+
+    key = endpoint["item"]
+    binary = endpoint.get("statistic") == "risk_difference" or (item or {}).get("type") == "binary"
+    methods = [endpoint.get("method") or ("newcombe" if binary else "t")]
+    if endpoint["role"] == "primary":
+        methods += [m for m in endpoint.get("sensitivity_methods") or [] if m not in methods]
+    item_direction = {"higher_is_better": "higher", "lower_is_better": "lower"}.get(
+        (item or {}).get("direction"), "higher"
+    )
+    direction = endpoint.get("direction") or item_direction
+    alpha = float(endpoint.get("alpha") or 0.025)
+
+    def refused(reason: str) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                col.ITEM: [key],
+                col.ROLE: [endpoint["role"]],
+                col.STATISTIC: ["risk_difference" if binary else "mean_difference"],
+                col.APPLICABLE: [False],
+                col.NOTE: [reason],
+                col.ALPHA: [alpha],
+                col.P_VALUE: [None],
+            },
+            schema_overrides={col.P_VALUE: pl.Float64},
+        )
+
+    if item is None:
+        return refused(f"the protocol names item '{key}', which no attached instrument has")
+    if endpoint.get("margin") is None:
+        return refused("the protocol gives no non-inferiority margin for this item")
+    if test is None or reference is None:
+        return refused("the protocol names no test and reference arm (arms: {test, reference})")
+    data = ratings.filter(
+        (pl.col(col.ITEM) == key)
+        & pl.col(col.ARM).is_in([test, reference])
+        & pl.col(col.VALUE).is_not_null()
+    ).select(col.CASE, col.RATER, col.ARM, col.VALUE)
+    frames = []
+    for method in methods:
+        options = {
+            "test": test,
+            "reference": reference,
+            "margin": float(endpoint["margin"]),
+            "direction": direction,
+            "method": method,
+            "alpha": alpha,
+        }
+        try:
+            if binary:
+                result = risk_difference(data, **options)
+            else:
+                result = mean_difference(data, boot=boot, seed=seed, **options)
+        except AnalysisError as exc:
+            result = refused(f"{method}: {exc}").drop(col.ITEM, col.ROLE)
+        frames.append(
+            result.select(
+                pl.lit(key).alias(col.ITEM), pl.lit(endpoint["role"]).alias(col.ROLE), pl.all()
+            )
+        )
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _agreement(
+    ratings: pl.DataFrame, meta: dict[str, dict], kinds: dict[str, str], boot: int, seed: int
+) -> pl.DataFrame:
+    frames = []
+    for key, item in meta.items():
+        if item["level"] not in _AGREEMENT_LEVELS:
+            continue
+        rows = ratings.filter(pl.col(col.ITEM) == key)
+        if item["type"] == "pairwise_choice":
+            rows = rows.select(
+                pl.col(col.CASE).alias("unit"),
+                col.RATER,
+                pl.when(pl.col("value_text") == "tie")
+                .then(pl.lit("tie"))
+                .otherwise(pl.col("chosen_arm"))
+                .alias("v"),
+            ).drop_nulls("v")
+            scale = sorted(kinds) + ["tie"]
+        else:
+            rows = rows.filter(pl.col(col.VALUE).is_not_null()).select(
+                pl.col(col.ANSWER).alias("unit"), col.RATER, pl.col(col.VALUE).alias("v")
+            )
+            scale = _scale(item["options"])
+        if rows.height == 0:
+            continue
+        table = _item_agreement(
+            key, rows, value="v", level=item["level"], scale=scale, boot=boot, ci=0.95, seed=seed
+        )
+        if col.STATISTIC in table.columns:
+            table = table.filter(pl.col(col.STATISTIC) != "cohen_kappa")
+        frames.append(table)
+    return _stacked(frames)
+
+
+def _preference(
+    ratings: pl.DataFrame, meta: dict[str, dict], test: str | None
+) -> pl.DataFrame | None:
+    """Win rates of ``test`` and position bias for every pairwise item, or None without one."""
+    from analysis.preference import position_bias, win_rates
+
+    pairwise = [k for k, m in meta.items() if m["type"] == "pairwise_choice"]
+    if not pairwise:
+        return None
+    shown = (
+        ratings.filter(pl.col(col.ARM).is_not_null() & pl.col(col.POSITION).is_in([1, 2]))
+        .unique(subset=[col.CASE, col.RATER, col.POSITION], keep="first")
+        .select(col.CASE, col.RATER, col.POSITION, col.ARM)
+        .pivot(on=col.POSITION, index=[col.CASE, col.RATER], values=col.ARM)
+        .rename({"1": "a", "2": "b"}, strict=False)
+    )
+    frames = []
+    for key in pairwise:
+        chosen = ratings.filter(pl.col(col.ITEM) == key).select(
+            col.CASE,
+            col.RATER,
+            pl.when(pl.col("value_text") == "tie")
+            .then(pl.lit("tie"))
+            .otherwise(pl.col("chosen_arm"))
+            .alias("winner"),
+        )
+        data = (
+            chosen.join(shown, on=[col.CASE, col.RATER], how="inner").drop_nulls(
+                ["winner", "a", "b"]
+            )
+            if {"a", "b"} <= set(shown.columns)
+            else pl.DataFrame()
+        )
+        if data.height == 0:
+            continue
+        try:
+            focus = test if test in set(data["a"].to_list()) | set(data["b"].to_list()) else None
+            table = pl.concat(
+                [win_rates(data, focus=focus), position_bias(data, first="a")],
+                how="diagonal_relaxed",
+            )
+        except AnalysisError as exc:
+            table = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
+        frames.append(table.select(pl.lit(key).alias(col.ITEM), pl.all()))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else None
 
 
 @guarded

@@ -7,17 +7,24 @@ at any time (``python -m study export`` while the app is stopped).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import platform
+import tempfile
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from study import audit
+from study import audit, exporting, report
 from study.access import Caller, guarded
-from study.errors import StateError
+from study.errors import StateError, StudyError
+from study.exporting import FORMATS, GUESS_ITEM, with_value_labels
 from study.services._common import require_study
 from study.services.analyses import LONG_FORMAT as col
 from study.services.analyses import _per_criterion
-from study.store import Store
+from study.store import Store, utc_now
 
 _EXPORT_SQL = f"""
 SELECT
@@ -38,7 +45,8 @@ SELECT
     r.created_at                  AS created_at,
     r.submitted_at                AS submitted_at,
     chosen.answer_id              AS chosen_answer,
-    chosen_answer.arm_id          AS chosen_arm
+    chosen_answer.arm_id          AS chosen_arm,
+    CAST(guess.value_num AS INTEGER) AS source_guess
 FROM current_ratings c
 JOIN ratings r ON r.id = c.rating
 JOIN assignments s ON s.id = c.assignment
@@ -49,6 +57,12 @@ LEFT JOIN presentations chosen
     AND (chosen.label = r.value_text OR chosen.label = 'Response ' || r.value_text)
 LEFT JOIN answers chosen_answer
     ON chosen_answer.study = chosen.study AND chosen_answer.answer_id = chosen.answer_id
+LEFT JOIN (
+    SELECT gc.assignment, gr.presentation, gr.value_num
+    FROM current_ratings gc JOIN ratings gr ON gr.id = gc.rating
+    WHERE gr.instrument_key = $guess_instrument AND gr.item_key = $guess_item
+        AND gr.status = 'submitted'
+) guess ON guess.assignment = s.id AND guess.presentation = r.presentation
 WHERE s.study = $s AND r.status = 'submitted'
 ORDER BY s.case_id, s.rater, r.item_key, p.position
 """
@@ -61,18 +75,22 @@ def export_ratings_long(
     study: str,
     *,
     write: Callable[[pl.DataFrame, str], None] | None = None,
+    formats: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """One row per current submitted rating, in the long format analysis reads (audited read).
 
     Columns: study, case, arm, answer, rater, item, value (Float64, numeric values), value_text
     (text values, e.g. a chosen label), position, label, seconds, revision, instrument,
     instrument_version, created_at, submitted_at (UTC), chosen_answer and chosen_arm (for an
-    assignment-level item whose value is a label shown: the answer and arm it names). For
-    assignment-level items arm/answer/position/label are null. A study with a rubric item
-    (criteria from the case) has one row per answer x criterion for it, value 1 (met) or 0 (not
-    met), and the columns criterion, criterion_text, points, criterion_tags (the criterion's and
-    its case's tags, ``;``-separated) and criterion_unit (``answer:criterion``), null on other
-    rows (``analyses._per_criterion``).
+    assignment-level item whose value is a label shown: the answer and arm it names),
+    value_label (the chosen option's label, where the item has options) and source_guess (the
+    rater's answer to the built-in ``source_guess`` item for the same answer shown: 1 an AI
+    model, 2 a clinician, 0 don't know; null when not asked). For assignment-level items
+    arm/answer/position/label/source_guess are null. ``study.exporting.BASE_COLUMNS`` describes
+    each column. A study with a rubric item (criteria from the case) has one row per answer x
+    criterion for it, value 1 (met) or 0 (not met), and the columns criterion, criterion_text,
+    points, criterion_tags (the criterion's and its case's tags, ``;``-separated) and
+    criterion_unit (``answer:criterion``), null on other rows (``analyses._per_criterion``).
 
     A person may export only an unblinded study (``StateError`` before): the arms are the
     blinding's secret until then.
@@ -80,8 +98,47 @@ def export_ratings_long(
     ``write(frame, audit_head)``: writes the export (to a temporary file, renamed by the caller
     once this returns); called after the export's audit event is appended and before it commits,
     with the chain's head hash including that event, to be recorded in the file. If it raises,
-    the event is rolled back: a failed export leaves no audit event.
+    the event is rolled back: a failed export leaves no audit event. ``formats``: the file
+    formats written, recorded in the event.
     """
+    _require_exportable(store, caller, study)
+    written = None if write is None else (lambda frame, head, seq: write(frame, head))
+    return _export(store, caller, study, written, formats)
+
+
+def _export(
+    store: Store,
+    caller: Caller,
+    study: str,
+    write: Callable[[pl.DataFrame, str, int], None] | None,
+    formats: Sequence[str] | None,
+    frame: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """``export_ratings_long``'s read, event and ``write(frame, head hash, head seq)`` (the
+    caller checked the permission and the blinding rule). ``frame``: the export read already
+    (so that what was analysed is what is written), else read here."""
+    frame = _long_frame(store, caller, study) if frame is None else frame
+    payload: dict[str, Any] = {"rows": frame.height}
+    if formats is not None:
+        payload["formats"] = list(formats)
+    with store.transaction() as cur:
+        seq = audit.append(
+            cur,
+            actor=caller.actor,
+            kind=audit.RATINGS_EXPORT,
+            object_type="study",
+            object_id=study,
+            study=study,
+            payload=payload,
+        )
+        if write is not None:
+            head_hash = cur.execute("SELECT hash FROM audit_events WHERE seq = ?", [seq]).fetchall()
+            write(frame, head_hash[0][0], seq)
+    return frame
+
+
+def _require_exportable(store: Store, caller: Caller, study: str) -> str:
+    """The study's status; ``StateError`` for a person before unblinding."""
     cur = store.cursor()
     try:
         status = require_study(cur, study)["status"]
@@ -92,22 +149,326 @@ def export_ratings_long(
             f"Study '{study}' is {status}: its ratings are exported with their arms only after "
             "the audited unblinding step."
         )
+    return status
+
+
+def _long_frame(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    frame = store.read(
+        _EXPORT_SQL,
+        {"s": study, "guess_instrument": GUESS_ITEM[0], "guess_item": GUESS_ITEM[1]},
+    )
+    labelled = with_value_labels(frame, _items(store, caller, study))
+    order = [c for c in frame.columns if c != "source_guess"] + ["value_label", "source_guess"]
     # a rubric item's labels (one JSON object per answer): one row per criterion
-    frame = _per_criterion(store, study, store.read(_EXPORT_SQL, {"s": study}))
-    with store.transaction() as cur:
-        seq = audit.append(
-            cur,
-            actor=caller.actor,
-            kind=audit.RATINGS_EXPORT,
-            object_type="study",
-            object_id=study,
-            study=study,
-            payload={"rows": frame.height},
+    return _per_criterion(store, study, labelled.select(order))
+
+
+def _items(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """The study's items (``instruments.study_items``: whoever may export may view the study)."""
+    from study.services import instruments
+
+    return instruments.study_items(store, caller, study)
+
+
+# --- the bundle: files, codebook, report, manifest --------------------------------------------
+
+BUNDLE_FILES = ("codebook.md", "codebook.json", "report.html", "manifest.json")
+"""What a bundle holds besides ``ratings.<format>`` for each format."""
+
+MANIFEST_PACKAGES = (
+    "polars",
+    "duckdb",
+    "statsmodels",
+    "scipy",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "krippendorff",
+    "plotly",
+    "pyreadstat",
+    "streamlit",
+)
+"""Packages whose versions the manifest records (those that read, compute or write the files)."""
+
+
+@guarded
+def write_bundle(
+    store: Store,
+    caller: Caller,
+    study: str,
+    folder: str | Path,
+    *,
+    formats: Sequence[str] = FORMATS,
+    raw_csv: bool = False,
+    boot: int = 1000,
+    seed: int = 20260101,
+) -> dict[str, Any]:
+    """Write the export bundle into ``folder`` (an existing, empty folder); return the manifest.
+
+    Files: ``ratings.<format>`` for each of ``formats`` (``study.exporting.FORMATS``: csv,
+    parquet, dta, sav), ``codebook.md`` and ``codebook.json`` (every variable of those files,
+    its type, values and labels, the items' wording and instrument versions), ``report.html``
+    (``study.report``: design, flow, agreement, results with figures, deviations, TRIPOD-LLM
+    items; one self-contained file) and ``manifest.json`` (package versions, protocol hash,
+    seeds, the SHA-256 of every other file, the audit chain's head). One audited export
+    (``ratings.export``, its formats recorded): the files are written before the event commits,
+    so a failure leaves no event (files already written stay in ``folder``: write into a
+    temporary folder and move it, as ``bundle_zip`` and the command line do).
+
+    The planned analyses run before the export (``analyses.planned_results``, ``boot``
+    replicates with ``seed``). The assignment seed appears in the manifest only once the study
+    is unblinded; before that (the command line may export a blind study) only its commitment.
+    ``raw_csv``: CSV cells as stored (default: formula-like cells get a leading ``'``).
+    """
+    from study.services import analyses
+
+    folder = Path(folder)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise StudyError(
+            f"Export formats are {', '.join(FORMATS)}; not {', '.join(map(repr, unknown)) or 'none'}."
         )
-        if write is not None:
-            head_hash = cur.execute("SELECT hash FROM audit_events WHERE seq = ?", [seq]).fetchall()
-            write(frame, head_hash[0][0])
-    return frame
+    if not folder.is_dir() or any(folder.iterdir()):
+        raise StudyError(
+            f"The bundle is written into an existing, empty folder; {folder} is not one."
+        )
+    status = _require_exportable(store, caller, study)
+    facts = _report_facts(store, caller, study, status)
+    ratings = _long_frame(store, caller, study)
+    results = analyses.planned_results(store, caller, study, ratings, boot=boot, seed=seed)
+    manifest: dict[str, Any] = {}
+
+    def write(frame: pl.DataFrame, head: str, seq: int) -> None:
+        items = facts["items"]
+        written = []
+        for fmt in formats:
+            path = folder / f"ratings.{fmt}"
+            exporting.write(frame, items, path, fmt, study=study, audit_head=head, raw_csv=raw_csv)
+            written.append(path)
+        book = exporting.codebook(
+            frame, items, facts["instruments"], study=study, formats=list(formats), raw_csv=raw_csv
+        )
+        (folder / "codebook.json").write_text(
+            json.dumps(book, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+        )
+        (folder / "codebook.md").write_text(exporting.codebook_markdown(book), encoding="utf-8")
+        html = report.render(
+            {**facts, "ratings": frame, "results": results, "audit_head": head, "audit_seq": seq}
+        )
+        (folder / "report.html").write_text(html, encoding="utf-8")
+        written += [folder / "codebook.json", folder / "codebook.md", folder / "report.html"]
+        manifest.update(
+            _manifest(facts, study, head, seq, frame.height, list(formats), boot, seed, written)
+        )
+        (folder / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n",
+            encoding="utf-8",
+        )
+
+    _export(store, caller, study, write, ["bundle", *formats], frame=ratings)
+    return manifest
+
+
+@guarded
+def bundle_zip(
+    store: Store,
+    caller: Caller,
+    study: str,
+    *,
+    formats: Sequence[str] = FORMATS,
+    raw_csv: bool = False,
+    boot: int = 1000,
+    seed: int = 20260101,
+) -> bytes:
+    """The export bundle (``write_bundle``) as the bytes of one zip file, for a download.
+
+    The zip holds the files at its top level: ``ratings.<format>`` for each format,
+    ``codebook.md``, ``codebook.json``, ``report.html``, ``manifest.json``.
+    """
+    with tempfile.TemporaryDirectory(prefix="clinval-bundle-") as temp:
+        folder = Path(temp) / "bundle"
+        folder.mkdir()
+        write_bundle(
+            store, caller, study, folder, formats=formats, raw_csv=raw_csv, boot=boot, seed=seed
+        )
+        return exporting.zip_folder(folder)
+
+
+def _manifest(
+    facts: dict[str, Any],
+    study: str,
+    head: str,
+    seq: int,
+    rows: int,
+    formats: list[str],
+    boot: int,
+    seed: int,
+    written: list[Path],
+) -> dict[str, Any]:
+    protocol = facts["protocols"][-1] if facts["protocols"] else None
+    return {
+        "study": study,
+        "status": facts["study"]["status"],
+        "generated_at": utc_now().isoformat(timespec="seconds") + "Z",
+        "generated_by": facts["actor"],
+        "rows": rows,
+        "formats": formats,
+        "audit_chain_head": {"seq": seq, "hash": head},
+        "protocol": None
+        if protocol is None
+        else {
+            "version": protocol["version"],
+            "content_hash": protocol["content_hash"],
+            "versions": [
+                {"version": p["version"], "content_hash": p["content_hash"]}
+                for p in facts["protocols"]
+            ],
+        },
+        "instruments": [
+            {k: i[k] for k in ("key", "version", "content_hash")} for i in facts["instruments"]
+        ],
+        "seeds": {
+            "assignment": facts["seed"],
+            "analysis_bootstrap": {"seed": seed, "replicates": boot},
+        },
+        "software": {
+            "python": platform.python_version(),
+            "packages": {name: _version(name) for name in MANIFEST_PACKAGES},
+        },
+        "files": [
+            {"name": path.name, "bytes": path.stat().st_size, "sha256": exporting.sha256_file(path)}
+            for path in written
+        ],
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _report_facts(store: Store, caller: Caller, study: str, status: str) -> dict[str, Any]:
+    """Everything the report and manifest say about the study besides its ratings and results."""
+    from study.services import content, design, rating_imports
+
+    study_row = store.read("SELECT * FROM studies WHERE id = $s", {"s": study}).row(0, named=True)
+    protocols = [
+        {**row, "content": json.loads(row["content"])}
+        for row in store.read(
+            "SELECT * FROM protocols WHERE study = $s ORDER BY version", {"s": study}
+        ).iter_rows(named=True)
+    ]
+    commitment = store.read("SELECT commitment FROM sealed_seeds WHERE study = $s", {"s": study})
+    if commitment.height == 0:
+        seed = {"sealed": False, "seed": None, "commitment": None, "note": "no seed was sealed"}
+    elif status == "unblinded":
+        seed = {
+            "sealed": True,
+            "seed": design.assignment_seed(store, caller, study),
+            "commitment": commitment.item(0, 0),
+            "note": "revealed at unblinding; check it against the commitment",
+        }
+    else:
+        # the seed is a blinding secret until unblinding, whoever exports
+        seed = {
+            "sealed": True,
+            "seed": None,
+            "commitment": commitment.item(0, 0),
+            "note": f"sealed until unblinding (the study is {status}); only its commitment is shown",
+        }
+    events = store.read(
+        "SELECT seq, occurred_at, actor, action, payload FROM audit_events WHERE study = $s"
+        " AND action IN ($lock, $persist, $rating, $closed, $unblinded) ORDER BY seq",
+        {
+            "s": study,
+            "lock": audit.PROTOCOL_LOCK.name,
+            "persist": audit.ASSIGNMENTS_PERSIST.name,
+            "rating": audit.STUDY_RATING.name,
+            "closed": audit.STUDY_CLOSED.name,
+            "unblinded": audit.STUDY_UNBLINDED.name,
+        },
+    )
+    lifecycle_events = [
+        {**row, "payload": _public_payload(json.loads(row["payload"]))}
+        for row in events.iter_rows(named=True)
+    ]
+    return {
+        "study": study_row,
+        "actor": caller.actor,
+        "protocols": protocols,
+        "events": lifecycle_events,
+        "seed": seed,
+        "items": _items(store, caller, study),
+        "instruments": store.read(_INSTRUMENTS_SQL, {"s": study}).to_dicts(),
+        "arms": store.read(_ARMS_SQL, {"s": study}),
+        "unknown_provenance": content.unknown_provenance(store, caller, study),
+        "raters": store.read(_RATERS_SQL, {"s": study}),
+        "flow": store.read(_FLOW_SQL, {"s": study}).row(0, named=True),
+        "case_flags": store.read(_FLAGS_SQL, {"s": study}),
+        "origin": rating_imports.ratings_origin(store, caller, study),
+    }
+
+
+def _public_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """An event's payload without a revealed seed or salt (the manifest says it when it may)."""
+    return {k: v for k, v in payload.items() if k not in ("seed", "salt", "revealed", "sealed")}
+
+
+_INSTRUMENTS_SQL = """
+SELECT si.instrument_key AS key, si.instrument_version AS version, i.title, i.content_hash,
+       coalesce(json_extract_string(i.definition, '$.citation'), '') AS citation,
+       coalesce(json_extract_string(i.definition, '$.description'), '') AS description
+FROM study_instruments si
+JOIN instruments i ON i.key = si.instrument_key AND i.version = si.instrument_version
+WHERE si.study = $s ORDER BY si.position
+"""
+
+_ARMS_SQL = """
+SELECT r.arm_id, r.kind, r.label, r.model_name, r.model_version, r.author_role,
+       count(a.answer_id) AS answers,
+       min(a.generated_at) AS first_generated, max(a.generated_at) AS last_generated,
+       count(DISTINCT a.prompt) AS prompts, count(DISTINCT a.system_prompt) AS system_prompts,
+       count(DISTINCT CAST(a.parameters AS VARCHAR)) AS parameter_sets,
+       min(a.prompt) AS example_prompt, min(a.system_prompt) AS example_system_prompt,
+       min(CAST(a.parameters AS VARCHAR)) AS example_parameters,
+       count(DISTINCT a.author_id) AS authors
+FROM arms r LEFT JOIN answers a ON a.study = r.study AND a.arm_id = r.arm_id
+WHERE r.study = $s
+GROUP BY ALL ORDER BY r.arm_id
+"""
+
+_RATERS_SQL = """
+SELECT s.rater, coalesce(u.specialty, '') AS specialty, count(*) AS assignments,
+       count(*) FILTER (WHERE s.done) AS done
+FROM assignments s JOIN users u ON u.id = s.rater
+WHERE s.study = $s GROUP BY ALL ORDER BY s.rater
+"""
+
+_FLOW_SQL = """
+SELECT
+    (SELECT count(*) FROM cases WHERE study = $s) AS cases,
+    (SELECT count(*) FROM answers WHERE study = $s) AS answers,
+    (SELECT count(*) FROM assignments WHERE study = $s) AS assignments,
+    (SELECT count(*) FROM assignments WHERE study = $s AND done) AS done,
+    (SELECT count(DISTINCT case_id) FROM assignments WHERE study = $s) AS cases_assigned,
+    (SELECT count(DISTINCT case_id) FROM assignments WHERE study = $s AND done) AS cases_rated,
+    (SELECT count(DISTINCT rater) FROM assignments WHERE study = $s) AS raters_assigned,
+    (SELECT count(DISTINCT rater) FROM assignments WHERE study = $s AND done) AS raters_rated,
+    (SELECT count(*) FROM case_flags WHERE study = $s AND kind = 'skip') AS skipped,
+    (SELECT count(*) FROM case_flags WHERE study = $s AND kind = 'flag') AS flagged,
+    (SELECT min(n) FROM (SELECT count(*) AS n FROM assignments WHERE study = $s
+        GROUP BY case_id)) AS fewest_raters_per_case,
+    (SELECT max(n) FROM (SELECT count(*) AS n FROM assignments WHERE study = $s
+        GROUP BY case_id)) AS most_raters_per_case
+"""
+
+_FLAGS_SQL = """
+SELECT f.kind, s.case_id, s.rater, f.reason, f.created_at
+FROM case_flags f JOIN assignments s ON s.id = f.assignment
+WHERE f.study = $s ORDER BY f.kind, s.case_id, s.rater
+"""
 
 
 @guarded

@@ -49,14 +49,17 @@ def next_assignment(store: Store, caller: Caller, study: str) -> dict[str, Any] 
     cur = store.cursor()
     try:
         # small point queries with fetchall: this runs on every key press of a rater
-        head = first(
-            cur.execute(
-                "SELECT id FROM assignments a WHERE study = ? AND rater = ? AND NOT done"
-                f" AND status = 'pending' AND {_NOT_SKIPPED} ORDER BY shown_order LIMIT 1",
-                [study, caller.user_id],
-            ).fetchall()
-        )
-        return None if head is None else _view(cur, study, caller.user_id, head[0])
+        # the next assignment and the queue's counts in one pass over the rater's rows
+        head, remaining, total = cur.execute(
+            "SELECT arg_min(id, shown_order) FILTER (WHERE NOT done AND status = 'pending'),"
+            " count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
+            " count(*) FILTER (WHERE status <> 'withdrawn')"
+            f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
+            [study, caller.user_id],
+        ).fetchall()[0]
+        if head is None:
+            return None
+        return _view(cur, study, caller.user_id, head, counts=(remaining, total))
     finally:
         cur.close()
 
@@ -108,16 +111,27 @@ _NOT_SKIPPED = (
 )
 
 
-def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any]:
+def _view(
+    cur: Cursor,
+    study: str,
+    rater: str,
+    assignment: int,
+    *,
+    counts: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """``counts``: (remaining, total) when the caller has them already."""
     case_id, shown_order, done = cur.execute(
         "SELECT case_id, shown_order, done FROM assignments WHERE id = ?", [assignment]
     ).fetchall()[0]
-    remaining, total = cur.execute(
-        "SELECT count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
-        " count(*) FILTER (WHERE status <> 'withdrawn')"
-        f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
-        [study, rater],
-    ).fetchall()[0]
+    remaining, total = (
+        counts
+        or cur.execute(
+            "SELECT count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
+            " count(*) FILTER (WHERE status <> 'withdrawn')"
+            f" FROM assignments a WHERE study = ? AND rater = ? AND {_NOT_SKIPPED}",
+            [study, rater],
+        ).fetchall()[0]
+    )
     question, context, conversation, criteria = cur.execute(
         "SELECT question, context, conversation, criteria FROM cases"
         " WHERE study = ? AND case_id = ?",
@@ -139,11 +153,17 @@ def _view(cur: Cursor, study: str, rater: str, assignment: int) -> dict[str, Any
     ).fetchall()
     labels = {pid: label for pid, _, label, _ in shown}
     values: dict[str, Any] = {}
-    for slot, item, num, text in cur.execute(
-        "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
-        " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ? ORDER BY r.slot, r.item_key",
-        [assignment],
-    ).fetchall():
+    stored = (
+        cur.execute(
+            "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
+            " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?"
+            " ORDER BY r.slot, r.item_key",
+            [assignment],
+        ).fetchall()
+        if done  # nothing is stored before the first submit
+        else []
+    )
+    for slot, item, num, text in stored:
         value = text if text is not None else (int(num) if float(num).is_integer() else num)
         if item in rubric_items:
             value = json.loads(value)
@@ -306,11 +326,11 @@ def submit_rating(
     ``values`` maps item_key -> value for case-scope items (e.g. a pairwise choice "A", "B" or
     "tie"), and item_key -> {presentation: value} for answer-scope items, where a presentation is
     named by its id (int) or its label ("Response A"); a bare value is accepted when the
-    assignment shows one answer. An item rated per criterion of the case (``criteria = "case"``)
-    takes {presentation: {criterion_key: True | False}} with every criterion of the case
-    labelled (``Item.validate_criteria``); the labels are stored as one JSON object per answer. Each value is checked by ``Item.validate_value``; every
+    assignment shows one answer. Each value is checked by ``Item.validate_value``; every
     required item needs a value for every response shown, and the instruments' consistency rules
-    must hold. ``seconds``: time on task, in seconds (>= 0).
+    must hold. An item rated per criterion of the case (``criteria = "case"``) takes
+    {presentation: {criterion_key: True | False}} with every criterion of the case labelled
+    (``Item.validate_criteria``); the labels are stored as one JSON object per answer. ``seconds``: time on task, in seconds (>= 0).
 
     Accepted only while the study is ``rating``, only for the caller's own assignment in
     ``study`` (``PermissionDenied``, audited, otherwise), never for an answer the caller wrote.
@@ -431,9 +451,11 @@ def _require_own_assignment(
 
 def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _Sheet:
     """The assignment as it stands, inside the transaction; refuse a submit it cannot take."""
-    done, status, study_status = cur.execute(
-        "SELECT s.done, s.status, t.status FROM assignments s JOIN studies t ON t.id = s.study"
-        " WHERE s.id = ?",
+    # the case's rubric comes along (null for most cases): no extra query per submission
+    done, status, study_status, criteria = cur.execute(
+        "SELECT s.done, s.status, t.status, c.criteria FROM assignments s"
+        " JOIN studies t ON t.id = s.study"
+        " JOIN cases c ON c.study = s.study AND c.case_id = s.case_id WHERE s.id = ?",
         [assignment],
     ).fetchall()[0]
     if study_status != "rating":
@@ -466,14 +488,7 @@ def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _S
             [study],
         ).fetchall()
     )
-    criteria = first(
-        cur.execute(
-            "SELECT c.criteria FROM assignments a JOIN cases c"
-            " ON c.study = a.study AND c.case_id = a.case_id WHERE a.id = ?",
-            [assignment],
-        ).fetchall()
-    )
-    keys = tuple(c["key"] for c in stored_criteria(criteria[0] if criteria else None))
+    keys = tuple(c["key"] for c in stored_criteria(criteria))
     return _Sheet(assignment, bool(done), labels, instruments, keys)
 
 
@@ -611,11 +626,15 @@ def _rule_faults(cur: Cursor, sheet: _Sheet, rows: list[dict[str, Any]]) -> list
     if not any(inst.rules for inst in sheet.instruments):
         return []
     current: dict[tuple[str, int], dict[str, Any]] = {}
-    stored = cur.execute(
-        "SELECT r.instrument_key, r.slot, r.item_key, r.value_num, r.value_text"
-        " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?",
-        [sheet.assignment],
-    ).fetchall()
+    stored = (
+        cur.execute(
+            "SELECT r.instrument_key, r.slot, r.item_key, r.value_num, r.value_text"
+            " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?",
+            [sheet.assignment],
+        ).fetchall()
+        if sheet.done  # nothing is stored before the first submit
+        else []
+    )
     for key, slot, item_key, num, text in stored:
         current.setdefault((key, slot), {})[item_key] = text if text is not None else num
     for row in rows:
@@ -643,13 +662,19 @@ def _write(
 ) -> None:
     """Insert the rows as new revisions, point the current ratings at them, mark it done."""
     now = utc_now()
-    previous = dict(
-        ((slot, item_key), last)
-        for slot, item_key, last in cur.execute(
-            "SELECT slot, item_key, max(revision) FROM ratings WHERE assignment = ?"
-            " GROUP BY slot, item_key",
-            [sheet.assignment],
-        ).fetchall()
+    # an assignment not yet submitted has no ratings (ratings are stored only by a submit or an
+    # import, and both mark it done): its first revision is 1 without a scan of the ratings
+    previous = (
+        dict(
+            ((slot, item_key), last)
+            for slot, item_key, last in cur.execute(
+                "SELECT slot, item_key, max(revision) FROM ratings WHERE assignment = ?"
+                " GROUP BY slot, item_key",
+                [sheet.assignment],
+            ).fetchall()
+        )
+        if sheet.done
+        else {}
     )
     first_id = store.allocate_ids(cur, "ratings")
     for n, row in enumerate(rows):

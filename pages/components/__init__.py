@@ -1,0 +1,1 @@
+"""Custom Streamlit elements used by the pages (screen code, like the pages themselves)."""

@@ -1,0 +1,998 @@
+"""The study report: one self-contained HTML file (design, flow, agreement, results with figures,
+deviations from the protocol, and the reporting-guideline items the study's data can fill).
+
+Pure: ``render(facts)`` takes what ``study.services.exports.write_bundle`` gathered (the study,
+its protocol versions and their audit events, arms with their provenance, instruments and items,
+raters, the flow counts, flags and skips, the exported ratings and ``analyses.planned_results``)
+and returns the HTML text. No database, no network.
+
+**Offline.** plotly.js is included once, inline; every figure is drawn from JSON embedded in the
+file. A Content-Security-Policy in the page forbids every fetch (``default-src 'none'``), so the
+report cannot load anything even when opened from a web server.
+
+**Untrusted text.** Case text, arm labels, model names, prompts, rater ids and reasons are
+written by importers and raters: every value is HTML-escaped (``html.escape``) before it enters
+the page, text inside figures too (plotly reads a few tags in labels), and the figures' JSON has
+``<``, ``>`` and ``&`` written as ``\\u003c``, ``\\u003e``, ``\\u0026`` so that no text can close
+the script element that carries it.
+
+**Reporting guidelines.** The checklist topics are those of TRIPOD-LLM (Gallifant J, Afshar M,
+Ameen S, et al. The TRIPOD-LLM reporting guideline for studies using large language models.
+Nat Med. 2025;31(1):60-69. doi:10.1038/s41591-024-03425-5; interactive checklist at
+https://tripod-llm.vercel.app/) and, where an LLM is evaluated in clinical use, DECIDE-AI
+(Vasey B, Nagendran M, Campbell B, et al. Reporting guideline for the early-stage clinical
+evaluation of decision support systems driven by artificial intelligence: DECIDE-AI. Nat Med.
+2022;28(5):924-933. doi:10.1038/s41591-022-01772-9). Topics are paraphrased and grouped by the
+checklists' sections, not numbered: authors map them to the item numbers of the checklist
+version they submit. What the study's data cannot fill is listed as "to be completed by the
+authors".
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+TO_COMPLETE = "to be completed by the authors"
+
+TRIPOD_LLM = (
+    "Gallifant J, Afshar M, Ameen S, et al. The TRIPOD-LLM reporting guideline for studies "
+    "using large language models. Nat Med. 2025;31(1):60-69. doi:10.1038/s41591-024-03425-5"
+)
+DECIDE_AI = (
+    "Vasey B, Nagendran M, Campbell B, et al. Reporting guideline for the early-stage clinical "
+    "evaluation of decision support systems driven by artificial intelligence: DECIDE-AI. "
+    "Nat Med. 2022;28(5):924-933. doi:10.1038/s41591-022-01772-9"
+)
+
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+    "style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
+)
+"""The page may run its own inline scripts and styles and nothing else: no fetch of any kind."""
+
+
+def e(value: Any) -> str:
+    """``value`` as escaped HTML text ("" for None)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "—"
+    if isinstance(x, float) and digits == 4 and 0 <= x < 0.0001:
+        return "&lt;0.0001"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return e(x)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, raw: bool = False) -> str:
+    """An HTML table; cells are escaped unless ``raw`` (then they are HTML made here)."""
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if raw else e(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+class _Figures:
+    """Collects plotly figures; each becomes a div and a script drawing it from escaped JSON."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, figure: Any, title: str) -> str:
+        import plotly.io as pio
+
+        self.count += 1
+        div = f"figure-{self.count}"
+        figure.update_layout(title={"text": e(title)}, template="plotly_white")
+        data = pio.to_json(figure, validate=True)
+        safe = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        return (
+            f'<div class="figure" id="{div}" data-title="{e(title)}"></div>'
+            f"<script>(function(){{var f={safe};"
+            f'Plotly.newPlot("{div}",f.data,f.layout,{{displaylogo:false,responsive:true}});'
+            "})();</script>"
+        )
+
+
+def _forest(rows: list[dict[str, Any]], *, title: str, figures: _Figures, x_title: str) -> str:
+    """A forest plot: one line per row (label, estimate, ci_low, ci_high, optional margin)."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in rows if r.get("estimate") is not None]
+    if not rows:
+        return ""
+    labels = [e(r["label"]) for r in rows]
+    est = [r["estimate"] for r in rows]
+    fig = go.Figure(
+        go.Scatter(
+            x=est,
+            y=labels,
+            mode="markers",
+            marker={"size": 10},
+            name="estimate",
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [(r.get("ci_high") or r["estimate"]) - r["estimate"] for r in rows],
+                "arrayminus": [r["estimate"] - (r.get("ci_low") or r["estimate"]) for r in rows],
+            },
+        )
+    )
+    margins = [(r["label"], r["margin_at"]) for r in rows if r.get("margin_at") is not None]
+    if margins:
+        fig.add_trace(
+            go.Scatter(
+                x=[m for _, m in margins],
+                y=[e(label) for label, _ in margins],
+                mode="markers",
+                marker={"symbol": "line-ns-open", "size": 22, "color": "firebrick"},
+                name="non-inferiority margin",
+            )
+        )
+    fig.add_vline(x=0, line_dash="dot", line_color="grey")
+    fig.update_layout(
+        margin={"l": 220, "r": 30},
+        height=140 + 50 * len(rows),
+        xaxis_title=x_title,
+        yaxis={"autorange": "reversed"},
+        showlegend=bool(margins),
+    )
+    return figures.add(fig, title)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+def render(facts: Mapping[str, Any]) -> str:
+    """The report as one HTML document (text); ``facts`` as ``exports.write_bundle`` gathers."""
+    from plotly.offline import get_plotlyjs
+
+    figures = _Figures()
+    study = facts["study"]
+    sections = [
+        ("summary", "Summary", _summary(facts)),
+        ("design", "Design", _design(facts)),
+        ("flow", "Flow of cases and raters", _flow(facts)),
+        ("agreement", "Agreement between raters", _agreement(facts, figures)),
+        ("results", "Primary and secondary results", _results(facts, figures)),
+        ("distributions", "Ratings by arm", _distributions(facts, figures)),
+        ("blinding", "Blinding", _blinding(facts, figures)),
+        ("deviations", "Deviations from the protocol", _deviations(facts)),
+        ("tripod-llm", "TRIPOD-LLM items", _guideline(_tripod_items(facts), TRIPOD_LLM)),
+        ("decide-ai", "DECIDE-AI items", _decide(facts)),
+        ("reproducibility", "Reproducibility", _reproducibility(facts)),
+    ]
+    nav = "".join(f'<li><a href="#{key}">{e(title)}</a></li>' for key, title, _ in sections)
+    body = "".join(
+        f'<section id="{key}"><h2>{e(title)}</h2>{content}</section>'
+        for key, title, content in sections
+    )
+    synthetic = (
+        '<p class="synthetic">Synthetic demo data: no real patients, no medical advice.</p>'
+        if study.get("synthetic")
+        else ""
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Clinval report: {e(study['name'])}</title><style>{_STYLE}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<h1>Clinval report: {e(study['name'])}</h1>{synthetic}"
+        f'<p class="meta">Study <code>{e(study["id"])}</code>, status {e(study["status"])}. '
+        f"Generated by {e(facts['actor'])}; audit chain head (event {e(facts['audit_seq'])}) "
+        f"<code>{e(facts['audit_head'])}</code>.</p>"
+        f"<nav><ol>{nav}</ol></nav>{body}</body></html>\n"
+    )
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3} td{max-width:26em;overflow-wrap:anywhere} code{font-size:.85em;word-break:break-all}
+.synthetic{background:#fff3cd;padding:.5em;border:1px solid #e0c36a}
+.todo{color:#8a4b00;font-style:italic} .figure{min-height:200px}
+.flow{display:flex;flex-wrap:wrap;gap:.5em;align-items:center}
+.box{border:2px solid #4a6fa5;border-radius:6px;padding:.5em .8em;background:#f5f8fc}
+pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em;max-height:12em;overflow:auto}
+"""
+
+
+def _primary(facts: Mapping[str, Any]) -> dict[str, Any]:
+    if not facts["protocols"]:
+        return {}
+    content = facts["protocols"][-1]["content"]
+    primary = content.get("primary_endpoint")
+    if primary is None and content.get("primary_item"):
+        primary = {"item": content["primary_item"], "margin": content.get("margin")}
+    if isinstance(primary, str):
+        primary = {"item": primary}
+    return primary if isinstance(primary, dict) else {}
+
+
+def _summary(facts: Mapping[str, Any]) -> str:
+    study, flow = facts["study"], facts["flow"]
+    ratings: pl.DataFrame = facts["ratings"]
+    parts = [
+        f"<p>{e(study.get('description') or '')}</p>",
+        _table(
+            ("what", "count"),
+            [
+                ("cases", flow["cases"]),
+                ("arms", facts["arms"].height),
+                ("answers", flow["answers"]),
+                ("raters with assignments", flow["raters_assigned"]),
+                ("assignments (done)", f"{flow['assignments']} ({flow['done']})"),
+                ("ratings exported (current, submitted)", ratings.height),
+            ],
+        ),
+    ]
+    ni = facts["results"].get("noninferiority")
+    if ni is not None and "role" in ni.columns:
+        for row in ni.filter(pl.col("role") == "primary").head(1).iter_rows(named=True):
+            parts.append(
+                f"<p><strong>Primary result:</strong> {e(row.get('conclusion') or row.get('note'))}</p>"
+            )
+    return "".join(parts)
+
+
+def _design(facts: Mapping[str, Any]) -> str:
+    arms: pl.DataFrame = facts["arms"]
+    arm_rows = [
+        (
+            r["arm_id"],
+            r["kind"],
+            r["label"],
+            r["model_name"] or "",
+            r["model_version"] or "",
+            r["author_role"] or "",
+            r["answers"],
+        )
+        for r in arms.iter_rows(named=True)
+    ]
+    instruments = [
+        (i["key"], i["version"], i["title"], i["content_hash"], i["citation"])
+        for i in facts["instruments"]
+    ]
+    items = [
+        (
+            r["item_key"],
+            f"{r['instrument_key']} {r['instrument_version']}",
+            r["prompt"],
+            r["type"],
+            r["level"],
+            r["direction"],
+            r["scope"],
+            "; ".join(
+                f"{o.get('value')} = {o.get('label')}" for o in json.loads(r["options"] or "[]")
+            ),
+        )
+        for r in facts["items"].iter_rows(named=True)
+    ]
+    protocol = facts["protocols"][-1] if facts["protocols"] else None
+    primary = _primary(facts)
+    design_event = next(
+        (
+            ev["payload"]
+            for ev in reversed(facts["events"])
+            if ev["action"] == "assignments.persist"
+        ),
+        {},
+    )
+    plan = [
+        ("primary item", primary.get("item", TO_COMPLETE)),
+        ("margin", primary.get("margin", "—")),
+        ("direction", primary.get("direction", "from the item")),
+        ("one-sided alpha", primary.get("alpha", 0.025)),
+        ("method", primary.get("method", "t")),
+        ("sensitivity methods", ", ".join(primary.get("sensitivity_methods") or []) or "—"),
+        ("assignment algorithm", ", ".join(design_event.get("algorithm") or []) or "—"),
+        (
+            "assignment design",
+            "; ".join(
+                f"{k} {v}" for k, v in (design_event.get("design") or {}).items() if k != "raters"
+            )
+            or "—",
+        ),
+        ("ratings collected", facts["origin"].get("origin", "—")),
+    ]
+    what = {
+        "protocol.lock": "protocol version {version} locked",
+        "assignments.persist": "assignments stored",
+        "study.rating": "rating opened",
+        "study.closed": "rating closed",
+        "study.unblinded": "unblinded",
+    }
+    timeline = [
+        (
+            str(ev["occurred_at"])[:19],
+            what[ev["action"]].format(version=ev["payload"].get("version", "")),
+            ev["actor"],
+            ev["seq"],
+        )
+        for ev in facts["events"]
+        if ev["action"] in what
+    ]
+    return (
+        "<h3>Timeline (UTC, from the audit trail)</h3>"
+        + _table(("when", "what", "by", "audit event"), timeline)
+        + "<h3>Arms</h3>"
+        + _table(
+            ("arm", "kind", "label", "model", "model version", "author role", "answers"), arm_rows
+        )
+        + "<h3>Instruments</h3>"
+        + _table(("key", "version", "title", "content hash", "source"), instruments)
+        + "<h3>Items</h3>"
+        + _table(
+            ("item", "instrument", "wording", "type", "level", "direction", "rated per", "values"),
+            items,
+        )
+        + "<h3>Analysis plan (locked protocol"
+        + (
+            f" version {e(protocol['version'])}, hash <code>{e(protocol['content_hash'])}</code>"
+            if protocol
+            else ""
+        )
+        + ")</h3>"
+        + _table(("", ""), plan)
+    )
+
+
+def _flow(facts: Mapping[str, Any]) -> str:
+    flow = facts["flow"]
+    ratings: pl.DataFrame = facts["ratings"]
+    rated_cases = ratings.get_column("case").n_unique() if ratings.height else 0
+    rated_raters = ratings.get_column("rater").n_unique() if ratings.height else 0
+    not_assigned = flow["cases"] - flow["cases_assigned"]
+    boxes = [
+        f"{flow['cases']} cases imported",
+        f"{flow['cases_assigned']} cases assigned to {flow['raters_assigned']} raters "
+        f"({flow['assignments']} assignments)",
+        f"{flow['done']} assignments rated; {flow['skipped']} skipped; "
+        f"{flow['assignments'] - flow['done'] - flow['skipped']} not rated",
+        f"{rated_cases} cases and {rated_raters} raters in the export ({ratings.height} ratings)",
+    ]
+    flow_html = (
+        '<div class="flow">'
+        + " → ".join(f'<div class="box">{e(b)}</div>' for b in boxes)
+        + "</div>"
+    )
+    exclusions = [
+        ("cases imported but never assigned", not_assigned, "not in the assignment design"),
+        ("assignments skipped by their rater", flow["skipped"], "reasons below"),
+        (
+            "assignments not rated (yet)",
+            flow["assignments"] - flow["done"] - flow["skipped"],
+            "rating stopped before they were done",
+        ),
+        ("cases flagged as faulty (kept, not excluded)", flow["flagged"], "reasons below"),
+    ]
+    flags: pl.DataFrame = facts["case_flags"]
+    flag_rows = [
+        (r["kind"], r["case_id"], r["rater"], r["reason"]) for r in flags.iter_rows(named=True)
+    ]
+    raters: pl.DataFrame = facts["raters"]
+    by_specialty = (
+        raters.group_by("specialty")
+        .agg(pl.len().alias("raters"), pl.col("done").sum())
+        .sort("specialty")
+        if raters.height
+        else raters
+    )
+    per_rater = [
+        (r["rater"], r["specialty"], r["assignments"], r["done"])
+        for r in raters.iter_rows(named=True)
+    ]
+    return (
+        flow_html
+        + "<h3>Exclusions and why</h3>"
+        + _table(("what", "count", "why"), exclusions)
+        + "<p>No rater or rating is excluded automatically; flagged raters and cases stay in "
+        "every analysis unless the protocol says otherwise.</p>"
+        + (
+            "<h3>Skipped and flagged cases</h3>"
+            + _table(("kind", "case", "rater", "reason"), flag_rows)
+            if flag_rows
+            else ""
+        )
+        + "<h3>Raters</h3>"
+        + _table(
+            ("specialty", "raters", "assignments done"),
+            [
+                (r["specialty"] or "not recorded", r["raters"], r["done"])
+                for r in by_specialty.iter_rows(named=True)
+            ],
+        )
+        + "<details><summary>Per rater</summary>"
+        + _table(("rater", "specialty", "assignments", "done"), per_rater)
+        + "</details>"
+    )
+
+
+def _agreement(facts: Mapping[str, Any], figures: _Figures) -> str:
+    table: pl.DataFrame | None = facts["results"].get("agreement")
+    if table is None or table.height == 0 or "statistic" not in table.columns:
+        return "<p>No item could be analysed for agreement.</p>"
+    rows = [
+        (
+            r["item"],
+            r["statistic"],
+            r.get("variant") or "",
+            _num(r.get("estimate")),
+            f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+            r.get("n_units") or "",
+            r.get("n_raters") or "",
+            r.get("method") or "",
+            r.get("note") or "",
+        )
+        for r in table.iter_rows(named=True)
+        if r.get("applicable") is not False or r["statistic"] == "krippendorff_alpha"
+    ]
+    alpha = [
+        {
+            "label": r["item"],
+            "estimate": r.get("estimate"),
+            "ci_low": r.get("ci_low"),
+            "ci_high": r.get("ci_high"),
+        }
+        for r in table.filter(pl.col("statistic") == "krippendorff_alpha").iter_rows(named=True)
+    ]
+    return (
+        "<p>Pooled over arms; unit: the answer rated (pairwise items: the case, value: the "
+        "chosen arm or tie). Each item at its declared level of measurement, over its declared "
+        "scale. Cohen's kappa per rater pair is left out here.</p>"
+        + _forest(
+            alpha, title="Krippendorff's alpha per item (95% CI)", figures=figures, x_title="alpha"
+        )
+        + _table(
+            (
+                "item",
+                "statistic",
+                "variant",
+                "estimate",
+                "95% CI",
+                "units",
+                "raters",
+                "method",
+                "note",
+            ),
+            rows,
+        )
+    )
+
+
+def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
+    ni: pl.DataFrame | None = facts["results"].get("noninferiority")
+    parts = []
+    if ni is None or ni.height == 0:
+        parts.append(
+            "<p>The protocol plans no non-inferiority endpoint that could be analysed.</p>"
+        )
+    else:
+        for statistic, unit in (("mean_difference", "points"), ("risk_difference", "proportion")):
+            rows = (
+                ni.filter(pl.col("statistic") == statistic)
+                if "statistic" in ni.columns
+                else ni.head(0)
+            )
+            if rows.height == 0:
+                continue
+            plotted = []
+            for r in rows.iter_rows(named=True):
+                margin = r.get("margin")
+                at = None
+                if margin is not None:
+                    at = -margin if r.get("direction") == "higher" else margin
+                plotted.append(
+                    {
+                        "label": f"{r['item']} ({r.get('role')}, {r.get('variant') or r.get('method') or ''})"[
+                            :80
+                        ],
+                        "estimate": r.get("estimate"),
+                        "ci_low": r.get("ci_low"),
+                        "ci_high": r.get("ci_high"),
+                        "margin_at": at,
+                    }
+                )
+            parts.append(
+                _forest(
+                    plotted,
+                    title=f"{statistic.replace('_', ' ')}: test arm minus reference arm",
+                    figures=figures,
+                    x_title=f"difference ({unit})",
+                )
+            )
+        parts.append(
+            _table(
+                (
+                    "item",
+                    "role",
+                    "statistic",
+                    "method",
+                    "estimate",
+                    "interval",
+                    "p",
+                    "p (Holm)",
+                    "H0",
+                    "H1",
+                    "conclusion",
+                ),
+                [
+                    (
+                        r["item"],
+                        r.get("role") or "",
+                        r.get("statistic") or "",
+                        r.get("method") or r.get("note") or "",
+                        _num(r.get("estimate")),
+                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+                        _num(r.get("p_value"), 4),
+                        _num(r.get("p_adjusted"), 4),
+                        r.get("h0") or "",
+                        r.get("h1") or "",
+                        r.get("conclusion") or r.get("note") or "",
+                    )
+                    for r in ni.iter_rows(named=True)
+                ],
+            )
+        )
+    preference: pl.DataFrame | None = facts["results"].get("preference")
+    if preference is not None and preference.height:
+        parts.append(_preference(preference, figures))
+    return "".join(parts)
+
+
+def _preference(preference: pl.DataFrame, figures: _Figures) -> str:
+    import plotly.graph_objects as go
+
+    shares = (
+        preference.filter(pl.col("statistic") == "win_rate")
+        if "statistic" in preference.columns
+        else preference.head(0)
+    )
+    fig = go.Figure()
+    for variant in ("win", "tie", "loss"):
+        part = shares.filter(pl.col("variant") == variant)
+        fig.add_trace(
+            go.Bar(
+                x=part.get_column("estimate").to_list(),
+                y=[
+                    e(f"{i}: {c} vs {o}")
+                    for i, c, o in part.select("item", "competitor", "opponent").iter_rows()
+                ],
+                orientation="h",
+                name=variant,
+            )
+        )
+    fig.update_layout(
+        barmode="stack",
+        height=160 + 40 * max(1, shares.height // 3),
+        xaxis_title="share",
+        margin={"l": 220, "r": 30},
+    )
+    rows = [
+        (
+            r["item"],
+            r["statistic"],
+            r.get("variant") or "",
+            r.get("competitor") or "",
+            r.get("opponent") or "",
+            _num(r.get("estimate")),
+            f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+            _num(r.get("p_value"), 4),
+            r.get("note") or "",
+        )
+        for r in preference.iter_rows(named=True)
+    ]
+    return (
+        "<h3>Pairwise preference</h3>"
+        + (figures.add(fig, "Which response is better: win, tie, loss") if shares.height else "")
+        + _table(
+            (
+                "item",
+                "statistic",
+                "variant",
+                "competitor",
+                "opponent",
+                "estimate",
+                "95% CI",
+                "p",
+                "note",
+            ),
+            rows,
+        )
+    )
+
+
+def _distributions(facts: Mapping[str, Any], figures: _Figures) -> str:
+    import plotly.graph_objects as go
+
+    ratings: pl.DataFrame = facts["ratings"]
+    numeric = ratings.filter(pl.col("arm").is_not_null() & pl.col("value").is_not_null())
+    if numeric.height == 0:
+        return "<p>No numeric ratings per answer.</p>"
+    parts = []
+    for (item,), rows in numeric.group_by("item", maintain_order=True):
+        counts = (
+            rows.group_by("arm", "value")
+            .agg(pl.len().alias("n"))
+            .with_columns((pl.col("n") / pl.col("n").sum().over("arm")).alias("share"))
+            .sort("arm", "value")
+        )
+        fig = go.Figure()
+        for (arm,), part in counts.group_by("arm", maintain_order=True):
+            fig.add_trace(
+                go.Bar(
+                    x=[_num(v, 1) for v in part.get_column("value").to_list()],
+                    y=part.get_column("share").to_list(),
+                    name=e(arm),
+                )
+            )
+        fig.update_layout(
+            barmode="group",
+            height=300,
+            xaxis_title="value",
+            yaxis_title="share of ratings",
+            margin={"l": 60},
+        )
+        parts.append(figures.add(fig, f"{item}: distribution by arm"))
+    describe: pl.DataFrame | None = facts["results"].get("describe")
+    if describe is not None and describe.height:
+        keep = [
+            c
+            for c in (
+                "item",
+                "arm",
+                "n",
+                "missing",
+                "mean",
+                "sd",
+                "median",
+                "q1",
+                "q3",
+                "min",
+                "max",
+            )
+            if c in describe.columns
+        ]
+        parts.append(
+            _table(
+                keep,
+                [[_num(v) for v in row] for row in describe.select(keep).iter_rows()],
+                raw=True,
+            )
+        )
+    return "".join(parts)
+
+
+def _blinding(facts: Mapping[str, Any], figures: _Figures) -> str:
+    text = (
+        "<p>Raters saw the answers under neutral labels (Response A, B, ...) in an order fixed by "
+        "the seeded design; arms, models and authors never reached their browsers, and no rater "
+        "was assigned a case whose answer they wrote. The assignment seed was sealed at the lock "
+        f"({e(facts['seed'].get('note'))}).</p>"
+    )
+    table: pl.DataFrame | None = facts["results"].get("blinding")
+    if table is None or table.height == 0:
+        return (
+            text
+            + "<p>The study did not ask raters to guess the source of answers (the built-in <code>source_guess</code> instrument): no blinding index.</p>"
+        )
+    rows = [
+        {
+            "label": f"{r.get('statistic')} {r.get('arm') or ''}",
+            "estimate": r.get("estimate"),
+            "ci_low": r.get("ci_low"),
+            "ci_high": r.get("ci_high"),
+        }
+        for r in table.iter_rows(named=True)
+    ]
+    return (
+        text
+        + _forest(rows, title="Blinding indices (95% CI)", figures=figures, x_title="index")
+        + _table(
+            ("statistic", "arm", "estimate", "95% CI", "guesses", "note"),
+            [
+                (
+                    r.get("statistic") or "",
+                    r.get("arm") or "",
+                    _num(r.get("estimate")),
+                    f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+                    r.get("n_guesses") or "",
+                    r.get("note") or "",
+                )
+                for r in table.iter_rows(named=True)
+            ],
+        )
+    )
+
+
+def _deviations(facts: Mapping[str, Any]) -> str:
+    locks = {
+        ev["payload"].get("version"): ev
+        for ev in facts["events"]
+        if ev["action"] == "protocol.lock"
+    }
+    later = [p for p in facts["protocols"] if p["version"] > 1]
+    rows = [
+        (
+            p["version"],
+            p["locked_at"],
+            p["locked_by"],
+            p["reason"] or "",
+            p["content_hash"],
+            locks.get(p["version"], {}).get("seq", "—"),
+        )
+        for p in later
+    ]
+    unknown: pl.DataFrame = facts["unknown_provenance"]
+    unknown_rows = [
+        (r["arm_id"], r["field"], r["level"], r["answers"], r["consequence"])
+        for r in unknown.iter_rows(named=True)
+    ]
+    out = (
+        _table(("version", "locked at (UTC)", "by", "reason", "content hash", "audit event"), rows)
+        if rows
+        else "<p>None: the protocol locked as version 1 was never amended.</p>"
+    )
+    if unknown_rows:
+        out += "<h3>Provenance the sources never recorded</h3>" + _table(
+            ("arm", "field", "level", "answers", "consequence"), unknown_rows
+        )
+    origin = facts["origin"].get("origin")
+    if origin in ("imported", "mixed"):
+        out += (
+            f"<p>Ratings were {'all' if origin == 'imported' else 'partly'} imported from "
+            "elsewhere, not collected blind in Clinval.</p>"
+        )
+    return out
+
+
+# --- reporting guidelines ----------------------------------------------------------------------
+
+
+def _llm_arms(facts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in facts["arms"].iter_rows(named=True) if r["kind"] == "llm"]
+
+
+def _tripod_items(facts: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(section, topic, what the data says as HTML, or None: to be completed)."""
+    llm = _llm_arms(facts)
+    ratings: pl.DataFrame = facts["ratings"]
+    flow = facts["flow"]
+    raters: pl.DataFrame = facts["raters"]
+    primary = _primary(facts)
+    protocol = facts["protocols"][-1] if facts["protocols"] else None
+    models = "; ".join(
+        f"{e(a['model_name'])} version {e(a['model_version'])} (arm {e(a['arm_id'])})" for a in llm
+    )
+    dates = "; ".join(
+        f"arm {e(a['arm_id'])}: answers generated {e(a['first_generated'] or 'not recorded')} to "
+        f"{e(a['last_generated'] or 'not recorded')}"
+        for a in llm
+    )
+    submitted = ratings.get_column("submitted_at").drop_nulls() if ratings.height else None
+    rating_period = (
+        f"ratings submitted {e(str(submitted.min())[:19])} to {e(str(submitted.max())[:19])} (UTC)"
+        if submitted is not None and submitted.len()
+        else "no ratings submitted"
+    )
+    prompts = "".join(
+        f"<p>Arm {e(a['arm_id'])}: {e(a['prompts'])} distinct prompt(s), "
+        f"{e(a['system_prompts'])} system prompt(s), {e(a['parameter_sets'])} parameter set(s)"
+        f"{'; parameters ' + '<code>' + e(a['example_parameters']) + '</code>' if a['example_parameters'] else ''}."
+        f"{'<pre>' + e(a['example_prompt']) + '</pre>' if a['example_prompt'] else ''}"
+        f"{'System prompt:<pre>' + e(a['example_system_prompt']) + '</pre>' if a['example_system_prompt'] else ''}</p>"
+        for a in llm
+    )
+    specialties = (
+        ", ".join(
+            f"{e(s or 'not recorded')} {n}"
+            for s, n in raters.group_by("specialty").agg(pl.len()).sort("specialty").iter_rows()
+        )
+        if raters.height
+        else "none"
+    )
+    agreement = facts["results"].get("agreement")
+    alpha = (
+        "; ".join(
+            f"{e(r['item'])} {_num(r.get('estimate'))} ({_num(r.get('ci_low'))} to {_num(r.get('ci_high'))})"
+            for r in agreement.filter(pl.col("statistic") == "krippendorff_alpha").iter_rows(
+                named=True
+            )
+        )
+        if agreement is not None and "statistic" in agreement.columns
+        else ""
+    )
+    ni = facts["results"].get("noninferiority")
+    primary_result = (
+        " ".join(
+            f"{e(r.get('variant') or r.get('statistic'))}: {e(r.get('conclusion') or r.get('note'))}"
+            for r in ni.filter(pl.col("role") == "primary").iter_rows(named=True)
+        )
+        if ni is not None and "role" in ni.columns
+        else ""
+    )
+    fewest, most = flow["fewest_raters_per_case"], flow["most_raters_per_case"]
+    per_case = (
+        (f"{fewest}" if fewest == most else f"{fewest} to {most}") if fewest is not None else None
+    )
+    return [
+        (
+            "Title and abstract",
+            "Title: identifies the study as evaluating an LLM, the task and the setting",
+            None,
+        ),
+        (
+            "Title and abstract",
+            "Abstract: structured summary of objectives, LLM, data, evaluation and results",
+            None,
+        ),
+        ("Introduction", "Background: the clinical task and the rationale for using an LLM", None),
+        (
+            "Introduction",
+            "Objectives: the research question and hypotheses",
+            (
+                f"Non-inferiority of the LLM arm against the reference arm on "
+                f"<code>{e(primary.get('item'))}</code>, margin {e(primary.get('margin'))}, "
+                f"one-sided alpha {e(primary.get('alpha', 0.025))} (locked protocol)."
+            )
+            if primary.get("item")
+            else None,
+        ),
+        (
+            "Methods: data",
+            "Data sources: where the cases and answers come from; dates",
+            f"{flow['cases']} cases, {flow['answers']} answers from {facts['arms'].height} arms"
+            + (" (synthetic demo data)" if facts["study"].get("synthetic") else "")
+            + f"; {dates or 'no LLM arm'}; {rating_period}.",
+        ),
+        (
+            "Methods: data",
+            "Data preparation: how cases were selected, cleaned and de-identified",
+            None,
+        ),
+        (
+            "Methods: LLM",
+            "Model names, versions and access (API or local), date of use",
+            (models + ". Access route: " + TO_COMPLETE + ".") if llm else None,
+        ),
+        (
+            "Methods: LLM",
+            "Prompts, system prompts and generation parameters; prompt development",
+            (prompts + "How the prompts were developed: " + TO_COMPLETE + ".") if llm else None,
+        ),
+        ("Methods: LLM", "Fine-tuning, retrieval augmentation or other adaptation", None),
+        (
+            "Methods: outcomes",
+            "Outcomes and how they were assessed: instrument, items, scales",
+            "; ".join(
+                f"{e(i['key'])} {e(i['version'])} ({e(i['title'])})" for i in facts["instruments"]
+            )
+            + ". Item wording, scales and levels: see Design and the codebook.",
+        ),
+        (
+            "Methods: annotation",
+            "Annotation process: number of raters, their expertise, assignment, training",
+            f"{raters.height} raters (specialty: {specialties}); "
+            f"{e(per_case) if per_case else 'assigned'} raters per case; "
+            f"{flow['assignments']} assignments by a seeded design. Rater training and "
+            f"calibration: {TO_COMPLETE}.",
+        ),
+        (
+            "Methods: annotation",
+            "Blinding of raters to the source of answers",
+            "Answers shown under neutral labels in a seeded order; no arm, model or author reaches "
+            "the rater's browser; no rater rates their own answer"
+            + (
+                "; raters guessed each answer's source (blinding indices reported)."
+                if "blinding" in facts["results"]
+                else "."
+            ),
+        ),
+        (
+            "Methods: analysis",
+            "Statistical methods: estimand, margin, methods, multiplicity, agreement statistics",
+            f"Test minus reference; method {e(primary.get('method', 't'))}"
+            + (
+                f", sensitivity {e(', '.join(primary.get('sensitivity_methods') or []))}"
+                if primary.get("sensitivity_methods")
+                else ""
+            )
+            + "; secondary endpoints Holm-adjusted; agreement: Krippendorff's alpha at each item's "
+            "level with unit-bootstrap CIs, Fleiss', Randolph's kappa, Gwet's AC1/AC2, ICC.",
+        ),
+        ("Methods: analysis", "Sample size and its rationale", None),
+        (
+            "Open science",
+            "Protocol: where it can be accessed; registration",
+            (
+                f"Locked protocol version {e(protocol['version'])}, SHA-256 "
+                f"<code>{e(protocol['content_hash'])}</code>. Registration: {TO_COMPLETE}."
+            )
+            if protocol
+            else None,
+        ),
+        ("Open science", "Funding, conflicts of interest, data and code availability", None),
+        ("Open science", "Patient and public involvement", None),
+        (
+            "Results",
+            "Flow of cases and raters, with exclusions",
+            f"See Flow: {flow['cases']} cases, {flow['assignments']} assignments, {flow['done']} "
+            f"rated, {flow['skipped']} skipped, {flow['flagged']} flagged.",
+        ),
+        ("Results", "Inter-rater agreement", f"Krippendorff's alpha: {alpha}." if alpha else None),
+        ("Results", "Performance: primary and secondary results", primary_result or None),
+        ("Discussion", "Interpretation, limitations, implications for practice", None),
+    ]
+
+
+def _guideline(items: list[tuple[str, str, str | None]], citation: str) -> str:
+    rows = [
+        (e(section), e(topic), filled if filled else f'<span class="todo">{TO_COMPLETE}</span>')
+        for section, topic, filled in items
+    ]
+    return (
+        f"<p>Topics of the checklist ({e(citation)}), paraphrased; the numbering is the "
+        "checklist's own. Filled from the study's data where it can be.</p>"
+        + _table(("section", "topic", "from this study"), rows, raw=True)
+    )
+
+
+def _decide(facts: Mapping[str, Any]) -> str:
+    llm = _llm_arms(facts)
+    raters: pl.DataFrame = facts["raters"]
+    items = [
+        (
+            "AI system",
+            "Identification of the AI system (name, version)",
+            "; ".join(f"{e(a['model_name'])} {e(a['model_version'])}" for a in llm) or None,
+        ),
+        (
+            "Participants",
+            "Users: number and characteristics of the people who used or judged the system",
+            f"{raters.height} clinician raters; specialties as in Flow.",
+        ),
+        ("Implementation", "Setting, integration into the clinical workflow", None),
+        ("Safety", "Errors and harms observed, and how they were handled", None),
+        ("Human factors", "Usability, learning curve, user trust", None),
+    ]
+    return (
+        "<p>DECIDE-AI applies to the early live clinical evaluation of AI decision support. This "
+        "study rates answers offline; the items below apply only where the LLM is also used in "
+        "care.</p>" + _guideline(items, DECIDE_AI)
+    )
+
+
+def _reproducibility(facts: Mapping[str, Any]) -> str:
+    seed = facts["seed"]
+    protocol = facts["protocols"][-1] if facts["protocols"] else None
+    rows = [
+        (
+            "audit chain head",
+            f"<code>{e(facts['audit_head'])}</code> (event {e(facts['audit_seq'])})",
+        ),
+        ("protocol hash", f"<code>{e(protocol['content_hash'])}</code>" if protocol else "—"),
+        (
+            "assignment seed",
+            e(seed.get("seed")) if seed.get("seed") is not None else e(seed.get("note")),
+        ),
+        ("seed commitment", f"<code>{e(seed.get('commitment'))}</code>"),
+    ]
+    return (
+        _table(("", ""), rows, raw=True)
+        + "<p>The bundle's <code>manifest.json</code> records the package versions, the analysis "
+        "seed and the SHA-256 of every file; <code>python -m study audit verify --expect "
+        "HASH</code> shows that the audit chain still holds this head.</p>"
+    )
