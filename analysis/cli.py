@@ -9,6 +9,8 @@ Usage (``--format json`` for machines, ``--format table``, the default, for peop
         farrington-manning|miettinen-nurminen [--pair COL] [--case COL] [--rater COL] \\
         [--alpha A] [--direction higher|lower] [--welch]
     python -m analysis preference FILE --a COL --b COL --winner COL [--position COL]
+    python -m analysis rubric FILE --unit COL --rater COL --met COL [--case COL --points COL] \\
+        [--arm COL] [--tag COL] [--grader RATER] [--boot N] [--seed S]
 
 FILE is CSV (``.csv``, ``.tsv``, anything else) or Parquet (``.parquet``, ``.pq``), one row per
 rating (or per comparison for ``preference``). Missing values: an empty cell, ``NA`` (R's
@@ -529,6 +531,89 @@ def run_describe(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     return describe(df, value=args.value, arm=args.arm, by=args.by)
 
 
+def run_rubric(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
+    """``rubric``: HealthBench scores (with ``--case`` and ``--points``) and its agreement."""
+    from analysis.rubric import healthbench_agreement, rubric_score
+
+    if (args.case is None) != (args.points is None):
+        raise AnalysisError("--case and --points go together: give both for the score, or neither")
+    if args.case is None:
+        for name in ("arm", "tag"):
+            if getattr(args, name) is not None:
+                raise AnalysisError(
+                    f"--{name} would be ignored: it applies to the score, which needs --case "
+                    "and --points"
+                )
+    if args.seed is not None and args.boot == 0:
+        raise AnalysisError("--seed has no effect with --boot 0 (no bootstrap); drop one of them")
+    used = [args.unit, args.rater, args.met] + [
+        c for c in (args.case, args.points, args.arm, args.tag) if c is not None
+    ]
+    require_plain_columns(df, used, value=args.met)
+    seed = args.seed
+    if seed is None and args.boot:
+        from analysis._random import draw_seed
+
+        seed = draw_seed()  # one seed for both statistics, reported on every row
+    frames = []
+    if args.case is not None:
+        frames.append(
+            rubric_score(
+                df,
+                unit=args.unit,
+                rater=args.rater,
+                met=args.met,
+                case=args.case,
+                points=args.points,
+                arm=args.arm,
+                tag=args.tag,
+                boot=args.boot,
+                ci=args.ci,
+                seed=seed,
+            )
+        )
+    try:
+        frames.append(
+            healthbench_agreement(
+                df,
+                unit=args.unit,
+                rater=args.rater,
+                met=args.met,
+                grader=args.grader,
+                boot=args.boot,
+                ci=args.ci,
+                seed=seed,
+            )
+        )
+    except AnalysisError as exc:
+        if args.case is None:
+            raise  # agreement is all that was asked for
+        # the scores stand without it (e.g. one rater so far): say why there is no agreement
+        frames.append(
+            pl.DataFrame(
+                {
+                    C.STATISTIC: ["healthbench_agreement"],
+                    C.APPLICABLE: [False],
+                    C.NOTE: [str(exc)],
+                }
+            )
+        )
+    result = pl.concat(frames, how="diagonal_relaxed")
+    return _with_parameters(
+        result,
+        {
+            "unit_column": args.unit,
+            "rater_column": args.rater,
+            "met_column": args.met,
+            "case_column": args.case,
+            "points_column": args.points,
+            "arm_column": args.arm,
+            "tag_column": args.tag,
+            "grader": args.grader,
+        },
+    )
+
+
 def run_by(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     """``--by COL``: the command once per value of COL, each result row led by that value.
 
@@ -603,6 +688,8 @@ def to_json(frame: pl.DataFrame) -> str:
 _KEY_COLUMNS = (
     C.STATISTIC,
     C.VARIANT,
+    C.ARM,
+    C.RATER,
     C.COMPETITOR,
     C.OPPONENT,
     C.RATER_A,
@@ -707,7 +794,8 @@ SEED_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m analysis",
-        description="Agreement, non-inferiority and pairwise preference on a long-format file.",
+        description="Agreement, non-inferiority, pairwise preference and rubric scores on a "
+        "long-format file.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -817,6 +905,29 @@ def build_parser() -> argparse.ArgumentParser:
     pref.add_argument("--seed", type=int, default=None, help=SEED_HELP)
     pref.add_argument("--ci", type=float, default=0.95, help="confidence level")
     pref.set_defaults(run=run_preference)
+
+    rubric = sub.add_parser(
+        "rubric", help="HealthBench rubric scores and met/not-met agreement (balanced F1)"
+    )
+    common(rubric)
+    rubric.add_argument("--unit", required=True, help="unit column: one answer x criterion")
+    rubric.add_argument("--rater", required=True, help="rater column")
+    rubric.add_argument("--met", required=True, help="met column: true/false, 1/0 or yes/no")
+    rubric.add_argument("--case", default=None, help="case column (with --points: the score)")
+    rubric.add_argument("--points", default=None, help="points column (negative allowed)")
+    rubric.add_argument("--arm", default=None, help="score each arm apart (with --case)")
+    rubric.add_argument(
+        "--tag", default=None, help="tags column, ';'-separated: a score per tag (with --case)"
+    )
+    rubric.add_argument(
+        "--grader", default=None, help="a rater id that is a model grader: compared with the others"
+    )
+    rubric.add_argument(
+        "--boot", type=_boot, default=1000, help=f"bootstrap replicates, 0..{MAX_BOOT:,}"
+    )
+    rubric.add_argument("--seed", type=int, default=None, help=SEED_HELP)
+    rubric.add_argument("--ci", type=float, default=0.95, help="confidence level")
+    rubric.set_defaults(run=run_rubric)
     return parser
 
 

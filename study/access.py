@@ -114,13 +114,15 @@ PERMISSIONS: dict[str, Permission] = {
     "design_study": Permission(
         frozenset({"coordinator"}),
         "study",
-        "import cases, arms and answers, remove those a draft does not use, see answers with "
+        "import cases, arms and answers (HealthBench files too), remove those a draft does not "
+        "use, see answers with "
         "their arms and authors, attach instruments, lock the first protocol, preview and make "
         "assignments",
         (
             "content.import_cases",
             "content.import_arms",
             "content.import_answers",
+            "content.import_healthbench",
             "content.add_cases",
             "content.add_arms",
             "content.add_arm",
@@ -211,12 +213,14 @@ PERMISSIONS: dict[str, Permission] = {
         frozenset({"statistician"}),
         "study",
         "export the ratings with their arms, their codebook, the study report and the "
-        "reproducibility bundle (a person: only once the study is unblinded)",
+        "reproducibility bundle, and analyse a rubric study by arm (a person: only once the "
+        "study is unblinded)",
         (
             "exports.export_ratings_long",
             "exports.write_bundle",
             "exports.bundle_zip",
             "analyses.planned_results",
+            "analyses.rubric_results",
         ),
     ),
     "unblind": Permission(

@@ -273,6 +273,18 @@ def _import(kind: str) -> Callable[[argparse.Namespace, TextIO], int]:
     return command
 
 
+def cmd_import_healthbench(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import content
+
+    _check_id_text("--study", args.study)
+    path = _text_file(_existing_file(args.file))
+    with _open_store(args.db, create=False) as store:
+        results = content.import_healthbench(store, _caller(), args.study, path)
+    for result in results:
+        print(f"{args.study}: {result}", file=out)
+    return EXIT_OK
+
+
 def cmd_import_ratings(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import rating_imports
 
@@ -449,7 +461,9 @@ def cmd_instruments_show(args: argparse.Namespace, out: TextIO) -> int:
             item.direction,
             item.scope,
             "yes" if item.required else "no",
-            " | ".join(f"{o.value}={o.label}" for o in item.options),
+            "each criterion of the case: met | not met"
+            if item.per_case_criteria
+            else " | ".join(f"{o.value}={o.label}" for o in item.options),
         )
         for item in instrument.items
     ]
@@ -924,6 +938,21 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("file", type=_path, metavar="FILE")
         p.set_defaults(func=_import(kind))
+
+    p = commands.add_parser(
+        "import-healthbench",
+        parents=[common, study],
+        help="import a HealthBench .jsonl file: conversations, their rubrics, ideal completions",
+        description=(
+            "Import HealthBench's JSONL as published (prompt, prompt_id, rubrics, example_tags, "
+            "ideal_completions_data) into a draft study: each conversation becomes a case with "
+            "its rubric criteria, each ideal completion an answer of the clinician arm "
+            "healthbench_physicians. All lines are checked first: one problem anywhere and "
+            "nothing is stored. Model answers come in with import-answers."
+        ),
+    )
+    p.add_argument("file", type=_path, metavar="FILE")
+    p.set_defaults(func=cmd_import_healthbench)
 
     p = commands.add_parser(
         "remove",

@@ -388,7 +388,7 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
     from study.access import system_caller
     from study.assignment import design_assignments
     from study.instruments import get_builtin
-    from study.services import content, design, instruments, lifecycle, people, rating, studies
+    from study.services import content, design, instruments, lifecycle, people, studies
 
     builder = system_caller("demo")
     raters = read_raters()
@@ -404,6 +404,16 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
             user_id=str(person["user_id"]),
         )
 
+    # the rubric study is created first (screens list the newest study first, so the main demo
+    # stays the one shown by default) and filled last (so the main demo's rows keep their ids)
+    rubric_id = studies.create_study(
+        store,
+        builder,
+        RUBRIC_STUDY_NAME,
+        study_id=RUBRIC_STUDY_ID,
+        synthetic=True,
+        description=RUBRIC_DESCRIPTION,
+    )
     study_id = studies.create_study(
         store,
         builder,
@@ -451,6 +461,22 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
     )
     design.persist_assignments(store, builder, study_id, assignments, presentations, seed=seed)
     lifecycle.start_rating(store, builder, study_id)
+    _rate_main(store, study_id, rater_ids, assignments, presentations, answers, seed)
+    _fill_rubric(store, builder, rubric_id, seed=seed)
+    return study_id
+
+
+def _rate_main(
+    store: Any,
+    study_id: str,
+    rater_ids: list[str],
+    assignments: pl.DataFrame,
+    presentations: pl.DataFrame,
+    answers: pl.DataFrame,
+    seed: int,
+) -> None:
+    """Submit the simulated ratings of the main demo study, each rater as themselves."""
+    from study.services import people, rating
 
     words = {a: len(t.split()) for a, t in answers.select("answer_id", "text").iter_rows()}
     simulated = simulate_ratings(
@@ -472,7 +498,110 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
             submission["values"],
             seconds=submission["seconds"],
         )
-    return study_id
+
+
+# --- the rubric demo -----------------------------------------------------------------------------
+
+RUBRIC_STUDY_ID = "demo-rubric-conversations"
+RUBRIC_STUDY_NAME = "Demo: rubric conversations (synthetic)"
+RUBRIC_DESCRIPTION = (
+    "Synthetic demo data written for Clinval; not real patients. Four invented two-turn health "
+    "conversations with HealthBench-style rubric criteria (points, negative for behaviour to "
+    "avoid), each answered by a clinician and by a demo LLM; two demo raters mark every "
+    "criterion met or not met; ratings of one rater simulated (study.demo)."
+)
+RUBRIC_DIR = DEMO_DIR / "rubric"
+RUBRIC_RATERS = ("demo-rater-05", "demo-rater-06")
+"""Demo raters who also rate the rubric study (not demo-rater-01, whose screen the browser
+tests drive, and not the coordinator or statistician, who stay in the main study alone)."""
+RUBRIC_SIMULATED = "demo-rater-06"
+"""The rater whose rubric ratings are simulated; demo-rater-05's queue is left to a newcomer."""
+RUBRIC_MET = {
+    "rubric-001:clinician": {"c1", "c2", "c3", "c5"},
+    "rubric-001:llm_a": {"c2", "c3", "c5"},
+    "rubric-002:clinician": {"c1", "c2", "c3"},
+    "rubric-002:llm_a": {"c1", "c2", "c3"},
+    "rubric-003:clinician": {"c1", "c2", "c4"},
+    "rubric-003:llm_a": {"c1", "c2"},
+    "rubric-004:clinician": {"c1", "c2", "c3"},
+    "rubric-004:llm_a": {"c1", "c2", "c3"},
+}
+"""Which criteria each demo answer meets as written (the simulated rater misjudges a few)."""
+RUBRIC_SLIP = 0.1
+"""Chance that the simulated rater marks a criterion the other way."""
+
+
+def _fill_rubric(store: Any, builder: Any, study_id: str, *, seed: int) -> None:
+    """The rubric demo study (created as a draft), through the services as a coordinator would
+    build it; left in rating, with one rater's assignments rated by the seeded model above and
+    the other's open."""
+    from study.assignment import design_assignments
+    from study.instruments import get_builtin
+    from study.services import content, design, instruments, lifecycle, people, rating
+
+    for rater in RUBRIC_RATERS:
+        people.grant_role(store, builder, study_id, rater, "rater")
+    content.import_arms(store, builder, study_id, RUBRIC_DIR / "arms.csv")
+    content.import_cases(store, builder, study_id, RUBRIC_DIR / "cases.jsonl")
+    content.import_answers(store, builder, study_id, RUBRIC_DIR / "answers.jsonl")
+    instrument = get_builtin("healthbench_rubric")
+    key, version = instruments.add_instrument(store, builder, instrument)
+    instruments.attach_instrument(store, builder, study_id, key, version)
+    design.lock_protocol(
+        store,
+        builder,
+        study_id,
+        {
+            "title": RUBRIC_STUDY_NAME,
+            "synthetic": True,
+            "instrument": {"key": key, "version": version},
+            "arms": {"test": TEST_ARM, "reference": REFERENCE_ARM},
+            "primary_endpoint": {
+                "item": "rubric",
+                "name": "HealthBench score (points of met criteria over positive points)",
+                "estimand": "mean difference test - reference of per-answer scores",
+                "margin": 0.1,
+                "direction": "higher",
+                "alpha": 0.025,
+                "method": "t",
+            },
+        },
+        seed=seed,
+    )
+    answers = content.list_answers(store, builder, study_id)
+    cases = content.list_cases(store, builder, study_id).get_column("case_id").to_list()
+    assignments, presentations = design_assignments(
+        cases,
+        list(RUBRIC_RATERS),
+        raters_per_case=len(RUBRIC_RATERS),
+        answers=answers.select("answer_id", "case_id", "arm_id", "author_id"),
+        seed=seed,
+    )
+    design.persist_assignments(store, builder, study_id, assignments, presentations, seed=seed)
+    lifecycle.start_rating(store, builder, study_id)
+
+    rng = np.random.default_rng(seed)
+    caller = people.demo_sign_in(store, RUBRIC_SIMULATED)
+    while (view := rating.next_assignment(store, caller, study_id)) is not None:
+        keys = [c["key"] for c in view["criteria"]]
+        values = {}
+        for shown in view["presentations"]:
+            answer = _shown_answer(store, shown["presentation"])
+            met = RUBRIC_MET[answer]
+            values[shown["label"]] = {
+                k: (k in met) != bool(rng.random() < RUBRIC_SLIP) for k in keys
+            }
+        seconds = float(20 + 8 * len(keys) + rng.integers(0, 30))
+        rating.submit_rating(
+            store, caller, study_id, view["assignment"], {"rubric": values}, seconds=seconds
+        )
+
+
+def _shown_answer(store: Any, presentation: int) -> str:
+    """The answer behind a presentation (the simulation knows what the rater cannot)."""
+    return str(
+        store.read("SELECT answer_id FROM presentations WHERE id = $p", {"p": presentation}).item()
+    )
 
 
 # --- internals -----------------------------------------------------------------------------------

@@ -26,11 +26,19 @@ class Digested:
     table: str
     row_id: str
     columns: tuple[str, ...]
+    # columns added later: digested only in rows where one of them is set, so that the digests
+    # of rows stored before they existed (all null there) stay what their events recorded
+    later: tuple[str, ...] = ()
 
     def row_digest_sql(self) -> str:
         """SQL expression: the digest of one row of ``table`` (aliased ``t``)."""
         struct = ", ".join(f"'{c}': t.{c}" for c in self.columns)
-        return f"sha256(to_json({{{struct}}})::VARCHAR)"
+        plain = f"sha256(to_json({{{struct}}})::VARCHAR)"
+        if not self.later:
+            return plain
+        wider = ", ".join(f"'{c}': t.{c}" for c in (*self.columns, *self.later))
+        unset = " AND ".join(f"t.{c} IS NULL" for c in self.later)
+        return f"CASE WHEN {unset} THEN {plain} ELSE sha256(to_json({{{wider}}})::VARCHAR) END"
 
     def rows_sql(self) -> str:
         """SQL: (row_id, digest) of the study's rows ($study)."""
@@ -41,7 +49,12 @@ class Digested:
 
 
 DIGESTED: dict[str, Digested] = {
-    "cases": Digested("cases", "case_id", ("question", "context", "specialty", "tags")),
+    "cases": Digested(
+        "cases",
+        "case_id",
+        ("question", "context", "specialty", "tags"),
+        later=("conversation", "criteria"),
+    ),
     "arms": Digested(
         "arms", "arm_id", ("kind", "label", "model_name", "model_version", "author_role")
     ),

@@ -155,6 +155,21 @@ BASE_COLUMNS: dict[str, tuple[str, str]] = {
         "protocol's washout (for intra-rater reliability; between-rater analyses use live rows "
         "only); calibration ratings are not exported",
     ),
+    # rubric studies only (an item rated per criterion of the case): one row per criterion
+    "criterion": ("Rubric criterion", "the key of the case's rubric criterion (c1, c2, ...)"),
+    "criterion_text": ("Rubric criterion text", "what the criterion says, as the raters saw it"),
+    "points": (
+        "Points of the criterion",
+        "the criterion's points (negative for behaviour to avoid); value 1 = met, 0 = not met",
+    ),
+    "criterion_tags": (
+        "Tags of the criterion and its case",
+        "the criterion's tags and its case's tags, ';'-separated (HealthBench scores per tag)",
+    ),
+    "criterion_unit": (
+        "Answer x criterion",
+        "answer:criterion, the unit raters agree on (python -m analysis rubric --unit)",
+    ),
 }
 """Every column of the long export: (variable label, description)."""
 

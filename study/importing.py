@@ -55,6 +55,13 @@ specialty      no        e.g. ``cardiology``; <= 1,000 chars
 tags           no        CSV: ``;``-separated (``a; b``); JSON/Parquet: list of strings
                          or a ``;``-separated string. Spaces around each tag are
                          removed and empty tags (``a;;b``) are dropped.
+conversation   no        the chat before the answers: JSON array of {role, content}
+                         ending with a user turn (``study.rubric``); JSONL: an array;
+                         Parquet: a list of structs or JSON text; CSV: JSON text.
+                         ``question`` may then be empty: it is the last user turn.
+criteria       no        the case's rubric: JSON array of {criterion, points, tags,
+                         key}; same formats as ``conversation``. Both are returned as
+                         canonical JSON text.
 =============  ========  ==========================================================
 
 Arms (:func:`read_arms`), one row per source of answers:
@@ -126,7 +133,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from study import settings
+from study import rubric, settings
+from study.canonical import canonical_json
 from study.errors import Problem, StudyError, ValidationError, first_line
 
 MAX_TEXT_CHARS = 100_000
@@ -161,7 +169,13 @@ _RESERVED = "__"  # user columns with this prefix are unknown anyway; dropping t
 # Field kinds: how a value is checked.
 _ID, _TEXT, _SHORT, _TAGS, _DATE, _JSON = "id", "text", "short", "tags", "date", "json"
 _VALUE = "value"  # text, or a number in JSONL and Parquet (a rating's value, seconds on task)
+# a JSON array: given as JSON text in CSV, an array in JSONL, a list of structs or JSON text in
+# Parquet (a case's conversation and its rubric criteria)
+_JSON_LIST = "json_list"
+MAX_LIST_CHARS = 1_000_000
+"""Longest conversation or criteria list, as JSON text (a long chat is many turns)."""
 _LIMITS = {
+    _JSON_LIST: MAX_LIST_CHARS,
     _ID: MAX_ID_CHARS,
     _TEXT: MAX_TEXT_CHARS,
     _SHORT: MAX_SHORT_CHARS,
@@ -178,14 +192,17 @@ class Field:
     name: str
     required: bool
     kind: str
+    unless: str | None = None  # a required field may be left empty where this field is given
 
 
 CASE_FIELDS = (
     Field("case_id", True, _ID),
-    Field("question", True, _TEXT),
+    Field("question", True, _TEXT, unless="conversation"),  # a conversation's last user turn
     Field("context", False, _TEXT),
     Field("specialty", False, _SHORT),
     Field("tags", False, _TAGS),
+    Field("conversation", False, _JSON_LIST),
+    Field("criteria", False, _JSON_LIST),
 )
 ARM_FIELDS = (
     Field("arm_id", True, _ID),
@@ -233,7 +250,10 @@ def read_cases(path: str | Path, *, max_bytes: int | None = None) -> pl.DataFram
     """Read and validate a cases file.
 
     Returns one row per case with columns ``case_id`` (str), ``question`` (str), ``context``
-    (str | null), ``specialty`` (str | null), ``tags`` (list[str], possibly empty), in file order.
+    (str | null), ``specialty`` (str | null), ``tags`` (list[str], possibly empty),
+    ``conversation`` and ``criteria`` (canonical JSON text | null; see
+    ``study.rubric.conversation_problems`` and ``criteria_problems``), in file order. A
+    conversation case may leave ``question`` empty: it is then the conversation's last user turn.
     Raises ``ValidationError`` listing every problem.
     """
     reader = _Reader(path, CASE_FIELDS, max_bytes)
@@ -242,13 +262,24 @@ def read_cases(path: str | Path, *, max_bytes: int | None = None) -> pl.DataFram
     _field_checks(checks, df, CASE_FIELDS)
     _duplicate_check(checks, df, "case_id", "case_id")
     df = _finish_tags(checks, df)
+    df = _finish_json_list(checks, df, "conversation", rubric.canonical_conversation)
+    df = _finish_json_list(checks, df, "criteria", rubric.canonical_criteria)
     checks.raise_if_any()
     return df.select(
         pl.col("case_id"),
-        pl.col("question"),
+        pl.when(_blank("question"))
+        .then(
+            pl.col("conversation").map_elements(
+                rubric.last_user_turn, return_dtype=pl.String, skip_nulls=True
+            )
+        )
+        .otherwise(pl.col("question"))
+        .alias("question"),
         _optional("context"),
         _optional("specialty"),
         pl.col("tags"),
+        pl.col("conversation"),
+        pl.col("criteria"),
     )
 
 
@@ -586,7 +617,11 @@ def _finish_rating_values(
     reason: list[str | None] = []
     for key, given in pairs.iter_rows():
         value_num = value_text = why = None
-        if given is not None:
+        if given is not None and getattr(items[key], "per_case_criteria", False):
+            # {"c1": true, ...} as text; its keys are checked against the case's criteria by
+            # the service, which knows them
+            value_text, why = _criteria_labels(key, given)
+        elif given is not None:
             item = items[key]
             literal = item.type in ("free_text", "pairwise_choice")
             candidate: Any = given if literal else _as_number(given)
@@ -627,6 +662,24 @@ def _finish_rating_values(
     )
     checks.run(df)
     return df
+
+
+def _criteria_labels(key: str, given: str) -> tuple[str | None, str | None]:
+    """(canonical JSON text, None) for a rubric value ``{"criterion key": true | false, ...}``
+    given as JSON text, else (None, the problem)."""
+    try:
+        labels = json.loads(given)
+    except ValueError:
+        labels = None
+    if not isinstance(labels, dict) or not labels:
+        return None, (
+            f"item '{key}' takes met / not met per criterion as a JSON object, e.g. "
+            '{"c1": true, "c2": false}'
+        )
+    odd = [k for k, v in labels.items() if not isinstance(v, bool) and v not in (0, 1)]
+    if odd:
+        return None, f"item '{key}': criterion {odd[0]!r} is met (true) or not met (false)"
+    return canonical_json({k: bool(v) for k, v in labels.items()}), None
 
 
 def _as_number(text: str) -> int | float | None:
@@ -929,10 +982,15 @@ class _Reader:
             if field.kind == _JSON and isinstance(dtype, pl.Struct):
                 keep.append(pl.col(_LINE).str.json_path_match(f"$.{column}").alias(column))
                 continue
+            if field.kind == _JSON_LIST and isinstance(dtype, pl.List):
+                keep.append(pl.col(_LINE).str.json_path_match(f"$.{column}").alias(column))
+                continue
             typed_bad.append(column)
         if keep:
             df = df.with_columns(keep)
-        string_keys = [f.name for f in self.fields if f.kind not in (_TAGS, _JSON, _VALUE)]
+        string_keys = [
+            f.name for f in self.fields if f.kind not in (_TAGS, _JSON, _VALUE, _JSON_LIST)
+        ]
         key_alt = "|".join(re.escape(k) for k in string_keys)
         string_pattern = r'[{,]\s*"(?:' + key_alt + r')"\s*:\s*[^"\sn]'
         json_string = r'"(?:[^"\\]|\\.)*"'
@@ -1021,6 +1079,8 @@ class _Reader:
             ):
                 continue
             if field.kind == _JSON and isinstance(value, dict):
+                continue
+            if field.kind == _JSON_LIST and isinstance(value, list):
                 continue
             self.problems.append(
                 Problem(self.name, row, field.name, _json_type_reason(field, _py_word(value)))
@@ -1115,6 +1175,13 @@ class _Reader:
                 casts.append(pl.lit(None, dtype=pl.String).alias(column))
             elif field.kind == _VALUE and dtype.is_numeric():
                 casts.append(pl.col(column).cast(pl.String))
+            elif field.kind == _JSON_LIST and isinstance(dtype, pl.List):
+                # a list of structs (messages, criteria) becomes its JSON text, judged later
+                texts = [
+                    None if v is None else json.dumps(v, ensure_ascii=False)
+                    for v in df[column].to_list()
+                ]
+                casts.append(pl.lit(pl.Series(column, texts, dtype=pl.String)).alias(column))
             elif field.kind == _DATE and dtype == pl.Date:
                 casts.append(pl.col(column).dt.to_string("%Y-%m-%d"))
             elif field.kind == _DATE and isinstance(dtype, pl.Datetime):
@@ -1225,7 +1292,7 @@ class _Reader:
                 reason = self._unknown_reason(column, alone=len(present) == 1)
             self.problems.append(Problem(self.name, None, column, reason))
         for field in self.fields:
-            if field.required and field.name not in base_names:
+            if field.required and field.name not in base_names and field.unless not in base_names:
                 # every row is then empty there: one problem for the column, not one per row
                 self.bad_columns.add(field.name)
                 self.problems.append(
@@ -1331,9 +1398,13 @@ def _field_checks(checks: _Checks, df: pl.DataFrame, fields: tuple[Field, ...]) 
         col = pl.col(field.name)
         if field.required:
             empty = _blank(field.name)
+            also = ""
+            if field.unless is not None:
+                empty = empty & _blank(field.unless)
+                also = f" (or a {field.unless})"
             if checks.reader.blank_rows:
                 empty = empty & ~pl.col(_ROW).is_in(sorted(checks.reader.blank_rows))
-            checks.add(field.name, empty, f"{field.name} is empty; every row needs one")
+            checks.add(field.name, empty, f"{field.name} is empty; every row needs one{also}")
         checks.add(
             field.name,
             col.str.contains("\x00", literal=True),
@@ -1535,6 +1606,44 @@ def _finish_parameters(checks: _Checks, df: pl.DataFrame) -> pl.DataFrame:
     )
     checks.run(df)
     return df.with_columns(pl.col("__params").alias("parameters"))
+
+
+def _finish_json_list(
+    checks: _Checks,
+    df: pl.DataFrame,
+    column: str,
+    canonical: Callable[[Any], tuple[str | None, str | None]],
+) -> pl.DataFrame:
+    """Validate ``column``'s JSON arrays with ``canonical`` (value -> (canonical text, problem))
+    once per distinct value, and store the canonical text; each problem names its row."""
+    distinct = df.select(pl.col(column).filter(~_blank(column)).unique()).to_series()
+    texts: list[str | None] = []
+    reasons: list[str | None] = []
+    for value in distinct.to_list():
+        try:
+            parsed = json.loads(value)
+        except ValueError as err:
+            texts.append(None)
+            reasons.append(f"{column} is not valid JSON ({getattr(err, 'msg', err)})")
+            continue
+        text, reason = canonical(parsed)
+        texts.append(text)
+        reasons.append(reason)
+    reason_column = f"__{column}_reason"
+    df = df.with_columns(
+        pl.col(column)
+        .replace_strict(distinct, pl.Series(values, dtype=pl.String), default=None)
+        .alias(name)
+        for name, values in ((f"__{column}_text", texts), (reason_column, reasons))
+    )
+    checks.add(
+        column,
+        pl.col(reason_column).is_not_null(),
+        lambda row, c=reason_column: row[c],
+        columns=[reason_column],
+    )
+    checks.run(df)
+    return df.with_columns(pl.col(f"__{column}_text").alias(column))
 
 
 # --- small helpers ------------------------------------------------------------------------------

@@ -39,8 +39,16 @@ pairwise_choice    nominal             values drawn from "A", "B", "tie" (A and 
                                        scope "case" (compares the answers shown together)
 rubric_criterion   nominal | ordinal   >= 2 numeric values = points awarded, increasing
                                        (0 not met / 1 met; 0 / 0.5 / 1 for partial credit);
-                                       nominal only with exactly 2 options
+                                       nominal only with exactly 2 options;
+                   nominal             with ``criteria = "case"``: none (see below)
 =================  ==================  ========================================================
+
+A ``rubric_criterion`` item with ``criteria = "case"`` takes its criteria from the case (a
+HealthBench-style rubric: each case has its own criteria with points, negative for behaviour to
+avoid; see ``study.rubric``). It is nominal, scope ``answer`` and has no options: for each answer
+shown, every criterion of the case is rated met (``True``) or not met (``False``), checked by
+``Item.validate_criteria`` and stored as one JSON object per answer (``{"c1": true, "c2":
+false}``). The built-in ``healthbench_rubric`` is such an item.
 
 ``direction`` is ``higher_is_better``, ``lower_is_better`` or ``none``. For a binary item it says
 whether value 1 is good (``higher_is_better``) or bad (``lower_is_better``, e.g. "could cause
@@ -169,7 +177,11 @@ _ITEM_FIELDS = (
     "help",
     "min",
     "max",
+    "criteria",
 )
+CRITERIA_SOURCES = ("item", "case")
+"""Where a rubric_criterion item's criteria come from: the item itself is one criterion
+(``item``, the default), or the item stands for every criterion of the case (``case``)."""
 _INSTRUMENT_FIELDS = (
     "schema_version",
     "key",
@@ -272,6 +284,7 @@ class Item:
     help: str = ""
     min: float | None = None
     max: float | None = None
+    criteria: str = "item"
 
     def __post_init__(self) -> None:
         if not isinstance(self.options, tuple):
@@ -305,6 +318,10 @@ class Item:
         a finite number within ``min``/``max``; free-text items a string of at most 20,000
         characters. Raises ``StudyError`` with a sentence the rater can act on.
         """
+        if self.per_case_criteria:
+            raise StudyError(
+                f"item '{self.key}' is rated per criterion of the case; use validate_criteria"
+            )
         if value is None:
             if self.required:
                 raise StudyError(f"item '{self.key}' is required.")
@@ -335,6 +352,48 @@ class Item:
                     return allowed
         raise StudyError(f"item '{self.key}': {value!r} is not one of {_listing(self.values)}.")
 
+    @property
+    def per_case_criteria(self) -> bool:
+        """A rubric item whose criteria come from the case (``criteria = "case"``)."""
+        return self.criteria == "case"
+
+    def validate_criteria(self, value: Any, keys: Iterable[str]) -> str:
+        """Check one answer's met / not-met labels for the case's criteria ``keys``; return them
+        as canonical JSON text (what is stored), e.g. ``{"c1":true,"c2":false}``.
+
+        ``value`` maps every criterion key to ``True`` (met) or ``False`` (not met); 1 and 0 are
+        accepted as well. Every criterion needs a label (a criterion left out would count as
+        not met in the score without anyone having judged it); a key that is not a criterion
+        of the case is refused. Raises ``StudyError`` naming the criterion.
+        """
+        keys = list(keys)
+        if not isinstance(value, Mapping):
+            raise StudyError(
+                f"item '{self.key}' takes met / not met per criterion, e.g. "
+                f"{{'{keys[0] if keys else 'c1'}': True}}; got {type(value).__name__}"
+            )
+        unknown = [k for k in value if k not in keys]
+        if unknown:
+            raise StudyError(
+                f"item '{self.key}': {unknown[0]!r} is not a criterion of this case "
+                f"({_listing(keys)})"
+            )
+        labels: dict[str, bool] = {}
+        for key in keys:
+            label = value.get(key)
+            if label is None:
+                raise StudyError(f"item '{self.key}': criterion {key!r} needs met or not met")
+            if isinstance(label, bool):
+                labels[key] = label
+            elif _is_number(label) and label in (0, 1):
+                labels[key] = bool(label)
+            else:
+                raise StudyError(
+                    f"item '{self.key}': criterion {key!r} is met (true) or not met (false), "
+                    f"not {label!r}"
+                )
+        return canonical_json(labels)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "key": self.key,
@@ -351,6 +410,8 @@ class Item:
             out["min"] = self.min
         if self.max is not None:
             out["max"] = self.max
+        if self.criteria != "item":  # absent by default: older instruments keep their hash
+            out["criteria"] = self.criteria
         return out
 
 
@@ -418,6 +479,26 @@ def _item_faults(item: Item) -> list[_Fault]:
             "'case', not 'answer'",
         )
 
+    if item.criteria not in CRITERIA_SOURCES:
+        add("criteria", f"unknown source {item.criteria!r}; allowed: {_listing(CRITERIA_SOURCES)}")
+        return faults
+    if item.per_case_criteria:
+        if kind != "rubric_criterion":
+            add(
+                "criteria",
+                f"only rubric_criterion items take their criteria from the case, not {kind}",
+            )
+        if item.level != "nominal":
+            add("level", "a rubric item with the case's criteria is nominal (met / not met)")
+        if item.scope != "answer":
+            add("scope", "a rubric item with the case's criteria is rated per answer ('answer')")
+        if item.options:
+            add(
+                "options",
+                "a rubric item with the case's criteria has no options: each criterion is met "
+                "or not met, and its points come from the case",
+            )
+        return faults
     if kind == "numeric":
         _numeric_bounds(item, add)
     if kind not in _TYPES_WITH_OPTIONS:
@@ -992,6 +1073,7 @@ def _item_from_dict(raw: Any, index: int) -> tuple[Item | None, list[_Fault]]:
             help=raw.get("help", ""),
             min=raw.get("min"),
             max=raw.get("max"),
+            criteria=raw.get("criteria", "item"),
         )
     except InstrumentError as exc:
         return None, [_Fault(where, f.field, f.reason) for f in exc.faults]  # type: ignore[attr-defined]

@@ -379,7 +379,8 @@ class Store:
         when a recorded checksum differs from the code's migration of that version.
         """
         known = {m.version: m for m in migrations}
-        if sorted(known) != list(range(1, len(migrations) + 1)):
+        expected = list(range(1, len(migrations) + 1))
+        if len(known) != len(migrations) or sorted(known) != expected:
             raise SchemaError("migrations must be numbered 1, 2, 3, ... without gaps")
         with self.transaction() as cur:
             cur.execute(

@@ -500,6 +500,8 @@ def test_the_three_formats_give_identical_case_frames(tmp_path):
             "context": pl.String,
             "specialty": pl.String,
             "tags": pl.List(pl.String),
+            "conversation": pl.String,
+            "criteria": pl.String,
         }
     )
     assert from_csv.equals(from_jsonl)

@@ -61,7 +61,7 @@ def likert(key: str = "q1", **overrides: str) -> str:
 # --- invalid definitions: the exact message, naming file, item and field ----------------------
 
 ALLOWED_ITEM_FIELDS = (
-    "key, prompt, type, level, required, direction, options, scope, help, min, max"
+    "key, prompt, type, level, required, direction, options, scope, help, min, max, criteria"
 )
 
 INVALID = [
@@ -460,6 +460,7 @@ def test_builtin_keys() -> None:
         "ayers2023",
         "ayers_harm",
         "harm",
+        "healthbench_rubric",
         "medpalm2_pairwise",
         "medpalm_lay",
         "medpalm_physician",

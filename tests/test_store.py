@@ -27,7 +27,7 @@ def _seed_rows(store: Store) -> None:
         "INSERT INTO studies (id, name, created_at, created_by) VALUES ('s1', 'S', now(), 't')",
         "INSERT INTO arms VALUES ('s1', 'llm', 'llm', 'LLM', 'm', '1', NULL)",
         "INSERT INTO arms VALUES ('s1', 'doc', 'clinician', 'Doctors', NULL, NULL, 'GP')",
-        "INSERT INTO cases VALUES ('s1', 'c1', 'q?', NULL, NULL, [])",
+        "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c1', 'q?', NULL, NULL, [])",
         "INSERT INTO answers (study, answer_id, case_id, arm_id, text)"
         " VALUES ('s1', 'a1', 'c1', 'llm', 'text')",
         "INSERT INTO answers (study, answer_id, case_id, arm_id, text)"
@@ -69,10 +69,19 @@ IMPOSSIBLE_ROWS = [
         "arm of a missing study",
         "INSERT INTO arms VALUES ('nope', 'x', 'clinician', 'X', NULL, NULL, NULL)",
     ),
-    ("duplicate case", "INSERT INTO cases VALUES ('s1', 'c1', 'again', NULL, NULL, [])"),
-    ("empty question", "INSERT INTO cases VALUES ('s1', 'c2', '', NULL, NULL, [])"),
+    (
+        "duplicate case",
+        "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c1', 'again', NULL, NULL, [])",
+    ),
+    (
+        "empty question",
+        "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c2', '', NULL, NULL, [])",
+    ),
     # the not-blank CHECK trims only strings with an edge space: all-space text is one of them
-    ("blank question", "INSERT INTO cases VALUES ('s1', 'c2', '   ', NULL, NULL, [])"),
+    (
+        "blank question",
+        "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c2', '   ', NULL, NULL, [])",
+    ),
     (
         "empty answer text",
         "INSERT INTO answers (study, answer_id, case_id, arm_id, text)"
@@ -211,7 +220,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path):
         assert recorded.rows() == [(m.version, m.name, m.checksum) for m in MIGRATIONS]
         assert s.migrate() == []
     with Store(path) as s:  # reopening applies nothing and keeps one row per migration
-        assert s.schema_version() == len(MIGRATIONS)
+        assert s.schema_version() == MIGRATIONS[-1].version
         assert s.read("SELECT count(*) FROM schema_migrations").item() == len(MIGRATIONS)
 
 
@@ -250,7 +259,7 @@ def test_a_failing_migration_leaves_the_schema_as_it_was(store):
     )
     with pytest.raises(Exception, match="syntax error"):
         store.migrate(broken)
-    assert store.schema_version() == len(MIGRATIONS)
+    assert store.schema_version() == MIGRATIONS[-1].version
     assert (
         store.read("SELECT count(*) FROM information_schema.tables WHERE table_name = 't'").item()
         == 0
@@ -275,8 +284,12 @@ def test_rollback_leaves_rows_and_audit_untouched(store):
 def test_a_constraint_failure_inside_a_transaction_rolls_back_earlier_writes(store):
     _seed_rows(store)
     with pytest.raises(ConstraintViolation), store.transaction() as cur:
-        cur.execute("INSERT INTO cases VALUES ('s1', 'c2', 'new', NULL, NULL, [])")
-        cur.execute("INSERT INTO cases VALUES ('s1', 'c1', 'duplicate', NULL, NULL, [])")
+        cur.execute(
+            "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c2', 'new', NULL, NULL, [])"
+        )
+        cur.execute(
+            "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c1', 'duplicate', NULL, NULL, [])"
+        )
     assert store.read("SELECT count(*) FROM cases").item() == 1
 
 
@@ -285,7 +298,9 @@ def test_nested_transactions_join_the_outer_one(store):
     with pytest.raises(RuntimeError), store.transaction() as outer:
         with store.transaction() as inner:
             assert inner is outer
-            inner.execute("INSERT INTO cases VALUES ('s1', 'c2', 'new', NULL, NULL, [])")
+            inner.execute(
+                "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c2', 'new', NULL, NULL, [])"
+            )
         raise RuntimeError("outer fails after the inner block finished")
     assert store.read("SELECT count(*) FROM cases").item() == 1
 
@@ -327,7 +342,7 @@ def test_reads_from_many_threads_each_take_their_own_cursor(store):
 
 def test_memory_store_works_for_tests():
     with Store(":memory:") as s:
-        assert s.schema_version() == len(MIGRATIONS)
+        assert s.schema_version() == MIGRATIONS[-1].version
 
 
 def test_first_returns_none_for_no_rows(store):
@@ -346,12 +361,16 @@ def test_reads_inside_a_transaction_see_its_writes_and_other_threads_do_not(stor
         seen_elsewhere.append(_case_count(store))
 
     with store.transaction() as cur:
-        cur.execute("INSERT INTO cases VALUES ('s1', 'c2', 'new', NULL, NULL, [])")
+        cur.execute(
+            "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c2', 'new', NULL, NULL, [])"
+        )
         assert _case_count(store) == 2  # store.read on this thread: the transaction's cursor
         lent = store.cursor()
         assert lent.execute("SELECT count(*) FROM cases").fetchall() == [(2,)]
         lent.close()  # must not end the transaction
-        cur.execute("INSERT INTO cases VALUES ('s1', 'c3', 'newer', NULL, NULL, [])")
+        cur.execute(
+            "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c3', 'newer', NULL, NULL, [])"
+        )
         thread = threading.Thread(target=other_thread)
         thread.start()
         thread.join()
@@ -362,13 +381,17 @@ def test_reads_inside_a_transaction_see_its_writes_and_other_threads_do_not(stor
 def test_a_rollback_undoes_what_reads_inside_the_transaction_saw(store):
     _seed_rows(store)
     with pytest.raises(KeyboardInterrupt), store.transaction() as cur:
-        cur.execute("INSERT INTO cases VALUES ('s1', 'c2', 'new', NULL, NULL, [])")
+        cur.execute(
+            "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c2', 'new', NULL, NULL, [])"
+        )
         assert _case_count(store) == 2
         raise KeyboardInterrupt  # an interrupt rolls back like any error
     assert _case_count(store) == 1
     # the store is usable afterwards, by this thread and with fresh cursors
     with store.transaction() as cur:
-        cur.execute("INSERT INTO cases VALUES ('s1', 'c2', 'again', NULL, NULL, [])")
+        cur.execute(
+            "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c2', 'again', NULL, NULL, [])"
+        )
     assert _case_count(store) == 2
 
 
@@ -377,10 +400,14 @@ def test_a_failed_nested_block_rolls_back_the_outer_one_even_if_caught(store):
     # transaction must not commit them half-done
     _seed_rows(store)
     with pytest.raises(StudyError, match="rolled back"), store.transaction() as outer:
-        outer.execute("INSERT INTO cases VALUES ('s1', 'c2', 'kept?', NULL, NULL, [])")
+        outer.execute(
+            "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c2', 'kept?', NULL, NULL, [])"
+        )
         try:
             with store.transaction() as inner:
-                inner.execute("INSERT INTO cases VALUES ('s1', 'c3', 'half', NULL, NULL, [])")
+                inner.execute(
+                    "INSERT INTO cases (study, case_id, question, context, specialty, tags) VALUES ('s1', 'c3', 'half', NULL, NULL, [])"
+                )
                 raise RuntimeError("the inner step fails after writing")
         except RuntimeError:
             pass

@@ -46,4 +46,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         _sql("0005_calibration_repeats.sql"),
     ),
     Migration(6, "sign-in: first sign-in time, bound identities", _sql("0006_sign_in.sql")),
+    Migration(7, "conversation cases and rubric criteria", _sql("0007_rubric_cases.sql")),
 )

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from study import audit, digests, importing
+from study import audit, digests, healthbench, importing
 from study.access import Caller, guarded
 from study.errors import Problem, StateError, ValidationError
 from study.services._common import column, constraint_reason, require_study
@@ -71,6 +71,8 @@ _TABLES = {
             "context": pl.String,
             "specialty": pl.String,
             "tags": pl.List(pl.String),
+            "conversation": pl.String,
+            "criteria": pl.String,
         },
         audit.CASES_IMPORT,
     ),
@@ -217,6 +219,27 @@ def add_answers(
 ) -> ImportResult:
     """Store a validated answers frame (columns as ``importing.read_answers`` returns)."""
     return _import_frame(store, caller, study, "answers", answers, source=source)
+
+
+@guarded
+def import_healthbench(
+    store: Store, caller: Caller, study: str, path: str | Path, *, arm: str = healthbench.ARM_ID
+) -> list[ImportResult]:
+    """Import a HealthBench JSONL file as published (see ``study.healthbench``) into a draft.
+
+    Its conversations become cases with their rubrics as criteria; where a line has an ideal
+    completion, it becomes the answer of the clinician arm ``arm`` (created with the first).
+    The whole file is checked before anything is stored; then cases, the arm and the answers
+    are stored as three imports (three audit events, each idempotent like ``import_cases``).
+    Returns their results, cases first.
+    """
+    path = Path(path)
+    data = healthbench.read_healthbench(path, arm=arm)
+    results = [_import_frame(store, caller, study, "cases", data.cases, source=path)]
+    if data.answers.height:
+        results.append(_import_frame(store, caller, study, "arms", data.arms, source=path))
+        results.append(_import_frame(store, caller, study, "answers", data.answers, source=path))
+    return results
 
 
 # identifiers come from the table specs above, values are parameters
@@ -407,7 +430,8 @@ def _answer_slot_conflicts(cur: Cursor, study_id: str, file: str) -> list[Proble
 
 @guarded
 def list_cases(store: Store, caller: Caller, study: str) -> pl.DataFrame:
-    """The study's cases: case_id, question, context, specialty, tags."""
+    """The study's cases: case_id, question, context, specialty, tags, conversation, criteria
+    (the last two canonical JSON text or null; see ``study.rubric``)."""
     return store.read(_STORED_SELECT["cases"] + " ORDER BY case_id", {"s": study})
 
 

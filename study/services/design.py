@@ -347,11 +347,35 @@ def _check_ready_to_lock(cur: Cursor, study: str, protocol: Mapping[str, Any]) -
             reasons.append(
                 f"{short.height:,} case(s) have fewer than {fewest} answers {why}: {cases}"
             )
+    reasons += _cases_without_rubric(cur, study)
     if reasons:
         raise StateError(
             f"Study '{study}' cannot be locked yet (after the lock answers can no longer be "
             f"added): {'; '.join(reasons)}. Coverage per arm: {_coverage_text(coverage)}."
         )
+
+
+def _cases_without_rubric(cur: Cursor, study: str) -> list[str]:
+    """A reason to refuse the lock when an item is rated per criterion of the case (a rubric
+    item, ``criteria = "case"``) and some cases have no criteria: nothing to rate there."""
+    missing = [
+        case
+        for (case,) in cur.execute(
+            "SELECT c.case_id FROM cases c WHERE c.study = $s AND c.criteria IS NULL"
+            " AND EXISTS (SELECT 1 FROM study_instruments s JOIN items i"
+            "  ON i.instrument_key = s.instrument_key AND i.instrument_version ="
+            "  s.instrument_version WHERE s.study = $s"
+            "  AND json_extract_string(i.definition, '$.criteria') = 'case')"
+            " ORDER BY c.case_id",
+            {"s": study},
+        ).fetchall()
+    ]
+    if not missing:
+        return []
+    return [
+        f"{len(missing):,} case(s) have no rubric criteria for the rubric item: "
+        + listed([f"'{c}'" for c in missing[:MAX_LISTED]], len(missing))
+    ]
 
 
 def _too_few_answers(cur: Cursor, study: str, protocol: Mapping[str, Any]) -> list[tuple[int, str]]:

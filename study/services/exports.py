@@ -23,6 +23,7 @@ from study.errors import StateError, StudyError
 from study.exporting import FORMATS, GUESS_ITEM, with_value_labels
 from study.services._common import require_study
 from study.services.analyses import LONG_FORMAT as col
+from study.services.analyses import _per_criterion
 from study.store import Store, utc_now
 
 _EXPORT_SQL = f"""
@@ -89,7 +90,11 @@ def export_ratings_long(
     a rater's second rating of a case after the protocol's washout: the pairs give intra-rater
     reliability; between-rater analyses use the live rows). For assignment-level items
     arm/answer/position/label/source_guess are null. Calibration ratings are no study data and
-    are left out. ``study.exporting.BASE_COLUMNS`` describes each column.
+    are left out. ``study.exporting.BASE_COLUMNS`` describes each column. A study with a rubric
+    item (criteria from the case) has one row per answer x criterion for it, value 1 (met) or 0
+    (not met), and the columns criterion, criterion_text, points, criterion_tags (the
+    criterion's and its case's tags, ``;``-separated) and criterion_unit (``answer:criterion``),
+    null on other rows (``analyses._per_criterion``).
 
     A person may export only an unblinded study (``StateError`` before): the arms are the
     blinding's secret until then.
@@ -159,7 +164,8 @@ def _long_frame(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     labelled = with_value_labels(frame, _items(store, caller, study))
     tail = ["value_label", "source_guess", "phase"]
     order = [c for c in frame.columns if c not in tail] + tail
-    return labelled.select(order)
+    # a rubric item's labels (one JSON object per answer): one row per criterion
+    return _per_criterion(store, study, labelled.select(order))
 
 
 def _items(store: Store, caller: Caller, study: str) -> pl.DataFrame:

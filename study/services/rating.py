@@ -10,6 +10,7 @@ assignment's done flag and the audit event.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from study.errors import (
     ValidationError,
 )
 from study.instruments import Instrument, Item, check_consistency, severe_values
+from study.rubric import stored_criteria
 from study.services import _queue
 from study.services._common import author_owner_sql
 from study.services.instruments import instrument_from_json
@@ -162,6 +164,14 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     before the first submit), ``phase``: "calibration", "live" or "repeat" (the screen should
     not tell a rater that a case is a repeat: knowing it would change the second rating). Never
     the arm, the answer's id or its author (blinding).
+
+    Rubric cases (``study.rubric``): ``conversation`` is the chat before the answers, a list of
+    {role, content} (role "system", "user" or "assistant"), or None for a plain question;
+    ``criteria`` the case's rubric criteria in order, [{key, criterion}] (empty for a case
+    without a rubric): raters see what each criterion says, not its points (they judge whether
+    the answer does what it says; the points are the study's scoring, and a visible -10 invites
+    grading the answer's overall worth instead); ``rubric_items`` the keys of the items rated
+    per criterion (``criteria = "case"``), whose values are {label: {criterion_key: bool}}.
     """
     cur = store.cursor()
     try:
@@ -219,9 +229,12 @@ def _view(
                 [study, rater],
             ).fetchall()[0]
             remaining, total = remaining - gone_pending, total - gone
-    question, context = cur.execute(
-        "SELECT question, context FROM cases WHERE study = ? AND case_id = ?", [study, case_id]
+    question, context, conversation, criteria = cur.execute(
+        "SELECT question, context, conversation, criteria FROM cases"
+        " WHERE study = ? AND case_id = ?",
+        [study, case_id],
     ).fetchall()[0]
+    rubric_items = _criteria_items(cur, study) if criteria is not None else []
     display = content.get("display") or "markdown"
     shown = cur.execute(
         "SELECT p.id, p.position, p.label, a.text FROM presentations p"
@@ -243,6 +256,8 @@ def _view(
     )
     for slot, item, num, text in stored:
         value = text if text is not None else (int(num) if float(num).is_integer() else num)
+        if item in rubric_items:
+            value = json.loads(value)
         if slot == 0:
             values[item] = value
         else:
@@ -264,7 +279,26 @@ def _view(
         # how the answers' text is shown, as the protocol says: "markdown" (default) or "plain"
         "display": display,
         "phase": phase,
+        "conversation": None if conversation is None else json.loads(conversation),
+        "criteria": [
+            {"key": c["key"], "criterion": c["criterion"]} for c in stored_criteria(criteria)
+        ],
+        "rubric_items": rubric_items,
     }
+
+
+def _criteria_items(cur: Cursor, study: str) -> list[str]:
+    """Keys of the study's items rated per criterion of the case (``criteria = "case"``)."""
+    return [
+        key
+        for (key,) in cur.execute(
+            "SELECT i.item_key FROM study_instruments s JOIN items i"
+            " ON i.instrument_key = s.instrument_key AND i.instrument_version = s.instrument_version"
+            " WHERE s.study = ? AND json_extract_string(i.definition, '$.criteria') = 'case'"
+            " ORDER BY s.position, i.position",
+            [study],
+        ).fetchall()
+    ]
 
 
 @guarded
@@ -367,6 +401,7 @@ class _Sheet:
     labels: Mapping[int, str]  # presentation id -> neutral label, in screen order
     instruments: tuple[Instrument, ...]
     presented_at: dt.datetime | None = None  # first shown to the rater (UTC)
+    criteria: tuple[str, ...] = ()  # the case's rubric criterion keys, in order
 
     @property
     def presentations(self) -> list[int]:
@@ -391,9 +426,12 @@ def submit_rating(
     named by its id (int) or its label ("Response A"); a bare value is accepted when the
     assignment shows one answer. Each value is checked by ``Item.validate_value``; every
     required item needs a value for every response shown, and the instruments' consistency rules
-    must hold. ``seconds``: time on task, in seconds (>= 0); when None (the rating screen), a
-    first submission takes the seconds from the case's first presentation (``mark_presented``)
-    to now, and None when it was never marked; a revision records the seconds given, or None.
+    must hold. An item rated per criterion of the case (``criteria = "case"``) takes
+    {presentation: {criterion_key: True | False}} with every criterion of the case labelled
+    (``Item.validate_criteria``); the labels are stored as one JSON object per answer.
+    ``seconds``: time on task, in seconds (>= 0); when None (the rating screen), a first
+    submission takes the seconds from the case's first presentation (``mark_presented``) to
+    now, and None when it was never marked; a revision records the seconds given, or None.
 
     Accepted only while the study is ``rating``, only for the caller's own assignment in
     ``study`` (``PermissionDenied``, audited, otherwise), never for an answer the caller wrote.
@@ -517,9 +555,11 @@ def _require_own_assignment(
 
 def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _Sheet:
     """The assignment as it stands, inside the transaction; refuse a submit it cannot take."""
-    done, status, study_status, phase, presented_at = cur.execute(
-        "SELECT s.done, s.status, t.status, s.phase, s.presented_at FROM assignments s"
-        " JOIN studies t ON t.id = s.study WHERE s.id = ?",
+    # the case's rubric comes along (null for most cases): no extra query per submission
+    done, status, study_status, phase, presented_at, criteria = cur.execute(
+        "SELECT s.done, s.status, t.status, s.phase, s.presented_at, c.criteria FROM assignments s"
+        " JOIN studies t ON t.id = s.study"
+        " JOIN cases c ON c.study = s.study AND c.case_id = s.case_id WHERE s.id = ?",
         [assignment],
     ).fetchall()[0]
     if study_status != "rating":
@@ -559,7 +599,8 @@ def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _S
             [study],
         ).fetchall()
     )
-    return _Sheet(assignment, bool(done), labels, instruments, presented_at)
+    keys = tuple(c["key"] for c in stored_criteria(criteria))
+    return _Sheet(assignment, bool(done), labels, instruments, presented_at, keys)
 
 
 def _rating_rows(
@@ -580,11 +621,20 @@ def _rating_rows(
         by_slot, faults = _by_slot(item, values.get(key), sheet)
         problems += [Problem("rating", None, key, fault) for fault in faults]
         wanted = {0} if item.scope == "case" else set(sheet.presentations)
+        if item.per_case_criteria and not sheet.criteria:
+            wanted = set()  # a case without a rubric has nothing to rate on this item
+            if by_slot:
+                problems.append(Problem("rating", None, key, "this case has no rubric criteria"))
+                continue
         if item.required and not revise and not faults and set(by_slot) != wanted:
             problems.append(Problem("rating", None, key, "required, but has no value"))
         for slot, value in by_slot.items():
             try:
-                checked = item.validate_value(value)
+                checked = (
+                    item.validate_criteria(value, sheet.criteria)
+                    if item.per_case_criteria
+                    else item.validate_value(value)
+                )
             except StudyError as exc:
                 reason = _value_fault(key, sheet.labels.get(slot), exc)
                 problems.append(Problem("rating", None, key, reason))
@@ -641,6 +691,15 @@ def _by_slot(item: Item, given: Any, sheet: _Sheet) -> tuple[dict[int, Any], lis
     """Slot -> value for one item's submitted value(s), and the problems found."""
     if item.scope == "case":
         return ({0: given} if given is not None else {}), []
+    if (
+        item.per_case_criteria
+        and isinstance(given, Mapping)
+        and not any(isinstance(v, Mapping) for v in given.values())
+    ):
+        # one answer's {criterion: met}, given bare: allowed when one answer is shown
+        if len(sheet.labels) == 1:
+            return {sheet.presentations[0]: given}, []
+        return {}, ["give {label: {criterion: met}} per response shown"]
     if isinstance(given, Mapping):
         by_label = {label: pid for pid, label in sheet.labels.items()}
         by_slot, problems = {}, []

@@ -27,7 +27,8 @@ import polars as pl
 
 from study import audit, importing
 from study.access import Caller, guarded
-from study.errors import Problem, StateError, ValidationError
+from study.errors import Problem, StateError, StudyError, ValidationError
+from study.rubric import stored_criteria
 from study.services._common import audit_design, author_owner_sql, require_study
 from study.services.instruments import instrument_from_json
 from study.store import Cursor, Store, utc_now
@@ -82,6 +83,7 @@ def import_ratings(store: Store, caller: Caller, study: str, path: str | Path) -
         raters=design["raters"],
         items={key: item for key, (_, item) in design["items"].items()},
     )
+    _refuse_unknown_criteria(store, study, frame, design["items"], path.name)
     digest = _file_digest(path)
     with store.transaction() as cur:
         require_study(cur, study, ("locked",))
@@ -160,6 +162,31 @@ def ratings_origin(store: Store, caller: Caller, study: str) -> dict[str, Any]:
         {**json.loads(payload), "at": at, "by": actor} for payload, at, actor in events.iter_rows()
     ]
     return {"origin": origin, "imports": imports}
+
+
+def _refuse_unknown_criteria(
+    store: Store, study: str, frame: pl.DataFrame, items: dict[str, Any], file: str
+) -> None:
+    """Rows of an item rated per criterion of the case (a model grader's labels, say) must
+    label exactly the case's criteria: ``Item.validate_criteria`` against the stored rubric."""
+    per_case = [key for key, (_, item) in items.items() if item.per_case_criteria]
+    rows = frame.filter(pl.col("item").is_in(per_case) & pl.col("value_text").is_not_null())
+    if not rows.height:
+        return
+    keys = {
+        case: [c["key"] for c in stored_criteria(text)]
+        for case, text in store.read(
+            "SELECT case_id, criteria FROM cases WHERE study = $s", {"s": study}
+        ).iter_rows()
+    }
+    problems = []
+    for row, case, key, text in rows.select("row", "case_id", "item", "value_text").iter_rows():
+        try:
+            items[key][1].validate_criteria(json.loads(text), keys.get(case, []))
+        except StudyError as exc:
+            problems.append(Problem(file, row, "value", str(exc)))
+    if problems:
+        raise ValidationError(problems[: importing.MAX_PROBLEMS_PER_KIND])
 
 
 def _file_digest(path: Path) -> str:
