@@ -178,8 +178,17 @@ PERMISSIONS: dict[str, Permission] = {
             "rating.rater_queue",
             "monitoring.safety_queue",
             "monitoring.case_flags",
+            "monitoring.time_on_task",
+            "monitoring.rater_flags",
             "analyses.interim_agreement",
+            "analyses.ratings_digest",
         ),
+    ),
+    "acknowledge_safety": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "acknowledge a safety alert with a note",
+        ("monitoring.acknowledge_alert",),
     ),
     "rate": Permission(
         frozenset({"rater"}),
@@ -200,6 +209,13 @@ PERMISSIONS: dict[str, Permission] = {
         "study",
         "export the ratings with their arms (a person: only once the study is unblinded)",
         ("exports.export_ratings_long",),
+    ),
+    "analyze": Permission(
+        frozenset({"statistician"}),
+        "study",
+        "read the analysis of an unblinded study from its locked plan: results by arm, "
+        "agreement, pairwise preference, subgroups and sensitivity analyses",
+        ("analyses.study_results",),
     ),
     "unblind": Permission(
         frozenset({"statistician"}),
