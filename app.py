@@ -84,7 +84,14 @@ def pages_for(store: Store, caller: Caller) -> list[st.Page]:
     overview = st.Page(
         "pages/overview.py", title="Overview", icon=":material/dashboard:", default=True
     )
-    return [overview, rate] if "rater" in roles else [overview]
+    screens = [overview, rate] if "rater" in roles else [overview]
+    if roles & {"coordinator", "admin"}:
+        screens.append(
+            st.Page("pages/monitor.py", title="Monitoring", icon=":material/monitoring:")
+        )
+    if roles & {"statistician", "admin"}:
+        screens.append(st.Page("pages/analyze.py", title="Analysis", icon=":material/query_stats:"))
+    return screens
 
 
 _LOCAL = "__local__"

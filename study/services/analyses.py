@@ -161,6 +161,9 @@ JOIN assignments s ON s.id = c.assignment
 JOIN presentations p ON p.id = r.presentation
 JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id
 WHERE s.study = $s AND r.status = 'submitted' AND r.value_num IS NOT NULL
+-- a fixed order: the bootstraps number cases and raters by first appearance, so the same seed
+-- gives the same figures only on rows in the same order (the export's order)
+ORDER BY s.case_id, s.rater, r.item_key, p.position
 """
 
 _PAIRWISE_SQL = """
@@ -179,6 +182,7 @@ JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id
 WHERE s.study = $s AND r.presentation IS NULL AND r.status = 'submitted'
     AND i.type = 'pairwise_choice' AND r.value_text IS NOT NULL
 GROUP BY s.id, s.case_id, s.rater, r.item_key, r.value_text
+ORDER BY s.case_id, s.rater, r.item_key
 """
 
 _ITEMS_SQL = """
@@ -229,9 +233,11 @@ def study_results(
       protocol_version, protocol_hash, seed}.
     - ``endpoints``: non-inferiority rows (``analysis.noninferiority``'s columns plus ``item``,
       ``role`` "primary" | "sensitivity" | "secondary", ``analysis`` in words, ``p_adjusted``
-      (Holm, secondary rows)). Sensitivity: the other mean methods (t, bootstrap, mixed; mixed
-      only up to ``MIXED_MAX_RATINGS`` ratings) and the plan's method without the raters that
-      ``monitoring.rater_flags`` flags.
+      (Holm, secondary rows)). Sensitivity, for a mean difference: every mean method other than
+      the primary's (paired t, two-way bootstrap, mixed model; mixed only up to
+      ``MIXED_MAX_RATINGS`` ratings), each labelled as in the plan's ``sensitivity_methods`` or
+      not; and, for any item, the plan's method without the raters ``monitoring.rater_flags``
+      flags.
     - ``agreement``: ``agreement_table`` per item, units = answers (as ``interim_agreement``).
     - ``distribution``: item, arm, value, n, share (of the item's ratings in that arm).
     - ``summary``: ``analysis.describe`` per item and arm.
@@ -337,9 +343,7 @@ def _compare(
     return mean_difference(frame, method=method, **options, **common)
 
 
-def _safely(
-    run: Callable[[], pl.DataFrame], statistic: str, **columns: Any
-) -> pl.DataFrame:
+def _safely(run: Callable[[], pl.DataFrame], statistic: str, **columns: Any) -> pl.DataFrame:
     """``run()``, or one not-applicable row with the library's reason."""
     try:
         result = run()
@@ -386,10 +390,12 @@ def _endpoints(
     binary = primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
     planned = plan["method"] or ("newcombe" if binary else "t")
     if not binary:
-        wanted = plan["sensitivity_methods"] or [m for m in MEAN_METHODS if m != planned]
-        for method in wanted:
-            if method == planned:
-                continue
+        in_plan = set(plan["sensitivity_methods"])
+        for method in [m for m in MEAN_METHODS if m != planned]:
+            named = "locked plan" if method in in_plan else "not in the plan"
+            label = {"t": "paired t", "bootstrap": "two-way bootstrap", "mixed": "mixed model"}[
+                method
+            ]
             if method == "mixed" and frame.height > MIXED_MAX_RATINGS:
                 rows.append(
                     pl.DataFrame(
@@ -403,7 +409,7 @@ def _endpoints(
                             ],
                             "item": [item],
                             col.ROLE: ["sensitivity"],
-                            "analysis": ["sensitivity: mixed model"],
+                            "analysis": [f"sensitivity ({named}): {label}"],
                         }
                     )
                 )
@@ -414,7 +420,7 @@ def _endpoints(
                     "non-inferiority",
                     item=item,
                     role="sensitivity",
-                    analysis=f"sensitivity: {method}",
+                    analysis=f"sensitivity ({named}): {label}",
                 )
             )
     if flagged.len():
@@ -467,9 +473,9 @@ def _distribution(ratings: pl.DataFrame, info: Mapping[str, Mapping[str, Any]]) 
         .group_by(col.ITEM, col.ARM, col.VALUE)
         .agg(pl.len().alias("n"))
     )
-    return counts.with_columns(
-        share=pl.col("n") / pl.col("n").sum().over(col.ITEM, col.ARM)
-    ).sort(col.ITEM, col.ARM, col.VALUE)
+    return counts.with_columns(share=pl.col("n") / pl.col("n").sum().over(col.ITEM, col.ARM)).sort(
+        col.ITEM, col.ARM, col.VALUE
+    )
 
 
 def _summary(ratings: pl.DataFrame) -> pl.DataFrame:
@@ -492,9 +498,11 @@ def _pairwise(choices: pl.DataFrame, plan: Mapping[str, Any], boot: int) -> pl.D
         comparisons = rows.with_columns(winner=winner).filter(
             pl.col("a").is_not_null() & pl.col("b").is_not_null()
         )
-        focus = plan["test"] if plan["test"] in set(comparisons["a"]) | set(comparisons["b"]) else None
+        focus = (
+            plan["test"] if plan["test"] in set(comparisons["a"]) | set(comparisons["b"]) else None
+        )
         parts = [
-            _safely(lambda c=comparisons: win_rates(c, focus=focus), "win_rates", item=item),
+            _safely(lambda c=comparisons, f=focus: win_rates(c, focus=f), "win_rates", item=item),
             _safely(
                 lambda c=comparisons: bradley_terry(
                     c, reference=plan["reference"], boot=boot, seed=plan["seed"]
@@ -525,9 +533,7 @@ def _subgroups(
     binary = primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
     method = None if binary else SUBGROUP_METHOD
     frames = []
-    for (subgroup, group), members in groups.group_by(
-        "subgroup", "group", maintain_order=True
-    ):
+    for (subgroup, group), members in groups.group_by("subgroup", "group", maintain_order=True):
         key = col.CASE if members.get_column("case").is_not_null().any() else col.RATER
         ids = members.get_column("case" if key == col.CASE else "rater").drop_nulls()
         part = frame.filter(pl.col(key).is_in(ids.implode()))

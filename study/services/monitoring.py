@@ -263,9 +263,7 @@ def rater_flags(
 
 
 @guarded
-def acknowledge_alert(
-    store: Store, caller: Caller, study: str, alert: int, *, note: str
-) -> None:
+def acknowledge_alert(store: Store, caller: Caller, study: str, alert: int, *, note: str) -> None:
     """Acknowledge safety alert ``alert`` of ``study`` with ``note`` (what was done about it).
 
     Records who and when on the alert and appends a ``safety.acknowledge`` event with the note.
