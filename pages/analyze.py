@@ -228,13 +228,22 @@ if agreement.height and "statistic" in agreement.columns:
             height=max(200, 50 * alpha.height), margin={"l": 0, "r": 0, "t": 10, "b": 0}
         )
         st.plotly_chart(figure, key="analyze_agreement")
+    columns = ["item", "statistic", "variant", "estimate", "ci_low", "ci_high", "n_units"]
+    usable = agreement.filter(pl.col("applicable"))
+    pairs = pl.col("rater_a").is_not_null() if "rater_a" in usable.columns else pl.lit(False)
+    per_pair = usable.filter(pairs)
     st.dataframe(
-        agreement.filter(pl.col("applicable")).select(
-            "item", "statistic", "variant", "estimate", "ci_low", "ci_high", "n_units", "n_raters"
-        ),
+        usable.filter(~pairs).select(*columns, "n_raters"),
         hide_index=True,
         key="analyze_agreement_table",
     )
+    if per_pair.height:
+        with st.expander(f"Cohen's kappa per pair of raters ({per_pair.height:,} rows)"):
+            st.dataframe(
+                per_pair.select(*columns, "rater_a", "rater_b"),
+                hide_index=True,
+                key="analyze_agreement_pairs",
+            )
 else:
     st.caption("No item could be analysed for agreement.")
 
