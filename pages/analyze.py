@@ -46,16 +46,20 @@ except NotFoundError:
 endpoint = protocol["primary_endpoint"]
 
 
-def hypotheses(item: str, margin: float, direction: str, test: str, reference: str) -> str:
-    """H0 and H1 of the primary comparison, in words (difference = test minus reference)."""
+def hypotheses(
+    item: str, margin: float, direction: str, test: str, reference: str, *, rate: bool = False
+) -> str:
+    """H0 and H1 of the primary comparison, in words (Δ = test minus reference; of the mean, or
+    of the rate of a 0/1 item)."""
+    item = f"rate of {item}" if rate else f"mean {item}"
     if direction == "lower":
         return (
-            f"**H0:** the mean {item} of {test} exceeds that of {reference} by the margin "
+            f"**H0:** the {item} of {test} exceeds that of {reference} by the margin "
             f"{margin:g} or more (Δ ≥ {margin:g}; lower is better). **H1:** {test} is "
             f"non-inferior, Δ < {margin:g}."
         )
     return (
-        f"**H0:** the mean {item} of {test} falls short of {reference} by the margin {margin:g} "
+        f"**H0:** the {item} of {test} falls short of {reference} by the margin {margin:g} "
         f"or more (Δ ≤ −{margin:g}; higher is better). **H1:** {test} is non-inferior, "
         f"Δ > −{margin:g}."
     )
@@ -157,7 +161,14 @@ st.subheader("Primary result", anchor=False)
 primary = endpoints.filter(pl.col("role") == "primary")
 if plan["item"] and plan["margin"] is not None and plan["test"] and plan["reference"]:
     st.markdown(
-        hypotheses(plan["item"], plan["margin"], plan["direction"], plan["test"], plan["reference"])
+        hypotheses(
+            plan["item"],
+            plan["margin"],
+            plan["direction"],
+            plan["test"],
+            plan["reference"],
+            rate=primary.item(0, "statistic") == "risk_difference",
+        )
     )
 row = primary.row(0, named=True)
 if row.get("applicable"):
