@@ -10,7 +10,7 @@ built-in ``ayers_harm`` instrument, ``--ratings`` rating rows (default 1,000,000
 five items for each of two responses and one pairwise choice) over ``--raters`` raters (300),
 imported through ``rating_imports.import_ratings``; its locked plan is quality, margin 0.5
 (method t by default, so bootstrap and mixed model are the sensitivity analyses; the mixed model
-is not fitted above ``analyses.MIXED_MAX_RATINGS`` ratings). Then a statistician (a demo-issuer
+is not fitted above ``analyses.MIXED_MAX_LEVELS`` cases and raters, which this study exceeds). Then a statistician (a demo-issuer
 person, so the picker ``?person=N`` signs them in) gets the study's statistician role, rating is
 closed and the statistician unblinds it (the audited step). ``--db PATH`` keeps the database
 for a later run (built once).
