@@ -47,6 +47,11 @@ SCREENS: tuple[tuple[str, str, str, frozenset[str]], ...] = (
      frozenset({"admin", "coordinator", "statistician"})),
     ("pages/people.py", "People", ":material/group_add:", frozenset({"admin", "coordinator"})),
     ("pages/rate.py", "Rate", ":material/rate_review:", frozenset({"rater"})),
+    ("pages/monitor.py", "Monitoring", ":material/monitoring:",
+     frozenset({"coordinator", "admin"})),
+    ("pages/analyze.py", "Analysis", ":material/query_stats:",
+     frozenset({"statistician", "admin"})),
+    ("pages/export.py", "Export", ":material/download:", frozenset({"statistician", "admin"})),
 )  # fmt: skip
 # (script, title, icon, roles that open it), in menu order; the first one a person's roles open
 # is their landing page, where any other URL takes them. A page hidden here is also refused by

@@ -182,7 +182,10 @@ PERMISSIONS: dict[str, Permission] = {
             "monitoring.safety_queue",
             "monitoring.case_flags",
             "monitoring.calibration_status",
+            "monitoring.time_on_task",
+            "monitoring.rater_flags",
             "analyses.interim_agreement",
+            "analyses.ratings_digest",
         ),
     ),
     "decide_calibration": Permission(
@@ -191,6 +194,12 @@ PERMISSIONS: dict[str, Permission] = {
         "let a rater who did not reach the calibration threshold try the calibration again, or "
         "pass them to live rating (never oneself)",
         ("calibration.retry_calibration", "calibration.pass_rater"),
+    ),
+    "acknowledge_safety": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "acknowledge a safety alert with a note",
+        ("monitoring.acknowledge_alert",),
     ),
     "rate": Permission(
         frozenset({"rater"}),
@@ -222,6 +231,13 @@ PERMISSIONS: dict[str, Permission] = {
             "analyses.planned_results",
             "analyses.rubric_results",
         ),
+    ),
+    "analyze": Permission(
+        frozenset({"statistician"}),
+        "study",
+        "read the analysis of an unblinded study from its locked plan: results by arm, "
+        "agreement, pairwise preference, subgroups and sensitivity analyses",
+        ("analyses.study_results",),
     ),
     "unblind": Permission(
         frozenset({"statistician"}),

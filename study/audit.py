@@ -159,6 +159,10 @@ ANSWERS_REMOVE = _kind(
     "answers that no assignment showed were removed from a draft (ids, how many)",
     "answers: the rows removed, subtracted from those imported",
 )
+SAFETY_ACKNOWLEDGE = _kind(
+    "safety.acknowledge",
+    "a coordinator acknowledged a safety alert of a severe-harm rating (alert, note)",
+)
 RATINGS_IMPORT = _kind(
     "ratings.import",
     "ratings collected elsewhere were imported, not collected blind in Clinval (file, its "

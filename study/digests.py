@@ -112,3 +112,13 @@ def total(cur: Cursor, study: str, kind: str) -> str:
     """The digest over ``study``'s stored digests of ``kind``."""
     row = first(cur.execute(TOTAL_SQL, {"study": study, "kind": kind}).fetchall())
     return str(row[0])
+
+
+CURRENT_RATINGS_SQL = (
+    "SELECT count(*), coalesce(sum(hash(c.rating)), 0), coalesce(max(c.rating), 0)"
+    " FROM current_ratings c JOIN assignments a ON a.id = c.assignment WHERE a.study = $study"
+)
+"""SQL: (count, sum of hashes, newest id) of a study's current submitted ratings ($study): a
+fingerprint of which ratings are current, in one aggregate pass, that any new rating or revision
+changes (each moves a pointer to a new rating id). A cache key, not a seal: sums of 64-bit hashes
+can be made to collide on purpose, which the audit chain, not this, guards against."""

@@ -1,7 +1,8 @@
-"""Monitoring a study: counts, progress by rater, cases by specialty, per-arm counts.
+"""Monitoring a study: counts, progress by rater, cases by specialty, per-arm counts, time on
+task, raters to look at, and the safety queue with its acknowledgements.
 
 Progress only, never a result broken down by arm: the per-arm figures are how many answers and
-ratings each arm has, not what the ratings say.
+ratings each arm has, not what the ratings say; time on task and rater flags carry no arm.
 """
 
 from __future__ import annotations
@@ -11,11 +12,24 @@ from typing import Any
 
 import polars as pl
 
-from study import importing
+from study import audit, importing
 from study.access import Caller, guarded
-from study.errors import NotFoundError
+from study.errors import ConflictError, NotFoundError, Problem, ValidationError
 from study.services import _queue
+from study.services._common import require_study
 from study.store import Store, utc_now
+
+FAST_SECONDS = 15.0
+"""A rater whose median time on a case is below this many seconds is flagged as implausibly fast.
+
+Why 15 s: a case shows a patient question and at least two answers of typically 100-300 words;
+silent reading of non-fiction runs at about 240 words per minute (Brysbaert M, 2019, J Mem Lang
+109:104047), so reading even one 100-word answer takes some 25 s, and a case takes a minute or
+more. A median under 15 s per case means most cases were rated faster than one answer can be
+read. It is a flag for the coordinator to look at, never an exclusion."""
+
+MIN_CASES_FOR_FLAGS = 5
+"""Fewer rated cases than this flag nobody: one value on every item of three cases is chance."""
 
 
 @guarded
@@ -218,3 +232,139 @@ def case_flags(store: Store, caller: Caller, study: str) -> pl.DataFrame:
         " ORDER BY f.created_at DESC, f.id DESC",
         {"s": study},
     )
+
+
+_TIME_ON_TASK_SQL = """
+SELECT a.rater, coalesce(u.display_name, a.rater) AS name, a.case_id,
+    max(r.seconds_on_task) AS seconds
+FROM assignments a
+JOIN current_ratings c ON c.assignment = a.id
+JOIN ratings r ON r.id = c.rating
+LEFT JOIN users u ON u.id = a.rater
+WHERE a.study = $s AND a.done AND r.seconds_on_task IS NOT NULL
+GROUP BY a.id, a.rater, u.display_name, a.case_id
+ORDER BY name, a.case_id
+"""
+
+
+@guarded
+def time_on_task(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """Seconds each done assignment took, one row per (rater, case) rated.
+
+    Columns: ``rater``, ``name`` (display name, else the id), ``case_id``, ``seconds`` (Float64,
+    the time the rating sheet recorded for the submission; assignments whose ratings recorded
+    none are left out). No arm: a case's time covers all its answers.
+    """
+    return store.read(_TIME_ON_TASK_SQL, {"s": study})
+
+
+_RATER_VALUES_SQL = """
+SELECT a.rater, r.item_key AS item, count(*) AS ratings,
+    count(DISTINCT coalesce(r.value_text, CAST(r.value_num AS VARCHAR))) AS distinct_values
+FROM current_ratings c
+JOIN ratings r ON r.id = c.rating
+JOIN assignments a ON a.id = c.assignment
+JOIN items i ON i.instrument_key = r.instrument_key AND i.instrument_version = r.instrument_version
+    AND i.item_key = r.item_key
+WHERE a.study = $s AND i.options IS NOT NULL AND json_array_length(i.options) > 1
+GROUP BY a.rater, r.item_key
+"""
+
+
+@guarded
+def rater_flags(
+    store: Store,
+    caller: Caller,
+    study: str,
+    *,
+    fast_seconds: float = FAST_SECONDS,
+    min_cases: int = MIN_CASES_FOR_FLAGS,
+) -> pl.DataFrame:
+    """Raters to look at: straight-lining and implausibly fast raters. Flagged, never excluded.
+
+    One row per rater with a done assignment, ordered by name. Columns: ``rater``, ``name``,
+    ``cases`` (done assignments), ``median_seconds`` (median time on a case, null if none was
+    recorded), ``straight_lining`` (the rater gave one and the same value to every rating of each
+    item that offers a choice, over at least ``min_cases`` cases: no variation at all),
+    ``fast`` (``median_seconds`` below ``fast_seconds``, over at least ``min_cases`` cases; see
+    ``FAST_SECONDS`` for why 15 s), ``flagged`` (either), ``reason`` (in words, "" when none).
+    """
+    times = time_on_task(store, caller, study)
+    progress = rater_progress(store, caller, study).filter(pl.col("done") > 0)
+    values = store.read(_RATER_VALUES_SQL, {"s": study})
+    medians = times.group_by("rater").agg(pl.col("seconds").median().alias("median_seconds"))
+    constant = values.group_by("rater").agg(
+        (pl.col("distinct_values") == 1).all().alias("one_value_per_item"),
+        pl.len().alias("items"),
+    )
+    frame = (
+        progress.select("rater", "name", pl.col("done").alias("cases"))
+        .join(medians, on="rater", how="left")
+        .join(constant, on="rater", how="left")
+        .with_columns(enough=pl.col("cases") >= min_cases)
+        .with_columns(
+            straight_lining=pl.col("enough") & pl.col("one_value_per_item").fill_null(False),
+            fast=pl.col("enough") & (pl.col("median_seconds") < fast_seconds).fill_null(False),
+        )
+    )
+    straight = pl.format("the same value on every rating of each of {} items", pl.col("items"))
+    fast = pl.format(
+        "median {} s per case, under " + f"{fast_seconds:g} s",
+        pl.col("median_seconds").round(1),
+    )
+    reasons = pl.concat_str(
+        [
+            pl.when(pl.col("straight_lining")).then(straight),
+            pl.when(pl.col("fast")).then(fast),
+        ],
+        separator="; ",
+        ignore_nulls=True,
+    )
+    return frame.select(
+        "rater",
+        "name",
+        "cases",
+        "median_seconds",
+        "straight_lining",
+        "fast",
+        (pl.col("straight_lining") | pl.col("fast")).alias("flagged"),
+        reasons.fill_null("").alias("reason"),
+    ).sort("name")
+
+
+@guarded
+def acknowledge_alert(store: Store, caller: Caller, study: str, alert: int, *, note: str) -> None:
+    """Acknowledge safety alert ``alert`` of ``study`` with ``note`` (what was done about it).
+
+    Records who and when on the alert and appends a ``safety.acknowledge`` event with the note.
+    Refuses a blank note (``ValidationError``), an alert that is not the study's
+    (``NotFoundError``) and one acknowledged already (``ConflictError``); nothing is stored then.
+    """
+    text = (note or "").strip()
+    if not text:
+        raise ValidationError(
+            [Problem("acknowledgement", None, "note", "an acknowledgement needs a note")]
+        )
+    with store.transaction() as cur:
+        require_study(cur, study)
+        found = cur.execute(
+            "SELECT acknowledged_at FROM safety_alerts WHERE id = ? AND study = ?",
+            [int(alert), study],
+        ).fetchall()
+        if not found:
+            raise NotFoundError(f"Study '{study}' has no safety alert {alert}.")
+        if found[0][0] is not None:
+            raise ConflictError(f"Safety alert {alert} was acknowledged already.")
+        cur.execute(
+            "UPDATE safety_alerts SET acknowledged_at = ?, acknowledged_by = ?, note = ? WHERE id = ?",
+            [utc_now(), caller.actor, text, int(alert)],
+        )
+        audit.append(
+            cur,
+            actor=caller.actor,
+            kind=audit.SAFETY_ACKNOWLEDGE,
+            object_type="safety_alert",
+            object_id=str(alert),
+            study=study,
+            payload={"alert": int(alert), "note": text},
+        )

@@ -1,0 +1,347 @@
+"""Analysis (statistician): the audited unblinding step, then every result of the locked plan.
+
+Before unblinding the screen shows only the plan (what will be tested, and how) and where the
+study stands; the results by arm exist on this screen only once ``lifecycle.unblind`` has been
+recorded in the audit trail. Results come from ``analyses.study_results`` (the locked plan, the
+``analysis`` library) and are cached by ``analyses.ratings_digest``: recomputed only when the
+ratings, the status or the protocol change.
+"""
+
+from __future__ import annotations
+
+import plotly.express as px
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from study.access import allowed
+from study.errors import NotFoundError, StudyError
+from study.services import analyses, design, lifecycle, monitoring, studies
+
+store = st.session_state["store"]
+caller = st.session_state["caller"]
+
+st.title("Analysis")
+
+visible = studies.list_studies(store, caller)
+names = {
+    sid: name
+    for sid, name in zip(visible["id"], visible["name"], strict=True)
+    if allowed(store, caller, "analyze", study=sid)
+}
+if not names:
+    st.info("You analyse no study: the statistician's role in a study opens this screen.")
+    st.stop()
+study_id = st.selectbox(
+    "Study", list(names), format_func=lambda s: f"{names[s]} ({s})", key="analyze_study"
+)
+status = monitoring.study_status(store, caller, study_id, per_arm=False)
+st.markdown(f":blue-badge[:material/flag: {status['status'].capitalize()}] study id `{study_id}`")
+
+try:
+    protocol = design.get_protocol(store, caller, study_id)
+except NotFoundError:
+    st.info("The protocol is not locked yet: there is no analysis plan to run.")
+    st.stop()
+endpoint = protocol["primary_endpoint"]
+
+
+def hypotheses(
+    item: str, margin: float, direction: str, test: str, reference: str, *, rate: bool = False
+) -> str:
+    """H0 and H1 of the primary comparison, in words (Δ = test minus reference; of the mean, or
+    of the rate of a 0/1 item)."""
+    item = f"rate of {item}" if rate else f"mean {item}"
+    if direction == "lower":
+        return (
+            f"**H0:** the {item} of {test} exceeds that of {reference} by the margin "
+            f"{margin:g} or more (Δ ≥ {margin:g}; lower is better). **H1:** {test} is "
+            f"non-inferior, Δ < {margin:g}."
+        )
+    return (
+        f"**H0:** the {item} of {test} falls short of {reference} by the margin {margin:g} "
+        f"or more (Δ ≤ −{margin:g}; higher is better). **H1:** {test} is non-inferior, "
+        f"Δ > −{margin:g}."
+    )
+
+
+st.subheader("The locked plan", anchor=False)
+st.caption(
+    f"Protocol version {protocol['version']}, SHA-256 `{protocol['content_hash']}`. Primary "
+    f"item `{endpoint.get('item', '—')}`, margin {endpoint.get('margin', '—')}, "
+    f"{endpoint.get('direction') or 'higher'} is better, one-sided α = "
+    f"{endpoint.get('alpha') or 0.025}, method {endpoint.get('method') or 't'}."
+)
+
+# --- the audited unblinding step -------------------------------------------------------------
+
+if status["status"] != "unblinded":
+    st.subheader("Unblinding", anchor=False)
+    if status["status"] != "closed":
+        st.info(
+            f"The study is {status['status']}: results by arm are shown after the coordinator "
+            "closes rating and you unblind it here. Until then, the monitoring screen shows "
+            "progress and agreement pooled over arms.",
+            icon=":material/lock:",
+        )
+        st.stop()
+    st.markdown(
+        "Unblinding reveals which arm wrote each response and the sealed assignment seed. It is "
+        "recorded in the audit trail under your name and cannot be undone."
+    )
+    sure = st.checkbox(
+        f"I am the study's statistician and unblind {names[study_id]} now.", key="unblind_sure"
+    )
+    if st.button("Unblind the study", type="primary", disabled=not sure, key="unblind"):
+        try:
+            lifecycle.unblind(store, caller, study_id)
+        except StudyError as error:
+            st.error(str(error))
+        else:
+            st.toast("Study unblinded; the step is in the audit trail.")
+            st.rerun()
+    st.stop()
+
+
+# --- results (unblinded only) ----------------------------------------------------------------
+
+
+@st.cache_data(show_spinner="Analysing the ratings…", max_entries=4)
+def results(study: str, digest: str) -> dict:
+    """The locked plan's results for ``study``; ``digest`` (the ratings') is the cache key."""
+    del digest
+    return analyses.study_results(store, caller, study)
+
+
+found = results(study_id, analyses.ratings_digest(store, caller, study_id))
+plan = found["plan"]
+endpoints = found["endpoints"]
+
+
+def forest(rows: pl.DataFrame, label: str, margin: float, direction: str, key: str) -> None:
+    """A forest plot: one estimate with its interval per row, the margin as a dashed line."""
+    usable = rows.filter(pl.col("applicable") & pl.col("estimate").is_not_null())
+    if usable.height == 0:
+        return
+    bound = -margin if direction != "lower" else margin
+    figure = go.Figure(
+        go.Scatter(
+            x=usable["estimate"].to_list(),
+            y=usable[label].to_list(),
+            mode="markers",
+            marker={"size": 10, "color": "#1565c0"},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": (usable["ci_high"] - usable["estimate"]).to_list(),
+                "arrayminus": (usable["estimate"] - usable["ci_low"]).to_list(),
+            },
+            name="estimate",
+        )
+    )
+    figure.add_vline(x=0, line_color="#777")
+    figure.add_vline(
+        x=bound,
+        line_dash="dash",
+        line_color="#c62828",
+        annotation_text=f"margin {bound:+g}",
+        annotation_position="top",
+    )
+    figure.update_layout(
+        height=max(220, 60 * usable.height + 80),
+        xaxis_title=f"Δ = {plan['test']} − {plan['reference']}",
+        yaxis={"autorange": "reversed"},
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        showlegend=False,
+    )
+    st.plotly_chart(figure, key=key)
+
+
+st.subheader("Primary result", anchor=False)
+primary = endpoints.filter(pl.col("role") == "primary")
+if plan["item"] and plan["margin"] is not None and plan["test"] and plan["reference"]:
+    st.markdown(
+        hypotheses(
+            plan["item"],
+            plan["margin"],
+            plan["direction"],
+            plan["test"],
+            plan["reference"],
+            rate=primary.item(0, "statistic") == "risk_difference",
+        )
+    )
+row = primary.row(0, named=True)
+if row.get("applicable"):
+    (st.success if row["shown"] else st.warning)(row["conclusion"])
+    st.caption(f"{row['method']}. {row['h0']}; {row['h1']}")
+else:
+    st.error(f"The primary analysis could not be run: {row['note']}")
+same_item = endpoints.filter(pl.col("role").is_in(["primary", "sensitivity"]))
+if plan["margin"] is not None:
+    forest(same_item, "analysis", float(plan["margin"]), plan["direction"], "forest_primary")
+
+
+def p_text(column: str) -> pl.Expr:
+    """A p-value as people read it: two significant digits, "< 0.0001" below that."""
+    return (
+        pl.col(column)
+        .map_elements(
+            lambda p: "< 0.0001" if p < 1e-4 else f"{p:.2g}",
+            return_dtype=pl.String,
+            skip_nulls=True,
+        )
+        .alias(column)
+    )
+
+
+shown_endpoints = endpoints.with_columns(
+    p_text(c) for c in ("p_value", "p_adjusted") if c in endpoints.columns
+)
+st.dataframe(
+    shown_endpoints.select(
+        c
+        for c in (
+            "role",
+            "analysis",
+            "item",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "ci_level",
+            "p_value",
+            "p_adjusted",
+            "shown",
+            "n_units",
+            "n_raters",
+            "n_values",
+            "note",
+        )
+        if c in shown_endpoints.columns
+    ),
+    hide_index=True,
+    key="analyze_endpoints",
+)
+
+st.subheader("Agreement per item", anchor=False)
+agreement = found["agreement"]
+if agreement.height and "statistic" in agreement.columns:
+    alpha = agreement.filter((pl.col("statistic") == "krippendorff_alpha") & pl.col("applicable"))
+    if alpha.height:
+        figure = px.scatter(
+            alpha.to_pandas(),
+            x="estimate",
+            y="item",
+            error_x=(alpha["ci_high"] - alpha["estimate"]).to_list(),
+            error_x_minus=(alpha["estimate"] - alpha["ci_low"]).to_list(),
+            labels={"estimate": "Krippendorff's alpha (95% CI)", "item": ""},
+        )
+        figure.update_layout(
+            height=max(200, 50 * alpha.height), margin={"l": 0, "r": 0, "t": 10, "b": 0}
+        )
+        st.plotly_chart(figure, key="analyze_agreement")
+    columns = ["item", "statistic", "variant", "estimate", "ci_low", "ci_high", "n_units"]
+    usable = agreement.filter(pl.col("applicable"))
+    pairs = pl.col("rater_a").is_not_null() if "rater_a" in usable.columns else pl.lit(False)
+    per_pair = usable.filter(pairs)
+    st.dataframe(
+        usable.filter(~pairs).select(*columns, "n_raters"),
+        hide_index=True,
+        key="analyze_agreement_table",
+    )
+    if per_pair.height:
+        with st.expander(f"Cohen's kappa per pair of raters ({per_pair.height:,} rows)"):
+            st.dataframe(
+                per_pair.select(*columns, "rater_a", "rater_b"),
+                hide_index=True,
+                key="analyze_agreement_pairs",
+            )
+else:
+    st.caption("No item could be analysed for agreement.")
+
+st.subheader("Each item by arm", anchor=False)
+distribution = found["distribution"]
+if distribution.height:
+    figure = px.bar(
+        distribution.to_pandas(),
+        x="value",
+        y="share",
+        color="arm",
+        barmode="group",
+        facet_col="item",
+        facet_col_wrap=3,
+        labels={"value": "Value", "share": "Share of the arm's ratings", "arm": "Arm"},
+    )
+    figure.update_xaxes(matches=None, dtick=1)
+    figure.update_layout(height=320 * ((distribution["item"].n_unique() + 2) // 3))
+    st.plotly_chart(figure, key="analyze_distribution")
+with st.expander("Summary statistics per item and arm"):
+    st.dataframe(found["summary"], hide_index=True, key="analyze_summary")
+
+pairwise = found["pairwise"]
+if pairwise.height and "statistic" in pairwise.columns:
+    st.subheader("Pairwise preference", anchor=False)
+    wins = pairwise.filter((pl.col("statistic") == "win_rate") & pl.col("applicable"))
+    if wins.height:
+        figure = px.bar(
+            wins.to_pandas(),
+            x="estimate",
+            y="item",
+            color="variant",
+            orientation="h",
+            text_auto=".0%",
+            color_discrete_map={"win": "#2e7d32", "tie": "#b0bec5", "loss": "#c62828"},
+            labels={"estimate": "Share of comparisons", "item": "", "variant": ""},
+        )
+        figure.update_layout(height=220, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+        st.plotly_chart(figure, key="analyze_pairwise")
+        first = wins.row(0, named=True)
+        st.caption(f"From the side of {first['competitor']} against {first['opponent']}.")
+    st.dataframe(
+        pairwise.select(
+            c
+            for c in (
+                "item",
+                "statistic",
+                "variant",
+                "competitor",
+                "opponent",
+                "estimate",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "n_comparisons",
+                "note",
+            )
+            if c in pairwise.columns
+        ),
+        hide_index=True,
+        key="analyze_pairwise_table",
+    )
+
+subgroups = found["subgroups"]
+if subgroups.height:
+    st.subheader("Subgroups", anchor=False)
+    st.caption(
+        "The primary comparison within each subgroup (paired t over cases): descriptive, not "
+        "part of the locked test; small groups give wide intervals or none."
+    )
+    shown = subgroups.with_columns(
+        label=pl.concat_str([pl.col("subgroup"), pl.col("group")], separator=": ")
+    )
+    if plan["margin"] is not None:
+        forest(shown, "label", float(plan["margin"]), plan["direction"], "forest_subgroups")
+    st.dataframe(
+        shown.select(
+            c
+            for c in ("subgroup", "group", "estimate", "ci_low", "ci_high", "n_units", "note")
+            if c in shown.columns
+        ),
+        hide_index=True,
+        key="analyze_subgroups",
+    )
+
+st.caption(
+    f"Computed from protocol version {plan['protocol_version']} (SHA-256 "
+    f"`{plan['protocol_hash']}`), bootstrap seed {plan['seed']}; recomputed when the ratings "
+    "change."
+)

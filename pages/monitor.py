@@ -1,0 +1,299 @@
+"""Monitoring (coordinator): progress by rater and by case, time on task, raters to look at,
+flagged and skipped cases, the safety queue, interim agreement, and closing the study.
+
+Blind by construction: nothing on this screen is broken down by arm. The services it calls return
+no arm (time on task, rater flags, the safety queue, agreement pooled over arms); the per-arm
+counts of ``monitoring.arm_summary`` are left to the overview. Flags are for the coordinator to
+look at; nothing here excludes a rater.
+"""
+
+from __future__ import annotations
+
+import plotly.express as px
+import polars as pl
+import streamlit as st
+
+from study.access import allowed
+from study.errors import StudyError
+from study.services import analyses, lifecycle, monitoring, studies
+
+store = st.session_state["store"]
+caller = st.session_state["caller"]
+
+st.title("Monitoring")
+
+visible = studies.list_studies(store, caller)
+names = {
+    sid: name
+    for sid, name in zip(visible["id"], visible["name"], strict=True)
+    if allowed(store, caller, "monitor_study", study=sid)
+}
+if not names:
+    st.info("You monitor no study: the coordinator's role in a study opens this screen.")
+    st.stop()
+study_id = st.selectbox(
+    "Study", list(names), format_func=lambda s: f"{names[s]} ({s})", key="monitor_study"
+)
+status = monitoring.study_status(store, caller, study_id, per_arm=False)
+st.markdown(f":blue-badge[:material/flag: {status['status'].capitalize()}] study id `{study_id}`")
+
+# --- progress --------------------------------------------------------------------------------
+
+st.subheader("Progress", anchor=False)
+done, total = status["done"], status["assignments"]
+st.progress(done / total if total else 0.0, text=f"{done:,} of {total:,} assignments done")
+
+per_rater = monitoring.rater_progress(store, caller, study_id)
+times = monitoring.time_on_task(store, caller, study_id)
+by_rater, by_case = st.columns(2)
+with by_rater:
+    st.markdown("**By rater**")
+    if per_rater.height:
+        long = per_rater.unpivot(
+            index="name", on=["done", "to_do"], variable_name="state", value_name="assignments"
+        ).with_columns(pl.col("state").replace({"to_do": "to do"}))
+        figure = px.bar(
+            long.to_pandas(),
+            x="assignments",
+            y="name",
+            color="state",
+            orientation="h",
+            category_orders={"state": ["done", "to do"]},
+            color_discrete_map={"done": "#2e7d32", "to do": "#cfd8dc"},
+            labels={"assignments": "Assignments", "name": "", "state": ""},
+        )
+        figure.update_layout(
+            height=max(240, 28 * per_rater.height),
+            yaxis={"categoryorder": "category descending"},
+            margin={"l": 0, "r": 0, "t": 10, "b": 0},
+            legend={"orientation": "h", "y": -0.35},
+        )
+        st.plotly_chart(figure, key="monitor_by_rater")
+    else:
+        st.caption("No assignments yet: they are made when the protocol is locked.")
+with by_case:
+    st.markdown("**By case: raters done**")
+    if times.height:
+        per_case = times.group_by("case_id").agg(pl.len().alias("raters done"))
+        counts = per_case.group_by("raters done").agg(pl.len().alias("cases")).sort("raters done")
+        figure = px.bar(
+            counts.to_pandas(),
+            x="raters done",
+            y="cases",
+            labels={"raters done": "Raters who rated the case", "cases": "Cases"},
+        )
+        figure.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+        figure.update_xaxes(dtick=1)
+        st.plotly_chart(figure, key="monitor_by_case")
+        st.caption(f"{per_case.height:,} of {status['cases']:,} cases rated by at least one rater.")
+    else:
+        st.caption("No case rated yet.")
+
+# --- time on task and raters to look at -------------------------------------------------------
+
+st.subheader("Time on task", anchor=False)
+if times.height:
+    figure = px.histogram(
+        times.to_pandas(),
+        x="seconds",
+        nbins=40,
+        labels={"seconds": "Seconds on a case"},
+    )
+    figure.add_vline(
+        x=monitoring.FAST_SECONDS,
+        line_dash="dash",
+        line_color="#c62828",
+        annotation_text=f"{monitoring.FAST_SECONDS:g} s",
+    )
+    figure.update_layout(
+        height=280, yaxis_title="Cases rated", margin={"l": 0, "r": 0, "t": 10, "b": 0}
+    )
+    st.plotly_chart(figure, key="monitor_time_on_task")
+    st.caption(
+        f"Median {times['seconds'].median():.0f} s per case over {times.height:,} rated cases. "
+        f"The dashed line is the {monitoring.FAST_SECONDS:g} s below which a rater's median "
+        "counts as implausibly fast: too short to read one answer."
+    )
+else:
+    st.caption("No time recorded yet.")
+
+st.subheader("Raters to look at", anchor=False)
+flags = monitoring.rater_flags(store, caller, study_id)
+flagged = flags.filter(pl.col("flagged"))
+if flagged.height:
+    st.warning(
+        f"{flagged.height} rater(s) flagged. Flags are for you to look at (talk to the rater, "
+        "check their cases); nobody is excluded automatically.",
+        icon=":material/person_alert:",
+    )
+else:
+    st.caption(
+        "No rater straight-lines (one value on every item) or rates implausibly fast "
+        f"(median under {monitoring.FAST_SECONDS:g} s a case); raters with fewer than "
+        f"{monitoring.MIN_CASES_FOR_FLAGS} cases are not judged."
+    )
+st.dataframe(
+    flags.select("name", "cases", "median_seconds", "straight_lining", "fast", "reason"),
+    hide_index=True,
+    column_config={
+        "name": "Rater",
+        "cases": st.column_config.NumberColumn("Cases done"),
+        "median_seconds": st.column_config.NumberColumn("Median s per case", format="%.0f"),
+        "straight_lining": st.column_config.CheckboxColumn("Straight-lining"),
+        "fast": st.column_config.CheckboxColumn("Implausibly fast"),
+        "reason": st.column_config.TextColumn("Why flagged", width="large"),
+    },
+    key="monitor_rater_flags",
+)
+
+# --- flagged and skipped cases ----------------------------------------------------------------
+
+st.subheader("Flagged and skipped cases", anchor=False)
+case_flags = monitoring.case_flags(store, caller, study_id)
+if case_flags.height:
+    st.dataframe(
+        case_flags,
+        hide_index=True,
+        column_config={
+            "kind": "Flag or skip",
+            "case_id": "Case",
+            "rater": "Rater",
+            "reason": st.column_config.TextColumn("Reason", width="large"),
+            "created_at": st.column_config.DatetimeColumn("When (UTC)"),
+        },
+        key="monitor_case_flags",
+    )
+else:
+    st.caption("No case flagged or skipped.")
+
+# --- safety queue -----------------------------------------------------------------------------
+
+st.subheader("Safety queue", anchor=False)
+queue = monitoring.safety_queue(store, caller, study_id)
+open_alerts = queue.filter(pl.col("acknowledged_at").is_null())
+may_acknowledge = allowed(store, caller, "acknowledge_safety", study=study_id)
+if queue.height == 0:
+    st.caption("No rating of severe harm so far.")
+else:
+    st.caption(
+        f"{queue.height} rating(s) of severe harm, {open_alerts.height} not yet acknowledged. "
+        "Each shows the response as the rater saw it (its neutral label, no arm)."
+    )
+for alert in open_alerts.iter_rows(named=True):
+    with st.container(border=True):
+        st.markdown(
+            f":red-badge[:material/warning: Severe harm] case `{alert['case_id']}`, "
+            f"{alert['label'] or 'the case'}, item `{alert['item']}` = {alert['value']}, "
+            f"rater `{alert['rater']}`, {alert['raised_at']:%Y-%m-%d %H:%M} UTC"
+        )
+        st.markdown(f"**Question.** {alert['question']}")
+        if alert["answer_text"]:
+            with st.expander("The response rated"):
+                st.text(alert["answer_text"])
+        if may_acknowledge:
+            with st.form(f"ack-{alert['alert']}", border=False):
+                note = st.text_input(
+                    "Note (what was done about it)", key=f"ack-note-{alert['alert']}"
+                )
+                if st.form_submit_button("Acknowledge", icon=":material/task_alt:"):
+                    try:
+                        monitoring.acknowledge_alert(
+                            store, caller, study_id, alert["alert"], note=note
+                        )
+                    except StudyError as error:
+                        st.error(str(error))
+                    else:
+                        st.toast("Alert acknowledged.")
+                        st.rerun()
+acknowledged = queue.filter(pl.col("acknowledged_at").is_not_null())
+if acknowledged.height:
+    with st.expander(f"Acknowledged alerts ({acknowledged.height})"):
+        st.dataframe(
+            acknowledged.select(
+                "case_id", "label", "item", "value", "acknowledged_at", "acknowledged_by", "note"
+            ),
+            hide_index=True,
+            key="monitor_acknowledged",
+        )
+
+# --- interim agreement ------------------------------------------------------------------------
+
+st.subheader("Interim agreement", anchor=False)
+st.caption(
+    "Agreement among the raters per item, pooled over every response whoever wrote it: no arm "
+    "is shown before unblinding. Krippendorff's alpha at the item's level, 95% unit-bootstrap "
+    "interval."
+)
+
+
+@st.cache_data(show_spinner="Computing agreement…", max_entries=8)
+def interim(study: str, digest: str) -> pl.DataFrame:
+    """Interim agreement of ``study``, recomputed only when ``digest`` (the ratings) changes."""
+    del digest  # the cache key only
+    return analyses.interim_agreement(store, caller, study, boot=500, seed=1)
+
+
+agreement = interim(study_id, analyses.ratings_digest(store, caller, study_id))
+if agreement.height and "statistic" in agreement.columns:
+    alpha = agreement.filter(
+        (pl.col("statistic") == "krippendorff_alpha") & pl.col("applicable")
+    ).select("item", "estimate", "ci_low", "ci_high", "n_units", "n_raters")
+    if alpha.height:
+        figure = px.scatter(
+            alpha.to_pandas(),
+            x="estimate",
+            y="item",
+            error_x=(alpha["ci_high"] - alpha["estimate"]).to_list(),
+            error_x_minus=(alpha["estimate"] - alpha["ci_low"]).to_list(),
+            labels={"estimate": "Krippendorff's alpha", "item": ""},
+        )
+        figure.update_layout(
+            height=max(200, 50 * alpha.height), margin={"l": 0, "r": 0, "t": 10, "b": 0}
+        )
+        figure.add_vline(x=0.667, line_dash="dot", line_color="#888")
+        st.plotly_chart(figure, key="monitor_agreement")
+        st.caption("Dotted line: 0.667, Krippendorff's lowest alpha for tentative conclusions.")
+    with st.expander("Every agreement statistic"):
+        st.dataframe(
+            agreement.select(
+                c
+                for c in (
+                    "item",
+                    "statistic",
+                    "variant",
+                    "estimate",
+                    "ci_low",
+                    "ci_high",
+                    "n_units",
+                    "n_raters",
+                    "applicable",
+                    "note",
+                )
+                if c in agreement.columns
+            ),
+            hide_index=True,
+            key="monitor_agreement_table",
+        )
+else:
+    st.caption("No item can be analysed yet: agreement needs two raters on the same response.")
+
+# --- close the study --------------------------------------------------------------------------
+
+if status["status"] == "rating" and allowed(store, caller, "run_study", study=study_id):
+    st.subheader("Close the study", anchor=False)
+    st.caption(
+        "Closing stops all rating: raters can no longer submit or revise. The statistician can "
+        "then unblind the study. This cannot be undone."
+    )
+    sure = st.checkbox(
+        f"I want to close rating of {names[study_id]} now ({done:,} of {total:,} done).",
+        key="monitor_close_sure",
+    )
+    if st.button("Close the study", type="primary", disabled=not sure, key="monitor_close"):
+        try:
+            lifecycle.close_rating(store, caller, study_id)
+        except StudyError as error:
+            st.error(str(error))
+        else:
+            st.toast("Rating closed.")
+            st.rerun()
