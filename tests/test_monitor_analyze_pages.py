@@ -20,6 +20,7 @@ import streamlit as st
 from conftest import picker_place
 from streamlit.testing.v1 import AppTest
 
+from study.demo import DEMO_STUDY_ID
 from study.services import analyses
 from study.store import Store
 
@@ -135,7 +136,10 @@ def test_closing_the_study_needs_its_confirmation(monkeypatch, demo_db):
     at.button(key="monitor_close").click().run()
     assert not at.exception
     with Store(demo_db) as store:
-        assert store.read("SELECT status FROM studies").item() == "closed"
+        assert (
+            store.read("SELECT status FROM studies WHERE id = $s", {"s": DEMO_STUDY_ID}).item()
+            == "closed"
+        )
     assert "Close the study" not in [h.value for h in at.subheader]
 
 
@@ -166,7 +170,10 @@ def test_unblinding_is_confirmed_audited_and_opens_the_results(monkeypatch, demo
     at.button(key="unblind").click().run()
     assert not at.exception, [e.value for e in at.exception]
     with Store(demo_db) as store:
-        assert store.read("SELECT status FROM studies").item() == "unblinded"
+        assert (
+            store.read("SELECT status FROM studies WHERE id = $s", {"s": DEMO_STUDY_ID}).item()
+            == "unblinded"
+        )
         event = store.read("SELECT actor FROM audit_events WHERE action = 'study.unblinded'")
     assert event.rows() == [(STATISTICIAN,)]
 
