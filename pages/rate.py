@@ -61,16 +61,40 @@ KEYS_HELP = (
 )
 
 
+# A rubric criterion's two options, keyed Y and N (``rating_sheet.option_key``). (Comments, not
+# docstrings: Streamlit's "magic" would print a bare string on the page.)
+MET = [{"value": True, "label": "Met"}, {"value": False, "label": "Not met"}]
+
+
 def fields_of(view: dict) -> list[tuple[dict, str | None]]:
-    """The sheet's keyed fields in keyboard order: each answer-level item for each response
-    shown, then the case-level items; as (item, label) with label None for the case."""
+    """The sheet's keyed fields in keyboard order: for each response shown, each answer-level
+    item (and, in a rubric study, each criterion of the case: met or not met), then the
+    case-level items; as (item, label) with label None for the case. A criterion's field is a
+    pseudo-item ``{"key": rubric item, "criterion": its key, "prompt": its text, ...}``."""
     labels = [p["label"] for p in view["presentations"]]
-    out = [
-        (item, label)
-        for label in labels
-        for item in KEYED
-        if item.get("scope", "answer") == "answer"
-    ]
+    rubric = set(view.get("rubric_items") or [])
+    out = []
+    for label in labels:
+        for item in KEYED:
+            if item.get("scope", "answer") != "answer":
+                continue
+            if item["key"] in rubric:
+                out += [
+                    (
+                        {
+                            "key": item["key"],
+                            "criterion": criterion["key"],
+                            "prompt": criterion["criterion"],
+                            "type": "criterion",
+                            "required": True,
+                            "options": MET,
+                        },
+                        label,
+                    )
+                    for criterion in view.get("criteria") or []
+                ]
+            else:
+                out.append((item, label))
     return out + [(item, None) for item in KEYED if item.get("scope") == "case"]
 
 
@@ -87,7 +111,10 @@ def texts_of(view: dict) -> list[tuple[dict, str | None]]:
 
 def current(view: dict, item: dict, label: str | None):
     value = view["values"].get(item["key"])
-    return value.get(label) if isinstance(value, dict) else value
+    value = value.get(label) if isinstance(value, dict) else value
+    if "criterion" in item:  # a rubric item's value per response: {criterion: met}
+        return value.get(item["criterion"]) if isinstance(value, dict) else None
+    return value
 
 
 def sheet_state(view: dict) -> dict:
@@ -95,6 +122,10 @@ def sheet_state(view: dict) -> dict:
     (server clock: time on task starts now), the sheet's token, and the server's refusals."""
     key = f"sheet-{view['assignment']}"
     if key not in st.session_state:
+        if not view["done"]:
+            # time on task runs on the server from the case's first showing, kept with the
+            # assignment: a reload or another device does not restart it
+            rating.mark_presented(store, caller, study_id, view["assignment"])
         shows = st.session_state["rate_shows"] = st.session_state.get("rate_shows", 0) + 1
         st.session_state[key] = {
             "shown_at": time.monotonic(),
@@ -113,7 +144,9 @@ def submission(view: dict, payload: dict) -> dict:
     values: dict = {}
 
     def put(item: dict, label: str | None, value) -> None:
-        if label is None:
+        if "criterion" in item:
+            values.setdefault(item["key"], {}).setdefault(label, {})[item["criterion"]] = value
+        elif label is None:
             values[item["key"]] = value
         else:
             values.setdefault(item["key"], {})[label] = value
@@ -148,7 +181,9 @@ def on_submit(view: dict) -> None:
             study_id,
             view["assignment"],
             submission(view, payload),
-            seconds=seconds,
+            # a first submission is timed from the stored first showing; a revision from its
+            # own showing on this screen
+            seconds=seconds if view["done"] else None,
             revise=view["done"],
         )
     except ValidationError as error:
@@ -226,8 +261,19 @@ def progress(view: dict) -> None:
 
 
 def case_and_answers(view: dict) -> None:
-    st.subheader("Question", anchor=False)
-    st.markdown(safe_html(view["question"]), unsafe_allow_html=True)
+    if view.get("conversation"):
+        st.subheader("Conversation", anchor=False)
+        for message in view["conversation"]:
+            role = message["role"]
+            name = {"user": "user", "assistant": "assistant"}.get(role, "ai")
+            with st.chat_message(name, avatar={"system": ":material/settings:"}.get(role)):
+                if role == "system":
+                    st.caption("Instructions given to the assistant")
+                st.markdown(safe_html(message["content"]), unsafe_allow_html=True)
+        st.caption("The answers below are the conversation's next turn.")
+    else:
+        st.subheader("Question", anchor=False)
+        st.markdown(safe_html(view["question"]), unsafe_allow_html=True)
     if view.get("context"):
         with st.expander("Context", expanded=True):
             st.markdown(safe_html(view["context"]), unsafe_allow_html=True)
@@ -257,7 +303,22 @@ def panel() -> None:
         st.error(str(error))
         return
     if view is None:
-        st.success("You have rated every case assigned to you in this study. Thank you!")
+        standing = rating.rater_status(store, caller, study_id)
+        if standing["phase"] == "waiting" and standing["waiting_for"] == "coordinator":
+            st.info(
+                "You have finished the calibration cases, and your answers did not reach the "
+                "study's agreement threshold yet. The coordinator will let you try again or "
+                "open live rating for you."
+            )
+        elif standing["phase"] == "waiting":
+            when = standing.get("next_repeat_at")
+            st.info(
+                "Your next cases open later"
+                + (f", from {when:%Y-%m-%d %H:%M} UTC" if when else "")
+                + ". Thank you!"
+            )
+        else:
+            st.success("You have rated every case assigned to you in this study. Thank you!")
         return
     state = sheet_state(view)
     progress(view)
@@ -288,7 +349,8 @@ def panel() -> None:
             ],
             "problems": state["problems"],
             "submit_label": "Save revision" if view["done"] else "Submit",
-            "keys_help": KEYS_HELP,
+            "keys_help": KEYS_HELP
+            + (" Y / N: a criterion met / not met." if view.get("rubric_items") else ""),
         },
         lambda: on_submit(view),
     )

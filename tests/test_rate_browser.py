@@ -7,6 +7,7 @@ done with the keyboard.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -297,3 +298,43 @@ def test_a_rating_acknowledged_on_screen_survives_a_sigkill_of_the_server(
         report = audit.verify(store)
     assert done == start  # the cases done before, and the one acknowledged
     assert report.ok, report.problem
+
+
+def test_a_demo_rater_grades_a_conversation_s_criteria_by_keyboard(
+    browser_page: Page, tmp_path: Path
+) -> None:
+    # issue 11: the synthetic rubric study of the demo, a two-turn conversation per case, each
+    # criterion of the case marked met (Y) or not met (N) for each response
+    from study.demo import RUBRIC_STUDY_ID
+
+    page = browser_page
+    db = tmp_path / "demo.duckdb"
+    with serve(db, tmp_path, demo_on_start=True) as served:
+        open_as(page, served.url, demo_place("demo-rater-05"))
+        # choosing the study is the one mouse action, as picking the person is
+        page.get_by_test_id("stSelectbox").filter(has_text="Study").click()
+        page.get_by_role("option", name=re.compile("rubric", re.I)).click()
+        expect(page.get_by_role("heading", name="Conversation")).to_be_visible(timeout=30_000)
+        expect(page.get_by_test_id("stChatMessage")).not_to_have_count(0)
+        start, total = case_number(page)
+        fields = unanswered(page).count()
+        assert fields >= 4 and fields % 2 == 0  # the same criteria for Response A and B
+        settle(page)
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        marks = ["Y" if n % 3 else "N" for n in range(fields)]
+        for key in marks:
+            page.keyboard.press(key)
+        expect(unanswered(page)).to_have_count(0)
+        page.keyboard.press("Enter")
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}", timeout=30_000)
+    with Store(db) as store:
+        stored = store.read(
+            "SELECT r.value_text, a.presented_at IS NOT NULL AS stamped FROM ratings r"
+            " JOIN assignments a ON a.id = r.assignment"
+            " WHERE a.study = $s AND a.rater = 'demo-rater-05' ORDER BY r.slot",
+            {"s": RUBRIC_STUDY_ID},
+        ).rows()
+        assert audit.verify(store).ok
+    labels = [json.loads(text) for text, _ in stored]
+    assert [met for label in labels for met in label.values()] == [m == "Y" for m in marks]
+    assert all(stamped for _, stamped in stored)  # time on task ran from the first showing

@@ -27,10 +27,13 @@ _mount = st.components.v2.component(
 
 
 def option_key(item: dict, index: int, option: dict) -> str | None:
-    """The key that picks ``option``: its position (1-9) or, for a pairwise choice, its first
-    letter (A, B, T); none past the ninth option (a 0-10 scale's last options are clicked)."""
+    """The key that picks ``option``: its position (1-9); for a pairwise choice its first letter
+    (A, B, T); for a rubric criterion Y (met) or N (not met); none past the ninth option (a 0-10
+    scale's last options are clicked)."""
     if item["type"] == "pairwise_choice":
         return str(option["value"])[0].upper()
+    if item["type"] == "criterion":  # a rubric criterion: Y met, N not met
+        return "Y" if option["value"] else "N"
     return str(index + 1) if index < 9 else None
 
 
