@@ -930,6 +930,21 @@ def main() -> int:
                 server.stop()
 
 
+def page_server(folder: Path, name: str, script: str, env: dict[str, str]) -> Server:
+    """Serve ``script`` as ``<folder>/<name>/<name>.py`` (log ``<folder>/<name>.log``) with the
+    app's own ``.streamlit/config.toml`` (no garbage collection after every run, no file
+    watcher), so that it differs from the app only in the script it runs; wait until healthy."""
+    page = folder / name / f"{name}.py"
+    (page.parent / ".streamlit").mkdir(parents=True)
+    page.write_text(script)
+    (page.parent / ".streamlit" / "config.toml").write_text(
+        (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    server = Server(page, page.parent, env, folder / f"{name}.log")
+    server.wait_healthy()
+    return server
+
+
 def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     if db.exists():
         log(f"reusing {db}")
@@ -1029,17 +1044,7 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     # what the app stored, counted before the floor page (c) writes for its own raters
     after, rows_after, revised_after = done_counts(db, raters)
 
-    page = folder / "trivial" / "trivial.py"
-    page.parent.mkdir()
-    page.write_text(TRIVIAL_PAGE)
-    # the same server settings as the app's (.streamlit/config.toml: no garbage collection after
-    # every run, no file watcher), so that the two differ only in the script they run
-    (page.parent / ".streamlit").mkdir()
-    (page.parent / ".streamlit" / "config.toml").write_text(
-        (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    trivial = Server(page, page.parent, env, folder / "trivial.log")
-    trivial.wait_healthy()
+    trivial = page_server(folder, "trivial", TRIVIAL_PAGE, env)
     log(f"(b) trivial page: {args.saturated_sessions} sessions, {args.saturated_duration:g} s ...")
     stats_t = Stats()
     t0 = time.monotonic()
@@ -1059,15 +1064,7 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     log(f"(b) trivial: {stats_t.clicks} clicks in {elapsed_t:.1f} s = {trivial_cps:.1f} clicks/s")
 
     # (c) the floor for the same work: the case's rows stored and the next case shown, in SQL
-    page = folder / "floor" / "floor.py"
-    page.parent.mkdir()
-    page.write_text(FLOOR_PAGE)
-    (page.parent / ".streamlit").mkdir()
-    (page.parent / ".streamlit" / "config.toml").write_text(
-        (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    floor = Server(page, page.parent, env, folder / "floor.log")
-    floor.wait_healthy()
+    floor = page_server(folder, "floor", FLOOR_PAGE, env)
     log(f"(c) floor page: {len(floor_raters)} sessions, {args.saturated_duration:g} s ...")
     stats_f = Stats()
     t0 = time.monotonic()

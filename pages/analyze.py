@@ -14,26 +14,21 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from study.access import allowed
+from pages.components.study_picker import pick_study
 from study.errors import NotFoundError, StudyError
-from study.services import analyses, design, lifecycle, monitoring, studies
+from study.services import analyses, design, lifecycle, monitoring
 
 store = st.session_state["store"]
 caller = st.session_state["caller"]
 
 st.title("Analysis")
 
-visible = studies.list_studies(store, caller)
-names = {
-    sid: name
-    for sid, name in zip(visible["id"], visible["name"], strict=True)
-    if allowed(store, caller, "analyze", study=sid)
-}
-if not names:
-    st.info("You analyse no study: the statistician's role in a study opens this screen.")
-    st.stop()
-study_id = st.selectbox(
-    "Study", list(names), format_func=lambda s: f"{names[s]} ({s})", key="analyze_study"
+study_id, study_name = pick_study(
+    store,
+    caller,
+    "analyze",
+    key="analyze_study",
+    none="You analyse no study: the statistician's role in a study opens this screen.",
 )
 status = monitoring.study_status(store, caller, study_id, per_arm=False)
 st.markdown(f":blue-badge[:material/flag: {status['status'].capitalize()}] study id `{study_id}`")
@@ -90,7 +85,7 @@ if status["status"] != "unblinded":
         "recorded in the audit trail under your name and cannot be undone."
     )
     sure = st.checkbox(
-        f"I am the study's statistician and unblind {names[study_id]} now.", key="unblind_sure"
+        f"I am the study's statistician and unblind {study_name} now.", key="unblind_sure"
     )
     if st.button("Unblind the study", type="primary", disabled=not sure, key="unblind"):
         try:

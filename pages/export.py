@@ -13,27 +13,22 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages.components.study_picker import pick_study
 from study import exporting
-from study.access import allowed
 from study.errors import StateError, StudyError
-from study.services import exports, studies
+from study.services import exports
 
 store = st.session_state["store"]
 caller = st.session_state["caller"]
 
 st.title("Export")
 
-mine = [
-    row
-    for row in studies.list_studies(store, caller).iter_rows(named=True)
-    if allowed(store, caller, "export", study=row["id"])
-]
-if not mine:
-    st.info("You have no study to export: exports are for a study's statistician.")
-    st.stop()
-names = {row["id"]: row["name"] for row in mine}
-study_id = st.selectbox(
-    "Study", list(names), format_func=lambda sid: f"{names[sid]} ({sid})", key="export_study"
+study_id, _ = pick_study(
+    store,
+    caller,
+    "export",
+    key="export_study",
+    none="You have no study to export: exports are for a study's statistician.",
 )
 
 DESCRIPTIONS = {

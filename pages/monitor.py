@@ -13,26 +13,22 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
+from pages.components.study_picker import pick_study
 from study.access import allowed
 from study.errors import StudyError
-from study.services import analyses, lifecycle, monitoring, studies
+from study.services import analyses, lifecycle, monitoring
 
 store = st.session_state["store"]
 caller = st.session_state["caller"]
 
 st.title("Monitoring")
 
-visible = studies.list_studies(store, caller)
-names = {
-    sid: name
-    for sid, name in zip(visible["id"], visible["name"], strict=True)
-    if allowed(store, caller, "monitor_study", study=sid)
-}
-if not names:
-    st.info("You monitor no study: the coordinator's role in a study opens this screen.")
-    st.stop()
-study_id = st.selectbox(
-    "Study", list(names), format_func=lambda s: f"{names[s]} ({s})", key="monitor_study"
+study_id, study_name = pick_study(
+    store,
+    caller,
+    "monitor_study",
+    key="monitor_study",
+    none="You monitor no study: the coordinator's role in a study opens this screen.",
 )
 status = monitoring.study_status(store, caller, study_id, per_arm=False)
 st.markdown(f":blue-badge[:material/flag: {status['status'].capitalize()}] study id `{study_id}`")
@@ -286,7 +282,7 @@ if status["status"] == "rating" and allowed(store, caller, "run_study", study=st
         "then unblind the study. This cannot be undone."
     )
     sure = st.checkbox(
-        f"I want to close rating of {names[study_id]} now ({done:,} of {total:,} done).",
+        f"I want to close rating of {study_name} now ({done:,} of {total:,} done).",
         key="monitor_close_sure",
     )
     if st.button("Close the study", type="primary", disabled=not sure, key="monitor_close"):
