@@ -84,9 +84,10 @@ if mine:
     study_id = st.selectbox(
         "Study",
         list(mine),
-        format_func=lambda sid: f"{mine[sid]['name']} ({sid}, {mine[sid]['status']})",
+        format_func=lambda sid: f"{mine[sid]['name']} ({sid})",
         key="design_study",
     )
+    st.markdown(f":blue-badge[:material/flag: {mine[study_id]['status'].capitalize()}]")
 
 draft = (
     Draft(

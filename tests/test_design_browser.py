@@ -90,13 +90,16 @@ def test_a_coordinator_walks_from_an_empty_study_to_a_locked_protocol(
     place = picker_place(db, COORDINATOR)
     with serve(db, tmp_path, demo_on_start=False) as served:
         page.goto(f"{served.url}/?person={place}")
-        # the app's own menu (its titles are capitalised; before the first run ends, Streamlit
-        # may show the pages folder's file names instead)
-        design = page.get_by_test_id("stSidebarNav").get_by_role("link", name="Design", exact=True)
-        expect(design).to_be_visible(timeout=90_000)
-        settle(page)
-        design.click()
+        # The app's own menu first: a server's very first run of a deep link runs the page
+        # without app.py (Streamlit's pages-folder mode lasts until st.navigation is first
+        # called), and a click in the menu would drop ?person= (the person picked).
+        menu = page.get_by_test_id("stSidebarNav")
+        expect(menu.get_by_role("link", name="Design", exact=True)).to_be_visible(timeout=90_000)
+        page.goto(f"{served.url}/design?person={place}")
         expect(page.get_by_role("heading", name="Design", exact=True)).to_be_visible(timeout=30_000)
+        # as the coordinator, not the local operator (an admin, whose menu holds Analysis)
+        expect(menu.get_by_role("link", name="Monitoring")).to_be_visible()
+        expect(menu.get_by_role("link", name="Analysis")).to_have_count(0)
         settle(page)
         # 1. a new study
         page.get_by_role("textbox", name="Name").fill("Browser trial")

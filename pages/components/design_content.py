@@ -235,7 +235,9 @@ def attach(draft: Draft, instrument: Instrument) -> None:
     except StudyError as error:
         show_error(error, key=draft.key("attach-problems"))
     else:
-        st.success(f"Instrument {key} {version} attached.", icon=":material/check:")
+        # run again, so that what is attached (and the step's mark) shows it
+        st.session_state["design_flash"] = f"Instrument {key} {version} attached."
+        st.rerun()
 
 
 PREVIEW_KEY = "design-preview-sheet"
