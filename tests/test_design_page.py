@@ -3,13 +3,16 @@ locked protocol and open rating, with the demo's own files (data/demo).
 
 - A rejected upload shows the importer's full report (file, row, column, problem) and stores
   nothing; the demo's arms, cases and answers import.
-- An instrument attaches, and its preview renders the case and the rating sheet; submitting
-  the preview stores nothing.
+- An instrument attaches (a built-in one, or a custom file, whose problems are shown when it is
+  broken), and its preview renders the case and the rating sheet; submitting the preview stores
+  nothing.
+- Calibration and repeats set in step 4 reach the dry run and the locked protocol.
 - The dry run shows its tables (loads, overlap, arm x position, raters per case) and the rater x
   case heatmap, and the blinding leak report.
 - The lock shows the stored protocol's content hash; a new version needs a reason.
 - A rater is invited by e-mail, and rating opens only after the confirmation.
-- A rater and a statistician get no Design screen.
+- A rater and a statistician get no Design screen; the demo's coordinator (of one study) sees
+  every step of a study in rating, creates none, and step 6 shows the stored hash.
 """
 
 from __future__ import annotations
@@ -358,3 +361,69 @@ def send_sheet(at: AppTest, proto, data: dict) -> AppTest:
     value = {"token": data["token"], "attempt": data["attempt"], "values": values, "texts": {}}
     trigger.json_trigger_value = json.dumps([{"event": "submit", "value": value}])
     return at._run(states)
+
+
+def test_a_custom_instrument_is_checked_attached_and_previewed(monkeypatch, db):
+    at = import_demo(create(open_design(monkeypatch, db)))
+    go(at, 3)
+    # a broken file: its problems are shown, nothing is attached
+    at.file_uploader(key=key("upload-instrument")).set_value(
+        ("mine.toml", b'key = "mine"\nversion = "1"\n[[items]]\nkey = "q"\n', "text/plain")
+    ).run()
+    assert_no_exception(at)
+    assert "mine.toml" in errors(at)
+    example = ROOT / "data" / "instruments" / "example_custom.toml"
+    at.file_uploader(key=key("upload-instrument")).set_value(
+        (example.name, example.read_bytes(), "text/plain")
+    ).run()
+    assert not at.error, errors(at)
+    at.button(key=key("attach-custom")).click().run()
+    assert_no_exception(at)
+    assert stored(db, "SELECT instrument_key FROM study_instruments WHERE study = $s").rows() == [
+        ("example_custom",)
+    ]
+    (sheet,) = [n for n in walk(at._tree) if getattr(n, "type", "") == "bidi_component"]
+    prompts = {f["prompt"] for f in json.loads(sheet.proto.bytes)["fields"]}
+    assert "Does the answer say when and with whom to follow up?" in prompts
+
+
+def test_calibration_and_repeats_go_to_the_dry_run_and_the_locked_protocol(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    go(at, 4)
+    at.checkbox(key=key("calibration")).check().run()
+    at.multiselect(key=key("calibration_cases")).select("demo-001").run()
+    at.text_area(key=key("expected")).input(
+        json.dumps({"demo-001": {"quality": {"Response A": 4, "Response B": 4}}})
+    ).run()
+    at.checkbox(key=key("repeats")).check().run()
+    assert_no_exception(at)
+    assert not at.error, errors(at)
+    loads = table(at, "rater_id", "assignments", "calibration", "repeats")
+    assert set(loads["calibration"]) == {1} and loads["repeats"].sum() > 0
+    assert loads["assignments"].sum() == 41 * 2  # the calibration case is no live case
+    lock(plan(at))
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["calibration"]["cases"] == ["demo-001"]
+    assert content["calibration"]["pass_threshold"] == 0.8
+    assert content["repeats"] == {"share": 0.1, "washout_days": 14}
+
+
+def test_the_demo_coordinator_sees_every_step_of_a_study_in_rating(monkeypatch, demo_db):
+    from study.demo import DEMO_STUDY_ID
+
+    at = open_design(monkeypatch, demo_db)
+    assert at.selectbox(key="design_study").value == DEMO_STUDY_ID
+    for step in range(1, 8):
+        go(at, step)
+        assert not at.error, (step, errors(at))
+        if step == 1:  # a coordinator of one study creates none (a global role does)
+            assert "design_new_name" not in [t.key for t in at.text_input]
+    go(at, 6)
+    with Store(demo_db) as store:
+        digest = store.read(
+            "SELECT max_by(content_hash, version) FROM protocols WHERE study = $s",
+            {"s": DEMO_STUDY_ID},
+        ).item()
+    assert at.code[0].value == digest
+    go(at, 7)
+    assert any("The study is rating" in s.value for s in at.success)
