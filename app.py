@@ -47,6 +47,8 @@ SCREENS: tuple[tuple[str, str, str, frozenset[str]], ...] = (
      frozenset({"admin", "coordinator", "statistician"})),
     ("pages/people.py", "People", ":material/group_add:", frozenset({"admin", "coordinator"})),
     ("pages/rate.py", "Rate", ":material/rate_review:", frozenset({"rater"})),
+    ("pages/design.py", "Design", ":material/design_services:",
+     frozenset({"coordinator", "admin"})),
     ("pages/monitor.py", "Monitoring", ":material/monitoring:",
      frozenset({"coordinator", "admin"})),
     ("pages/analyze.py", "Analysis", ":material/query_stats:",

@@ -18,10 +18,16 @@ import time
 
 import streamlit as st
 
-from pages.components.rating_sheet import field_data, rating_sheet, submitted
+from pages.components.rating_sheet import (
+    keyed_fields,
+    rating_sheet,
+    sheet_data,
+    show_case,
+    submitted,
+    typed_fields,
+)
 from study.access import allowed
 from study.errors import ConflictError, StudyError, ValidationError
-from study.rendering import safe_html
 from study.services import instruments, rating, studies
 
 store = st.session_state["store"]
@@ -61,60 +67,12 @@ KEYS_HELP = (
 )
 
 
-# A rubric criterion's two options, keyed Y and N (``rating_sheet.option_key``). (Comments, not
-# docstrings: Streamlit's "magic" would print a bare string on the page.)
-MET = [{"value": True, "label": "Met"}, {"value": False, "label": "Not met"}]
-
-
 def fields_of(view: dict) -> list[tuple[dict, str | None]]:
-    """The sheet's keyed fields in keyboard order: for each response shown, each answer-level
-    item (and, in a rubric study, each criterion of the case: met or not met), then the
-    case-level items; as (item, label) with label None for the case. A criterion's field is a
-    pseudo-item ``{"key": rubric item, "criterion": its key, "prompt": its text, ...}``."""
-    labels = [p["label"] for p in view["presentations"]]
-    rubric = set(view.get("rubric_items") or [])
-    out = []
-    for label in labels:
-        for item in KEYED:
-            if item.get("scope", "answer") != "answer":
-                continue
-            if item["key"] in rubric:
-                out += [
-                    (
-                        {
-                            "key": item["key"],
-                            "criterion": criterion["key"],
-                            "prompt": criterion["criterion"],
-                            "type": "criterion",
-                            "required": True,
-                            "options": MET,
-                        },
-                        label,
-                    )
-                    for criterion in view.get("criteria") or []
-                ]
-            else:
-                out.append((item, label))
-    return out + [(item, None) for item in KEYED if item.get("scope") == "case"]
+    return keyed_fields(view, KEYED)
 
 
 def texts_of(view: dict) -> list[tuple[dict, str | None]]:
-    """The typed fields: each free-text item once per response shown (answer scope), or once
-    for the case."""
-    labels = [p["label"] for p in view["presentations"]]
-    return [
-        (item, label)
-        for item in TYPED
-        for label in (labels if item.get("scope", "answer") == "answer" else [None])
-    ]
-
-
-def current(view: dict, item: dict, label: str | None):
-    value = view["values"].get(item["key"])
-    value = value.get(label) if isinstance(value, dict) else value
-    if "criterion" in item:  # a rubric item's value per response: {criterion: met}
-        return value.get(item["criterion"]) if isinstance(value, dict) else None
-    return value
+    return typed_fields(view, TYPED)
 
 
 def sheet_state(view: dict) -> dict:
@@ -260,32 +218,6 @@ def progress(view: dict) -> None:
     )
 
 
-def case_and_answers(view: dict) -> None:
-    if view.get("conversation"):
-        st.subheader("Conversation", anchor=False)
-        for message in view["conversation"]:
-            role = message["role"]
-            name = {"user": "user", "assistant": "assistant"}.get(role, "ai")
-            with st.chat_message(name, avatar={"system": ":material/settings:"}.get(role)):
-                if role == "system":
-                    st.caption("Instructions given to the assistant")
-                st.markdown(safe_html(message["content"]), unsafe_allow_html=True)
-        st.caption("The answers below are the conversation's next turn.")
-    else:
-        st.subheader("Question", anchor=False)
-        st.markdown(safe_html(view["question"]), unsafe_allow_html=True)
-    if view.get("context"):
-        with st.expander("Context", expanded=True):
-            st.markdown(safe_html(view["context"]), unsafe_allow_html=True)
-    columns = st.columns(len(view["presentations"]), border=True)
-    for column, presentation in zip(columns, view["presentations"], strict=True):
-        with column:
-            st.markdown(f"**{presentation['label']}**")
-            st.markdown(
-                safe_html(presentation["text"], mode=view["display"]), unsafe_allow_html=True
-            )
-
-
 @st.fragment
 def panel() -> None:
     if flash := st.session_state.pop("rate_flash", None):
@@ -322,36 +254,24 @@ def panel() -> None:
         return
     state = sheet_state(view)
     progress(view)
-    case_and_answers(view)
+    show_case(view)
 
     st.subheader("Your rating", anchor=False)
     fields = fields_of(view)
     texts = texts_of(view)
     rating_sheet(
-        {
-            "token": state["token"],
-            "attempt": state["attempt"],
-            "revising": view["done"],
-            "fields": [field_data(item, label) for item, label in fields],
-            "values": {
-                str(n): value
-                for n, (item, label) in enumerate(fields)
-                if (value := current(view, item, label)) is not None
-            },
-            "texts": [
-                {
-                    "where": label,
-                    "prompt": item["prompt"],
-                    "required": bool(item.get("required", True)),
-                    "value": str(current(view, item, label) or ""),
-                }
-                for item, label in texts
-            ],
-            "problems": state["problems"],
-            "submit_label": "Save revision" if view["done"] else "Submit",
-            "keys_help": KEYS_HELP
+        sheet_data(
+            view,
+            fields,
+            texts,
+            token=state["token"],
+            attempt=state["attempt"],
+            revising=view["done"],
+            problems=state["problems"],
+            submit_label="Save revision" if view["done"] else "Submit",
+            keys_help=KEYS_HELP
             + (" Y / N: a criterion met / not met." if view.get("rubric_items") else ""),
-        },
+        ),
         lambda: on_submit(view),
     )
 

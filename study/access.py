@@ -102,13 +102,14 @@ PERMISSIONS: dict[str, Permission] = {
     "view_design": Permission(
         frozenset({"coordinator", "statistician"}),
         "study",
-        "see a study's cases and arms with their provenance, what it never recorded, and each "
-        "arm's coverage of the cases",
+        "see a study's cases and arms with their provenance, what it never recorded, each "
+        "arm's coverage of the cases, and the power of its design",
         (
             "content.list_cases",
             "content.list_arms",
             "content.unknown_provenance",
             "design.arm_coverage",
+            "analyses.design_power",
         ),
     ),
     "design_study": Permission(
@@ -116,8 +117,8 @@ PERMISSIONS: dict[str, Permission] = {
         "study",
         "import cases, arms and answers (HealthBench files too), remove those a draft does not "
         "use, see answers with "
-        "their arms and authors, attach instruments, lock the first protocol, preview and make "
-        "assignments",
+        "their arms and authors, attach instruments, preview a case as raters will see it, lock "
+        "the first protocol, preview and make assignments",
         (
             "content.import_cases",
             "content.import_arms",
@@ -136,6 +137,7 @@ PERMISSIONS: dict[str, Permission] = {
             "design.persist_assignments",
             "design.make_assignments",
             "design.preview_assignments",
+            "design.preview_view",
             "design.leak_report",
             "design.seed_is_sealed",
         ),
@@ -266,8 +268,8 @@ PERMISSIONS: dict[str, Permission] = {
         frozenset({"coordinator"}),
         "study",
         "invite people by e-mail as raters of one's own study, grant or revoke the rater role "
-        "there",
-        ("people.invite", "people.grant_role", "people.revoke_role"),
+        "there, and list the study's raters",
+        ("people.invite", "people.grant_role", "people.revoke_role", "people.study_raters"),
     ),
 }
 """Every permission, declared once with the services that require it."""

@@ -653,12 +653,17 @@ def design_summary(
     assignments), ``raters_per_case`` (case_id, raters, answers_shown), ``arm_positions``
     (rater_id, arm_id, position, shown: how often each rater sees each arm in each screen
     position), ``overlap`` (rater_a, rater_b, shared_cases: for each pair of raters with a case in
-    common, rater_a < rater_b). Every table but ``loads`` describes the live design only: the
-    calibration screens are the same for everyone and repeats show a screen again.
+    common, rater_a < rater_b), ``coverage`` (rater_id, case_id, phase: one row per assignment,
+    every phase, by rater, case and phase: who rates which case). Every table but ``loads`` and
+    ``coverage`` describes the live design only: the calibration screens are the same for
+    everyone and repeats show a screen again.
     Inputs as ``design_assignments`` returns them (without a ``phase`` column every row is live).
     """
     if "phase" not in assignments.columns:
         assignments = assignments.with_columns(pl.lit("live").alias("phase"))
+    coverage = assignments.select("rater_id", "case_id", "phase").sort(
+        "rater_id", "case_id", "phase"
+    )
     phases = (
         assignments.group_by("rater_id")
         .agg(
@@ -700,4 +705,5 @@ def design_summary(
         "raters_per_case": per_case,
         "arm_positions": arm_positions,
         "overlap": overlap,
+        "coverage": coverage,
     }

@@ -78,6 +78,13 @@ def new_salt() -> str:
     return secrets.token_hex(16)
 
 
+def new_seed() -> int:
+    """A fresh assignment seed from the operating system's random source (7 bytes, so it fits
+    the schema's BIGINT and ``design.MAX_SEED``), for a design whose seed nobody chose: drawn
+    here, sealed at the lock, never shown."""
+    return int.from_bytes(secrets.token_bytes(7), "big")
+
+
 def _pad(key: bytes, salt: str) -> int:
     return int(mac(key, f"sealed seed:{salt}")[:16], 16)
 

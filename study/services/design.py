@@ -714,17 +714,32 @@ def preview_assignments(
     seed: int | None = None,
     mode: str = "side_by_side",
     match_specialty: bool = False,
+    calibration_cases: list[str] | None = None,
+    repeat_share: float | None = None,
 ) -> dict[str, pl.DataFrame]:
     """The design ``make_assignments`` would store, summarised and not stored (a dry run).
 
     Returns ``study.assignment.design_summary``'s tables (loads with its calibration and repeats
-    counts, raters_per_case, arm_positions, overlap). It names arms, so it is for the study's
-    designers only.
+    counts, raters_per_case, arm_positions, overlap, coverage). It names arms, so it is for the
+    study's designers only.
+
+    ``raters``: user ids, or names standing for raters not invited yet (a plan: they have no
+    specialty and wrote no answer). ``calibration_cases`` and ``repeat_share``: the phases a
+    draft's protocol will name, for a dry run before the lock (None: the locked protocol's,
+    none before the lock); the same seed then gives the design ``make_assignments`` stores
+    after the lock.
     """
     from study.assignment import design_summary
 
     seed = _seed_for(store, study, seed)
-    a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty)
+    phases = None
+    if calibration_cases is not None or repeat_share is not None:
+        gold, share = _phases(store, study)
+        phases = (
+            gold if calibration_cases is None else list(calibration_cases),
+            share if repeat_share is None else float(repeat_share),
+        )
+    a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty, phases)
     return design_summary(a, p)
 
 
@@ -747,7 +762,10 @@ def _design(
     seed: int,
     mode: str,
     match_specialty: bool,
+    phases: tuple[list[str], float] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The design's tables; ``phases``: (calibration cases, repeat share), default the locked
+    protocol's."""
     from study.assignment import design_assignments
 
     bare = store.read(
@@ -776,7 +794,7 @@ def _design(
     specialties = store.read(
         "SELECT id, specialty FROM users WHERE list_contains($r, id)", {"r": list(raters)}
     )
-    gold, share = _phases(store, study)
+    gold, share = _phases(store, study) if phases is None else phases
     return design_assignments(
         case_spec.get_column("case_id").to_list(),
         raters,
@@ -831,3 +849,95 @@ def seed_is_sealed(store: Store, caller: Caller, study: str) -> bool:
         return bool(cur.execute("SELECT 1 FROM sealed_seeds WHERE study = ?", [study]).fetchall())
     finally:
         cur.close()
+
+
+_SHOWN_PER_MODE = {"side_by_side": None, "pairwise": 2, "separate": 1}
+"""How many of a case's answers one screen shows in each assignment mode (None: all)."""
+
+
+@guarded
+def preview_view(
+    store: Store,
+    caller: Caller,
+    study: str,
+    *,
+    case_id: str | None = None,
+    mode: str = "side_by_side",
+    display: str = "markdown",
+) -> dict[str, Any]:
+    """One case as the rating screen would show it to a rater, for the designer's preview;
+    nothing is stored and no assignment is needed.
+
+    The dict has the keys of ``rating.assignment_view`` that draw the screen: ``case_id``,
+    ``question``, ``context``, ``conversation``, ``criteria``, ``rubric_items``,
+    ``presentations`` ([{position, label, text}]), ``display``, ``values`` (empty), ``done``
+    (False), plus ``arms`` (the arm behind each label, for the designer only: never shown to a
+    rater). The answers come in answer-id order (as a calibration screen shows them); a real
+    screen's order is the design's. ``mode`` ("side_by_side", "pairwise", "separate") says
+    how many of them one screen shows: all, the first two, the first one. ``case_id``: default
+    the first case (by id) that has answers; ``NotFoundError`` when there is none.
+    """
+    if mode not in _SHOWN_PER_MODE:
+        raise ValidationError(
+            [Problem("design", None, "mode", f"mode is one of {', '.join(_SHOWN_PER_MODE)}")]
+        )
+    cur = store.cursor()
+    try:
+        require_study(cur, study)
+        if case_id is None:
+            found = first(
+                cur.execute("SELECT min(case_id) FROM answers WHERE study = ?", [study]).fetchall()
+            )
+            case_id = found[0] if found else None
+        row = first(
+            cur.execute(
+                "SELECT question, context, conversation, criteria FROM cases"
+                " WHERE study = ? AND case_id = ?",
+                [study, case_id],
+            ).fetchall()
+        )
+        if case_id is None or row is None:
+            raise NotFoundError(
+                f"Study '{study}' has no case with answers to preview"
+                + (f" (asked for '{case_id}')." if case_id else "; import cases and answers.")
+            )
+        answers = cur.execute(
+            "SELECT arm_id, text FROM answers WHERE study = ? AND case_id = ? ORDER BY answer_id",
+            [study, case_id],
+        ).fetchall()
+        rubric_items = [
+            key
+            for (key,) in cur.execute(
+                "SELECT i.item_key FROM study_instruments s JOIN items i"
+                " ON i.instrument_key = s.instrument_key"
+                " AND i.instrument_version = s.instrument_version"
+                " WHERE s.study = ? AND json_extract_string(i.definition, '$.criteria') = 'case'"
+                " ORDER BY s.position, i.position",
+                [study],
+            ).fetchall()
+        ]
+    finally:
+        cur.close()
+    from study.blinding import neutral_label
+    from study.rubric import stored_criteria
+
+    question, context, conversation, criteria = row
+    shown = answers[: _SHOWN_PER_MODE[mode]] if _SHOWN_PER_MODE[mode] else answers
+    return {
+        "case_id": case_id,
+        "question": question,
+        "context": context,
+        "conversation": None if conversation is None else json.loads(conversation),
+        "criteria": [
+            {"key": c["key"], "criterion": c["criterion"]} for c in stored_criteria(criteria)
+        ],
+        "rubric_items": rubric_items if criteria is not None else [],
+        "presentations": [
+            {"position": n, "label": neutral_label(n), "text": text}
+            for n, (_, text) in enumerate(shown, start=1)
+        ],
+        "arms": {neutral_label(n): arm for n, (arm, _) in enumerate(shown, start=1)},
+        "display": display,
+        "values": {},
+        "done": False,
+    }

@@ -392,6 +392,22 @@ def list_people(store: Store, caller: Caller) -> pl.DataFrame:
     )
 
 
+@guarded
+def study_raters(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """The people holding the rater role in ``study`` itself (not those who rate every study),
+    by id: id, display_name, email, specialty, waiting (bool, as ``list_people`` says it:
+    invited, or one of the demo's people, and not yet bound to a sign-in). Who a design
+    assigns (``design.make_assignments`` without ``raters``)."""
+    return store.read(
+        "SELECT u.id, u.display_name, u.email, u.specialty,"
+        " (u.issuer IN (SELECT unnest($unbound)) AND NOT EXISTS"
+        "  (SELECT 1 FROM identities i WHERE i.user_id = u.id)) AS waiting"
+        " FROM users u WHERE EXISTS (SELECT 1 FROM roles r WHERE r.user_id = u.id"
+        "  AND r.study = $s AND r.role = 'rater') ORDER BY u.id",
+        {"s": study, "unbound": list(UNBOUND_ISSUERS)},
+    )
+
+
 # --- roles -----------------------------------------------------------------------------------
 
 

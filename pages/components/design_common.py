@@ -1,0 +1,228 @@
+"""What the Design screen's steps share (screen code, like the pages): the study being designed,
+its settings kept per study across steps and reruns, how a refusal is shown, and the protocol
+the settings make.
+
+A widget's own state is dropped by Streamlit when its step is not drawn; the settings are not:
+they live in ``st.session_state`` under the study's id, each widget is initialised from them
+and writes its value back (``kept``), so a coordinator can leave a step and come back to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from study.access import Caller
+from study.assignment import ALGORITHM
+from study.errors import Problem, StudyError, ValidationError
+from study.instruments import Instrument
+
+# A new draft's settings; each is one widget's value on the Design screen. (Comments, not
+# docstrings: Streamlit's "magic" would print a bare string.)
+DEFAULTS: dict[str, Any] = {
+    # assignment (step 4)
+    "mode": "side_by_side",
+    "raters_per_case": 2,
+    "match_specialty": False,
+    "planned_raters": 4,
+    "calibration": False,
+    "calibration_cases": [],
+    "expected": "{}",
+    "pass_threshold": 0.8,
+    "repeats": False,
+    "repeat_share": 0.1,
+    "washout_days": 14,
+    "display": "markdown",
+    # analysis plan (step 5)
+    "primary_item": None,
+    "direction": "higher",
+    "margin": 0.5,
+    "alpha": 0.025,
+    "method": "t",
+    "sensitivity": [],
+    "secondary": [],
+    "test_arm": None,
+    "reference_arm": None,
+    # the sample-size panel's assumptions
+    "sd": 1.0,
+    "icc": 0.2,
+    "expected_difference": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The study a step works on: the store and caller from app.py, the study's row, and its
+    settings (a dict kept in the session, changed in place by the widgets)."""
+
+    store: Any
+    caller: Caller
+    study: str
+    name: str
+    status: str
+    settings: dict[str, Any]
+
+    @property
+    def editable(self) -> bool:
+        """Only a draft changes; a locked protocol changes by a new version (step 6)."""
+        return self.status == "draft"
+
+    def key(self, name: str) -> str:
+        """A widget key of this study's screen."""
+        return f"design:{self.study}:{name}"
+
+
+def settings_of(study: str) -> dict[str, Any]:
+    """The study's settings in this session, made from ``DEFAULTS`` the first time."""
+    return st.session_state.setdefault(f"design-settings:{study}", dict(DEFAULTS))
+
+
+def kept(
+    draft: Draft,
+    name: str,
+    widget: Callable[..., Any],
+    label: str,
+    *args: Any,
+    options: Sequence[Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Draw ``widget`` for the setting ``name``, initialised from the settings, and keep its
+    value there. ``options``: a choice's options (a kept value that is no longer one of them,
+    e.g. an item of a detached instrument, falls back to the first)."""
+    key = draft.key(name)
+    if options is not None and key in st.session_state:
+        held = st.session_state[key]
+        stale = (
+            any(v not in options for v in held) if isinstance(held, list) else held not in options
+        )
+        if stale:  # the options changed (another primary item): start from the settings again
+            del st.session_state[key]
+    if key not in st.session_state:
+        value = draft.settings[name]
+        if options is not None and not isinstance(value, list) and value not in options:
+            value = options[0] if options else None
+        if options is not None and isinstance(value, list):
+            value = [v for v in value if v in options]
+        st.session_state[key] = value
+    if options is not None:
+        args = (options, *args)
+    value = widget(label, *args, key=key, disabled=not draft.editable, **kwargs)
+    draft.settings[name] = value
+    return value
+
+
+def show_error(error: StudyError, *, key: str) -> None:
+    """A refusal on the screen: a rejected input as its full report (every problem with its
+    file, row, column and reason, as the importers and checks list them), anything else as its
+    message. Never a traceback."""
+    if isinstance(error, ValidationError):
+        st.error(
+            f"{error.total:,} problem{'s' if error.total != 1 else ''} found; nothing was stored.",
+            icon=":material/error:",
+        )
+        st.dataframe(problems_table(error.problems), hide_index=True, key=key)
+    else:
+        st.error(str(error).replace("\n", "  \n"), icon=":material/error:")
+
+
+def problems_table(problems: Sequence[Problem]) -> pl.DataFrame:
+    """One row per problem: file, row (1-based over data rows; empty for the whole file or
+    column), column, problem."""
+    return pl.DataFrame(
+        {
+            "file": [p.file for p in problems],
+            "row": [p.row for p in problems],
+            "column": [p.column for p in problems],
+            "problem": [p.reason for p in problems],
+        },
+        schema={"file": pl.String, "row": pl.Int64, "column": pl.String, "problem": pl.String},
+    )
+
+
+def endpoint_statistic(item: dict[str, Any] | None) -> str | None:
+    """How an item is compared between arms: "risk_difference" for a binary item,
+    "win_rates" for a pairwise choice, None (a mean difference) otherwise."""
+    kind = (item or {}).get("type")
+    return {"binary": "risk_difference", "pairwise_choice": "win_rates"}.get(kind)
+
+
+def protocol_of(
+    draft: Draft, attached: Sequence[Instrument], items: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The protocol the draft's settings make, as ``design.lock_protocol`` freezes it (its
+    keys as the demo's protocol and ``analyses`` read them). ``items``: the study's items by
+    key (their definitions). ``ValidationError`` when the calibration's expected values are not
+    a JSON object."""
+    s = draft.settings
+    primary_item = items.get(s["primary_item"] or "")
+    primary: dict[str, Any] = {
+        "item": s["primary_item"],
+        "margin": s["margin"],
+        "direction": s["direction"],
+        "alpha": s["alpha"],
+        "sided": "one-sided",
+        "method": s["method"],
+    }
+    if statistic := endpoint_statistic(primary_item):
+        primary["statistic"] = statistic
+    if s["sensitivity"]:
+        primary["sensitivity_methods"] = list(s["sensitivity"])
+    secondary = []
+    for key in s["secondary"]:
+        statistic = endpoint_statistic(items.get(key))
+        if statistic == "win_rates":
+            secondary.append({"item": key, "statistic": statistic})
+            continue
+        direction = {"lower_is_better": "lower"}.get(items.get(key, {}).get("direction"), "higher")
+        endpoint = {"item": key, "margin": s["margin"], "direction": direction}
+        if statistic:
+            endpoint |= {"statistic": statistic, "method": "newcombe"}
+        secondary.append(endpoint)
+    protocol: dict[str, Any] = {
+        "title": draft.name,
+        "instruments": [
+            {"key": i.key, "version": i.version, "content_hash": i.content_hash()} for i in attached
+        ],
+        "display": s["display"],
+        "primary_endpoint": primary,
+        "secondary_endpoints": secondary,
+        "assignment": {
+            "mode": s["mode"],
+            "raters_per_case": s["raters_per_case"],
+            "match_specialty": s["match_specialty"],
+            "algorithm": ALGORITHM,
+            "exclude_own_answers": True,
+        },
+    }
+    arms = {"test": s["test_arm"], "reference": s["reference_arm"]}
+    if all(arms.values()):
+        protocol["arms"] = arms
+    if s["calibration"]:
+        protocol["calibration"] = {
+            "cases": list(s["calibration_cases"]),
+            "expected": expected_values(s["expected"]),
+            "pass_threshold": s["pass_threshold"],
+        }
+    if s["repeats"]:
+        protocol["repeats"] = {"share": s["repeat_share"], "washout_days": s["washout_days"]}
+    return protocol
+
+
+def expected_values(text: str) -> dict[str, Any]:
+    """The calibration's expected values typed as JSON: an object {case: {item: value}}."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as error:
+        raise ValidationError(
+            [Problem("protocol", None, "calibration.expected", f"not JSON: {error}")]
+        ) from None
+    if not isinstance(value, dict):
+        raise ValidationError(
+            [Problem("protocol", None, "calibration.expected", "must be a JSON object {...}")]
+        )
+    return value

@@ -1,0 +1,439 @@
+"""The Design screen's planning steps (screen code): 4, the assignment settings with the dry run
+(the tables of ``python -m study assign --dry-run``, a rater x case heatmap, the blinding leak
+report); 5, the analysis plan with its sample-size panel."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import plotly.express as px
+import polars as pl
+import streamlit as st
+
+from pages.components.design_common import Draft, endpoint_statistic, kept, show_error
+from study.assignment import MODES
+from study.blinding import AUC_WARNING
+from study.errors import StudyError
+from study.keyfile import new_seed
+from study.services import analyses, content, design, instruments, people
+
+MODE_NAMES = {
+    "side_by_side": "Side by side: all of a case's answers on one screen",
+    "pairwise": "Pairwise: two answers on a screen",
+    "separate": "Separate: one answer per screen",
+}
+
+
+def design_seed(draft: Draft) -> int | None:
+    """The seed of the draft's design: drawn once per draft in this session and sealed at the
+    lock, so that the dry run shows the design that will be stored; None once sealed."""
+    if not draft.editable:
+        return None
+    return draft.settings.setdefault("seed", new_seed())
+
+
+def step_assignment(draft: Draft) -> None:
+    """Step 4: the settings (a draft), or the locked protocol's; then the dry run."""
+    raters = people.study_raters(draft.store, draft.caller, draft.study)
+    if draft.editable:
+        options = assignment_settings(draft, raters)
+    else:
+        locked = design.get_protocol(draft.store, draft.caller, draft.study)["content"]
+        plan = locked.get("assignment") or {}
+        st.info(
+            f"The study is {draft.status}: its assignment settings are the locked protocol's.",
+            icon=":material/lock:",
+        )
+        st.json(
+            {k: locked[k] for k in ("assignment", "calibration", "repeats") if k in locked},
+            expanded=True,
+        )
+        options = {
+            "raters_per_case": int(plan.get("raters_per_case") or 2),
+            "mode": plan.get("mode") or "side_by_side",
+            "match_specialty": bool(plan.get("match_specialty")),
+        }
+    if not raters.height and not draft.editable:
+        st.caption("No raters yet: invite them in step 7; the dry run needs them.")
+        return
+    st.subheader("Dry run", anchor=False)
+    try:
+        summary = design.preview_assignments(
+            draft.store, draft.caller, draft.study, seed=design_seed(draft), **options
+        )
+    except StudyError as error:
+        show_error(error, key=draft.key("dry-run-problems"))
+        draft.settings["dry_run_ok"] = False
+    else:
+        draft.settings["dry_run_ok"] = True
+        show_summary(draft, summary)
+    leaks(draft)
+
+
+def assignment_settings(draft: Draft, raters: pl.DataFrame) -> dict[str, Any]:
+    """The settings' widgets; returns ``preview_assignments``'s options for them."""
+    left, right = st.columns(2)
+    with left:
+        mode = kept(
+            draft, "mode", st.selectbox, "Mode", options=list(MODES), format_func=MODE_NAMES.get
+        )
+        per_case = kept(
+            draft, "raters_per_case", st.number_input, "Raters per case", min_value=1, step=1
+        )
+        match = kept(
+            draft, "match_specialty", st.checkbox, "Only raters of the case's specialty rate it"
+        )
+        kept(
+            draft,
+            "display",
+            st.selectbox,
+            "Answers shown as",
+            options=["markdown", "plain"],
+            help="Markdown renders headings, lists and emphasis; plain shows the text as typed.",
+        )
+    with right:
+        if raters.height:
+            rater_ids = None
+            st.markdown(
+                f"**Raters:** the study's {raters.height} rater(s): "
+                + ", ".join(f"`{r}`" for r in raters.get_column("id"))
+            )
+        else:
+            planned = kept(
+                draft,
+                "planned_raters",
+                st.number_input,
+                "Raters you plan to invite (none invited yet)",
+                min_value=1,
+                step=1,
+            )
+            rater_ids = [f"planned-rater-{n:02d}" for n in range(1, planned + 1)]
+            st.caption("Until raters are invited (step 7) the dry run uses planned raters.")
+    gold, share = calibration_and_repeats(draft)
+    return {
+        "raters": rater_ids,
+        "raters_per_case": int(per_case),
+        "mode": mode,
+        "match_specialty": match,
+        "calibration_cases": gold,
+        "repeat_share": share,
+    }
+
+
+def calibration_and_repeats(draft: Draft) -> tuple[list[str], float]:
+    """The calibration round's and the repeats' widgets; returns (calibration cases, share)."""
+    cases = content.list_cases(draft.store, draft.caller, draft.study).get_column("case_id")
+    gold: list[str] = []
+    share = 0.0
+    with st.expander("Calibration and repeats", expanded=draft.settings["calibration"]):
+        if kept(draft, "calibration", st.checkbox, "A calibration round before live rating"):
+            gold = kept(
+                draft,
+                "calibration_cases",
+                st.multiselect,
+                "Calibration cases (every rater does them first)",
+                options=cases.to_list(),
+            )
+            kept(
+                draft,
+                "expected",
+                st.text_area,
+                'Expected values, JSON: {case: {item: value, or {"Response A": value}}}',
+                help="Responses are labelled in answer-id order on a calibration screen.",
+            )
+            kept(
+                draft,
+                "pass_threshold",
+                st.slider,
+                "Pass threshold (share of expected values matched)",
+                0.05,
+                1.0,
+                step=0.05,
+            )
+        if kept(draft, "repeats", st.checkbox, "Repeat a share of each rater's cases"):
+            share = kept(draft, "repeat_share", st.slider, "Share repeated", 0.05, 1.0, step=0.05)
+            kept(draft, "washout_days", st.number_input, "Washout (days)", min_value=1, step=1)
+    return gold, share
+
+
+def show_summary(draft: Draft, summary: dict[str, pl.DataFrame]) -> None:
+    """The dry run's tables and the rater x case heatmap."""
+    loads, per_case = summary["loads"], summary["raters_per_case"]
+    spread = per_case.get_column("raters")
+    first, second, third = st.columns(3)
+    first.metric("Raters", loads.height)
+    second.metric("Live assignments", f"{int(loads.get_column('assignments').sum()):,}")
+    third.metric(
+        "Raters per case",
+        f"{spread.min()}" if spread.min() == spread.max() else f"{spread.min()}-{spread.max()}",
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Loads per rater**")
+        st.dataframe(loads, hide_index=True, key=draft.key("loads"))
+        st.markdown("**Rater-pair overlap (cases in common)**")
+        st.dataframe(summary["overlap"], hide_index=True, key=draft.key("overlap"))
+    with right:
+        st.markdown("**Arm x position per rater (times shown)**")
+        grid = (
+            summary["arm_positions"]
+            .with_columns(pl.format("position {}", "position").alias("at"))
+            .pivot(on="at", index=["rater_id", "arm_id"], values="shown", sort_columns=True)
+            .fill_null(0)
+        )
+        st.dataframe(grid, hide_index=True, key=draft.key("arm-positions"))
+        st.markdown("**Raters per case**")
+        st.dataframe(per_case, hide_index=True, key=draft.key("raters-per-case"))
+    st.markdown("**Who rates which case**")
+    st.plotly_chart(coverage_heatmap(summary["coverage"]), key=draft.key("heatmap"))
+    st.caption(
+        "Each cell counts a rater's assignments of a case: 1 once, 2 when the case comes back "
+        "as a repeat; calibration cases are everyone's."
+    )
+
+
+def coverage_heatmap(coverage: pl.DataFrame):
+    """Raters (rows) x cases (columns), each cell the rater's assignments of the case."""
+    counts = (
+        coverage.group_by("rater_id", "case_id")
+        .agg(pl.len().alias("assignments"))
+        .pivot(on="case_id", index="rater_id", values="assignments", sort_columns=True)
+        .fill_null(0)
+        .sort("rater_id")
+    )
+    cases = counts.columns[1:]
+    figure = px.imshow(
+        counts.select(cases).to_numpy(),
+        x=cases,
+        y=counts.get_column("rater_id").to_list(),
+        labels={"x": "Case", "y": "Rater", "color": "Assignments"},
+        color_continuous_scale="Blues",
+        zmin=0,
+        aspect="auto",
+    )
+    figure.update_layout(
+        height=max(260, 24 * counts.height + 120), margin={"l": 0, "r": 0, "t": 10, "b": 0}
+    )
+    figure.update_xaxes(showticklabels=len(cases) <= 60)
+    return figure
+
+
+def leaks(draft: Draft) -> None:
+    """The blinding leak report per arm, with a warning for an arm that length and format alone
+    tell apart."""
+    st.subheader("Blinding leak report", anchor=False)
+    report = design.leak_report(draft.store, draft.caller, draft.study)
+    if not report.height:
+        st.caption("No answers yet.")
+        return
+    st.dataframe(
+        report,
+        hide_index=True,
+        key=draft.key("leaks"),
+        column_config={
+            "arm_id": "Arm",
+            "n_answers": "Answers",
+            "median_words": st.column_config.NumberColumn("Median words", format="%.0f"),
+            "share_markdown": st.column_config.NumberColumn("Markdown", format="percent"),
+            "share_self_identifying": st.column_config.NumberColumn(
+                "Self-identifying", format="percent"
+            ),
+            "share_signature": st.column_config.NumberColumn("Signed", format="percent"),
+            "format_auc": st.column_config.NumberColumn("Format AUC", format="%.2f"),
+            "warning": st.column_config.CheckboxColumn("Warning"),
+        },
+    )
+    for row in report.filter(pl.col("warning")).iter_rows(named=True):
+        st.warning(
+            f"Length and format alone tell arm **{row['arm_id']}** apart (cross-validated AUC "
+            f"{row['format_auc']:.2f} > {AUC_WARNING}): raters may guess the source. Normalise "
+            "the answers' formatting and length before locking.",
+            icon=":material/visibility:",
+        )
+
+
+# --- step 5: the analysis plan ---------------------------------------------------------------
+
+
+def step_plan(draft: Draft) -> None:
+    """Step 5: the primary and secondary endpoints, and the sample-size panel."""
+    frame = instruments.study_items(draft.store, draft.caller, draft.study)
+    items = {key: json.loads(d) for key, d in frame.select("item_key", "definition").iter_rows()}
+    if not items:
+        st.info("Attach an instrument first (step 3): the plan names its items.")
+        return
+    if not draft.editable:
+        locked = design.get_protocol(draft.store, draft.caller, draft.study)["content"]
+        st.info(
+            f"The study is {draft.status}: its analysis plan is the locked protocol's.",
+            icon=":material/lock:",
+        )
+        st.json(
+            {
+                k: locked[k]
+                for k in ("primary_endpoint", "secondary_endpoints", "arms")
+                if k in locked
+            },
+            expanded=True,
+        )
+        return
+    comparable = [
+        key
+        for key, item in items.items()
+        if item["type"] not in ("free_text", "pairwise_choice") and item.get("criteria") != "case"
+    ]
+    if not comparable:
+        st.warning("No item of the attached instruments can be a non-inferiority endpoint.")
+        return
+
+    def named(key: str) -> str:
+        return f"{key}: {items[key]['prompt']}"
+
+    left, right = st.columns(2)
+    with left:
+        primary = kept(
+            draft,
+            "primary_item",
+            st.selectbox,
+            "Primary item",
+            options=comparable,
+            format_func=named,
+        )
+        statistic = endpoint_statistic(items[primary]) or "mean_difference"
+        declared = items[primary].get("direction", "none").replace("_", " ")
+        kept(
+            draft,
+            "direction",
+            st.radio,
+            "Which way is better",
+            options=["higher", "lower"],
+            horizontal=True,
+            help=f"The item declares: {declared}.",
+        )
+        kept(
+            draft,
+            "margin",
+            st.number_input,
+            "Non-inferiority margin"
+            + (" (risk difference)" if statistic == "risk_difference" else " (rating units)"),
+            min_value=0.0,
+            step=0.05,
+            format="%.3f",
+        )
+        kept(
+            draft,
+            "alpha",
+            st.number_input,
+            "One-sided alpha",
+            min_value=0.001,
+            max_value=0.25,
+            step=0.005,
+            format="%.3f",
+            help="0.025 one-sided: the lower bound of the two-sided 95% interval.",
+        )
+    with right:
+        methods = list(analyses.PLAN_METHODS[statistic])
+        method = kept(draft, "method", st.selectbox, "Method", options=methods)
+        kept(
+            draft,
+            "sensitivity",
+            st.multiselect,
+            "Sensitivity analyses",
+            options=[m for m in methods if m != method],
+        )
+        arms(draft)
+        kept(
+            draft,
+            "secondary",
+            st.multiselect,
+            "Secondary items",
+            options=[
+                k for k, item in items.items() if k != primary and item["type"] != "free_text"
+            ],
+            format_func=named,
+            help="Compared with the primary's margin (binary: risk difference, Newcombe; a "
+            "pairwise choice: win rates), Holm-adjusted.",
+        )
+    draft.settings["plan_ok"] = draft.settings["margin"] > 0
+    if statistic == "mean_difference":
+        power_panel(draft)
+    else:
+        st.caption("The sample-size panel plans a mean difference; this primary is a proportion.")
+
+
+def arms(draft: Draft) -> None:
+    """Test and reference arm (default: the first LLM arm against the first clinician arm)."""
+    frame = content.list_arms(draft.store, draft.caller, draft.study)
+    ids = frame.get_column("arm_id").to_list()
+    if len(ids) < 2:
+        st.caption("Two arms are compared: import them in step 2.")
+        return
+    kinds = dict(frame.select("arm_id", "kind").iter_rows())
+    s = draft.settings
+    s["test_arm"] = s["test_arm"] or next((a for a in ids if kinds[a] == "llm"), ids[0])
+    s["reference_arm"] = s["reference_arm"] or next(
+        (a for a in ids if kinds[a] == "clinician" and a != s["test_arm"]), ids[-1]
+    )
+    kept(draft, "test_arm", st.selectbox, "Test arm", options=ids)
+    kept(draft, "reference_arm", st.selectbox, "Reference arm", options=ids)
+
+
+def power_panel(draft: Draft) -> None:
+    """The power of the current design (its live cases, raters per case) and the cases that
+    reach 80% and 90%, under the assumptions typed here."""
+    st.subheader("Sample size", anchor=False)
+    s = draft.settings
+    left, middle, right = st.columns(3)
+    with left:
+        kept(
+            draft,
+            "sd",
+            st.number_input,
+            "SD of a rater's paired difference",
+            min_value=0.01,
+            step=0.1,
+            help="Test minus reference, one rater, one case, in rating units.",
+        )
+    with middle:
+        kept(
+            draft,
+            "icc",
+            st.slider,
+            "ICC of the differences among a case's raters",
+            0.0,
+            1.0,
+            step=0.05,
+        )
+    with right:
+        kept(draft, "expected_difference", st.number_input, "Expected true difference", step=0.05)
+    cases = content.list_cases(draft.store, draft.caller, draft.study).height
+    live = cases - (len(s["calibration_cases"]) if s["calibration"] else 0)
+    try:
+        power = analyses.design_power(
+            draft.store,
+            draft.caller,
+            draft.study,
+            margin=s["margin"],
+            sd=s["sd"],
+            icc=s["icc"],
+            raters_per_case=int(s["raters_per_case"]),
+            alpha=s["alpha"],
+            direction=s["direction"],
+            expected_difference=s["expected_difference"],
+            cases=live,
+        )
+    except StudyError as error:
+        show_error(error, key=draft.key("power-problems"))
+        return
+    first, *targets = st.columns(1 + len(power["targets"]))
+    first.metric(
+        f"Power with {power['cases']:,} cases",
+        "—" if power["power"] is None else f"{power['power']:.0%}",
+    )
+    for column, target in zip(targets, power["targets"], strict=True):
+        column.metric(f"Cases for {target['power']:.0%} power", f"{target['cases']:,}")
+    st.caption(
+        f"{power['raters_per_case']} raters per case (step 4), one-sided alpha "
+        f"{power['alpha']:g}, margin {power['margin']:g}: {power['method']}."
+    )

@@ -1,0 +1,147 @@
+"""The Design screen in a real browser: a coordinator walks from an empty study to a locked
+protocol, uploading the demo's own files (data/demo) through the page's file inputs, and the hash
+the page shows is the one stored.
+
+The server is the real ``streamlit run app.py``; Chromium is driven by Playwright. Picking the
+person in the demo picker (``?person=N``) stands in for signing in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import OPERATOR, ROOT, picker_place
+from playwright.sync_api import Page, expect, sync_playwright
+from serving import CHROMIUM_ARGS, chromium_path, serve
+
+from study.services import people
+from study.services.people import DEMO_ISSUER
+from study.store import Store
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+COORDINATOR = "demo-coordinator"
+DEMO_FILES = ROOT / "data" / "demo"
+STUDY = "browser-trial"
+IDLE = """() => !document.querySelector(
+    '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stElementContainer"][data-stale="true"]'
+)"""
+"""True when no script run is in flight and nothing on the page is stale from an earlier run."""
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1800})
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """An empty database whose one person, of the demo picker, coordinates every study."""
+    path = tmp_path / "design.duckdb"
+    with Store(path) as store:
+        people.ensure_user(
+            store,
+            OPERATOR,
+            issuer=DEMO_ISSUER,
+            subject=COORDINATOR,
+            user_id=COORDINATOR,
+            display_name="Demo Coordinator",
+        )
+        people.grant_role(store, OPERATOR, None, COORDINATOR, "coordinator")
+    return path
+
+
+def settle(page: Page) -> None:
+    page.wait_for_function(IDLE, timeout=30_000)
+
+
+def next_step(page: Page, title: str) -> None:
+    page.get_by_role("button", name=re.compile(rf"Next: \d\. {title}")).click()
+    expect(page.get_by_role("heading", name=re.compile(rf"\d\. {title}$"))).to_be_visible(
+        timeout=30_000
+    )
+    settle(page)
+
+
+def upload(page: Page, title: str, kind: str, name: str) -> None:
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text=f"{title} file")
+    uploader.locator("input[type=file]").set_input_files(str(DEMO_FILES / name))
+    expect(uploader).to_contain_text(name, timeout=30_000)
+    settle(page)
+    page.get_by_role("button", name=f"Import {kind}").click()
+    expect(
+        page.get_by_text(re.compile(rf"{re.escape(name)}: {kind}: \d+ rows read"))
+    ).to_be_visible(timeout=30_000)
+    settle(page)
+
+
+def test_a_coordinator_walks_from_an_empty_study_to_a_locked_protocol(
+    browser_page: Page, db: Path, tmp_path: Path
+) -> None:
+    page = browser_page
+    place = picker_place(db, COORDINATOR)
+    with serve(db, tmp_path, demo_on_start=False) as served:
+        page.goto(f"{served.url}/?person={place}")
+        # The app's own menu first: a server's very first run of a deep link runs the page
+        # without app.py (Streamlit's pages-folder mode lasts until st.navigation is first
+        # called), and a click in the menu would drop ?person= (the person picked).
+        menu = page.get_by_test_id("stSidebarNav")
+        expect(menu.get_by_role("link", name="Design", exact=True)).to_be_visible(timeout=90_000)
+        page.goto(f"{served.url}/design?person={place}")
+        expect(page.get_by_role("heading", name="Design", exact=True)).to_be_visible(timeout=30_000)
+        # as the coordinator, not the local operator (an admin, whose menu holds Analysis)
+        expect(menu.get_by_role("link", name="Monitoring")).to_be_visible()
+        expect(menu.get_by_role("link", name="Analysis")).to_have_count(0)
+        settle(page)
+        # 1. a new study
+        page.get_by_role("textbox", name="Name").fill("Browser trial")
+        page.get_by_role("textbox", name="Id (optional)").fill(STUDY)
+        page.get_by_role("button", name="Create the study").click()
+        expect(page.get_by_text(f"Study {STUDY} created as a draft.")).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("heading", name="2. Content")).to_be_visible()
+        settle(page)
+        # 2. the demo's files, through the file inputs
+        upload(page, "Arms", "arms", "arms.csv")
+        upload(page, "Cases", "cases", "cases.jsonl")
+        upload(page, "Answers", "answers", "answers.jsonl")
+        expect(page.get_by_text("2. Content ✓")).to_be_visible()
+        # 3. the first built-in instrument, and its preview: the sheet a rater gets
+        next_step(page, "Instrument")
+        page.get_by_role("button", name="Attach this instrument").click()
+        expect(page.get_by_text(re.compile(r"Instrument \S+ \S+ attached\."))).to_be_visible(
+            timeout=30_000
+        )
+        expect(page.locator(".sheet .field").first).to_be_visible(timeout=30_000)
+        # 4. the dry run with planned raters: its tables and heatmap
+        next_step(page, "Assignment")
+        expect(page.get_by_text("Loads per rater")).to_be_visible()
+        expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1, timeout=30_000)
+        # 5. the plan's defaults (the first comparable item, margin 0.5) and its power
+        next_step(page, "Analysis plan")
+        expect(page.get_by_text("Cases for 80% power")).to_be_visible(timeout=30_000)
+        # 6. the lock, behind its confirmation
+        next_step(page, "Lock")
+        lock = page.get_by_role("button", name="Lock the protocol")
+        expect(lock).to_be_disabled()
+        page.get_by_text("I have checked the protocol").click()
+        expect(lock).to_be_enabled(timeout=30_000)
+        lock.click()
+        expect(page.get_by_text("Protocol hash")).to_be_visible(timeout=30_000)
+        shown = page.get_by_test_id("stCode").inner_text().strip()
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+    with Store(db) as store:
+        stored = store.read(
+            "SELECT content_hash, version FROM protocols WHERE study = $s", {"s": STUDY}
+        )
+        status = store.read("SELECT status FROM studies WHERE id = $s", {"s": STUDY}).item()
+    assert re.fullmatch(r"[0-9a-f]{64}", shown), shown
+    assert stored.rows() == [(shown, 1)]
+    assert status == "locked"

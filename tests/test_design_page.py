@@ -1,0 +1,429 @@
+"""The Design screen through AppTest, as a coordinator of the demo picker: from a new study to a
+locked protocol and open rating, with the demo's own files (data/demo).
+
+- A rejected upload shows the importer's full report (file, row, column, problem) and stores
+  nothing; the demo's arms, cases and answers import.
+- An instrument attaches (a built-in one, or a custom file, whose problems are shown when it is
+  broken), and its preview renders the case and the rating sheet; submitting the preview stores
+  nothing.
+- Calibration and repeats set in step 4 reach the dry run and the locked protocol.
+- The dry run shows its tables (loads, overlap, arm x position, raters per case) and the rater x
+  case heatmap, and the blinding leak report.
+- The lock shows the stored protocol's content hash; a new version needs a reason.
+- A rater is invited by e-mail, and rating opens only after the confirmation.
+- A rater and a statistician get no Design screen; the demo's coordinator (of one study) sees
+  every step of a study in rating, creates none, and step 6 shows the stored hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import OPERATOR, ROOT, picker_place
+from streamlit.testing.v1 import AppTest
+
+from study.services import people, studies
+from study.services.people import DEMO_ISSUER
+from study.store import Store
+
+APP = str(ROOT / "app.py")
+DESIGN = "pages/design.py"
+DEMO_FILES = ROOT / "data" / "demo"
+STUDY = "trial"
+COORDINATOR, STATISTICIAN, RATER = "demo-coordinator", "demo-statistician", "demo-rater-01"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """An empty database with three people of the demo picker: a coordinator of every study
+    (who may create studies), a statistician and a rater; and one invited rater of another
+    study (so the rater's role is real)."""
+    path = tmp_path / "design.duckdb"
+    with Store(path) as store:
+        for user_id, role, study in (
+            (COORDINATOR, "coordinator", None),
+            (STATISTICIAN, "statistician", None),
+            (RATER, "rater", "other"),
+        ):
+            people.ensure_user(
+                store,
+                OPERATOR,
+                issuer=DEMO_ISSUER,
+                subject=user_id,
+                user_id=user_id,
+                display_name=user_id,
+                specialty="cardiology",
+            )
+            if study and not studies.list_studies(store, OPERATOR).height:
+                studies.create_study(store, OPERATOR, "Other", study_id=study)
+            people.grant_role(store, OPERATOR, study, user_id, role)
+    return path
+
+
+def open_design(monkeypatch, db: Path, person: str = COORDINATOR) -> AppTest:
+    monkeypatch.setenv("CLINVAL_DB", str(db))
+    monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["person"] = picker_place(db, person)
+    at.run()
+    at.switch_page(DESIGN).run()
+    assert_no_exception(at)
+    return at
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def key(name: str) -> str:
+    return f"design:{STUDY}:{name}"
+
+
+def go(at: AppTest, step: int) -> AppTest:
+    at.radio(key="design_step").set_value(step).run()
+    assert_no_exception(at)
+    return at
+
+
+def upload(at: AppTest, kind: str, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key=key(f"upload-{kind}")).set_value((name, data, "text/plain")).run()
+    at.button(key=key(f"import-{kind}")).click().run()
+    assert_no_exception(at)
+    return at
+
+
+def table(at: AppTest, *columns: str):
+    """The one table on the screen with ``columns`` (AppTest does not expose a table's key)."""
+    found = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
+    assert len(found) == 1, f"{len(found)} tables with the columns {columns}"
+    return found[0]
+
+
+def errors(at: AppTest) -> str:
+    return "\n".join(e.value for e in at.error)
+
+
+def stored(db: Path, sql: str):
+    with Store(db) as store:
+        return store.read(sql, {"s": STUDY} if "$s" in sql else None)
+
+
+def create(at: AppTest) -> AppTest:
+    at.text_input(key="design_new_name").input("Trial study")
+    at.text_input(key="design_new_id").input(STUDY)
+    at.button(key="FormSubmitter:design_create-Create the study").click().run()
+    assert_no_exception(at)
+    return at
+
+
+def import_demo(at: AppTest) -> AppTest:
+    go(at, 2)
+    for kind, name in (
+        ("arms", "arms.csv"),
+        ("cases", "cases.jsonl"),
+        ("answers", "answers.jsonl"),
+    ):
+        upload(at, kind, name, (DEMO_FILES / name).read_bytes())
+        assert not at.error, errors(at)
+    return at
+
+
+def attach(at: AppTest, instrument: str = "ayers_harm") -> AppTest:
+    go(at, 3)
+    at.selectbox(key=key("builtin")).set_value(instrument).run()
+    at.button(key=key("attach-builtin")).click().run()
+    assert_no_exception(at)
+    assert not at.error, errors(at)
+    return at
+
+
+def plan(at: AppTest) -> AppTest:
+    go(at, 5)
+    at.selectbox(key=key("primary_item")).set_value("quality").run()
+    at.number_input(key=key("margin")).set_value(0.5).run()
+    assert_no_exception(at)
+    return at
+
+
+def lock(at: AppTest) -> AppTest:
+    go(at, 6)
+    at.checkbox(key=key("lock-sure")).check().run()
+    at.button(key=key("lock")).click().run()
+    assert_no_exception(at)
+    assert not at.error, errors(at)
+    return at
+
+
+def test_a_coordinator_creates_a_study(monkeypatch, db):
+    at = create(open_design(monkeypatch, db))
+    assert stored(db, "SELECT id, name, status FROM studies WHERE id = $s").rows() == [
+        (STUDY, "Trial study", "draft")
+    ]
+    assert at.selectbox(key="design_study").value == STUDY
+    assert at.radio(key="design_step").value == 2  # on to the uploads
+    # a second study under the same id is refused with the service's message, no traceback
+    go(at, 1)
+    create(at)
+    assert "exists already" in errors(at)
+
+
+def test_a_rejected_upload_shows_every_problem_and_stores_nothing(monkeypatch, db):
+    at = go(create(open_design(monkeypatch, db)), 2)
+    # two rows without a question, one id twice: every problem is listed with its row
+    bad = b"case_id,question\nc1,\nc2,\nc3,Fine?\nc3,Again?\n"
+    upload(at, "cases", "cases.csv", bad)
+    assert "nothing was stored" in errors(at)
+    assert at.markdown.values.count("**cases.csv was rejected.**") == 1
+    report = table(at, "file", "row", "column", "problem")
+    assert list(report.columns) == ["file", "row", "column", "problem"]
+    assert set(report["file"]) == {"cases.csv"}
+    assert report.shape[0] >= 2
+    assert {1, 2} <= set(report["row"].dropna().astype(int))
+    assert set(report["column"].dropna()) >= {"question"}
+    assert stored(db, "SELECT count(*) AS n FROM cases WHERE study = $s").item() == 0
+
+
+def test_the_demo_files_import_and_show_each_arms_provenance(monkeypatch, db):
+    at = import_demo(create(open_design(monkeypatch, db)))
+    counts = stored(
+        db,
+        "SELECT (SELECT count(*) FROM cases WHERE study = $s) AS cases,"
+        " (SELECT count(*) FROM arms WHERE study = $s) AS arms,"
+        " (SELECT count(*) FROM answers WHERE study = $s) AS answers",
+    ).row(0)
+    assert counts == (42, 2, 84)
+    provenance = table(at, "arm_id", "model_name", "generated")
+    assert list(provenance["arm_id"]) == ["clinician", "llm_a"]
+    llm = provenance[provenance["arm_id"] == "llm_a"].iloc[0]
+    assert (llm["model_name"], llm["model_version"]) == ("demo-llm", "demo-llm-2026-06-01")
+    assert llm["answers"] == "42 of 42"
+    assert "2. Content ✓" in at.radio(key="design_step").options
+
+
+def test_unknown_provenance_is_highlighted(monkeypatch, db, tmp_path):
+    at = go(create(open_design(monkeypatch, db)), 2)
+    upload(
+        at,
+        "arms",
+        "arms.csv",
+        b"arm_id,kind,label,model_name,model_version\nllm,llm,An LLM,not recorded,v1\n",
+    )
+    assert not at.error, errors(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "llm" in warnings and "model_name" in warnings, warnings
+
+
+def test_an_instrument_attaches_and_its_preview_renders_and_stores_nothing(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    assert stored(db, "SELECT instrument_key FROM study_instruments WHERE study = $s").rows() == [
+        ("ayers_harm",)
+    ]
+    sheets = [n for n in walk(at._tree) if getattr(n, "type", "") == "bidi_component"]
+    assert len(sheets) == 1
+    data = json.loads(sheets[0].proto.bytes)
+    assert data["fields"] and data["submit_label"].startswith("Submit (preview")
+    assert {f["where"] for f in data["fields"]} >= {"Response A", "Response B"}
+    shown = " ".join(m.value for m in at.markdown)
+    assert "**Response A**" in shown and "**Response B**" in shown
+    # the first demo case's question is on the screen as a rater sees it
+    question = json.loads((DEMO_FILES / "cases.jsonl").read_text().splitlines()[0])["question"]
+    assert any(question[:40] in m.value for m in at.markdown)
+    # a submission of the preview is handed back; nothing is stored
+    send_sheet(at, sheets[0].proto, data)
+    assert_no_exception(at)
+    again = json.loads(
+        [n for n in walk(at._tree) if getattr(n, "type", "") == "bidi_component"][0].proto.bytes
+    )
+    assert again["attempt"] == 1 and "nothing was stored" in again["problems"]["sheet"]
+    assert stored(db, "SELECT count(*) FROM ratings").item() == 0
+
+
+def test_the_dry_run_shows_its_tables_the_heatmap_and_the_leak_report(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    go(at, 4)
+    at.number_input(key=key("planned_raters")).set_value(5).run()
+    at.number_input(key=key("raters_per_case")).set_value(3).run()
+    assert_no_exception(at)
+    assert not at.error, errors(at)
+    loads = table(at, "rater_id", "assignments", "calibration", "repeats")
+    assert len(loads) == 5 and loads["assignments"].sum() == 42 * 3
+    per_case = table(at, "case_id", "raters", "answers_shown")
+    assert set(per_case["raters"]) == {3}
+    positions = table(at, "rater_id", "arm_id", "position 1")
+    assert {"rater_id", "arm_id", "position 1", "position 2"} <= set(positions.columns)
+    overlap = table(at, "rater_a", "rater_b")
+    assert {"rater_a", "rater_b", "shared_cases"} <= set(overlap.columns)
+    (heatmap,) = [
+        json.loads(n.proto.spec) for n in walk(at._tree) if getattr(n, "type", "") == "plotly_chart"
+    ]
+    cells = heatmap["data"][0]
+    assert cells["type"] == "heatmap"
+    assert len(cells["y"]) == 5 and len(cells["x"]) == 42
+    assert plotly_array(cells["z"]).sum() == 42 * 3
+    leaks = table(at, "arm_id", "format_auc")
+    assert list(leaks["arm_id"]) == ["clinician", "llm_a"]
+    assert "format_auc" in leaks.columns
+    assert "4. Assignment ✓" in at.radio(key="design_step").options
+
+
+def test_the_lock_shows_the_stored_hash_and_a_new_version_needs_a_reason(monkeypatch, db):
+    at = plan(attach(import_demo(create(open_design(monkeypatch, db)))))
+    power = [m for m in at.metric if m.label.startswith("Cases for")]
+    assert [m.label for m in power] == ["Cases for 80% power", "Cases for 90% power"]
+    lock(at)
+    digest, version = stored(
+        db, "SELECT content_hash, version FROM protocols WHERE study = $s"
+    ).row(0)
+    assert version == 1
+    assert at.code[0].value == digest
+    assert any(digest in s.value for s in at.success)
+    history = table(at, "version", "content_hash", "reason")
+    assert list(history["version"]) == [1] and list(history["content_hash"]) == [digest]
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["primary_endpoint"]["item"] == "quality"
+    assert content["primary_endpoint"]["margin"] == 0.5
+    assert "seed" not in content and content["assignment_seed_commitment"]
+    # a new version without a reason is refused and stores nothing
+    at.button(key=key("amend")).click().run()
+    assert_no_exception(at)
+    assert "needs a reason" in errors(at)
+    assert stored(db, "SELECT count(*) FROM protocols WHERE study = $s").item() == 1
+    at.text_input(key=key("amend-reason")).input("Margin agreed with the ethics board").run()
+    at.button(key=key("amend")).click().run()
+    assert_no_exception(at)
+    assert stored(db, "SELECT count(*) FROM protocols WHERE study = $s").item() == 2
+    history = table(at, "version", "content_hash", "reason")
+    assert list(history["reason"])[1] == "Margin agreed with the ethics board"
+
+
+def test_raters_are_invited_and_rating_opens_after_the_confirmation(monkeypatch, db):
+    at = lock(plan(attach(import_demo(create(open_design(monkeypatch, db))))))
+    go(at, 7)
+    for address in ("ann@hospital.example", "bob@hospital.example", "cy@hospital.example"):
+        at.text_input(key=key("invite-email")).input(address)
+        at.button(key=f"FormSubmitter:{key('invite')}-Invite").click().run()
+        assert_no_exception(at)
+        assert not at.error, errors(at)
+    raters = table(at, "id", "email", "waiting")
+    assert sorted(raters["email"]) == [
+        "ann@hospital.example",
+        "bob@hospital.example",
+        "cy@hospital.example",
+    ]
+    assert at.button(key=key("open")).disabled  # not without the confirmation
+    at.checkbox(key=key("open-sure")).check().run()
+    at.button(key=key("open")).click().run()
+    assert_no_exception(at)
+    assert not at.error, errors(at)
+    assert stored(db, "SELECT status FROM studies WHERE id = $s").item() == "rating"
+    assert stored(db, "SELECT count(*) FROM assignments WHERE study = $s").item() == 42 * 2
+
+
+@pytest.mark.parametrize("person", [RATER, STATISTICIAN])
+def test_a_rater_and_a_statistician_get_no_design_screen(monkeypatch, db, person):
+    monkeypatch.setenv("CLINVAL_DB", str(db))
+    monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["person"] = picker_place(db, person)
+    at.run()
+    with pytest.raises(Exception, match="Could not find a navigation page"):
+        at.switch_page(DESIGN).run()
+
+
+# --- the rating sheet as the browser sends it (see tests/test_rate_page.py) ----------------------
+
+
+def walk(node) -> list:
+    out = []
+    for child in getattr(node, "children", {}).values():
+        out += [child, *walk(child)]
+    return out
+
+
+def plotly_array(value) -> np.ndarray:
+    """A figure's array as plotly sends it: a list, or typed bytes {dtype, bdata, shape}."""
+    if isinstance(value, dict):
+        shape = tuple(int(n) for n in str(value.get("shape", "-1")).split(","))
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value)
+
+
+def send_sheet(at: AppTest, proto, data: dict) -> AppTest:
+    """Submit the preview's sheet as its JavaScript does on Enter: one ``submit`` trigger."""
+    values = {str(n): f["options"][0]["value"] for n, f in enumerate(data["fields"])}
+    states = at._tree.get_widget_states()
+    trigger = states.widgets.add()
+    trigger.id = f"$$STREAMLIT_INTERNAL_KEY_{proto.id}__events"
+    value = {"token": data["token"], "attempt": data["attempt"], "values": values, "texts": {}}
+    trigger.json_trigger_value = json.dumps([{"event": "submit", "value": value}])
+    return at._run(states)
+
+
+def test_a_custom_instrument_is_checked_attached_and_previewed(monkeypatch, db):
+    at = import_demo(create(open_design(monkeypatch, db)))
+    go(at, 3)
+    # a broken file: its problems are shown, nothing is attached
+    at.file_uploader(key=key("upload-instrument")).set_value(
+        ("mine.toml", b'key = "mine"\nversion = "1"\n[[items]]\nkey = "q"\n', "text/plain")
+    ).run()
+    assert_no_exception(at)
+    assert "mine.toml" in errors(at)
+    example = ROOT / "data" / "instruments" / "example_custom.toml"
+    at.file_uploader(key=key("upload-instrument")).set_value(
+        (example.name, example.read_bytes(), "text/plain")
+    ).run()
+    assert not at.error, errors(at)
+    at.button(key=key("attach-custom")).click().run()
+    assert_no_exception(at)
+    assert stored(db, "SELECT instrument_key FROM study_instruments WHERE study = $s").rows() == [
+        ("example_custom",)
+    ]
+    (sheet,) = [n for n in walk(at._tree) if getattr(n, "type", "") == "bidi_component"]
+    prompts = {f["prompt"] for f in json.loads(sheet.proto.bytes)["fields"]}
+    assert "Does the answer say when and with whom to follow up?" in prompts
+
+
+def test_calibration_and_repeats_go_to_the_dry_run_and_the_locked_protocol(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    go(at, 4)
+    at.checkbox(key=key("calibration")).check().run()
+    at.multiselect(key=key("calibration_cases")).select("demo-001").run()
+    at.text_area(key=key("expected")).input(
+        json.dumps({"demo-001": {"quality": {"Response A": 4, "Response B": 4}}})
+    ).run()
+    at.checkbox(key=key("repeats")).check().run()
+    assert_no_exception(at)
+    assert not at.error, errors(at)
+    loads = table(at, "rater_id", "assignments", "calibration", "repeats")
+    assert set(loads["calibration"]) == {1} and loads["repeats"].sum() > 0
+    assert loads["assignments"].sum() == 41 * 2  # the calibration case is no live case
+    lock(plan(at))
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["calibration"]["cases"] == ["demo-001"]
+    assert content["calibration"]["pass_threshold"] == 0.8
+    assert content["repeats"] == {"share": 0.1, "washout_days": 14}
+
+
+def test_the_demo_coordinator_sees_every_step_of_a_study_in_rating(monkeypatch, demo_db):
+    from study.demo import DEMO_STUDY_ID
+
+    at = open_design(monkeypatch, demo_db)
+    assert at.selectbox(key="design_study").value == DEMO_STUDY_ID
+    for step in range(1, 8):
+        go(at, step)
+        assert not at.error, (step, errors(at))
+        if step == 1:  # a coordinator of one study creates none (a global role does)
+            assert "design_new_name" not in [t.key for t in at.text_input]
+    go(at, 6)
+    with Store(demo_db) as store:
+        digest = store.read(
+            "SELECT max_by(content_hash, version) FROM protocols WHERE study = $s",
+            {"s": DEMO_STUDY_ID},
+        ).item()
+    assert at.code[0].value == digest
+    go(at, 7)
+    assert any("The study is rating" in s.value for s in at.success)

@@ -1,0 +1,99 @@
+"""The services the Design screen added: a case previewed as a rater sees it, the power of a
+design, the study's raters, and a dry run of a draft's calibration and repeats before the lock."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import RATERS, sign_in
+
+from study import audit
+from study.errors import NotFoundError, ValidationError
+from study.keyfile import new_seed
+from study.services import analyses, design, people
+
+
+def test_a_case_is_previewed_under_neutral_labels_and_nothing_is_stored(store, draft):
+    coordinator = sign_in(store, "coordinator")
+    before = audit.verify(store).head_hash
+    view = design.preview_view(store, coordinator, draft, case_id="c2")
+    assert view["case_id"] == "c2" and view["question"] == "Question 2?"
+    # answer-id order: c2-clin sorts before c2-llm
+    assert [p["label"] for p in view["presentations"]] == ["Response A", "Response B"]
+    assert [p["text"] for p in view["presentations"]] == ["Clinician answer.", "LLM answer."]
+    assert view["arms"] == {"Response A": "clin", "Response B": "llm"}
+    assert view["values"] == {} and view["done"] is False
+    assert design.preview_view(store, coordinator, draft)["case_id"] == "c1"  # the first case
+    separate = design.preview_view(store, coordinator, draft, mode="separate")
+    assert [p["label"] for p in separate["presentations"]] == ["Response A"]
+    assert audit.verify(store).head_hash == before
+    with pytest.raises(NotFoundError, match="no case with answers"):
+        design.preview_view(store, coordinator, draft, case_id="c9")
+    with pytest.raises(ValidationError):
+        design.preview_view(store, coordinator, draft, mode="sideways")
+
+
+def test_the_power_of_a_design_matches_chow_shao_wang(store, draft):
+    # Chow, Shao & Wang (2008), Sample Size Calculations in Clinical Research, 2nd ed.,
+    # Example 3.1.4: one-sided alpha 0.05, sd 1, true difference 0.5, margin 0.5, power 0.8 -> 7
+    coordinator = sign_in(store, "coordinator")
+    found = analyses.design_power(
+        store,
+        coordinator,
+        draft,
+        margin=0.5,
+        sd=1.0,
+        icc=0.0,
+        raters_per_case=1,
+        alpha=0.05,
+        expected_difference=0.5,
+    )
+    assert found["cases"] == 4  # the draft's cases
+    assert [t["cases"] for t in found["targets"]] == [7, 9]
+    # 4 cases: Phi(1 * sqrt(4) - z_0.95) = Phi(0.355) (normal table: 0.639)
+    assert found["power"] == pytest.approx(0.6388, abs=1e-4)
+    with pytest.raises(ValidationError, match="expected difference"):
+        analyses.design_power(
+            store, coordinator, draft, margin=0.5, sd=1, icc=0, raters_per_case=2,
+            expected_difference=-0.6,
+        )  # fmt: skip
+
+
+def test_the_study_raters_are_those_with_the_rater_role_there(store, draft):
+    coordinator = sign_in(store, "coordinator")
+    people.invite(store, coordinator, draft, "new@hospital.example", "rater")
+    raters = people.study_raters(store, coordinator, draft)
+    assert raters.get_column("id").to_list() == sorted([*RATERS, "new@hospital.example"])
+    waiting = dict(raters.select("id", "waiting").iter_rows())
+    assert waiting["new@hospital.example"] and not waiting["r1"]
+
+
+def test_a_draft_dry_runs_its_calibration_and_repeats_and_the_lock_keeps_its_seed(store, draft):
+    coordinator = sign_in(store, "coordinator")
+    seed = new_seed()
+    options = {"raters_per_case": 2, "mode": "side_by_side", "match_specialty": False}
+    summary = design.preview_assignments(
+        store, coordinator, draft, seed=seed, calibration_cases=["c1"], repeat_share=0.5, **options
+    )
+    loads = summary["loads"]
+    assert loads.get_column("calibration").to_list() == [1, 1, 1]
+    assert loads.get_column("assignments").sum() == 6  # 3 live cases x 2 raters
+    assert loads.get_column("repeats").sum() > 0
+    # one coverage row per assignment, every phase
+    assert summary["coverage"].height == sum(
+        loads.get_column(c).sum() for c in ("assignments", "calibration", "repeats")
+    )
+    # the lock seals the seed the dry run used: the stored design is the one previewed
+    plain = design.preview_assignments(store, coordinator, draft, seed=seed, **options)
+    design.lock_protocol(store, coordinator, draft, {"primary_item": "quality"}, seed=seed)
+    design.make_assignments(store, coordinator, draft, **options)
+    rows = store.read(
+        "SELECT rater AS rater_id, case_id FROM assignments WHERE study = $s ORDER BY 1, 2",
+        {"s": draft},
+    )
+    assert rows.rows() == plain["coverage"].select("rater_id", "case_id").rows()
+
+
+def test_a_seed_is_a_whole_number_the_lock_can_seal():
+    seeds = {new_seed() for _ in range(20)}
+    assert len(seeds) == 20
+    assert all(0 <= s <= design.MAX_SEED for s in seeds)
