@@ -14,12 +14,12 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from pages.components.study_picker import pick_study
 from study.errors import NotFoundError, StudyError
 from study.services import analyses, design, lifecycle, monitoring
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Analysis")
 

@@ -13,13 +13,13 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from pages.components.study_picker import pick_study
 from study.access import allowed
 from study.errors import StudyError
 from study.services import analyses, lifecycle, monitoring
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Monitoring")
 

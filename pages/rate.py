@@ -18,14 +18,14 @@ import time
 
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from pages.components.rating_sheet import field_data, rating_sheet, submitted
 from study.access import allowed
 from study.errors import ConflictError, StudyError, ValidationError
 from study.rendering import safe_html
 from study.services import instruments, rating, studies
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Rate")
 
