@@ -275,6 +275,16 @@ def planned_results(
     from analysis.describe import describe
     from analysis.noninferiority import adjust_secondary
 
+    # A rubric item's rows (one per answer x criterion x rater) are scored HealthBench's way
+    # (``_rubric_frames``); every other analysis reads one value per answer and item.
+    rubric_keys = set(_criteria_items(store, study))
+    if CRITERION in ratings.columns:
+        criteria_rows = ratings.filter(pl.col(CRITERION).is_not_null())
+        ratings = ratings.filter(pl.col(CRITERION).is_null())
+    else:
+        criteria_rows = ratings.head(0)
+    if col.PHASE in criteria_rows.columns:
+        criteria_rows = criteria_rows.filter(pl.col(col.PHASE) != "repeat")
     repeats = (
         ratings.filter(pl.col(col.PHASE) == "repeat") if col.PHASE in ratings.columns else None
     )
@@ -289,7 +299,8 @@ def planned_results(
         " ORDER BY s.position, i.position",
         {"s": study},
     )
-    meta = {row["item_key"]: row for row in items.iter_rows(named=True)}
+    every_item = {row["item_key"]: row for row in items.iter_rows(named=True)}
+    meta = {k: m for k, m in every_item.items() if k not in rubric_keys}
     kinds = dict(
         store.read("SELECT arm_id, kind FROM arms WHERE study = $s", {"s": study}).iter_rows()
     )
@@ -297,10 +308,22 @@ def planned_results(
     out: dict[str, pl.DataFrame] = {}
 
     endpoints = _endpoints(protocol)
+    rubric = {
+        key: _rubric_endpoint(criteria_rows, key, endpoints, test, reference, boot, seed)
+        for key in sorted(rubric_keys & set(every_item))
+    }
+    if rubric:
+        out["rubric"] = _stacked(
+            [f.filter(pl.col(col.STATISTIC) != "mean_difference") for f in rubric.values()]
+        )
     rows = [
-        _endpoint_result(ratings, e, meta.get(e["item"]), test, reference, boot, seed)
+        rubric[e["item"]]
+        .filter(pl.col(col.STATISTIC) == "mean_difference")
+        .select(col.ITEM, pl.lit(e["role"]).alias(col.ROLE), pl.all().exclude(col.ITEM))
+        if e["item"] in rubric
+        else _endpoint_result(ratings, e, meta.get(e["item"]), test, reference, boot, seed)
         for e in endpoints
-        if (meta.get(e["item"]) or {}).get("type") != "pairwise_choice"
+        if (every_item.get(e["item"]) or {}).get("type") != "pairwise_choice"
         and e.get("statistic") != "win_rates"
     ]
     frames = [f for f in rows if f is not None]
@@ -346,6 +369,41 @@ def planned_results(
         except AnalysisError as exc:
             out["blinding"] = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
     return out
+
+
+def _rubric_endpoint(
+    criteria_rows: pl.DataFrame,
+    key: str,
+    endpoints: list[dict[str, Any]],
+    test: str | None,
+    reference: str | None,
+    boot: int,
+    seed: int,
+) -> pl.DataFrame:
+    """``_rubric_frames`` of rubric item ``key``, led by ``item``; its non-inferiority row
+    (statistic ``mean_difference`` of per-answer HealthBench scores) uses the margin, alpha and
+    method of the endpoint that names ``key``, and says why when there is no such margin."""
+    endpoint = next((e for e in endpoints if e["item"] == key), None) or {}
+    margin = endpoint.get("margin")
+    frame = _rubric_frames(
+        criteria_rows.filter(pl.col(col.ITEM) == key),
+        test=test,
+        reference=reference,
+        margin=None if margin is None else float(margin),
+        alpha=float(endpoint.get("alpha") or 0.025),
+        method=endpoint.get("method") or "t",
+        boot=boot,
+        seed=seed,
+    )
+    if endpoint and (margin is None or test is None or reference is None):
+        reason = (
+            "the protocol gives no non-inferiority margin for this item"
+            if margin is None
+            else "the protocol names no test and reference arm (arms: {test, reference})"
+        )
+        refused = {col.STATISTIC: ["mean_difference"], col.APPLICABLE: [False], col.NOTE: [reason]}
+        frame = pl.concat([frame, pl.DataFrame(refused)], how="diagonal_relaxed")
+    return frame.select(pl.lit(key).alias(col.ITEM), pl.all())
 
 
 def _newest_protocol(store: Store, study: str) -> dict[str, Any]:
@@ -599,19 +657,46 @@ def rubric_results(
     "bootstrap" or "mixed", one-sided ``alpha``. ``seed`` seeds every bootstrap (drawn and
     reported when None).
     """
-    from analysis.noninferiority import mean_difference
-    from analysis.rubric import case_scores, healthbench_agreement, rubric_score
     from study.errors import StudyError
     from study.services import exports
 
     frame = exports.export_ratings_long(store, caller, study)
     if CRITERION not in frame.columns:
         raise StudyError(f"Study '{study}' has no rubric item (criteria from the case).")
-    rows = frame.filter(pl.col(CRITERION).is_not_null())
     if seed is None:
         from analysis._random import draw_seed
 
         seed = draw_seed()
+    return _rubric_frames(
+        frame.filter(pl.col(CRITERION).is_not_null()),
+        test=test,
+        reference=reference,
+        margin=margin,
+        alpha=alpha,
+        method=method,
+        boot=boot,
+        seed=seed,
+    )
+
+
+def _rubric_frames(
+    rows: pl.DataFrame,
+    *,
+    test: str | None,
+    reference: str | None,
+    margin: float | None,
+    alpha: float,
+    method: str,
+    boot: int,
+    seed: int,
+) -> pl.DataFrame:
+    """``rubric_results``' stacked frames from the per-criterion rows of one rubric item (the
+    long export's rows with ``CRITERION`` set): scores per arm, agreement, and the
+    non-inferiority of ``test`` against ``reference`` (left out when either or ``margin`` is
+    None). A step the library refuses is one not-applicable row with the reason."""
+    from analysis.noninferiority import mean_difference
+    from analysis.rubric import case_scores, healthbench_agreement, rubric_score
+
     where = {"unit": CRITERION_UNIT, "rater": col.RATER, "met": col.VALUE}
     scoring = {**where, "case": col.CASE, "points": POINTS, "arm": col.ARM}
 
@@ -639,12 +724,11 @@ def rubric_results(
             seed=seed,
         )
 
+    steps = [("rubric_score", scores), ("healthbench_agreement", agreement)]
+    if test is not None and reference is not None and margin is not None:
+        steps.append(("mean_difference", ni))
     frames = []
-    for statistic, run in (
-        ("rubric_score", scores),
-        ("healthbench_agreement", agreement),
-        ("mean_difference", ni),
-    ):
+    for statistic, run in steps:
         try:
             frames.append(run())
         except AnalysisError as exc:  # e.g. one rater so far: say so, and report the rest
