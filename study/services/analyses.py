@@ -157,7 +157,9 @@ def interim_agreement(
     level and over its declared scale. Columns: ``item`` then the agreement table's columns. An
     item that cannot be analysed yet (e.g. fewer than two raters on any answer) gives one row with
     ``applicable`` false and the reason in ``note``. ``seed``: of the bootstraps (drawn and
-    reported in the ``seed`` column when None).
+    reported in the ``seed`` column when None). A rubric item (criteria from the case, stored
+    as met / not met per criterion) adds HealthBench's agreement pooled over the raters
+    (``_criteria_agreement``), also without arms.
     """
     ratings = store.read(_BLINDED_SQL, {"s": study})
     frames = []
@@ -171,7 +173,53 @@ def interim_agreement(
                 item, rows, value="value", level=level, scale=scale, boot=boot, ci=ci, seed=seed
             )
         )
+    for item in _criteria_items(store, study):
+        frames.append(_criteria_agreement(store, study, item, boot=boot, ci=ci, seed=seed))
     return _stacked(frames)
+
+
+_BLINDED_CRITERIA_SQL = """
+SELECT p.answer_id AS answer, s.rater, r.value_text
+FROM current_ratings c
+JOIN ratings r ON r.id = c.rating
+JOIN assignments s ON s.id = c.assignment
+JOIN presentations p ON p.id = r.presentation
+WHERE s.study = $s AND r.item_key = $item AND r.status = 'submitted'
+    AND r.value_text IS NOT NULL AND s.phase = 'live'
+ORDER BY answer, s.rater
+"""
+
+
+def _criteria_agreement(
+    store: Store, study: str, item: str, *, boot: int, ci: float, seed: int | None
+) -> pl.DataFrame:
+    """The raters' agreement on rubric item ``item``'s met / not met labels, pooled over the
+    raters and over arms: ``analysis.rubric.healthbench_agreement``'s rows for all clinicians'
+    pairs together (rater ``clinicians``), units = answer x criterion, led by ``item``. No arm
+    is read (the query names none). One not-applicable row saying why when the library refuses
+    (e.g. one rater so far)."""
+    from analysis.rubric import CLINICIANS, healthbench_agreement
+
+    labels = store.read(_BLINDED_CRITERIA_SQL, {"s": study, "item": item})
+    rows = [
+        {"unit": f"{answer}:{criterion}", col.RATER: rater, "met": bool(met)}
+        for answer, rater, text in labels.iter_rows()
+        for criterion, met in json.loads(text).items()
+    ]
+    frame = pl.DataFrame(rows, schema={"unit": pl.String, col.RATER: pl.String, "met": pl.Boolean})
+    try:
+        table = healthbench_agreement(
+            frame, unit="unit", rater=col.RATER, met="met", boot=boot, ci=ci, seed=seed
+        ).filter(pl.col(col.RATER) == CLINICIANS)
+    except AnalysisError as exc:
+        table = pl.DataFrame(
+            {
+                col.STATISTIC: ["healthbench_agreement"],
+                col.APPLICABLE: [False],
+                col.NOTE: [str(exc)],
+            }
+        )
+    return table.select(pl.lit(item).alias(col.ITEM), pl.all())
 
 
 def _item_agreement(
