@@ -115,6 +115,8 @@ endpoints = found["endpoints"]
 
 def forest(rows: pl.DataFrame, label: str, margin: float, direction: str, key: str) -> None:
     """A forest plot: one estimate with its interval per row, the margin as a dashed line."""
+    if "estimate" not in rows.columns:  # no row could be analysed: the notes say why
+        return
     usable = rows.filter(pl.col("applicable") & pl.col("estimate").is_not_null())
     if usable.height == 0:
         return

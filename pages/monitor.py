@@ -231,10 +231,11 @@ def interim(study: str, digest: str) -> pl.DataFrame:
 
 agreement = interim(study_id, analyses.ratings_digest(store, caller, study_id))
 if agreement.height and "statistic" in agreement.columns:
-    alpha = agreement.filter(
-        (pl.col("statistic") == "krippendorff_alpha") & pl.col("applicable")
-    ).select("item", "estimate", "ci_low", "ci_high", "n_units", "n_raters")
+    # an item not analysable yet is a row without estimate columns: when no item is, the
+    # frame has none
+    alpha = agreement.filter((pl.col("statistic") == "krippendorff_alpha") & pl.col("applicable"))
     if alpha.height:
+        alpha = alpha.select("item", "estimate", "ci_low", "ci_high", "n_units", "n_raters")
         figure = px.scatter(
             alpha.to_pandas(),
             x="estimate",

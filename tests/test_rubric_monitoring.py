@@ -14,10 +14,11 @@ import json
 import math
 
 import polars as pl
+from conftest import ROOT
 
 from study.access import system_caller
-from study.demo import RUBRIC_RATERS, RUBRIC_SIMULATED, RUBRIC_STUDY_ID
-from study.services import analyses, content, people, rating
+from study.demo import RUBRIC_RATERS, RUBRIC_SIMULATED, RUBRIC_STUDY_ID, STATISTICIAN
+from study.services import analyses, content, lifecycle, people, rating
 
 CLI = system_caller("cli")
 NEWCOMER = next(r for r in RUBRIC_RATERS if r != RUBRIC_SIMULATED)
@@ -68,3 +69,41 @@ def _stored_labels(store) -> dict[tuple[str, str], dict[str, bool]]:
         {"s": RUBRIC_STUDY_ID},
     )
     return {(a, r): json.loads(t) for a, r, t in frame.iter_rows()}
+
+
+def _screen(db, monkeypatch, script: str, key: str):
+    """``script`` as the local operator (who sees every study) on the rubric study."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CLINVAL_DB", str(db))
+    monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["person"] = "0"
+    at.run()
+    at.switch_page(script).run()
+    return at.selectbox(key=key).set_value(RUBRIC_STUDY_ID).run()
+
+
+def test_monitoring_shows_a_rubric_study_whose_agreement_cannot_be_computed_yet(
+    demo_db, monkeypatch
+):
+    # one of the two rubric raters has rated: no pair of raters yet, so no agreement row has
+    # an estimate (the frame has no estimate column at all)
+    at = _screen(demo_db, monkeypatch, "pages/monitor.py", "monitor_study")
+    assert not at.exception, [e.message for e in at.exception]
+    shown = [d.value for d in at.dataframe if "statistic" in d.value.columns]
+    assert shown and "healthbench_agreement" in shown[-1]["statistic"].to_list()
+
+
+def test_the_analysis_screen_of_an_unblinded_rubric_study_is_drawn(demo_db, monkeypatch):
+    from study.store import Store
+
+    with Store(demo_db) as store:
+        lifecycle.close_rating(store, CLI, RUBRIC_STUDY_ID)
+        people.grant_role(store, CLI, RUBRIC_STUDY_ID, STATISTICIAN["user_id"], "statistician")
+        lifecycle.unblind(
+            store, people.demo_sign_in(store, STATISTICIAN["user_id"]), RUBRIC_STUDY_ID
+        )
+    at = _screen(demo_db, monkeypatch, "pages/analyze.py", "analyze_study")
+    assert not at.exception, [e.message for e in at.exception]
+    assert "Primary result" in [h.value for h in at.subheader]
