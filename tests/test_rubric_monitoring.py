@@ -95,15 +95,29 @@ def test_monitoring_shows_a_rubric_study_whose_agreement_cannot_be_computed_yet(
     assert shown and "healthbench_agreement" in shown[-1]["statistic"].to_list()
 
 
-def test_the_analysis_screen_of_an_unblinded_rubric_study_is_drawn(demo_db, monkeypatch):
+def test_the_analysis_screen_tests_a_rubric_study_on_its_healthbench_scores(demo_db, monkeypatch):
     from study.store import Store
 
+    statistician = STATISTICIAN["user_id"]
     with Store(demo_db) as store:
         lifecycle.close_rating(store, CLI, RUBRIC_STUDY_ID)
-        people.grant_role(store, CLI, RUBRIC_STUDY_ID, STATISTICIAN["user_id"], "statistician")
-        lifecycle.unblind(
-            store, people.demo_sign_in(store, STATISTICIAN["user_id"]), RUBRIC_STUDY_ID
-        )
+        people.grant_role(store, CLI, RUBRIC_STUDY_ID, statistician, "statistician")
+        caller = people.demo_sign_in(store, statistician)
+        lifecycle.unblind(store, caller, RUBRIC_STUDY_ID)
+        found = analyses.study_results(store, caller, RUBRIC_STUDY_ID, seed=7)
+        alone = analyses.rubric_results(
+            store, caller, RUBRIC_STUDY_ID, test="llm_a", reference="clinician", margin=0.1,
+            boot=200, seed=7,
+        )  # fmt: skip
+    # the screen's primary is the rubric service's comparison: per-answer HealthBench scores
+    primary = found["endpoints"].filter(pl.col("role") == "primary").row(0, named=True)
+    reference = alone.filter(pl.col("statistic") == "mean_difference").row(0, named=True)
+    assert primary["applicable"] and primary["statistic"] == "mean_difference"
+    for key in ("estimate", "ci_low", "ci_high", "n_units"):
+        assert math.isclose(primary[key], reference[key], abs_tol=1e-12), key
+    assert "rubric" in found["summary"]["item"].to_list()
+
     at = _screen(demo_db, monkeypatch, "pages/analyze.py", "analyze_study")
     assert not at.exception, [e.message for e in at.exception]
-    assert "Primary result" in [h.value for h in at.subheader]
+    assert not at.error, [e.value for e in at.error]
+    assert [m.value for m in (*at.success, *at.warning) if "non-inferior" in m.value.lower()]

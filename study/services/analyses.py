@@ -944,15 +944,89 @@ def study_results(
     blinded = ratings.join(
         items.select("item", "level", "options"), left_on=col.ITEM, right_on="item"
     ).select(col.ITEM, "level", "options", pl.col(col.ANSWER).alias("unit"), col.RATER, col.VALUE)
+    agreement = _pooled_agreement(blinded, boot=boot, ci=0.95, seed=plan["seed"])
+    rubric = _criteria_items(store, study)
+    if rubric:
+        # a rubric item's value is each rater's HealthBench score of each answer (its criteria's
+        # labels are stored as text, so the rows above have none); agreement is on the labels
+        ratings = pl.concat(
+            [ratings, *(_answer_scores(store, study, item) for item in rubric)],
+            how="diagonal_relaxed",
+        ).sort(col.CASE, col.RATER, col.ITEM, col.POSITION)
+        agreement = _stacked(
+            [
+                agreement,
+                *(
+                    _criteria_agreement(store, study, item, boot=boot, ci=0.95, seed=plan["seed"])
+                    for item in rubric
+                ),
+            ]
+        )
+        if plan["item"] in rubric:
+            plan = {**plan, "statistic": "mean_difference"}
     return {
         "plan": plan,
         "endpoints": _result_endpoints(ratings, info, plan, protocol["content"], flagged, boot),
-        "agreement": _pooled_agreement(blinded, boot=boot, ci=0.95, seed=plan["seed"]),
+        "agreement": agreement,
         "distribution": _distribution(ratings, info),
         "summary": _summary(ratings),
         "pairwise": _pairwise(store.read(_PAIRWISE_SQL, {"s": study}), plan, boot),
         "subgroups": _subgroups(ratings, store.read(_GROUPS_SQL, {"s": study}), info, plan),
     }
+
+
+_CRITERIA_LABELS_SQL = f"""
+SELECT s.case_id AS {col.CASE}, an.arm_id AS {col.ARM}, p.answer_id AS {col.ANSWER},
+    s.rater AS {col.RATER}, p.position AS {col.POSITION}, r.value_text
+FROM current_ratings c
+JOIN ratings r ON r.id = c.rating
+JOIN assignments s ON s.id = c.assignment
+JOIN presentations p ON p.id = r.presentation
+JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id
+WHERE s.study = $s AND r.item_key = $item AND r.status = 'submitted'
+    AND r.value_text IS NOT NULL AND s.phase = 'live'
+"""
+
+
+def _answer_scores(store: Store, study: str, item: str) -> pl.DataFrame:
+    """Rubric item ``item`` as ``_ARM_RATINGS_SQL``'s rows: one per answer and rater, ``value``
+    the rater's HealthBench score of the answer (``analysis.rubric.case_scores``, overall: points
+    of the met criteria over the case's positive points; no row where a case has none)."""
+    from analysis.rubric import OVERALL, case_scores
+
+    labels = store.read(_CRITERIA_LABELS_SQL, {"s": study, "item": item})
+    cases = store.read(
+        "SELECT case_id, criteria FROM cases WHERE study = $s AND criteria IS NOT NULL",
+        {"s": study},
+    )
+    points = {
+        case: {c["key"]: float(c["points"]) for c in stored_criteria(text)}
+        for case, text in cases.iter_rows()
+    }
+    rows = [
+        {"unit": f"{answer}:{key}", col.RATER: rater, "met": bool(met), col.CASE: case,
+         "points": points[case][key], col.ARM: arm}
+        for case, arm, answer, rater, _, text in labels.iter_rows()
+        for key, met in json.loads(text).items()
+    ]  # fmt: skip
+    schema = {"unit": pl.String, col.RATER: pl.String, "met": pl.Boolean, col.CASE: pl.String,
+              "points": pl.Float64, col.ARM: pl.String}  # fmt: skip
+    if not rows:
+        return pl.DataFrame(schema={col.ITEM: pl.String})
+    scores = case_scores(
+        pl.DataFrame(rows, schema=schema), unit="unit", rater=col.RATER, met="met",
+        case=col.CASE, points="points", arm=col.ARM,
+    ).filter(pl.col(col.VARIANT) == OVERALL)  # fmt: skip
+    answers = labels.select(col.CASE, col.ARM, col.ANSWER, col.POSITION, col.RATER)
+    return scores.join(answers, on=[col.CASE, col.ARM, col.RATER]).select(
+        col.CASE,
+        col.ARM,
+        col.ANSWER,
+        col.RATER,
+        pl.lit(item).alias(col.ITEM),
+        pl.col("score").alias(col.VALUE),
+        col.POSITION,
+    )
 
 
 def _plan(store: Store, study: str, protocol: Mapping[str, Any], seed: int | None) -> dict:
