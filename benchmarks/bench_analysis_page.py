@@ -112,6 +112,7 @@ def copy_database(source: Path, db: Path) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2)
+    db.parent.mkdir(parents=True, exist_ok=True)
     log(f"copying {source} ({source.stat().st_size / 1e6:,.0f} MB) to {db} ...")
     shutil.copyfile(source, db)
     shutil.copyfile(key, db.with_name(db.name + ".audit.key"))
