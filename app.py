@@ -135,13 +135,19 @@ def demo_caller(store: Store) -> Caller:
     who = {"Local operator (no sign-in)": _LOCAL}
     who.update({f"{name} — {roles}": uid for uid, name, roles in demo.iter_rows()})
     labels = list(who)
-    place = st.query_params.get("person", "0")
+    # A sidebar link to another screen opens its URL without the query, so the session keeps
+    # the place too and puts it back into the URL: the person survives navigation.
+    place = st.query_params.get("person") or st.session_state.get("demo_place", "0")
     index = int(place) if place.isdigit() and int(place) < len(labels) else 0
+    st.session_state["demo_place"] = str(index)
+    if st.query_params.get("person", "0") != str(index):
+        st.query_params["person"] = str(index)
 
     def remember() -> None:
         # a callback: the sidebar widget's identity changes with the page being shown, so the
-        # choice is carried by the URL rather than by the widget's own state
+        # choice is carried by the URL (and the session) rather than by the widget's own state
         st.query_params["person"] = str(labels.index(st.session_state["demo_person"]))
+        st.session_state["demo_place"] = st.query_params["person"]
 
     chosen = who[
         st.sidebar.selectbox(

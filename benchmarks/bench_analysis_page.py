@@ -13,7 +13,8 @@ imported through ``rating_imports.import_ratings``; its locked plan is quality, 
 is not fitted above ``analyses.MIXED_MAX_LEVELS`` cases and raters, which this study exceeds). Then a statistician (a demo-issuer
 person, so the picker ``?person=N`` signs them in) gets the study's statistician role, rating is
 closed and the statistician unblinds it (the audited step). ``--db PATH`` keeps the database
-for a later run (built once).
+for a later run (built once); ``--from PATH`` starts from a copy of a database the rating
+benchmark built (with ``--db``: the copy is made there once, and reused by later runs).
 
 Timed, in this process, after one untimed warm-up of the screen (the imports a served app pays
 once), ``--rounds`` times (default 3; best of each printed with every round):
@@ -35,14 +36,15 @@ Ratios: ``first_ratio = F / L`` (target <= 1.5) and ``cached_ratio = C / D`` (ta
 AppTest runs the script in this process with no browser and no websocket, so the times are the
 server's work for a run; a browser would add the transfer and drawing of the figures on its side.
 
-Usage: ``python benchmarks/bench_analysis_page.py [--quick] [--db PATH] [--ratings N]
-[--raters N] [--rounds N]``. The last line is ``first_ratio=<x> cached_ratio=<y>``.
+Usage: ``python benchmarks/bench_analysis_page.py [--quick] [--db PATH] [--from PATH]
+[--ratings N] [--raters N] [--rounds N]``. The last line is ``first_ratio=<x> cached_ratio=<y>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -96,6 +98,25 @@ def prepare(db: Path, layout: bench_rating.Layout, folder: Path) -> None:
             lifecycle.close_rating(store, builder, STUDY)
         lifecycle.unblind(store, people.demo_sign_in(store, STATISTICIAN), STUDY)
         log("statistician added, rating closed, study unblinded")
+
+
+def copy_database(source: Path, db: Path) -> None:
+    """Copy ``source`` and its audit key (``<source>.audit.key``: the chain's events are keyed
+    with it) to ``db``; the unblinding that ``prepare`` records then changes the copy only."""
+    key = source.with_name(source.name + ".audit.key")
+    missing = [str(p) for p in (source, key) if not p.is_file()]
+    if missing:
+        print(
+            f"--from: {' and '.join(missing)} not found; give a database built by "
+            "benchmarks/bench_rating.py, with its .audit.key beside it",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    log(f"copying {source} ({source.stat().st_size / 1e6:,.0f} MB) to {db} ...")
+    shutil.copyfile(source, db)
+    shutil.copyfile(key, db.with_name(db.name + ".audit.key"))
+    os.chmod(db.with_name(db.name + ".audit.key"), 0o600)
 
 
 def library_call(db: Path) -> tuple[float, dict]:
@@ -174,6 +195,14 @@ def main() -> int:
     parser.add_argument("--raters", type=int, default=300, help="raters holding them")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (L), (F, C), (D)")
     parser.add_argument("--db", type=Path, help="cache: reuse this database, or build it here")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="start from a copy of this rating-benchmark database (and its .audit.key beside "
+        "it), made at --db (or in a temporary folder) if that does not exist; the source is "
+        "never opened or changed",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -185,6 +214,8 @@ def main() -> int:
         os.environ["CLINVAL_AUDIT_KEY_FILE"] = str(db.with_name(db.name + ".audit.key"))
         os.environ["CLINVAL_DB"] = str(db)
         os.environ["CLINVAL_DEMO_ON_START"] = "0"
+        if args.source is not None and not db.exists():
+            copy_database(args.source.expanduser().resolve(), db)
         prepare(db, bench_rating.Layout(args.ratings, args.raters, 1), folder)
         place = picker_place(db)
         library, first, cached, drawing = [], [], [], []

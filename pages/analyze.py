@@ -14,12 +14,12 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from pages.components.study_picker import pick_study
 from study.errors import NotFoundError, StudyError
 from study.services import analyses, design, lifecycle, monitoring
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Analysis")
 
@@ -115,6 +115,8 @@ endpoints = found["endpoints"]
 
 def forest(rows: pl.DataFrame, label: str, margin: float, direction: str, key: str) -> None:
     """A forest plot: one estimate with its interval per row, the margin as a dashed line."""
+    if "estimate" not in rows.columns:  # no row could be analysed: the notes say why
+        return
     usable = rows.filter(pl.col("applicable") & pl.col("estimate").is_not_null())
     if usable.height == 0:
         return
@@ -234,15 +236,21 @@ if agreement.height and "statistic" in agreement.columns:
             height=max(200, 50 * alpha.height), margin={"l": 0, "r": 0, "t": 10, "b": 0}
         )
         st.plotly_chart(figure, key="analyze_agreement")
-    columns = ["item", "statistic", "variant", "estimate", "ci_low", "ci_high", "n_units"]
+    # a rubric item's rows (HealthBench's agreement) name a pooled "rater" and no n_raters; an
+    # item not analysable yet has no estimate columns at all
+    shown = ("item", "statistic", "variant", "rater", "estimate", "ci_low", "ci_high", "n_units")
+    columns = [c for c in shown if c in agreement.columns]
     usable = agreement.filter(pl.col("applicable"))
     pairs = pl.col("rater_a").is_not_null() if "rater_a" in usable.columns else pl.lit(False)
     per_pair = usable.filter(pairs)
     st.dataframe(
-        usable.filter(~pairs).select(*columns, "n_raters"),
+        usable.filter(~pairs).select(*columns, *[c for c in ("n_raters",) if c in usable.columns]),
         hide_index=True,
         key="analyze_agreement_table",
     )
+    refused = agreement.filter(~pl.col("item").is_in(usable["item"].implode()))
+    for item, note in refused.select("item", "note").unique(maintain_order=True).iter_rows():
+        st.caption(f"`{item}`: no agreement yet: {note}")
     if per_pair.height:
         with st.expander(f"Cohen's kappa per pair of raters ({per_pair.height:,} rows)"):
             st.dataframe(

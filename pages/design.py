@@ -28,12 +28,12 @@ from pages.components.design_common import Draft, settings_of, show_error
 from pages.components.design_content import step_content, step_instrument
 from pages.components.design_lock import step_lock, step_open
 from pages.components.design_plan import step_assignment, step_plan
+from pages.components.handover import store_and_caller
 from study.access import allowed
 from study.errors import StudyError
 from study.services import content, design, instruments, studies
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Design")
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from pages.components.study_picker import pick_study
 from study import exporting
 from study.errors import StateError, StudyError
 from study.services import exports
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Export")
 

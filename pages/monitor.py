@@ -13,13 +13,13 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from pages.components.study_picker import pick_study
 from study.access import allowed
 from study.errors import StudyError
 from study.services import analyses, lifecycle, monitoring
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Monitoring")
 
@@ -231,10 +231,11 @@ def interim(study: str, digest: str) -> pl.DataFrame:
 
 agreement = interim(study_id, analyses.ratings_digest(store, caller, study_id))
 if agreement.height and "statistic" in agreement.columns:
-    alpha = agreement.filter(
-        (pl.col("statistic") == "krippendorff_alpha") & pl.col("applicable")
-    ).select("item", "estimate", "ci_low", "ci_high", "n_units", "n_raters")
+    # an item not analysable yet is a row without estimate columns: when no item is, the
+    # frame has none
+    alpha = agreement.filter((pl.col("statistic") == "krippendorff_alpha") & pl.col("applicable"))
     if alpha.height:
+        alpha = alpha.select("item", "estimate", "ci_low", "ci_high", "n_units", "n_raters")
         figure = px.scatter(
             alpha.to_pandas(),
             x="estimate",

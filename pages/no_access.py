@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.components.handover import through_app
 from study import settings
 
+through_app("signed_in_as")
 who: dict = st.session_state["signed_in_as"]
 contact = str(settings.get("CLINVAL_ACCESS_CONTACT")).strip()
 

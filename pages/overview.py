@@ -11,6 +11,7 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from study.access import allowed
 from study.errors import NotFoundError, PermissionDenied
 from study.services import (
@@ -24,8 +25,7 @@ from study.services import (
     studies,
 )
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Study overview")
 

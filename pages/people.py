@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from study.access import allowed
 from study.errors import StudyError, ValidationError
 from study.services import people, studies
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("People")
 

@@ -18,6 +18,7 @@ import time
 
 import streamlit as st
 
+from pages.components.handover import store_and_caller
 from pages.components.rating_sheet import (
     keyed_fields,
     rating_sheet,
@@ -30,8 +31,7 @@ from study.access import allowed
 from study.errors import ConflictError, StudyError, ValidationError
 from study.services import instruments, rating, studies
 
-store = st.session_state["store"]
-caller = st.session_state["caller"]
+store, caller = store_and_caller()
 
 st.title("Rate")
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.components.handover import through_app
 from study import signin
 
+through_app("auth")
 auth: signin.AuthConfig = st.session_state["auth"]
 reason: str | None = st.session_state.get("sign_in_reason")
 

@@ -547,9 +547,83 @@ def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
                 ],
             )
         )
+    rubric: pl.DataFrame | None = facts["results"].get("rubric")
+    if rubric is not None and rubric.height:
+        parts.append(_rubric(rubric))
     preference: pl.DataFrame | None = facts["results"].get("preference")
     if preference is not None and preference.height:
         parts.append(_preference(preference, figures))
+    return "".join(parts)
+
+
+def _rubric(rubric: pl.DataFrame) -> str:
+    """A rubric item's HealthBench scores per arm (overall, then per tag) and the raters'
+    HealthBench agreement (``analyses.planned_results``' ``rubric`` frame)."""
+
+    def rows(statistic: str) -> pl.DataFrame:
+        if "statistic" not in rubric.columns:
+            return rubric.head(0)
+        return rubric.filter(pl.col("statistic") == statistic)
+
+    scores, agreement = rows("rubric_score"), rows("healthbench_agreement")
+    parts = [
+        "<h3>Rubric scores (HealthBench)</h3><p>Per answer and rater: points of the criteria "
+        "marked met over the case's positive points; per case the mean over its raters; per arm "
+        "the mean over cases clipped to [0, 1], with a percentile bootstrap interval over cases "
+        "(the unclipped mean beside it). The non-inferiority row above compares the arms on the "
+        "per-answer scores, not clipped.</p>"
+    ]
+    if scores.height:
+        parts.append(
+            _table(
+                ("item", "arm", "scores", "estimate", "interval", "unclipped", "cases", "raters"),
+                [
+                    (
+                        r.get("item") or "",
+                        r.get("arm") or "",
+                        r.get("variant") or "",
+                        _num(r.get("estimate")),
+                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+                        _num(r.get("unclipped_mean")),
+                        r.get("n_cases") if r.get("n_cases") is not None else "",
+                        r.get("n_raters") if r.get("n_raters") is not None else "",
+                    )
+                    if r.get("applicable")
+                    else (
+                        r.get("item") or "",
+                        r.get("arm") or "",
+                        r.get("variant") or "",
+                        r.get("note") or "not applicable",
+                        "",
+                        "",
+                        "",
+                        "",
+                    )
+                    for r in scores.iter_rows(named=True)
+                ],
+            )
+        )
+    if agreement.height:
+        parts.append(
+            "<p>Agreement on each criterion's met / not met between the raters, as HealthBench's "
+            "meta-evaluation measures it (each rater against the others, and all pooled):</p>"
+        )
+        parts.append(
+            _table(
+                ("item", "rater", "measure", "estimate", "interval", "label pairs"),
+                [
+                    (
+                        r.get("item") or "",
+                        r.get("rater") or "",
+                        r.get("variant") or "",
+                        _num(r.get("estimate")) if r.get("applicable") else r.get("note") or "",
+                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+                        r.get("n_pairs") if r.get("n_pairs") is not None else "",
+                    )
+                    for r in agreement.iter_rows(named=True)
+                ],
+            )
+        )
     return "".join(parts)
 
 

@@ -162,7 +162,9 @@ def interim_agreement(
     level and over its declared scale. Columns: ``item`` then the agreement table's columns. An
     item that cannot be analysed yet (e.g. fewer than two raters on any answer) gives one row with
     ``applicable`` false and the reason in ``note``. ``seed``: of the bootstraps (drawn and
-    reported in the ``seed`` column when None).
+    reported in the ``seed`` column when None). A rubric item (criteria from the case, stored
+    as met / not met per criterion) adds HealthBench's agreement pooled over the raters
+    (``_criteria_agreement``), also without arms.
     """
     ratings = store.read(_BLINDED_SQL, {"s": study})
     frames = []
@@ -176,7 +178,53 @@ def interim_agreement(
                 item, rows, value="value", level=level, scale=scale, boot=boot, ci=ci, seed=seed
             )
         )
+    for item in _criteria_items(store, study):
+        frames.append(_criteria_agreement(store, study, item, boot=boot, ci=ci, seed=seed))
     return _stacked(frames)
+
+
+_BLINDED_CRITERIA_SQL = """
+SELECT p.answer_id AS answer, s.rater, r.value_text
+FROM current_ratings c
+JOIN ratings r ON r.id = c.rating
+JOIN assignments s ON s.id = c.assignment
+JOIN presentations p ON p.id = r.presentation
+WHERE s.study = $s AND r.item_key = $item AND r.status = 'submitted'
+    AND r.value_text IS NOT NULL AND s.phase = 'live'
+ORDER BY answer, s.rater
+"""
+
+
+def _criteria_agreement(
+    store: Store, study: str, item: str, *, boot: int, ci: float, seed: int | None
+) -> pl.DataFrame:
+    """The raters' agreement on rubric item ``item``'s met / not met labels, pooled over the
+    raters and over arms: ``analysis.rubric.healthbench_agreement``'s rows for all clinicians'
+    pairs together (rater ``clinicians``), units = answer x criterion, led by ``item``. No arm
+    is read (the query names none). One not-applicable row saying why when the library refuses
+    (e.g. one rater so far)."""
+    from analysis.rubric import CLINICIANS, healthbench_agreement
+
+    labels = store.read(_BLINDED_CRITERIA_SQL, {"s": study, "item": item})
+    rows = [
+        {"unit": f"{answer}:{criterion}", col.RATER: rater, "met": bool(met)}
+        for answer, rater, text in labels.iter_rows()
+        for criterion, met in json.loads(text).items()
+    ]
+    frame = pl.DataFrame(rows, schema={"unit": pl.String, col.RATER: pl.String, "met": pl.Boolean})
+    try:
+        table = healthbench_agreement(
+            frame, unit="unit", rater=col.RATER, met="met", boot=boot, ci=ci, seed=seed
+        ).filter(pl.col(col.RATER) == CLINICIANS)
+    except AnalysisError as exc:
+        table = pl.DataFrame(
+            {
+                col.STATISTIC: ["healthbench_agreement"],
+                col.APPLICABLE: [False],
+                col.NOTE: [str(exc)],
+            }
+        )
+    return table.select(pl.lit(item).alias(col.ITEM), pl.all())
 
 
 def _item_agreement(
@@ -280,6 +328,16 @@ def planned_results(
     from analysis.describe import describe
     from analysis.noninferiority import adjust_secondary
 
+    # A rubric item's rows (one per answer x criterion x rater) are scored HealthBench's way
+    # (``_rubric_frames``); every other analysis reads one value per answer and item.
+    rubric_keys = set(_criteria_items(store, study))
+    if CRITERION in ratings.columns:
+        criteria_rows = ratings.filter(pl.col(CRITERION).is_not_null())
+        ratings = ratings.filter(pl.col(CRITERION).is_null())
+    else:
+        criteria_rows = ratings.head(0)
+    if col.PHASE in criteria_rows.columns:
+        criteria_rows = criteria_rows.filter(pl.col(col.PHASE) != "repeat")
     repeats = (
         ratings.filter(pl.col(col.PHASE) == "repeat") if col.PHASE in ratings.columns else None
     )
@@ -294,7 +352,8 @@ def planned_results(
         " ORDER BY s.position, i.position",
         {"s": study},
     )
-    meta = {row["item_key"]: row for row in items.iter_rows(named=True)}
+    every_item = {row["item_key"]: row for row in items.iter_rows(named=True)}
+    meta = {k: m for k, m in every_item.items() if k not in rubric_keys}
     kinds = dict(
         store.read("SELECT arm_id, kind FROM arms WHERE study = $s", {"s": study}).iter_rows()
     )
@@ -302,10 +361,22 @@ def planned_results(
     out: dict[str, pl.DataFrame] = {}
 
     endpoints = _endpoints(protocol)
+    rubric = {
+        key: _rubric_endpoint(criteria_rows, key, endpoints, test, reference, boot, seed)
+        for key in sorted(rubric_keys & set(every_item))
+    }
+    if rubric:
+        out["rubric"] = _stacked(
+            [f.filter(pl.col(col.STATISTIC) != "mean_difference") for f in rubric.values()]
+        )
     rows = [
-        _endpoint_result(ratings, e, meta.get(e["item"]), test, reference, boot, seed)
+        rubric[e["item"]]
+        .filter(pl.col(col.STATISTIC) == "mean_difference")
+        .select(col.ITEM, pl.lit(e["role"]).alias(col.ROLE), pl.all().exclude(col.ITEM))
+        if e["item"] in rubric
+        else _endpoint_result(ratings, e, meta.get(e["item"]), test, reference, boot, seed)
         for e in endpoints
-        if (meta.get(e["item"]) or {}).get("type") != "pairwise_choice"
+        if (every_item.get(e["item"]) or {}).get("type") != "pairwise_choice"
         and e.get("statistic") != "win_rates"
     ]
     frames = [f for f in rows if f is not None]
@@ -351,6 +422,41 @@ def planned_results(
         except AnalysisError as exc:
             out["blinding"] = pl.DataFrame({col.APPLICABLE: [False], col.NOTE: [str(exc)]})
     return out
+
+
+def _rubric_endpoint(
+    criteria_rows: pl.DataFrame,
+    key: str,
+    endpoints: list[dict[str, Any]],
+    test: str | None,
+    reference: str | None,
+    boot: int,
+    seed: int,
+) -> pl.DataFrame:
+    """``_rubric_frames`` of rubric item ``key``, led by ``item``; its non-inferiority row
+    (statistic ``mean_difference`` of per-answer HealthBench scores) uses the margin, alpha and
+    method of the endpoint that names ``key``, and says why when there is no such margin."""
+    endpoint = next((e for e in endpoints if e["item"] == key), None) or {}
+    margin = endpoint.get("margin")
+    frame = _rubric_frames(
+        criteria_rows.filter(pl.col(col.ITEM) == key),
+        test=test,
+        reference=reference,
+        margin=None if margin is None else float(margin),
+        alpha=float(endpoint.get("alpha") or 0.025),
+        method=endpoint.get("method") or "t",
+        boot=boot,
+        seed=seed,
+    )
+    if endpoint and (margin is None or test is None or reference is None):
+        reason = (
+            "the protocol gives no non-inferiority margin for this item"
+            if margin is None
+            else "the protocol names no test and reference arm (arms: {test, reference})"
+        )
+        refused = {col.STATISTIC: ["mean_difference"], col.APPLICABLE: [False], col.NOTE: [reason]}
+        frame = pl.concat([frame, pl.DataFrame(refused)], how="diagonal_relaxed")
+    return frame.select(pl.lit(key).alias(col.ITEM), pl.all())
 
 
 def _newest_protocol(store: Store, study: str) -> dict[str, Any]:
@@ -604,19 +710,46 @@ def rubric_results(
     "bootstrap" or "mixed", one-sided ``alpha``. ``seed`` seeds every bootstrap (drawn and
     reported when None).
     """
-    from analysis.noninferiority import mean_difference
-    from analysis.rubric import case_scores, healthbench_agreement, rubric_score
     from study.errors import StudyError
     from study.services import exports
 
     frame = exports.export_ratings_long(store, caller, study)
     if CRITERION not in frame.columns:
         raise StudyError(f"Study '{study}' has no rubric item (criteria from the case).")
-    rows = frame.filter(pl.col(CRITERION).is_not_null())
     if seed is None:
         from analysis._random import draw_seed
 
         seed = draw_seed()
+    return _rubric_frames(
+        frame.filter(pl.col(CRITERION).is_not_null()),
+        test=test,
+        reference=reference,
+        margin=margin,
+        alpha=alpha,
+        method=method,
+        boot=boot,
+        seed=seed,
+    )
+
+
+def _rubric_frames(
+    rows: pl.DataFrame,
+    *,
+    test: str | None,
+    reference: str | None,
+    margin: float | None,
+    alpha: float,
+    method: str,
+    boot: int,
+    seed: int,
+) -> pl.DataFrame:
+    """``rubric_results``' stacked frames from the per-criterion rows of one rubric item (the
+    long export's rows with ``CRITERION`` set): scores per arm, agreement, and the
+    non-inferiority of ``test`` against ``reference`` (left out when either or ``margin`` is
+    None). A step the library refuses is one not-applicable row with the reason."""
+    from analysis.noninferiority import mean_difference
+    from analysis.rubric import case_scores, healthbench_agreement, rubric_score
+
     where = {"unit": CRITERION_UNIT, "rater": col.RATER, "met": col.VALUE}
     scoring = {**where, "case": col.CASE, "points": POINTS, "arm": col.ARM}
 
@@ -644,12 +777,11 @@ def rubric_results(
             seed=seed,
         )
 
+    steps = [("rubric_score", scores), ("healthbench_agreement", agreement)]
+    if test is not None and reference is not None and margin is not None:
+        steps.append(("mean_difference", ni))
     frames = []
-    for statistic, run in (
-        ("rubric_score", scores),
-        ("healthbench_agreement", agreement),
-        ("mean_difference", ni),
-    ):
+    for statistic, run in steps:
         try:
             frames.append(run())
         except AnalysisError as exc:  # e.g. one rater so far: say so, and report the rest
@@ -896,15 +1028,89 @@ def study_results(
     blinded = ratings.join(
         items.select("item", "level", "options"), left_on=col.ITEM, right_on="item"
     ).select(col.ITEM, "level", "options", pl.col(col.ANSWER).alias("unit"), col.RATER, col.VALUE)
+    agreement = _pooled_agreement(blinded, boot=boot, ci=0.95, seed=plan["seed"])
+    rubric = _criteria_items(store, study)
+    if rubric:
+        # a rubric item's value is each rater's HealthBench score of each answer (its criteria's
+        # labels are stored as text, so the rows above have none); agreement is on the labels
+        ratings = pl.concat(
+            [ratings, *(_answer_scores(store, study, item) for item in rubric)],
+            how="diagonal_relaxed",
+        ).sort(col.CASE, col.RATER, col.ITEM, col.POSITION)
+        agreement = _stacked(
+            [
+                agreement,
+                *(
+                    _criteria_agreement(store, study, item, boot=boot, ci=0.95, seed=plan["seed"])
+                    for item in rubric
+                ),
+            ]
+        )
+        if plan["item"] in rubric:
+            plan = {**plan, "statistic": "mean_difference"}
     return {
         "plan": plan,
         "endpoints": _result_endpoints(ratings, info, plan, protocol["content"], flagged, boot),
-        "agreement": _pooled_agreement(blinded, boot=boot, ci=0.95, seed=plan["seed"]),
+        "agreement": agreement,
         "distribution": _distribution(ratings, info),
         "summary": _summary(ratings),
         "pairwise": _pairwise(store.read(_PAIRWISE_SQL, {"s": study}), plan, boot),
         "subgroups": _subgroups(ratings, store.read(_GROUPS_SQL, {"s": study}), info, plan),
     }
+
+
+_CRITERIA_LABELS_SQL = f"""
+SELECT s.case_id AS {col.CASE}, an.arm_id AS {col.ARM}, p.answer_id AS {col.ANSWER},
+    s.rater AS {col.RATER}, p.position AS {col.POSITION}, r.value_text
+FROM current_ratings c
+JOIN ratings r ON r.id = c.rating
+JOIN assignments s ON s.id = c.assignment
+JOIN presentations p ON p.id = r.presentation
+JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id
+WHERE s.study = $s AND r.item_key = $item AND r.status = 'submitted'
+    AND r.value_text IS NOT NULL AND s.phase = 'live'
+"""
+
+
+def _answer_scores(store: Store, study: str, item: str) -> pl.DataFrame:
+    """Rubric item ``item`` as ``_ARM_RATINGS_SQL``'s rows: one per answer and rater, ``value``
+    the rater's HealthBench score of the answer (``analysis.rubric.case_scores``, overall: points
+    of the met criteria over the case's positive points; no row where a case has none)."""
+    from analysis.rubric import OVERALL, case_scores
+
+    labels = store.read(_CRITERIA_LABELS_SQL, {"s": study, "item": item})
+    cases = store.read(
+        "SELECT case_id, criteria FROM cases WHERE study = $s AND criteria IS NOT NULL",
+        {"s": study},
+    )
+    points = {
+        case: {c["key"]: float(c["points"]) for c in stored_criteria(text)}
+        for case, text in cases.iter_rows()
+    }
+    rows = [
+        {"unit": f"{answer}:{key}", col.RATER: rater, "met": bool(met), col.CASE: case,
+         "points": points[case][key], col.ARM: arm}
+        for case, arm, answer, rater, _, text in labels.iter_rows()
+        for key, met in json.loads(text).items()
+    ]  # fmt: skip
+    schema = {"unit": pl.String, col.RATER: pl.String, "met": pl.Boolean, col.CASE: pl.String,
+              "points": pl.Float64, col.ARM: pl.String}  # fmt: skip
+    if not rows:
+        return pl.DataFrame(schema={col.ITEM: pl.String})
+    scores = case_scores(
+        pl.DataFrame(rows, schema=schema), unit="unit", rater=col.RATER, met="met",
+        case=col.CASE, points="points", arm=col.ARM,
+    ).filter(pl.col(col.VARIANT) == OVERALL)  # fmt: skip
+    answers = labels.select(col.CASE, col.ARM, col.ANSWER, col.POSITION, col.RATER)
+    return scores.join(answers, on=[col.CASE, col.ARM, col.RATER]).select(
+        col.CASE,
+        col.ARM,
+        col.ANSWER,
+        col.RATER,
+        pl.lit(item).alias(col.ITEM),
+        pl.col("score").alias(col.VALUE),
+        col.POSITION,
+    )
 
 
 def _plan(store: Store, study: str, protocol: Mapping[str, Any], seed: int | None) -> dict:
