@@ -60,7 +60,7 @@ def test_typed_screen_urls_go_through_the_app_and_the_demo_person_survives_navig
         page = fresh_page(browser)
         page.goto(f"{served.url}/monitor?person={coordinator}")
         expect(heading(page, "Monitoring")).to_be_visible(timeout=90_000)
-        assert menu(page) == ["Overview", "People", "Monitoring"]
+        assert menu(page) == ["Overview", "People", "Design", "Monitoring"]
 
         # a screen the person's roles do not open: their first screen instead, and nothing of it
         other = fresh_page(browser)
@@ -74,12 +74,12 @@ def test_typed_screen_urls_go_through_the_app_and_the_demo_person_survives_navig
         page.get_by_test_id("stSidebarNav").get_by_role("link", name="Overview").click()
         expect(heading(page, "Study overview")).to_be_visible(timeout=30_000)
         page.wait_for_function(IDLE, timeout=30_000)
-        assert menu(page) == ["Overview", "People", "Monitoring"]
+        assert menu(page) == ["Overview", "People", "Design", "Monitoring"]
         page.get_by_test_id("stSidebarNav").get_by_role("link", name="Monitoring").click()
         expect(heading(page, "Monitoring")).to_be_visible(timeout=30_000)
         expect(page).to_have_url(f"{served.url}/monitor?person={coordinator}", timeout=15_000)
         page.reload()
         expect(heading(page, "Monitoring")).to_be_visible(timeout=30_000)
-        assert menu(page) == ["Overview", "People", "Monitoring"]
+        assert menu(page) == ["Overview", "People", "Design", "Monitoring"]
         for shown in (page, other):
             expect(shown.get_by_test_id("stException")).to_have_count(0)
