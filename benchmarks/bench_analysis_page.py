@@ -27,7 +27,7 @@ once), ``--rounds`` times (default 3; best of each printed with every round):
     in as the statistician, Streamlit's cache cleared), i.e. the ratings digest, the analysis
     above, and drawing every figure and table;
 (C) cached re-render: the same session run again; the ratings digest is computed (one aggregate
-    query) and the results come from ``st.cache_data``;
+    query) and the results come from the screen's cache (``pages/components/results_cache``);
 (D) drawing the page without analysis: the same screen in another session whose
     ``analyses.study_results`` and ``analyses.ratings_digest`` are replaced by the results of
     (L) and a constant, timed on a re-run (as C): navigation, protocol, figures and tables only.
@@ -162,10 +162,10 @@ def timed_run(at, *, page: str | None = None) -> float:
 
 
 def render_times(place: str) -> tuple[float, float]:
-    """(first render, cached re-render) of the Analysis screen, Streamlit's cache cleared."""
-    import streamlit as st
+    """(first render, cached re-render) of the Analysis screen, its results cache cleared."""
+    from pages.components.results_cache import study_results
 
-    st.cache_data.clear()
+    study_results.clear()
     at = open_screen(place)
     first = timed_run(at, page=ANALYZE)
     cached = timed_run(at)

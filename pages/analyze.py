@@ -15,6 +15,7 @@ import polars as pl
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.results_cache import study_results
 from pages.components.study_picker import pick_study
 from study.errors import NotFoundError, StudyError
 from study.services import analyses, design, lifecycle, monitoring
@@ -101,14 +102,7 @@ if status["status"] != "unblinded":
 # --- results (unblinded only) ----------------------------------------------------------------
 
 
-@st.cache_data(show_spinner="Analysing the ratings…", max_entries=4)
-def results(study: str, digest: str) -> dict:
-    """The locked plan's results for ``study``; ``digest`` (the ratings') is the cache key."""
-    del digest
-    return analyses.study_results(store, caller, study)
-
-
-found = results(study_id, analyses.ratings_digest(store, caller, study_id))
+found = study_results(store, caller, study_id, analyses.ratings_digest(store, caller, study_id))
 plan = found["plan"]
 endpoints = found["endpoints"]
 
@@ -251,13 +245,17 @@ if agreement.height and "statistic" in agreement.columns:
     refused = agreement.filter(~pl.col("item").is_in(usable["item"].implode()))
     for item, note in refused.select("item", "note").unique(maintain_order=True).iter_rows():
         st.caption(f"`{item}`: no agreement yet: {note}")
-    if per_pair.height:
-        with st.expander(f"Cohen's kappa per pair of raters ({per_pair.height:,} rows)"):
-            st.dataframe(
-                per_pair.select(*columns, "rater_a", "rater_b"),
-                hide_index=True,
-                key="analyze_agreement_pairs",
-            )
+    # a toggle, not an expander: an expander's table is built and sent on every rerun even when
+    # closed, and 300 raters make ~45,000 pairs per item
+    if per_pair.height and st.toggle(
+        f"Show Cohen's kappa per pair of raters ({per_pair.height:,} rows)",
+        key="analyze_show_pairs",
+    ):
+        st.dataframe(
+            per_pair.select(*columns, "rater_a", "rater_b"),
+            hide_index=True,
+            key="analyze_agreement_pairs",
+        )
 else:
     st.caption("No item could be analysed for agreement.")
 

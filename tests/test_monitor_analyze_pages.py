@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from conftest import picker_place
 from streamlit.testing.v1 import AppTest
 
+from pages.components.results_cache import study_results
 from study.demo import DEMO_STUDY_ID
 from study.services import analyses
 from study.store import Store
@@ -161,7 +161,7 @@ def test_analysis_waits_for_the_study_to_close_and_shows_no_arm(monkeypatch, dem
 
 
 def test_unblinding_is_confirmed_audited_and_opens_the_results(monkeypatch, demo_db):
-    st.cache_data.clear()
+    study_results.clear()
     _close(demo_db)
     at = open_page(monkeypatch, demo_db, STATISTICIAN, ANALYZE)
     assert not figures(at)
@@ -191,7 +191,7 @@ def test_unblinding_is_confirmed_audited_and_opens_the_results(monkeypatch, demo
 
 
 def test_results_are_recomputed_only_when_the_ratings_digest_changes(monkeypatch, demo_db):
-    st.cache_data.clear()
+    study_results.clear()
     _close(demo_db)
     from conftest import sign_in
 
