@@ -549,7 +549,7 @@ def guarded(
             result = fn(store, caller, *args, **kwargs)
         except PermissionDenied:
             raise
-        except BaseException:
+        except Exception:
             if not check.done:
                 require(store, caller, *actions, study=study, service=name)
             raise
