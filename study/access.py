@@ -11,7 +11,9 @@ stops working at once; token claims never carry roles.
 ``@guarded`` decorator looks a service up in that declaration and checks the caller before the
 service's body runs; a service listed under two permissions needs either. A refused call raises
 ``PermissionDenied`` and appends an ``access.denied`` event to the audit chain, committed even
-though the call fails. ``tests/test_access.py`` iterates over the declaration: every public
+though the call fails. The services a rater calls on every case (``@guarded(in_query=True)``)
+read the caller's roles in their own first statement instead of one of their own
+(``with_grants``, ``check_grants``); the roles are still read afresh on every call. ``tests/test_access.py`` iterates over the declaration: every public
 service is declared, every role is tried.
 
 ``admin`` holds every permission except those marked ``admin=False`` (rating, unblinding and
@@ -21,6 +23,7 @@ actor acts as an admin that is no person: it is recorded as ``system:<name>`` in
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from collections.abc import Callable
@@ -455,6 +458,13 @@ def require(
     if _allowed_any(store, caller, actions, study):
         return
     who = caller.actor if isinstance(caller, Caller) else f"unverified:{caller!r}"[:200]
+    _deny(store, who, actions, study, service)
+
+
+def _deny(
+    store: Store, who: str, actions: tuple[str, ...], study: str | None, service: str | None
+) -> NoReturn:
+    """Record the refusal (``access.denied``) and raise it, naming what the caller may not do."""
     _record_denial(store, who, actions, study, service)
     what = " or ".join(PERMISSIONS[a].help for a in actions)
     where = f" in study '{study}'" if study else ""
@@ -491,13 +501,26 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+def guarded(
+    fn: Callable[P, R] | None = None, *, in_query: bool = False
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Check the caller against the service's declared permissions before ``fn`` runs.
 
     ``fn`` must be declared in ``PERMISSIONS`` (as "module.function" under ``study.services``)
     and take ``(store, caller, ...)``; a study-scoped permission also needs ``study`` as its third
     parameter. Refuses at import time otherwise, so an undeclared service cannot exist.
+
+    ``@guarded(in_query=True)``: for the few services a rater calls on every case, the caller's
+    roles are read by the service's own first statement (``with_grants``) and checked there
+    (``check_grants``) before anything else, saving a statement per call. The guard still
+    answers for the check: when ``fn`` ends, normally or by an exception, without having called
+    ``check_grants`` for a person, the guard runs its own check then (a refusal replaces what
+    ``fn`` returned or raised), so no path of ``fn`` can answer a caller who may not call it.
+    A caller that is no person (a system actor, or not a ``Caller`` at all) is checked before
+    ``fn`` runs, as for every service.
     """
+    if fn is None:
+        return functools.partial(guarded, in_query=in_query)  # type: ignore[return-value]
     name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
     actions = SERVICE_PERMISSIONS.get(name)
     if not actions:
@@ -515,9 +538,83 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         require(store, caller, *actions, study=study, service=name)
         return fn(store, caller, *args, **kwargs)
 
-    check_then_call.permissions = actions  # type: ignore[attr-defined]
-    check_then_call.service_name = name  # type: ignore[attr-defined]
-    return check_then_call  # type: ignore[return-value]
+    @functools.wraps(fn)
+    def call_then_check(store: Store, caller: Caller, *args: Any, **kwargs: Any) -> R:
+        study = (args[0] if args else kwargs.get("study")) if scoped else None
+        if not isinstance(caller, Caller) or caller.is_system:
+            # no roles to read: decided without a statement, as the plain guard does
+            require(store, caller, *actions, study=study, service=name)
+            return fn(store, caller, *args, **kwargs)
+        check = _InQueryCheck(name, actions, study)
+        token = _IN_QUERY.set(check)
+        try:
+            result = fn(store, caller, *args, **kwargs)
+        except PermissionDenied:
+            raise
+        except Exception:
+            if not check.done:
+                require(store, caller, *actions, study=study, service=name)
+            raise
+        finally:
+            _IN_QUERY.reset(token)
+        if not check.done:
+            require(store, caller, *actions, study=study, service=name)
+        return result
+
+    wrapper = call_then_check if in_query else check_then_call
+    wrapper.permissions = actions  # type: ignore[attr-defined]
+    wrapper.service_name = name  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(slots=True)
+class _InQueryCheck:
+    """The check a ``@guarded(in_query=True)`` service owes: its name, permissions and study."""
+
+    service: str
+    actions: tuple[str, ...]
+    study: str | None
+    done: bool = False
+
+
+_IN_QUERY: contextvars.ContextVar[_InQueryCheck | None] = contextvars.ContextVar(
+    "clinval_in_query_check", default=None
+)
+
+
+def with_grants(sql: str) -> str:
+    """SQL for one row: the caller's grants (``$caller``: their user id), then ``sql``'s columns.
+
+    ``grants``: a list of (study or NULL for every study, role), NULL when the caller holds no
+    role; ``known``: whether the caller is a stored person. ``sql`` (one row at most; its own
+    parameters named) is joined on, so its columns are NULL when it finds no row: the caller is
+    checked before the service says whether what it asked for exists.
+    """
+    return (
+        "SELECT (SELECT list((r.study, r.role)) FROM roles r WHERE r.user_id = $caller) AS grants,"
+        " EXISTS (SELECT 1 FROM users WHERE id = $caller) AS known, q.*"
+        f" FROM (SELECT 1) AS one LEFT JOIN ({sql}) AS q ON true"
+    )
+
+
+def check_grants(
+    store: Store,
+    caller: Caller,
+    grants: list[tuple[str | None, str]] | None,
+    known: bool,
+) -> None:
+    """The guard's check for a ``@guarded(in_query=True)`` service, on the ``grants`` and
+    ``known`` its statement read (``with_grants``), the same moment's roles: a revoked role
+    counts no more. Raise ``PermissionDenied`` (audited, in its own transaction) as the guard
+    does; call it before the service opens a transaction or uses its arguments."""
+    check = _IN_QUERY.get()
+    if check is None:
+        raise StudyError("check_grants is for a service decorated @guarded(in_query=True)")
+    held = [(where, role) for where, role in (grants or [])] if known else None
+    check.done = True
+    if held is not None and any(_held(held, PERMISSIONS[a], check.study) for a in check.actions):
+        return
+    _deny(store, caller.actor, check.actions, check.study, check.service)
 
 
 def studies_for(store: Store, user_id: str, role: str) -> list[str]:

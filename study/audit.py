@@ -244,10 +244,12 @@ def _marker(cur: Cursor) -> tuple[int | None, str | None]:
     return (row[0], row[1]) if row else (None, None)
 
 
-def _signing_key(cur: Cursor, seq: int) -> bytes | None:
+def _signing_key(
+    cur: Cursor, seq: int, marker: tuple[int | None, str | None] | None = None
+) -> bytes | None:
     """The key event ``seq`` must be hashed with (None before the chain was keyed); binds the
-    chain to the key at its first keyed event."""
-    keyed_from, key_id = _marker(cur)
+    chain to the key at its first keyed event. ``marker``: ``_marker(cur)``, when read already."""
+    keyed_from, key_id = _marker(cur) if marker is None else marker
     if keyed_from is None or seq < keyed_from:
         return None
     key = active_audit_key()
@@ -288,7 +290,7 @@ def append(
         raise ValueError(f"{kind!r} is not a declared audit event kind (study.audit.EVENT_KINDS)")
     action = kind.name
     payload_text = canonical_json(payload if payload is not None else {})
-    head = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
+    head, marker = _head_and_marker(cur)
     seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
     event = {
         "seq": seq,
@@ -301,7 +303,7 @@ def append(
         "payload_digest": sha256_hex(payload_text),
         "prev_hash": prev_hash,
     }
-    key = _signing_key(cur, seq)
+    key = _signing_key(cur, seq, marker)
     event_hash = _event_hash(event, key)
     cur.execute(
         "INSERT INTO audit_events (seq, occurred_at, actor, action, object_type, object_id, study,"
@@ -333,6 +335,23 @@ def append(
             [seq, event_hash, mac],
         )
     return seq
+
+
+def _head_and_marker(
+    cur: Cursor,
+) -> tuple[tuple[int, str] | None, tuple[int | None, str | None]]:
+    """(the head's (seq, hash) or None for an empty chain, ``_marker``) in one statement: this
+    runs for every event appended."""
+    row = first(
+        cur.execute(
+            "SELECT h.seq, h.hash, c.keyed_from, c.key_id FROM audit_head h, audit_chain c"
+            " WHERE h.id = 1 AND c.id = 1"
+        ).fetchall()
+    )
+    if row is None:  # an empty chain (no head yet): the two apart
+        head = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
+        return head, _marker(cur)
+    return (row[0], row[1]), (row[2], row[3])
 
 
 def head(store: Store) -> tuple[int, str]:

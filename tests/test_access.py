@@ -21,7 +21,7 @@ from conftest import OPERATOR, RATERS, add_person, full_values, make_draft, open
 import study.services
 from study import access, audit
 from study.access import PERMISSIONS, SERVICE_PERMISSIONS, SIGN_IN_STEP, Caller
-from study.errors import PermissionDenied, StateError
+from study.errors import PermissionDenied, StateError, StudyError
 from study.services import (
     content,
     design,
@@ -261,11 +261,83 @@ def test_an_id_that_is_no_signed_in_person_cannot_submit(world: Store) -> None:
 def test_a_revoked_rater_is_refused_at_once(world: Store) -> None:
     r1 = sign_in(world, "r1")  # signed in before the revocation, as a running session would be
     assignment = _first_assignment(world, "r1")
+    rating.mark_presented(world, r1, STUDY, assignment)
     assert people.revoke_role(world, sign_in(world, "coordinator"), STUDY, "r1", "rater")
     with pytest.raises(PermissionDenied):
         rating.submit_rating(world, r1, STUDY, assignment, full_values())
     with pytest.raises(PermissionDenied):
         rating.next_assignment(world, r1, STUDY)
+    # every service that reads the caller's roles in its own statement reads them afresh too
+    for call in (
+        lambda: rating.mark_presented(world, r1, STUDY, assignment),
+        lambda: rating.assignment_view(world, r1, STUDY, assignment),
+        lambda: rating.flag_case(world, r1, STUDY, assignment, "typo"),
+        lambda: rating.skip_case(world, r1, STUDY, assignment, "cannot judge"),
+    ):
+        with pytest.raises(PermissionDenied):
+            call()
+    assert [d["object_id"] for d in denials(world) if d["actor"] == "r1"] == [
+        "rating.submit_rating",
+        "rating.next_assignment",
+        "rating.mark_presented",
+        "rating.assignment_view",
+        "rating.flag_case",
+        "rating.skip_case",
+    ]
+    assert world.read("SELECT count(*) FROM ratings").item() == 0
+    assert world.read("SELECT count(*) FROM case_flags").item() == 0
+
+
+def _stand_in(body):
+    """``body`` as if it were the service ``rating.rater_status`` (the ``rate`` permission),
+    guarded as checking the caller in its own query (``guarded(in_query=True)``)."""
+    body.__module__ = "study.services.rating"
+    body.__name__ = body.__qualname__ = "rater_status"
+    return access.guarded(in_query=True)(body)
+
+
+def test_a_service_checking_in_its_query_that_never_checks_is_still_guarded(world: Store) -> None:
+    @_stand_in
+    def answers_without_checking(store, caller, study):  # noqa: ARG001
+        return "the queue"
+
+    @_stand_in
+    def fails_before_checking(store, caller, study):  # noqa: ARG001
+        raise StateError("an error that tells the caller something")
+
+    assert answers_without_checking(world, sign_in(world, "r1"), STUDY) == "the queue"
+    with pytest.raises(StateError):
+        fails_before_checking(world, sign_in(world, "r1"), STUDY)
+    for user_id in ("nobody", "outsider"):
+        for service in (answers_without_checking, fails_before_checking):
+            before = len(denials(world))
+            with pytest.raises(PermissionDenied):
+                service(world, sign_in(world, user_id), STUDY)
+            assert [d["object_id"] for d in denials(world)[before:]] == ["rating.rater_status"]
+    with pytest.raises(PermissionDenied):  # a system actor never rates: refused before it runs
+        answers_without_checking(world, OPERATOR, STUDY)
+
+
+def test_the_in_query_check_reads_the_roles_the_statement_read(world: Store) -> None:
+    @_stand_in
+    def checks(store, caller, study):
+        cur = store.cursor()
+        try:
+            grants, known, one = cur.execute(
+                access.with_grants("SELECT 1 AS one"), {"caller": caller.user_id}
+            ).fetchall()[0]
+        finally:
+            cur.close()
+        access.check_grants(store, caller, grants, known)
+        return one
+
+    assert checks(world, sign_in(world, "r1"), STUDY) == 1
+    assert checks(world, sign_in(world, "outsider"), OTHER) == 1
+    for user_id in ("outsider", "nobody", "boss"):  # boss: an admin, who never rates
+        with pytest.raises(PermissionDenied):
+            checks(world, sign_in(world, user_id), STUDY)
+    with pytest.raises(StudyError, match="in_query"):
+        access.check_grants(world, sign_in(world, "r1"), [(STUDY, "rater")], True)
 
 
 def test_a_rater_cannot_grant_themselves_a_role_nor_unblind(world: Store) -> None:

@@ -104,6 +104,124 @@ def test_concurrent_double_submit_from_two_threads_stores_one(store, rating):
     )
 
 
+def _after_the_check(monkeypatch, then):
+    """Make ``submit_rating`` run ``then()`` between its checks (the read of the assignment, with
+    the caller's roles) and its transaction: what another tab or the coordinator may do in
+    that gap."""
+    checked = rating_service._own_assignment
+
+    def check_then(*args, **kwargs):
+        row = checked(*args, **kwargs)
+        then()
+        return row
+
+    monkeypatch.setattr(rating_service, "_own_assignment", check_then)
+
+
+def test_a_second_tab_that_read_the_case_before_the_first_stored_it_is_refused(
+    store, rating, monkeypatch
+):
+    r3 = sign_in(store, "r3")
+    view = rating_service.next_assignment(store, r3, rating)
+    both_read = threading.Barrier(2, timeout=30)
+    _after_the_check(monkeypatch, both_read.wait)
+    outcomes = []
+
+    def submit():
+        try:
+            rating_service.submit_rating(store, r3, rating, view["assignment"], full_values())
+            outcomes.append("ok")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    tabs = [threading.Thread(target=submit) for _ in range(2)]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join()
+    # both passed the checks while the case was open; the transaction's gate let one through
+    assert sorted(outcomes) == ["conflict", "ok"]
+    stored = store.read(
+        "SELECT count(*) AS n, count(DISTINCT revision) AS revisions FROM ratings"
+        " WHERE assignment = $a",
+        {"a": view["assignment"]},
+    )
+    assert stored.rows() == [(3, 1)]
+    assert audit.verify(store).ok
+
+
+def test_rating_closed_between_the_checks_and_the_write_stores_nothing(store, rating, monkeypatch):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    coordinator = sign_in(store, "coordinator")
+    _after_the_check(monkeypatch, lambda: lifecycle.close_rating(store, coordinator, rating))
+    with pytest.raises(StateError, match="only while rating"):
+        rating_service.submit_rating(store, r1, rating, view["assignment"], full_values())
+    assert store.read("SELECT count(*) FROM ratings").item() == 0
+    done = store.read("SELECT done FROM assignments WHERE id = $a", {"a": view["assignment"]})
+    assert done.item() is False
+    assert audit.verify(store).ok
+
+
+def test_a_case_shown_after_rating_closed_is_not_stamped(store, rating):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    lifecycle.close_rating(store, sign_in(store, "coordinator"), rating)
+    with pytest.raises(StateError, match="only while rating"):
+        rating_service.mark_presented(store, r1, rating, view["assignment"])
+    stamp = store.read(
+        "SELECT presented_at FROM assignments WHERE id = $a", {"a": view["assignment"]}
+    )
+    assert stamp.item() is None
+
+
+class _Counted:
+    """The store's connection, counting the statements of every cursor it hands out."""
+
+    def __init__(self, conn, counts: list[str]) -> None:
+        self._conn, self._counts = conn, counts
+
+    def cursor(self):
+        return _CountedCursor(self._conn.cursor(), self._counts)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+class _CountedCursor:
+    def __init__(self, cursor, counts: list[str]) -> None:
+        self._cursor, self._counts = cursor, counts
+
+    def execute(self, sql, *args, **kwargs):
+        self._counts.append(sql)
+        self._cursor.execute(sql, *args, **kwargs)
+        return self
+
+    def sql(self, sql, *args, **kwargs):
+        self._counts.append(sql)
+        return self._cursor.sql(sql, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+def test_a_case_rated_and_the_next_shown_cost_few_statements(store, rating, monkeypatch):
+    """What the rating screen runs per case (submit, the next case, its first showing) stays
+    within 20 DuckDB statements (35 before the checks were read together): each statement
+    costs the server about a millisecond under a full queue."""
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    rating_service.mark_presented(store, r1, rating, view["assignment"])
+    statements: list[str] = []
+    owner = store._owner
+    monkeypatch.setattr(owner, "conn", _Counted(owner.conn, statements))
+    rating_service.submit_rating(store, r1, rating, view["assignment"], full_values())
+    after = rating_service.next_assignment(store, r1, rating)
+    rating_service.mark_presented(store, r1, rating, after["assignment"])
+    assert after["assignment"] != view["assignment"]
+    assert len(statements) <= 20, "\n".join(statements)
+
+
 def test_a_revision_replaces_the_current_rating_and_keeps_history(store, rating):
     r1 = sign_in(store, "r1")
     view = rating_service.next_assignment(store, r1, rating)

@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from study import audit
-from study.access import Caller, guarded, refuse, require
+from study.access import Caller, check_grants, guarded, refuse, require, with_grants
 from study.errors import (
     ConflictError,
     NotFoundError,
@@ -33,7 +33,7 @@ from study.rubric import stored_criteria
 from study.services import _queue
 from study.services._common import author_owner_sql
 from study.services.instruments import instrument_from_json
-from study.store import ConstraintViolation, Cursor, Store, first, utc_now
+from study.store import ConstraintViolation, Cursor, Store, utc_now
 
 _SUBMIT = "rating.submit_rating"
 
@@ -41,7 +41,7 @@ _SUBMIT = "rating.submit_rating"
 # --- the queue -------------------------------------------------------------------------------
 
 
-@guarded
+@guarded(in_query=True)
 def next_assignment(
     store: Store, caller: Caller, study: str, *, now: dt.datetime | None = None
 ) -> dict[str, Any] | None:
@@ -56,17 +56,24 @@ def next_assignment(
     """
     cur = store.cursor()
     try:
-        content = _queue.protocol(cur, study)
-        if content.get("calibration") is None and content.get("repeats") is None:
-            # every assignment is live: the next one and the queue's counts in one pass over the
-            # rater's rows (small point queries with fetchall: this runs on every key press)
-            head, remaining, total = cur.execute(
-                "SELECT arg_min(id, shown_order) FILTER (WHERE NOT done AND status = 'pending'),"
+        # this runs for every case rated: the caller's roles, the protocol, and (when every
+        # assignment is live) the next one and the queue's counts in one statement
+        grants, known, content, head, remaining, total = cur.execute(
+            with_grants(
+                "SELECT (SELECT content FROM protocols WHERE study = $study"
+                "  ORDER BY version DESC LIMIT 1) AS content,"
+                " arg_min(id, shown_order) FILTER (WHERE NOT done AND status = 'pending'),"
                 " count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
                 " count(*) FILTER (WHERE status <> 'withdrawn')"
-                f" FROM assignments a WHERE study = ? AND rater = ? AND NOT {_queue.SKIPPED}",
-                [study, caller.user_id],
-            ).fetchall()[0]
+                " FROM assignments a ANTI JOIN (SELECT assignment FROM case_flags"
+                "  WHERE kind = 'skip') f ON f.assignment = a.id"  # SKIPPED, as a faster join
+                " WHERE study = $study AND rater = $caller"
+            ),
+            {"caller": caller.user_id, "study": study},
+        ).fetchall()[0]
+        check_grants(store, caller, grants, known)
+        content = json.loads(content) if content else {}
+        if content.get("calibration") is None and content.get("repeats") is None:
             if head is None:
                 return None
             return _view(cur, study, caller.user_id, head, content, counts=(remaining, total))
@@ -101,7 +108,7 @@ def rater_status(
         cur.close()
 
 
-@guarded
+@guarded(in_query=True)
 def mark_presented(store: Store, caller: Caller, study: str, assignment: int) -> dt.datetime | None:
     """Record that the caller's assignment is on their screen now: the first call stamps its
     ``presented_at`` (UTC) and appends an ``assignment.present`` event; later calls (a rerun, a
@@ -111,36 +118,40 @@ def mark_presented(store: Store, caller: Caller, study: str, assignment: int) ->
     Returns the stamp (the first one), or None for an assignment already submitted without one.
     Only while the study is ``rating``, only for the caller's own assignment.
     """
-    _require_own_assignment(store, caller, study, int(assignment), service=_PRESENT)
-    cur = store.cursor()
-    try:
-        stamp, done = cur.execute(
-            "SELECT presented_at, done FROM assignments WHERE id = ?", [int(assignment)]
-        ).fetchall()[0]
-    finally:
-        cur.close()
-    if stamp is not None or done:
-        return stamp
+    row = _own_assignment(store, caller, study, assignment, service=_PRESENT)
+    if row["presented_at"] is not None or row["done"]:
+        return row["presented_at"]
+    assignment = row["id"]
+    if row["study_status"] != "rating":
+        raise StateError(
+            f"Study '{study}' is {row['study_status']}; cases are shown only while rating."
+        )
     with store.transaction() as cur:
-        status = cur.execute("SELECT status FROM studies WHERE id = ?", [study]).fetchall()[0][0]
-        if status != "rating":
-            raise StateError(f"Study '{study}' is {status}; cases are shown only while rating.")
-        # writers are serialised, so nobody stamps it between this read and the write
-        stamp, done = cur.execute(
-            "SELECT presented_at, done FROM assignments WHERE id = ?", [int(assignment)]
-        ).fetchall()[0]
-        if stamp is not None or done:
-            return stamp
         now = utc_now()
-        # no RETURNING: DuckDB 2.0 runs an UPDATE ... RETURNING as a delete and insert, which
-        # the foreign keys onto assignments refuse
-        cur.execute("UPDATE assignments SET presented_at = ? WHERE id = ?", [now, int(assignment)])
+        # writers are serialised, and the stamp is set only where none is and the study still
+        # rates: a stamp set, a submission or a close since the read above leaves no row changed
+        # (no RETURNING: DuckDB 2.0 runs an UPDATE ... RETURNING as a delete and insert, which
+        # the foreign keys onto assignments refuse)
+        (changed,) = cur.execute(
+            "UPDATE assignments SET presented_at = ? WHERE id = ? AND presented_at IS NULL"
+            " AND NOT done AND (SELECT status FROM studies WHERE id = ?) = 'rating'",
+            [now, assignment, study],
+        ).fetchall()[0]
+        if not changed:
+            stamp, done, status = cur.execute(
+                "SELECT s.presented_at, s.done, t.status FROM assignments s"
+                " JOIN studies t ON t.id = s.study WHERE s.id = ?",
+                [assignment],
+            ).fetchall()[0]
+            if stamp is None and not done and status != "rating":
+                raise StateError(f"Study '{study}' is {status}; cases are shown only while rating.")
+            return stamp
         audit.append(
             cur,
             actor=caller.actor,
             kind=audit.ASSIGNMENT_PRESENT,
             object_type="assignment",
-            object_id=str(int(assignment)),
+            object_id=str(assignment),
             study=study,
             payload={"rater": caller.user_id, "presented_at": now.isoformat()},
         )
@@ -150,7 +161,7 @@ def mark_presented(store: Store, caller: Caller, study: str, assignment: int) ->
 _PRESENT = "rating.mark_presented"
 
 
-@guarded
+@guarded(in_query=True)
 def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -> dict[str, Any]:
     """One of the caller's assignments as the rating screen shows it, with its current values.
 
@@ -175,12 +186,12 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     """
     cur = store.cursor()
     try:
-        owner = first(
-            cur.execute(
-                "SELECT rater FROM assignments WHERE id = ? AND study = ?", [int(assignment), study]
-            ).fetchall()
-        )
-        if owner is not None and owner[0] == caller.user_id:
+        grants, known, owner = cur.execute(
+            with_grants("SELECT rater FROM assignments WHERE id = $assignment AND study = $study"),
+            {"caller": caller.user_id, "assignment": _as_id(assignment), "study": study},
+        ).fetchall()[0]
+        check_grants(store, caller, grants, known)
+        if owner == caller.user_id:
             return _view(cur, study, caller.user_id, int(assignment))
     finally:
         cur.close()
@@ -207,9 +218,20 @@ def _view(
     """``assignment_view``'s dict; ``content``: the newest protocol's, and ``counts``:
     (remaining, total), when the caller has them already."""
     content = _queue.protocol(cur, study) if content is None else content
-    case_id, shown_order, done, phase = cur.execute(
-        "SELECT case_id, shown_order, done, phase FROM assignments WHERE id = ?", [assignment]
-    ).fetchall()[0]
+    # the assignment, its case and the answers it shows in one statement (every case rated
+    # reads this); the answers come as a list in screen order
+    case_id, shown_order, done, phase, question, context, conversation, criteria, shown = (
+        cur.execute(
+            "SELECT s.case_id, s.shown_order, s.done, s.phase, c.question, c.context,"
+            " c.conversation, c.criteria, (SELECT list((p.id, p.position, p.label, a.text)"
+            "  ORDER BY p.position) FROM presentations p JOIN answers a ON a.study = p.study"
+            "  AND a.answer_id = p.answer_id WHERE p.assignment = $assignment) AS shown"
+            " FROM assignments s JOIN cases c ON c.study = s.study AND c.case_id = s.case_id"
+            " WHERE s.id = $assignment",
+            {"assignment": assignment},
+        ).fetchall()[0]
+    )
+    shown = shown or []
     if counts is not None:
         remaining, total = counts
     else:
@@ -229,19 +251,8 @@ def _view(
                 [study, rater],
             ).fetchall()[0]
             remaining, total = remaining - gone_pending, total - gone
-    question, context, conversation, criteria = cur.execute(
-        "SELECT question, context, conversation, criteria FROM cases"
-        " WHERE study = ? AND case_id = ?",
-        [study, case_id],
-    ).fetchall()[0]
     rubric_items = _criteria_items(cur, study) if criteria is not None else []
     display = content.get("display") or "markdown"
-    shown = cur.execute(
-        "SELECT p.id, p.position, p.label, a.text FROM presentations p"
-        " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
-        " WHERE p.assignment = ? ORDER BY p.position",
-        [assignment],
-    ).fetchall()
     labels = {pid: label for pid, _, label, _ in shown}
     values: dict[str, Any] = {}
     stored = (
@@ -322,18 +333,18 @@ def rater_queue(
 # --- flags and skips -------------------------------------------------------------------------
 
 
-@guarded
+@guarded(in_query=True)
 def flag_case(store: Store, caller: Caller, study: str, assignment: int, reason: str) -> int:
     """Flag the case of one of the caller's assignments as faulty, with a ``reason``; the case
     stays in the queue (it can still be rated). Returns the audit event's seq."""
-    return _mark(store, caller, study, int(assignment), "flag", reason, audit.CASE_FLAG)
+    return _mark(store, caller, study, assignment, "flag", reason, audit.CASE_FLAG)
 
 
-@guarded
+@guarded(in_query=True)
 def skip_case(store: Store, caller: Caller, study: str, assignment: int, reason: str) -> int:
     """Skip the case of one of the caller's unfinished assignments, with a ``reason``: it leaves
     their queue and is not rated by them. Returns the audit event's seq."""
-    return _mark(store, caller, study, int(assignment), "skip", reason, audit.CASE_SKIP)
+    return _mark(store, caller, study, assignment, "skip", reason, audit.CASE_SKIP)
 
 
 _DONE = {"flag": "flagged", "skip": "skipped"}
@@ -343,15 +354,17 @@ def _mark(
     store: Store,
     caller: Caller,
     study: str,
-    assignment: int,
+    assignment: Any,
     kind: str,
     reason: str,
     event: audit.EventKind,
 ) -> int:
+    assignment = _own_assignment(store, caller, study, assignment, service=f"rating.{kind}_case")[
+        "id"
+    ]
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError([Problem(kind, None, "reason", f"a {kind} needs a reason")])
-    _require_own_assignment(store, caller, study, assignment, service=f"rating.{kind}_case")
     with store.transaction() as cur:
         done, study_status, phase = cur.execute(
             "SELECT s.done, t.status, s.phase FROM assignments s JOIN studies t"
@@ -408,7 +421,7 @@ class _Sheet:
         return list(self.labels)
 
 
-@guarded
+@guarded(in_query=True)
 def submit_rating(
     store: Store,
     caller: Caller,
@@ -441,14 +454,37 @@ def submit_rating(
     to the current one is left as it is, and a revision that changes nothing is refused.
     ``revise=True`` on an assignment never submitted is a ``StateError``.
     """
+    row = _own_assignment(store, caller, study, assignment, service=_SUBMIT, sheet=True)
     _check_seconds(seconds)
-    _require_own_assignment(store, caller, study, int(assignment))
+    _check_state(study, row, revise=revise)
+    sheet = _Sheet(
+        row["id"],
+        bool(row["done"]),
+        dict(row["labels"] or []),
+        tuple(instrument_from_json(d, digest) for d, digest in row["instruments"] or []),
+        row["presented_at"],
+        tuple(c["key"] for c in stored_criteria(row["criteria"])),
+    )
     with store.transaction() as cur:
-        sheet = _open_sheet(cur, study, int(assignment), revise=revise)
+        now = utc_now()
+        if revise:
+            _check_state(study, _state(cur, sheet.assignment), revise=True)
+        else:
+            # the gate of a first submission: marked done here only if it is not done, not
+            # withdrawn and the study still rates, now that writers are serialised (a second
+            # tab's submit, a withdrawal or a close since the read above changes no row)
+            (changed,) = cur.execute(
+                "UPDATE assignments SET done = true, status = 'done', done_at = ? WHERE id = ?"
+                " AND NOT done AND status <> 'withdrawn'"
+                " AND (SELECT status FROM studies WHERE id = ?) = 'rating'",
+                [now, sheet.assignment, study],
+            ).fetchall()[0]
+            if not changed:
+                _check_state(study, _state(cur, sheet.assignment), revise=False)
+                raise ConflictError(f"Assignment {sheet.assignment} was submitted already.")
         rows = _rating_rows(cur, sheet, values, revise=revise)
         if revise:
             rows = _changed(cur, sheet, rows)
-        now = utc_now()
         if seconds is None and not revise and sheet.presented_at is not None:
             seconds = max(0.0, (now - sheet.presented_at).total_seconds())
         _write(store, cur, sheet, rows, caller=caller, seconds=seconds, revise=revise, now=now)
@@ -512,30 +548,62 @@ def _check_seconds(seconds: float | None) -> None:
         raise ValidationError([Problem("rating", None, "seconds", "must be a number >= 0")])
 
 
-def _require_own_assignment(
-    store: Store, caller: Caller, study: str, assignment: int, *, service: str = _SUBMIT
-) -> None:
-    """Refuse (audited) an assignment of another study or rater, and one showing the caller's
-    own answer. Before the transaction, so that the refusal's event is kept."""
+def _as_id(assignment: Any) -> int | None:
+    """An assignment id as given (an int, or text of one), or None for anything else."""
+    try:
+        return int(assignment)
+    except (TypeError, ValueError):
+        return None
+
+
+def _own_assignment(
+    store: Store, caller: Caller, study: str, assignment: Any, *, service: str, sheet: bool = False
+) -> dict[str, Any]:
+    """The caller's assignment as it stands, read with the caller's roles in one statement: the
+    guard's check (``check_grants``) first, then refuse (audited) an assignment of another study
+    or rater and one showing the caller's own answer. Before any transaction, so that a
+    refusal's event is kept.
+
+    Keys: id, study, rater, done, status, study_status, phase, presented_at, own_answer; with
+    ``sheet`` also what a submission is checked against: criteria (the case's rubric, null for
+    most cases), labels ([(presentation id, label)] in screen order) and instruments
+    ([(definition, content hash)] in the study's order).
+    """
+    columns = (
+        "s.id, s.study, s.rater, s.done, s.status, t.status AS study_status, s.phase,"
+        " s.presented_at, EXISTS (SELECT 1 FROM presentations p"
+        "  JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
+        f"  JOIN users u ON u.id = $caller WHERE p.assignment = $assignment AND {author_owner_sql()})"
+        " AS own_answer"
+    )
+    joins = ""
+    if sheet:
+        joins = " JOIN cases c ON c.study = s.study AND c.case_id = s.case_id"
+        columns += (
+            ", c.criteria, (SELECT list((p.id, p.label) ORDER BY p.position) FROM presentations p"
+            "  WHERE p.assignment = $assignment) AS labels,"
+            " (SELECT list((i.definition, i.content_hash) ORDER BY si.position)"
+            "  FROM study_instruments si JOIN instruments i ON i.key = si.instrument_key"
+            "  AND i.version = si.instrument_version WHERE si.study = $study) AS instruments"
+        )
     cur = store.cursor()
     try:
-        found = first(
-            cur.execute(
-                "SELECT study, rater FROM assignments WHERE id = ?", [assignment]
-            ).fetchall()
+        result = cur.execute(
+            with_grants(
+                f"SELECT {columns} FROM assignments s JOIN studies t ON t.id = s.study{joins}"
+                " WHERE s.id = $assignment"
+            ),
+            {"caller": caller.user_id, "assignment": _as_id(assignment)}
+            | ({"study": study} if sheet else {}),
         )
-        own_answer = cur.execute(
-            "SELECT 1 FROM presentations p"
-            " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
-            " JOIN users u ON u.id = ?"
-            f" WHERE p.assignment = ? AND {author_owner_sql()}",
-            [caller.user_id, assignment],
-        ).fetchall()
+        names = [d[0] for d in result.description]
+        row = dict(zip(names, result.fetchall()[0], strict=True))
     finally:
         cur.close()
-    if found is None:
+    check_grants(store, caller, row.pop("grants"), row.pop("known"))
+    if row["id"] is None:
         raise NotFoundError(f"There is no assignment {assignment}.")
-    if found != (study, caller.user_id):
+    if (row["study"], row["rater"]) != (study, caller.user_id):
         refuse(
             store,
             caller,
@@ -543,7 +611,7 @@ def _require_own_assignment(
             study=study,
             service=service,
         )
-    if own_answer:
+    if row["own_answer"]:
         refuse(
             store,
             caller,
@@ -551,22 +619,33 @@ def _require_own_assignment(
             study=study,
             service=service,
         )
+    return row
 
 
-def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _Sheet:
-    """The assignment as it stands, inside the transaction; refuse a submit it cannot take."""
-    # the case's rubric comes along (null for most cases): no extra query per submission
-    done, status, study_status, phase, presented_at, criteria = cur.execute(
-        "SELECT s.done, s.status, t.status, s.phase, s.presented_at, c.criteria FROM assignments s"
-        " JOIN studies t ON t.id = s.study"
-        " JOIN cases c ON c.study = s.study AND c.case_id = s.case_id WHERE s.id = ?",
+def _state(cur: Cursor, assignment: int) -> dict[str, Any]:
+    """The assignment's state as ``_check_state`` reads it, inside the caller's transaction."""
+    done, status, study_status, phase = cur.execute(
+        "SELECT s.done, s.status, t.status, s.phase FROM assignments s"
+        " JOIN studies t ON t.id = s.study WHERE s.id = ?",
         [assignment],
     ).fetchall()[0]
-    if study_status != "rating":
+    return {
+        "id": assignment,
+        "done": done,
+        "status": status,
+        "study_status": study_status,
+        "phase": phase,
+    }
+
+
+def _check_state(study: str, row: Mapping[str, Any], *, revise: bool) -> None:
+    """Refuse a submission the assignment cannot take as it stands (``row``: ``_state``'s keys)."""
+    assignment, done, phase = row["id"], row["done"], row["phase"]
+    if row["study_status"] != "rating":
         raise StateError(
-            f"Study '{study}' is {study_status}; ratings are accepted only while rating."
+            f"Study '{study}' is {row['study_status']}; ratings are accepted only while rating."
         )
-    if status == "withdrawn":
+    if row["status"] == "withdrawn":
         raise StateError(f"Assignment {assignment} was withdrawn.")
     if done and not revise:
         raise ConflictError(f"Assignment {assignment} was submitted already.")
@@ -584,23 +663,6 @@ def _open_sheet(cur: Cursor, study: str, assignment: int, *, revise: bool) -> _S
             f"Assignment {assignment} has not been submitted yet, so there is nothing to "
             "revise: submit it first (with every required item)."
         )
-    labels = dict(
-        cur.execute(
-            "SELECT id, label FROM presentations WHERE assignment = ? ORDER BY position",
-            [assignment],
-        ).fetchall()
-    )
-    instruments = tuple(
-        instrument_from_json(definition, digest)
-        for definition, digest in cur.execute(
-            "SELECT i.definition, i.content_hash FROM study_instruments s JOIN instruments i"
-            " ON i.key = s.instrument_key AND i.version = s.instrument_version"
-            " WHERE s.study = ? ORDER BY s.position",
-            [study],
-        ).fetchall()
-    )
-    keys = tuple(c["key"] for c in stored_criteria(criteria))
-    return _Sheet(assignment, bool(done), labels, instruments, presented_at, keys)
 
 
 def _rating_rows(
@@ -772,7 +834,7 @@ def _write(
     revise: bool,
     now: dt.datetime,
 ) -> None:
-    """Insert the rows as new revisions, point the current ratings at them, mark it done."""
+    """Insert the rows as new revisions and point the current ratings at them."""
     # an assignment not yet submitted has no ratings (ratings are stored only by a submit or an
     # import, and both mark it done): its first revision is 1 without a scan of the ratings
     previous = (
@@ -822,8 +884,4 @@ def _write(
         raise ConflictError(
             f"Assignment {sheet.assignment} was submitted already (a second submit was refused)."
         ) from None
-    if not sheet.done:
-        cur.execute(
-            "UPDATE assignments SET done = true, status = 'done', done_at = ? WHERE id = ?",
-            [now, sheet.assignment],
-        )
+    # a first submission's done flag was set by submit_rating's gate, before these rows
