@@ -1,7 +1,8 @@
 """A screen's URL opened first in a new session (AppTest's first run on a page, as Streamlit
 runs a typed URL before ``st.navigation`` has ever been called): it goes through ``app.py``,
 which shows the screen to a person whose roles open it and their first screen to anyone else.
-Every screen in ``app.SCREENS`` is tried, so a screen added later is checked too."""
+Every screen in ``app.SCREENS`` is tried by every role (the admin: the demo's local operator,
+picker place 0), so a screen added later is checked too."""
 
 from __future__ import annotations
 
@@ -18,15 +19,18 @@ PEOPLE = {
     "coordinator": COORDINATOR["user_id"],
     "statistician": STATISTICIAN["user_id"],
     "rater": "demo-rater-01",
+    "admin": None,  # the local operator: a system caller, who holds the admin's screens
 }
 EVERY_SCREEN = sorted({script for role in PEOPLE for script, _ in screens_for(role)})
 
 
-def first_run_on(db: Path, monkeypatch: pytest.MonkeyPatch, person: str, script: str) -> AppTest:
+def first_run_on(
+    db: Path, monkeypatch: pytest.MonkeyPatch, person: str | None, script: str
+) -> AppTest:
     monkeypatch.setenv("CLINVAL_DB", str(db))
     monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
     at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["person"] = picker_place(db, person)
+    at.query_params["person"] = "0" if person is None else picker_place(db, person)
     return at.switch_page(script).run()
 
 
