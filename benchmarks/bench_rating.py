@@ -8,7 +8,7 @@ Database (built once, or reused with ``--db PATH``): one study in ``rating`` wit
 ``ayers_harm`` instrument (per response: quality 1-5, empathy 1-5, harm extent, harm likelihood,
 could cause harm; per case: which response is better), i.e. 11 rating rows per rated case with two
 responses. ``--ratings`` (default 1,000,000) rating rows are already stored, spread over
-``--raters`` raters (default 300, at least the sessions of both app runs), each of whom also has
+``--raters`` raters (default 300, at least the sessions of all four runs), each of whom also has
 ``--pending`` (default 150) unrated assignments left. Cases are the 42 synthetic demo cases and
 their two answers, repeated (``bench-00001`` ...), enough that no rater sees a case twice.
 
@@ -49,6 +49,13 @@ in the temporary or cache folder, never in the project):
     with no pause. Throughput is server round trips (script runs answered) per second: on the
     app each is a whole case rated and stored, on the trivial page a button click; the ratio is
     the app's over the trivial page's.
+(c) the floor for the same work: a plain-SQL page (``FLOOR_PAGE``) on the same database, which
+    stores a case's rows in one transaction and shows the next case with no check at all, driven
+    saturated as in (b) by other raters: cases per second, and the app's over it.
+(d) the same floor page under run (a)'s load: ``--sessions`` further raters, each pressing its
+    one submit button after the think time plus (a)'s key gaps; its p95 case-to-next is the
+    least that p95 can be on this stack and machine for this work (printed with the app's p95
+    over it).
 
 A submit is what the sheet's JavaScript sends on Enter: a ``rerun_script`` BackMsg whose
 ``ClientState`` carries the query string (``person=N``), the page's script hash, the fragment's
@@ -176,15 +183,17 @@ def submit():
              "submitted", 3.0, now, now, "floor")
             for n, (slot, (key, version, item, _)) in enumerate(slots)
         ]
-        cur.executemany(
+        # each column as one list, unnested side by side: DuckDB's cheapest insert of a few rows
+        columns = [list(c) for c in zip(*rows)]
+        cur.execute(
             "INSERT INTO ratings (id, assignment, presentation, slot, instrument_key,"
             " instrument_version, item_key, value_num, value_text, revision, status,"
-            " seconds_on_task, created_at, submitted_at, actor)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+            " seconds_on_task, created_at, submitted_at, actor) SELECT "
+            + ", ".join(f"unnest(${n + 1})" for n in range(len(columns))), columns,
         )
-        cur.executemany(
-            "INSERT INTO current_ratings VALUES (?, ?, ?, ?)",
-            [(assignment, r[3], r[6], r[0]) for r in rows],
+        cur.execute(
+            "INSERT INTO current_ratings SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
+            [[assignment] * len(rows), columns[3], columns[6], columns[0]],
         )
         cur.execute(
             "UPDATE assignments SET done = true, status = 'done', done_at = ? WHERE id = ?",
@@ -803,16 +812,30 @@ async def _press(
 
 
 async def trivial_session(
-    url: str, stats: Stats, *, deadline: float, seed: int, query: str = "", keys: int = 5
+    url: str,
+    stats: Stats,
+    *,
+    deadline: float,
+    seed: int,
+    query: str = "",
+    keys: int = 5,
+    think: float = 0.0,
+    start_delay: float = 0.0,
 ) -> None:
-    """Click the page's buttons (``b-0`` ... or, with ``keys=0``, ``b-submit``) with no pause."""
+    """Click the page's buttons (``b-0`` ... or, with ``keys=0``, ``b-submit``): with no pause,
+    or after ``think`` seconds (drawn from 0.5x to 1.5x) each, starting after ``start_delay``."""
     rng = random.Random(seed)
     session = Session(url, query)
     try:
+        await _pause(start_delay, deadline)
         await session.connect()
         first = await session.run()
         stats.first_loads.append(first.seconds)
         while time.monotonic() < deadline:
+            if think:
+                await _pause(think * rng.uniform(0.5, 1.5), deadline)
+                if time.monotonic() >= deadline:
+                    return
             result = await _press(
                 session, f"b-{rng.randrange(keys)}" if keys else "b-submit", stats
             )
@@ -907,7 +930,7 @@ def main() -> int:
         args.raters, args.pending = 30, 40
         args.sessions, args.think, args.key_gap, args.duration = 4, 0.5, 0.0, 12.0
         args.saturated_sessions, args.saturated_duration = 2, 5.0
-    args.raters = max(args.raters, args.sessions + args.saturated_sessions)
+    args.raters = max(args.raters, 2 * (args.sessions + args.saturated_sessions))
 
     with tempfile.TemporaryDirectory(prefix="bench-rating-") as tmp:
         folder = Path(tmp)
@@ -958,9 +981,12 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
         build_database(db, layout, folder, audited=args.audited_import)
         log(f"built in {time.perf_counter() - t:.1f} s")
     wanted = args.sessions + args.saturated_sessions
-    # the floor page (c) gets raters of its own, after the app's
-    raters, places, rows_before = pick_raters(db, wanted + args.saturated_sessions, pending_min=20)
-    floor_raters, raters = raters[wanted:], raters[:wanted]
+    # the floor page's runs (c) and (d) get raters of their own, after the app's
+    raters, places, rows_before = pick_raters(
+        db, wanted + args.saturated_sessions + args.sessions, pending_min=20
+    )
+    floor_raters = raters[wanted : wanted + args.saturated_sessions]
+    floor_load_raters, raters = raters[wanted + args.saturated_sessions :], raters[:wanted]
     before, _, revised_before = done_counts(db, raters)
     log(f"database: {rows_before:,} rating rows; {wanted} raters picked for the sessions")
 
@@ -1081,10 +1107,36 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
         )
     )
     elapsed_f = time.monotonic() - t0
-    floor.stop()
     floor_cps = stats_f.clicks / elapsed_f
-    floor_log = (folder / "floor.log").read_text(errors="replace")
     log(f"(c) floor: {stats_f.clicks} cases in {elapsed_f:.1f} s = {floor_cps:.1f} cases/s")
+
+    # (d) the floor page under run (a)'s load: as many sessions, each case read for the think
+    # time plus the key presses that (a)'s raters make in the browser
+    floor_think = args.think + ROWS_PER_CASE * args.key_gap
+    log(
+        f"(d) floor page: {len(floor_load_raters)} sessions, think {floor_think:g} s, "
+        f"{args.duration:g} s ..."
+    )
+    stats_d = Stats()
+    t0 = time.monotonic()
+    deadline = t0 + args.duration
+    spread = max(floor_think, 1.0)
+    asyncio.run(
+        drive(
+            [
+                trivial_session(
+                    floor.url, stats_d, deadline=deadline, seed=2000 + n, query=f"rater={rater}",
+                    keys=0, think=floor_think, start_delay=spread * n / max(args.sessions, 1),
+                )
+                for n, rater in enumerate(floor_load_raters)
+            ],
+            deadline,
+        )
+    )  # fmt: skip
+    elapsed_d = time.monotonic() - t0
+    floor.stop()
+    floor_log = (folder / "floor.log").read_text(errors="replace")
+    log(f"(d) floor under load: {stats_d.clicks} cases in {elapsed_d:.1f} s")
     acked: dict[str, int] = {}
     unconfirmed: dict[str, int] = {}
     for stats in (stats_a, stats_b):
@@ -1137,9 +1189,19 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
         f"{app_cps / floor_cps if floor_cps else float('nan'):.2f}; floor / trivial page "
         f"{floor_cps / trivial_cps if trivial_cps else float('nan'):.2f}"
     )
+    floor_p95 = pct(stats_d.click_seconds, 95)
+    print(
+        f"(d) floor page under run (a)'s load, {len(floor_load_raters)} sessions, think "
+        f"{floor_think:g} s: case-to-next p50 {pct(stats_d.click_seconds, 50):.0f} ms, p95 "
+        f"{floor_p95:.0f} ms, p99 {pct(stats_d.click_seconds, 99):.0f} ms over "
+        f"{stats_d.clicks} cases ({stats_d.clicks / elapsed_d:.2f}/s); app p95 / floor p95 "
+        f"{p95 / floor_p95 if floor_p95 else float('nan'):.2f}"
+    )
     if "Traceback" in floor_log:
         print("the floor page's log holds a traceback:\n" + floor_log[-2000:])
-    problems = stats_a.failures + stats_b.failures + stats_t.failures + stats_f.failures
+    problems = (
+        stats_a.failures + stats_b.failures + stats_t.failures + stats_f.failures + stats_d.failures
+    )
     refused = stats_a.refused + stats_b.refused
     if refused:
         print(f"submits not saved: {len(refused)}, e.g. {refused[:3]}")

@@ -37,6 +37,11 @@ def test_quick_run_stores_every_acknowledged_rating_once(tmp_path: Path) -> None
     assert "session failures" not in done.stdout, done.stdout[-3000:]
     assert "submits not saved" not in done.stdout, done.stdout[-3000:]
     assert "traceback" not in done.stdout.lower(), done.stdout[-3000:]
+    # (d): the floor page under run (a)'s load rated cases and printed its p95
+    floor_load = re.search(
+        r"\(d\) floor page under run \(a\)'s load.* over (\d+) cases", done.stdout
+    )
+    assert floor_load and int(floor_load.group(1)) > 0, done.stdout[-3000:]
     acknowledged = int(re.search(r"acknowledged (\d+)", done.stdout).group(1))
     assert acknowledged > 0, done.stdout[-3000:]
     # the audit key went next to the database in the temporary folder, not into the project
