@@ -47,6 +47,19 @@ def chromium_path() -> str:
     return path
 
 
+@contextmanager
+def chromium() -> Iterator:
+    """Debian's Chromium under Playwright (a ``playwright.sync_api.Browser``), closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import OPERATOR, ROOT, picker_place
-from playwright.sync_api import Page, expect, sync_playwright
-from serving import CHROMIUM_ARGS, chromium_path, serve
+from playwright.sync_api import Page, expect
+from serving import chromium, serve
 
 from study.services import people
 from study.services.people import DEMO_ISSUER
@@ -34,12 +34,8 @@ IDLE = """() => !document.querySelector(
 
 @pytest.fixture
 def browser_page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1800})
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1400, "height": 1800})
 
 
 @pytest.fixture

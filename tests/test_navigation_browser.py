@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import picker_place
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from serving import CHROMIUM_ARGS, chromium_path, serve
+from playwright.sync_api import Browser, Page, expect
+from serving import chromium, serve
 
 from study.demo import COORDINATOR
 
@@ -28,12 +28,8 @@ IDLE = """() => !document.querySelector(
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def fresh_page(browser: Browser) -> Page:

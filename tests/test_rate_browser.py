@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ISSUER, OPERATOR, full_values, picker_place, sign_in, write_jsonl
-from playwright.sync_api import Page, expect, sync_playwright
-from serving import CHROMIUM_ARGS, chromium_path, serve
+from playwright.sync_api import Page, expect
+from serving import chromium, serve
 
 from study import audit
 from study.demo import COORDINATOR, STATISTICIAN, read_raters
@@ -35,12 +35,8 @@ response, then the pairwise choice."""
 
 @pytest.fixture
 def browser_page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1800})
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1400, "height": 1800})
 
 
 def open_as(page: Page, url: str, place: str) -> None:

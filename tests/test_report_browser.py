@@ -18,8 +18,8 @@ from conftest import (
     sign_in,
     write_jsonl,
 )
-from playwright.sync_api import Page, sync_playwright
-from serving import CHROMIUM_ARGS, chromium_path
+from playwright.sync_api import Page
+from serving import chromium
 
 from study.services import content, design, exports, lifecycle
 from study.services import rating as rating_service
@@ -37,12 +37,8 @@ HOSTILE = {
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1200, "height": 1000})
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1200, "height": 1000})
 
 
 def open_report(page: Page, path: Path) -> dict[str, list[str]]:

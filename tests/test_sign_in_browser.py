@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import screens_for
 from oidc_provider_mock import User, run_server_in_thread
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from serving import CHROMIUM_ARGS, Served, chromium_path, free_port, serve, write_auth_secrets
+from playwright.sync_api import Browser, Page, expect
+from serving import Served, chromium, free_port, serve, write_auth_secrets
 
 from study.demo import COORDINATOR, STATISTICIAN, build_demo, read_raters
 from study.store import Store
@@ -72,12 +72,8 @@ def app(tmp_path_factory, demo_copy: Path, provider: str) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from conftest import picker_place, sign_in
-from playwright.sync_api import Page, expect, sync_playwright
-from serving import CHROMIUM_ARGS, chromium_path, serve
+from playwright.sync_api import Page, expect
+from serving import chromium, serve
 
 from study import audit
 from study.demo import COORDINATOR, DEMO_STUDY_ID, STATISTICIAN
@@ -37,23 +37,16 @@ IDLE = """() => !document.querySelector(
 def watched_page() -> Iterator[tuple[Page, list[str]]]:
     """A Chromium page and the list its console errors and uncaught page errors go to."""
     problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(
-                viewport={"width": 1400, "height": 1600}, accept_downloads=True
-            )
-            page = context.new_page()
-            page.on(
-                "console",
-                lambda m: (
-                    problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
-                ),
-            )
-            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-            yield page, problems
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_context(
+            viewport={"width": 1400, "height": 1600}, accept_downloads=True
+        ).new_page()
+        page.on(
+            "console",
+            lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        yield page, problems
 
 
 def go_to(page: Page, screen: str) -> None:
