@@ -28,6 +28,7 @@ import polars as pl
 
 from study import keyfile, settings
 from study.errors import StudyError
+from study.facts import Facts
 from study.migrations import MIGRATIONS, Migration
 
 _log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ class _Owner:
         self.id_floor: dict[str, int] = {}
         self.users = 0
         self.audit_key: bytes | None = None
+        # immutable facts read from this connection's database (``Store.facts``): one map per
+        # connection, so a fact never outlives its database or crosses to another
+        self.facts = Facts()
 
 
 _OWNERS: dict[str, _Owner] = {}
@@ -203,6 +207,20 @@ class Store:
     def audit_key(self) -> bytes | None:
         """The audit chain's key (32 bytes), or None when the key file is missing."""
         return self._owner.audit_key
+
+    @property
+    def facts(self) -> Facts:
+        """Immutable facts of this database kept between calls (``study.facts``), shared by
+        every Store of the same file in this process; read them with ``facts.get`` and keep
+        them with ``remember``."""
+        return self._owner.facts
+
+    def remember(self, key: Any, value: Any) -> None:
+        """Keep the immutable fact ``value`` under ``key`` in ``facts``, unless this thread has
+        a transaction open: what a transaction reads may be its own uncommitted rows, gone if it
+        rolls back (and their ids then taken by other rows)."""
+        if getattr(self._local, "cursor", None) is None:
+            self._owner.facts.put(key, value)
 
     @property
     def _conn(self) -> duckdb.DuckDBPyConnection:
