@@ -125,96 +125,39 @@ st.write(f"Clicks: {st.session_state['clicks']}")
 '''
 FLOOR_PAGE = '''"""The same work without Clinval: store a case's ratings, show the next case (bench_rating.py).
 
-The floor that DuckDB and Streamlit set for what a submission does, on the same database and
-schema: one transaction that inserts the case's rating rows and current-rating pointers, marks
-the assignment done and appends one audit event row and head (a hash of the payload, no chain
-key), then the next assignment's case and answers read back and shown. No access check, no
-validation, no instrument rules, no blinding: the least a rating screen can do per case.
+The statements are ``benchmarks/floor.py``'s (shared with profile_submit.py); this page serves
+them through Streamlit as the rating screen does: one button press stores the case and shows the
+next one.
 """
-import datetime, hashlib, json, os, threading
+import os, sys, threading
 
 import duckdb
 import streamlit as st
+
+sys.path.insert(0, os.environ["BENCH_FLOOR_DIR"])
+import floor  # noqa: E402
+
+STUDY = os.environ["BENCH_FLOOR_STUDY"]
 
 
 @st.cache_resource
 def db():
     conn = duckdb.connect(os.environ["CLINVAL_DB"])
-    items = conn.execute(
-        "SELECT i.instrument_key, i.instrument_version, i.item_key, i.scope FROM items i"
-        " JOIN study_instruments s ON s.instrument_key = i.instrument_key"
-        " AND s.instrument_version = i.instrument_version ORDER BY i.position"
-    ).fetchall()
-    return conn, items, threading.Lock()
+    return conn, conn.execute(floor.ITEMS_SQL, [STUDY]).fetchall(), threading.Lock()
 
 
 conn, items, lock = db()
 rater = st.query_params.get("rater", "")
 
 
-def next_case(cur):
-    row = cur.execute(
-        "SELECT id, case_id FROM assignments WHERE rater = ? AND NOT done"
-        " ORDER BY shown_order LIMIT 1", [rater],
-    ).fetchall()
-    if not row:
-        return None
-    assignment, case_id = row[0]
-    question = cur.execute("SELECT question FROM cases WHERE case_id = ?", [case_id]).fetchall()
-    shown = cur.execute(
-        "SELECT p.id, p.label, a.text FROM presentations p JOIN answers a"
-        " ON a.study = p.study AND a.answer_id = p.answer_id WHERE p.assignment = ?"
-        " ORDER BY p.position", [assignment],
-    ).fetchall()
-    return assignment, question[0][0], shown
-
-
 def submit():
-    assignment, _, shown = st.session_state["case"]
-    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-    slots = [(p, it) for p, _, _ in shown for it in items if it[3] == "answer"]
-    slots += [(0, it) for it in items if it[3] == "case"]
-    cur = conn.cursor()
+    assignment, _, shown = st.session_state.pop("case")
     with lock:  # one writer at a time, as Clinval's store does
-        cur.execute("BEGIN TRANSACTION")
-        first = cur.execute("SELECT max(id) FROM ratings").fetchall()[0][0] + 1
-        rows = [
-            (first + n, assignment, slot or None, slot, key, version, item, 1.0, None, 1,
-             "submitted", 3.0, now, now, "floor")
-            for n, (slot, (key, version, item, _)) in enumerate(slots)
-        ]
-        # each column as one list, unnested side by side: DuckDB's cheapest insert of a few rows
-        columns = [list(c) for c in zip(*rows)]
-        cur.execute(
-            "INSERT INTO ratings (id, assignment, presentation, slot, instrument_key,"
-            " instrument_version, item_key, value_num, value_text, revision, status,"
-            " seconds_on_task, created_at, submitted_at, actor) SELECT "
-            + ", ".join(f"unnest(${n + 1})" for n in range(len(columns))), columns,
-        )
-        cur.execute(
-            "INSERT INTO current_ratings SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
-            [[assignment] * len(rows), columns[3], columns[6], columns[0]],
-        )
-        cur.execute(
-            "UPDATE assignments SET done = true, status = 'done', done_at = ? WHERE id = ?",
-            [now, assignment],
-        )
-        seq, prev = cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall()[0]
-        payload = json.dumps([r[6] for r in rows])
-        digest = hashlib.sha256(payload.encode()).hexdigest()
-        event = hashlib.sha256((prev + digest + str(seq + 1)).encode()).hexdigest()
-        cur.execute(
-            "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [seq + 1, now, "floor", "rating.submit", "assignment", str(assignment), None,
-             payload, digest, prev, event],
-        )
-        cur.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq + 1, event])
-        cur.execute("COMMIT")
-    st.session_state.pop("case")
+        floor.store_case(conn.cursor(), assignment, [p for p, _, _ in shown], items)
 
 
 if "case" not in st.session_state:
-    st.session_state["case"] = next_case(conn.cursor())
+    st.session_state["case"] = floor.next_case(conn.cursor(), STUDY, rater)
 case = st.session_state["case"]
 if case is None:
     st.write("Done.")
@@ -1090,7 +1033,12 @@ def _run(args, folder: Path, db: Path, key_file: Path, layout: Layout) -> int:
     log(f"(b) trivial: {stats_t.clicks} clicks in {elapsed_t:.1f} s = {trivial_cps:.1f} clicks/s")
 
     # (c) the floor for the same work: the case's rows stored and the next case shown, in SQL
-    floor = page_server(folder, "floor", FLOOR_PAGE, env)
+    floor = page_server(
+        folder,
+        "floor",
+        FLOOR_PAGE,
+        env | {"BENCH_FLOOR_DIR": str(ROOT / "benchmarks"), "BENCH_FLOOR_STUDY": STUDY},
+    )
     log(f"(c) floor page: {len(floor_raters)} sessions, {args.saturated_duration:g} s ...")
     stats_f = Stats()
     t0 = time.monotonic()

@@ -24,8 +24,6 @@ original is left untouched. Raters are the benchmark's with the most unrated cas
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -39,6 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 STUDY = "bench-rating"
 
@@ -225,87 +224,23 @@ def profile(db: Path, cases: int, extras: bool, raters_wanted: int) -> dict[str,
         store.close()
 
 
-def _floor(store: Any, raters: list[str], cases: int) -> list[float]:
-    """Per case: the floor's plain SQL (``bench_rating``'s floor page, without Streamlit)."""
+def _floor(store: Any, raters: list[str], cases: int) -> list[tuple[float, float]]:
+    """Per case (wall, CPU seconds): ``floor.py``'s plain SQL, as ``bench_rating``'s floor page
+    runs it without Streamlit: the rater's case shown (read back), then stored."""
+    import floor
+
     conn = store._owner.conn._conn  # noqa: SLF001
-    items = conn.execute(
-        "SELECT i.instrument_key, i.instrument_version, i.item_key, i.scope FROM items i"
-        " JOIN study_instruments s ON s.instrument_key = i.instrument_key"
-        " AND s.instrument_version = i.instrument_version WHERE s.study = ? ORDER BY i.position",
-        [STUDY],
-    ).fetchall()
+    items = conn.execute(floor.ITEMS_SQL, [STUDY]).fetchall()
     times = []
     cur = conn.cursor()
     for n in range(cases):
-        rater = raters[n % len(raters)]
         started = time.perf_counter()
         cpu_started = time.process_time()
-        row = cur.execute(
-            "SELECT id, case_id FROM assignments WHERE study = ? AND rater = ? AND NOT done"
-            " ORDER BY shown_order LIMIT 1",
-            [STUDY, rater],
-        ).fetchall()
-        if not row:
+        case = floor.next_case(cur, STUDY, raters[n % len(raters)])
+        if case is None:
             break
-        assignment = row[0][0]
-        shown = cur.execute(
-            "SELECT id FROM presentations WHERE assignment = ? ORDER BY position", [assignment]
-        ).fetchall()
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        slots = [(p, it) for (p,) in shown for it in items if it[3] == "answer"]
-        slots += [(0, it) for it in items if it[3] == "case"]
-        cur.execute("BEGIN TRANSACTION")
-        first = cur.execute("SELECT max(id) FROM ratings").fetchall()[0][0] + 1
-        rows = [
-            (first + k, assignment, slot or None, slot, key, version, item, 1.0, None, 1,
-             "submitted", 3.0, now, now, "floor")
-            for k, (slot, (key, version, item, _)) in enumerate(slots)
-        ]  # fmt: skip
-        # each column as one list, unnested side by side, as bench_rating's floor page and
-        # Store.insert_rows do: DuckDB's cheapest insert of a few rows (executemany runs one
-        # statement per row, which made the floor slower than the leanest plain SQL)
-        columns = [list(c) for c in zip(*rows, strict=True)]
-        cur.execute(
-            "INSERT INTO ratings (id, assignment, presentation, slot, instrument_key,"
-            " instrument_version, item_key, value_num, value_text, revision, status,"
-            " seconds_on_task, created_at, submitted_at, actor) SELECT "
-            + ", ".join(f"unnest(${n + 1})" for n in range(len(columns))),
-            columns,
-        )
-        cur.execute(
-            "INSERT INTO current_ratings SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
-            [[assignment] * len(rows), columns[3], columns[6], columns[0]],
-        )
-        cur.execute(
-            "UPDATE assignments SET done = true, status = 'done', done_at = ? WHERE id = ?",
-            [now, assignment],
-        )
-        seq, prev = cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall()[0]
-        payload = json.dumps([r[6] for r in rows])
-        digest = hashlib.sha256(payload.encode()).hexdigest()
-        event = hashlib.sha256((prev + digest + str(seq + 1)).encode()).hexdigest()
-        cur.execute(
-            "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [seq + 1, now, "floor", "rating.submit", "assignment", str(assignment), None,
-             payload, digest, prev, event],
-        )  # fmt: skip
-        cur.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq + 1, event])
-        cur.execute("COMMIT")
-        nxt = cur.execute(
-            "SELECT id, case_id FROM assignments WHERE study = ? AND rater = ? AND NOT done"
-            " ORDER BY shown_order LIMIT 1",
-            [STUDY, rater],
-        ).fetchall()
-        if nxt:
-            cur.execute(
-                "SELECT question FROM cases WHERE study = ? AND case_id = ?", [STUDY, nxt[0][1]]
-            ).fetchall()
-            cur.execute(
-                "SELECT p.id, p.label, a.text FROM presentations p JOIN answers a"
-                " ON a.study = p.study AND a.answer_id = p.answer_id WHERE p.assignment = ?"
-                " ORDER BY p.position",
-                [nxt[0][0]],
-            ).fetchall()
+        assignment, _, shown = case
+        floor.store_case(cur, assignment, [p for p, _, _ in shown], items)
         times.append((time.perf_counter() - started, time.process_time() - cpu_started))
     cur.close()
     return times

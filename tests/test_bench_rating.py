@@ -46,3 +46,16 @@ def test_quick_run_stores_every_acknowledged_rating_once(tmp_path: Path) -> None
     assert acknowledged > 0, done.stdout[-3000:]
     # the audit key went next to the database in the temporary folder, not into the project
     assert (tmp_path / "bench.duckdb.audit.key").exists()
+
+    # the in-process profiler runs on the same database (a copy), with its floor (floor.py)
+    profiled = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_submit.py"),
+         "--db", str(tmp_path / "bench.duckdb"), "--cases", "5", "--raters", "2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert profiled.returncode == 0, profiled.stdout[-3000:] + profiled.stderr[-3000:]
+    assert re.match(
+        r"^per_case_ms=\S+ p95_ms=\S+ cpu_ms=\S+ statements=\S+ floor_ms=\S+ floor_cpu_ms=\S+ "
+        r"ratio=\S+ cpu_ratio=\S+$",
+        profiled.stdout.strip().splitlines()[-1],
+    ), profiled.stdout[-2000:]
