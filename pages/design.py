@@ -15,7 +15,8 @@ walked in order, each saying what is done; any step can be revisited while the s
    and a new version only with a reason.
 7. Raters and rating: invite raters by e-mail, and open rating (with a confirmation).
 
-The draft's settings are kept in the session per study (``pages/components/design_common``).
+The draft's settings are kept in the session per study, and with the draft in the database as
+they change, for the next sitting (``pages/components/design_common``).
 Every refusal of a service shows as its message (a rejected file as its full report); the
 services decide what is allowed, this screen only offers it.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.components.design_common import Draft, settings_of, show_error
+from pages.components.design_common import Draft, keep_settings, settings_of, show_error
 from pages.components.design_content import step_content, step_instrument
 from pages.components.design_lock import step_lock, step_open
 from pages.components.design_plan import step_assignment, step_plan
@@ -96,7 +97,7 @@ draft = (
         study_id,
         mine[study_id]["name"],
         mine[study_id]["status"],
-        settings_of(study_id),
+        settings_of(store, caller, study_id),
     )
     if study_id
     else None
@@ -135,7 +136,9 @@ if step == 1:
             f"Designing **{draft.name}** (`{draft.study}`), status "
             f":blue-badge[{draft.status}]."
             + (
-                " Walk the steps in order; each can be revisited while it is a draft."
+                " Walk the steps in order; each can be revisited while it is a draft. The"
+                " assignment settings and the analysis plan are kept with the draft as you"
+                " change them, for your next sitting or another device."
                 if draft.editable
                 else ""
             )
@@ -167,6 +170,8 @@ elif step == 6:
 else:
     step_open(draft)
 
+if draft:
+    keep_settings(draft)
 done = done_steps(draft) if draft else set()
 with menu:
     st.radio(

@@ -121,7 +121,8 @@ PERMISSIONS: dict[str, Permission] = {
         "import cases, arms and answers (HealthBench files too), remove those a draft does not "
         "use, see answers with "
         "their arms and authors, attach instruments, preview a case as raters will see it, lock "
-        "the first protocol, preview and make assignments",
+        "the first protocol, preview and make assignments, and keep a draft's design settings "
+        "between sittings",
         (
             "content.import_cases",
             "content.import_arms",
@@ -143,6 +144,8 @@ PERMISSIONS: dict[str, Permission] = {
             "design.preview_view",
             "design.leak_report",
             "design.seed_is_sealed",
+            "design.save_design_draft",
+            "design.design_draft",
         ),
     ),
     "import_ratings": Permission(

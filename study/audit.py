@@ -83,6 +83,11 @@ INSTRUMENT_ADD = _kind(
 INSTRUMENT_ATTACH = _kind(
     "instrument.attach", "an instrument version was attached to a draft study (key, version)"
 )
+DESIGN_DRAFT = _kind(
+    "design.draft",
+    "a draft's design settings were saved before the lock (the settings changed, with their new "
+    "values; the lock's protocol is the record of what was frozen)",
+)
 USER_ADD = _kind(
     "user.add", "a person was added (issuer, subject, e-mail)", "users: one event per user"
 )

@@ -427,3 +427,43 @@ def test_the_demo_coordinator_sees_every_step_of_a_study_in_rating(monkeypatch, 
     assert at.code[0].value == digest
     go(at, 7)
     assert any("The study is rating" in s.value for s in at.success)
+
+
+def test_a_drafts_settings_come_back_in_a_new_sitting(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    go(at, 4)
+    at.selectbox(key=key("mode")).set_value("separate").run()
+    at.number_input(key=key("raters_per_case")).set_value(3).run()
+    plan(at)
+    at.number_input(key=key("margin")).set_value(0.75).run()
+    assert_no_exception(at)
+    kept = stored(
+        db, "SELECT payload FROM audit_events WHERE action = 'design.draft' ORDER BY seq"
+    ).get_column("payload")
+    assert any(json.loads(p)["changed"].get("margin") == 0.75 for p in kept)
+
+    # the tab is closed; the coordinator comes back in another session (another device)
+    again = open_design(monkeypatch, db)
+    go(again, 4)
+    assert again.selectbox(key=key("mode")).value == "separate"
+    assert again.number_input(key=key("raters_per_case")).value == 3
+    go(again, 5)
+    assert again.selectbox(key=key("primary_item")).value == "quality"
+    assert again.number_input(key=key("margin")).value == 0.75
+    # reading them back wrote nothing
+    assert stored(
+        db, "SELECT count(*) FROM audit_events WHERE action = 'design.draft'"
+    ).item() == len(kept)
+
+    # the lock freezes the protocol made from them, and nothing is kept after it
+    lock(again)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["primary_endpoint"]["margin"] == 0.75
+    assert content["assignment"] == content["assignment"] | {
+        "mode": "separate",
+        "raters_per_case": 3,
+    }
+    go(again, 5)
+    assert stored(
+        db, "SELECT count(*) FROM audit_events WHERE action = 'design.draft'"
+    ).item() == len(kept)

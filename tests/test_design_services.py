@@ -3,11 +3,13 @@ design, the study's raters, and a dry run of a draft's calibration and repeats b
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import RATERS, sign_in
 
 from study import audit
-from study.errors import NotFoundError, ValidationError
+from study.errors import NotFoundError, StateError, ValidationError
 from study.keyfile import new_seed
 from study.services import analyses, design, people
 
@@ -97,3 +99,66 @@ def test_a_seed_is_a_whole_number_the_lock_can_seal():
     seeds = {new_seed() for _ in range(20)}
     assert len(seeds) == 20
     assert all(0 <= s <= design.MAX_SEED for s in seeds)
+
+
+def test_a_drafts_design_settings_are_kept_between_sittings_and_audited(store, draft):
+    coordinator = sign_in(store, "coordinator")
+    assert design.design_draft(store, coordinator, draft) is None
+    plan = {"mode": "pairwise", "raters_per_case": 3, "margin": 0.5, "secondary": ["empathy"]}
+    assert design.save_design_draft(store, coordinator, draft, plan) == [
+        "margin",
+        "mode",
+        "raters_per_case",
+        "secondary",
+    ]
+    kept = design.design_draft(store, coordinator, draft)
+    assert kept["settings"] == plan and kept["saved_by"] == coordinator.actor
+    # the same settings again write nothing: no row change, no event
+    head = audit.verify(store).head_hash
+    assert design.save_design_draft(store, coordinator, draft, dict(plan)) == []
+    assert audit.verify(store).head_hash == head
+    # a change records only what changed, a dropped setting as null
+    changed = {"mode": "pairwise", "raters_per_case": 2, "margin": 0.5}
+    assert design.save_design_draft(store, coordinator, draft, changed) == [
+        "raters_per_case",
+        "secondary",
+    ]
+    event = store.read(
+        "SELECT actor, payload FROM audit_events WHERE action = 'design.draft' ORDER BY seq DESC"
+        " LIMIT 1"
+    ).row(0)
+    assert event[0] == coordinator.actor
+    assert json.loads(event[1]) == {"changed": {"raters_per_case": 2, "secondary": None}}
+    assert design.design_draft(store, coordinator, draft)["settings"] == changed
+    assert audit.verify(store).ok
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        (["mode", "pairwise"], "must be an object"),
+        ({"": 1}, "is not a setting's name"),
+        ({"seed": 12345}, "seed is never kept"),
+        ({"margin": float("nan")}, "cannot be kept as JSON"),
+        ({"margin": object()}, "cannot be kept as JSON"),
+        ({"notes": "x" * (design.MAX_DRAFT_BYTES + 1)}, "more than the 65,536 kept"),
+    ],
+)
+def test_bad_draft_settings_are_refused_with_the_reason_and_nothing_is_kept(
+    store, draft, settings, reason
+):
+    coordinator = sign_in(store, "coordinator")
+    design.save_design_draft(store, coordinator, draft, {"mode": "separate"})
+    head = audit.verify(store).head_hash
+    with pytest.raises(ValidationError, match=reason) as refused:
+        design.save_design_draft(store, coordinator, draft, settings)
+    assert refused.value.problems[0].file == "design settings"
+    assert design.design_draft(store, coordinator, draft)["settings"] == {"mode": "separate"}
+    assert audit.verify(store).head_hash == head
+
+
+def test_only_a_drafts_settings_change_and_the_last_draft_stays_readable(store, rating):
+    coordinator = sign_in(store, "coordinator")
+    with pytest.raises(StateError, match="is rating; this needs it to be draft"):
+        design.save_design_draft(store, coordinator, rating, {"mode": "pairwise"})
+    assert design.design_draft(store, coordinator, rating) is None

@@ -5,6 +5,10 @@ the settings make.
 A widget's own state is dropped by Streamlit when its step is not drawn; the settings are not:
 they live in ``st.session_state`` under the study's id, each widget is initialised from them
 and writes its value back (``kept``), so a coordinator can leave a step and come back to it.
+They are also kept with the draft in the database whenever they change (``keep_settings``,
+``design.save_design_draft``), so a coordinator who closes the tab, or opens the draft on another
+device, finds them again; the assignment seed is the exception (drawn per sitting, sealed at
+the lock).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import streamlit as st
 
 from study.access import Caller
 from study.assignment import ALGORITHM
-from study.errors import Problem, StudyError, ValidationError
+from study.errors import Problem, StateError, StudyError, ValidationError
 from study.instruments import Instrument
+from study.services import design
 
 # A new draft's settings; each is one widget's value on the Design screen. (Comments, not
 # docstrings: Streamlit's "magic" would print a bare string.)
@@ -77,9 +82,42 @@ class Draft:
         return f"design:{self.study}:{name}"
 
 
-def settings_of(study: str) -> dict[str, Any]:
-    """The study's settings in this session, made from ``DEFAULTS`` the first time."""
-    return st.session_state.setdefault(f"design-settings:{study}", dict(DEFAULTS))
+def settings_of(store: Any, caller: Caller, study: str) -> dict[str, Any]:
+    """The study's settings in this session. The first time: ``DEFAULTS``, overlaid with those
+    kept for the study in an earlier sitting (``design.design_draft``; a name this screen no
+    longer has is dropped)."""
+    key = f"design-settings:{study}"
+    if key not in st.session_state:
+        settings = dict(DEFAULTS)
+        stored = design.design_draft(store, caller, study)
+        if stored is not None:
+            settings.update((k, v) for k, v in stored["settings"].items() if k in DEFAULTS)
+        st.session_state[key] = settings
+        st.session_state[f"design-saved:{study}"] = _kept_part(settings)
+    return st.session_state[key]
+
+
+def _kept_part(settings: dict[str, Any]) -> dict[str, Any]:
+    """What is kept with the draft: the settings of ``DEFAULTS``, not the session's seed or the
+    marks of a dry run or a plan checked in this sitting."""
+    return {name: settings[name] for name in DEFAULTS}
+
+
+def keep_settings(draft: Draft) -> None:
+    """Keep the draft's settings in the database if this run changed them (one ``design.draft``
+    event per change). A study locked meanwhile (by this run's lock, or in another tab) keeps
+    nothing more: its protocol now holds what counts."""
+    if not draft.editable:
+        return
+    part = _kept_part(draft.settings)
+    saved = f"design-saved:{draft.study}"
+    if st.session_state.get(saved) == part:
+        return
+    try:
+        design.save_design_draft(draft.store, draft.caller, draft.study, part)
+    except StateError:
+        return
+    st.session_state[saved] = part
 
 
 def kept(
