@@ -173,13 +173,13 @@ def design_assignments(
     _check_calibration(gold, rater_ids, answers_by_case, authors_by_case)
 
     eligible: dict[str, list[str]] = {}
-    problems = []
+    problems: list[tuple[str, str]] = []
     for case in sorted(case_ids):
         if case not in answers_by_case:
-            problems.append(f"case {case!r} has no answers")
+            problems.append((case, "has no answers"))
             continue
         if mode == "pairwise" and len(answers_by_case[case]) < 2:
-            problems.append(f"case {case!r} has one answer; a pairwise screen shows two")
+            problems.append((case, "has one answer; a pairwise screen shows two"))
             continue
         ok = [r for r in rater_ids if r not in authors_by_case.get(case, set())]
         wanted = (case_specialty or {}).get(case) if match_specialty else None
@@ -197,13 +197,13 @@ def design_assignments(
                 )
             because = f" ({'; '.join(why)})" if why else ""
             problems.append(
-                f"case {case!r} needs {needed} raters but only {len(ok)} are eligible{because}"
+                (case, f"needs {needed} raters but only {len(ok)} are eligible{because}")
             )
         eligible[case] = ok
     if problems:
         raise StudyError(
             "Cannot assign raters: "
-            + "; ".join(problems)
+            + "; ".join(_grouped(problems))
             + ". Add raters or lower raters per case."
         )
 
@@ -707,3 +707,22 @@ def design_summary(
         "overlap": overlap,
         "coverage": coverage,
     }
+
+
+def _grouped(problems: list[tuple[str, str]], *, shown: int = 5) -> list[str]:
+    """One line per distinct problem of ``problems`` ([(case id, what is wrong)] in case
+    order), naming its first case and then how many other cases share it, the first ``shown``
+    of them by id: a design that fails on every case reads as one line, not one per case."""
+    cases: dict[str, list[str]] = {}
+    for case, what in problems:
+        cases.setdefault(what, []).append(case)
+    lines = []
+    for what, ids in cases.items():
+        line = f"case {ids[0]!r} {what}"
+        if others := ids[1:]:
+            named = ", ".join(repr(c) for c in others[:shown])
+            more = f" and {len(others) - shown} more" if len(others) > shown else ""
+            noun = "case" if len(others) == 1 else "cases"
+            line += f"; so do {len(others)} other {noun} ({named}{more})"
+        lines.append(line)
+    return lines

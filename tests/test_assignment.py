@@ -437,3 +437,21 @@ def test_partial_coverage_mixes_two_and_three_answer_screens_and_stays_balanced_
         )
         <= 1
     )
+
+
+def test_a_design_that_fails_on_every_case_says_so_in_one_line_per_reason():
+    # 42 cases, each short of raters for the same reason: one line naming the first case, the
+    # count of the others and five of them, not 42 lines the coordinator must scroll through
+    cases, answers = make_answers(42)
+    with pytest.raises(StudyError) as refused:
+        design_assignments(
+            cases, RATERS, raters_per_case=4, answers=answers, seed=1, mode="separate"
+        )
+    message = str(refused.value)
+    first, *others = sorted(cases)
+    assert message == (
+        f"Cannot assign raters: case {first!r} needs 8 raters but only 6 are eligible (each of"
+        f" its 2 answers needs raters of its own); so do 41 other cases ("
+        + ", ".join(repr(c) for c in others[:5])
+        + " and 36 more). Add raters or lower raters per case."
+    )

@@ -433,7 +433,9 @@ def test_a_drafts_settings_come_back_in_a_new_sitting(monkeypatch, db):
     at = attach(import_demo(create(open_design(monkeypatch, db))))
     go(at, 4)
     at.selectbox(key=key("mode")).set_value("separate").run()
+    at.number_input(key=key("planned_raters")).set_value(6).run()
     at.number_input(key=key("raters_per_case")).set_value(3).run()
+    assert not at.error, errors(at)  # the dry run holds
     plan(at)
     at.number_input(key=key("margin")).set_value(0.75).run()
     assert_no_exception(at)
@@ -447,6 +449,7 @@ def test_a_drafts_settings_come_back_in_a_new_sitting(monkeypatch, db):
     go(again, 4)
     assert again.selectbox(key=key("mode")).value == "separate"
     assert again.number_input(key=key("raters_per_case")).value == 3
+    assert again.number_input(key=key("planned_raters")).value == 6
     go(again, 5)
     assert again.selectbox(key=key("primary_item")).value == "quality"
     assert again.number_input(key=key("margin")).value == 0.75
@@ -454,6 +457,11 @@ def test_a_drafts_settings_come_back_in_a_new_sitting(monkeypatch, db):
     assert stored(
         db, "SELECT count(*) FROM audit_events WHERE action = 'design.draft'"
     ).item() == len(kept)
+
+    # the seed is drawn per sitting: a lock without this sitting's dry run says so
+    third = go(open_design(monkeypatch, db), 6)
+    assert any("not looked at the dry run" in i.value for i in third.info)
+    assert not any("not looked at the dry run" in i.value for i in go(again, 6).info)
 
     # the lock freezes the protocol made from them, and nothing is kept after it
     lock(again)

@@ -45,6 +45,14 @@ def lock(draft: Draft) -> None:
         "protocol holds only its commitment until unblinding."
     )
     st.json(protocol, expanded=True)
+    if not draft.settings.get("dry_run_ok"):
+        # the seed is drawn per sitting (it is never kept with the draft's settings): a dry run
+        # seen in an earlier sitting showed another allocation than the one this lock seals
+        st.info(
+            "You have not looked at the dry run in this sitting: step 4 shows the allocation "
+            "this lock will seal.",
+            icon=":material/info:",
+        )
     sure = st.checkbox(
         f"I have checked the protocol: lock {draft.name} now.", key=draft.key("lock-sure")
     )
