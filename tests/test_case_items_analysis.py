@@ -66,31 +66,55 @@ SCORES = {  # (case, rater) -> (completeness, conciseness), already LLM vs clini
 """c4 lacks r3's scores: a missing rating is an absent row."""
 
 
-@pytest.fixture
-def unblinded(store, tmp_path: Path) -> str:
-    """A study whose only rated items are per case, imported, closed and unblinded; its plan
-    names them as primary and secondary endpoints."""
-    study = make_draft(store, tmp_path)
+def comparative_study(store, folder: Path, plan: dict) -> str:
+    """A study whose only rated items are per case (``SCORES``, imported), locked with ``plan``,
+    closed and unblinded."""
+    study = make_draft(store, folder)
     coordinator = sign_in(store, "coordinator")
     instruments.add_instrument(store, coordinator, COMPARATIVE)
     instruments.attach_instrument(store, coordinator, study, COMPARATIVE.key, COMPARATIVE.version)
-    plan = {
-        "primary_endpoint": {"item": "completeness", "margin": 0.5},
-        "secondary_endpoints": [{"item": "conciseness", "margin": 0.5}],
-    }
     design.lock_protocol(store, coordinator, study, plan)
     rows = [
         {"case_id": case, "rater_id": rater, "item": item, "value": str(value)}
         for (case, rater), values in SCORES.items()
         for item, value in zip(("completeness", "conciseness"), values, strict=True)
     ]
-    path = tmp_path / "ratings.csv"
+    path = folder / "ratings.csv"
     pl.DataFrame(rows).write_csv(path)
     rating_imports.import_ratings(store, coordinator, study, path)
     lifecycle.start_rating(store, coordinator, study)
     lifecycle.close_rating(store, coordinator, study)
     lifecycle.unblind(store, sign_in(store, "statistician"), study)
     return study
+
+
+@pytest.fixture
+def unblinded(store, tmp_path: Path) -> str:
+    """``comparative_study`` whose plan names the items as endpoints without saying that their
+    values are test minus reference."""
+    plan = {
+        "primary_endpoint": {"item": "completeness", "margin": 0.5},
+        "secondary_endpoints": [{"item": "conciseness", "margin": 0.5}],
+    }
+    return comparative_study(store, tmp_path, plan)
+
+
+@pytest.fixture
+def one_sample(store, tmp_path: Path) -> str:
+    """``comparative_study`` whose plan declares the scores test minus reference."""
+    plan = {
+        "arms": {"test": "llm", "reference": "clin"},
+        "primary_endpoint": {
+            "item": "completeness",
+            "margin": 0.5,
+            "statistic": analyses.ONE_SAMPLE,
+            "sensitivity_methods": ["bootstrap"],
+        },
+        "secondary_endpoints": [
+            {"item": "conciseness", "margin": 0.5, "statistic": analyses.ONE_SAMPLE}
+        ],
+    }
+    return comparative_study(store, tmp_path, plan)
 
 
 def _reference_alpha(item: int) -> float:
@@ -157,3 +181,66 @@ def test_the_reports_planned_analyses_take_the_case_as_unit_too(store, unblinded
     tested = planned["noninferiority"]
     assert not tested["applicable"].any()
     assert all("once per case" in note for note in tested["note"])
+
+
+def _reference_t(item: int, margin: float) -> tuple[float, float, float, float]:
+    """(mean, 95% CI low, high, one-sided p against -margin) of the per-case means of
+    ``SCORES``' ``item``-th score by scipy's one-sample t (``ttest_1samp``, ``t.interval``)."""
+    from scipy import stats
+
+    cases: dict[str, list[float]] = {}
+    for (case, _), values in SCORES.items():
+        cases.setdefault(case, []).append(values[item])
+    means = np.array([np.mean(v) for v in cases.values()])
+    test = stats.ttest_1samp(means, popmean=-margin, alternative="greater")
+    low, high = stats.t.interval(
+        0.95, len(means) - 1, loc=means.mean(), scale=stats.sem(means, ddof=1)
+    )
+    return float(means.mean()), float(low), float(high), float(test.pvalue)
+
+
+def test_a_plan_that_declares_the_scores_test_minus_reference_tests_them_one_sample(
+    store, one_sample
+) -> None:
+    found = analyses.study_results(store, sign_in(store, "statistician"), one_sample, boot=200)
+    endpoints = found["endpoints"]
+    primary = endpoints.filter(pl.col("role") == "primary").row(0, named=True)
+    mean, low, high, p = _reference_t(0, 0.5)
+    assert primary["applicable"] and primary["variant"] == "t"
+    assert (primary["estimate"], primary["ci_low"], primary["ci_high"]) == (
+        pytest.approx(mean),
+        pytest.approx(low),
+        pytest.approx(high),
+    )
+    assert primary["p_value"] == pytest.approx(p)
+    assert primary["n_units"] == 4 and primary["n_raters"] == 3
+    assert "one-sample" in primary["method"]
+    sensitivity = endpoints.filter(pl.col("role") == "sensitivity")
+    assert set(sensitivity["variant"]) == {"bootstrap", "mixed"}
+    secondary = endpoints.filter(pl.col("role") == "secondary").row(0, named=True)
+    mean, low, high, p = _reference_t(1, 0.5)
+    assert secondary["estimate"] == pytest.approx(mean)
+    assert secondary["p_value"] == pytest.approx(p)
+    assert secondary["p_adjusted"] == pytest.approx(p)  # Holm over one secondary: unchanged
+    # the report's planned analyses give the same primary row
+    export = exports.export_ratings_long(store, OPERATOR, one_sample)
+    planned = analyses.planned_results(store, OPERATOR, one_sample, export, boot=0)
+    first = planned["noninferiority"].row(0, named=True)
+    assert (first["item"], first["estimate"], first["p_value"]) == (
+        "completeness",
+        pytest.approx(_reference_t(0, 0.5)[0]),
+        pytest.approx(_reference_t(0, 0.5)[3]),
+    )
+
+
+def test_a_one_sample_plan_on_an_item_rated_per_answer_is_refused_with_the_reason(
+    store, tmp_path
+) -> None:
+    plan = {
+        "primary_endpoint": {"item": "quality", "margin": 0.5, "statistic": analyses.ONE_SAMPLE}
+    }
+    study = comparative_study(store, tmp_path, plan)
+    found = analyses.study_results(store, sign_in(store, "statistician"), study, boot=0)
+    primary = found["endpoints"].row(0, named=True)
+    assert not primary["applicable"]
+    assert "rated per answer" in primary["note"]

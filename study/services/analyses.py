@@ -24,6 +24,7 @@ from analysis.noninferiority import (
     RISK_METHODS,
     adjust_secondary,
     mean_difference,
+    mean_difference_one_sample,
     risk_difference,
 )
 from analysis.preference import bradley_terry, position_bias, win_rates
@@ -35,7 +36,18 @@ from study.services import monitoring
 from study.services._common import require_study
 from study.store import Store
 
-PLAN_METHODS = {"mean_difference": MEAN_METHODS, "risk_difference": RISK_METHODS}
+ONE_SAMPLE = "mean_difference_one_sample"
+"""An endpoint's ``statistic`` for an item rated once per case whose values are already test
+minus reference (a comparative score such as ClinSumm's -2..+2): the mean of the values is tested
+against the margin by ``analysis.noninferiority.mean_difference_one_sample``. Never assumed: a
+case-level score that compares "Response A" with "Response B" changes sign with their order, so
+only the protocol can say the values are oriented test minus reference."""
+
+PLAN_METHODS = {
+    "mean_difference": MEAN_METHODS,
+    "risk_difference": RISK_METHODS,
+    ONE_SAMPLE: MEAN_METHODS,
+}
 """The methods a plan may name for an endpoint, by its statistic (``analysis.noninferiority``):
 for a design screen's choices."""
 
@@ -546,15 +558,17 @@ def _endpoint_result(
 
     if item is None:
         return refused(f"the protocol names item '{key}', which no attached instrument has")
-    if item.get("scope") == "case":
-        return refused(case_item_note(key))
+    if _one_sample_problem(endpoint, item):
+        return refused(str(_one_sample_problem(endpoint, item)))
     if endpoint.get("margin") is None:
         return refused("the protocol gives no non-inferiority margin for this item")
     if test is None or reference is None:
         return refused("the protocol names no test and reference arm (arms: {test, reference})")
+    one_sample = endpoint.get("statistic") == ONE_SAMPLE
+    # a score that is already test - reference belongs to no arm
     data = ratings.filter(
         (pl.col(col.ITEM) == key)
-        & pl.col(col.ARM).is_in([test, reference])
+        & (pl.lit(one_sample) | pl.col(col.ARM).is_in([test, reference]))
         & pl.col(col.VALUE).is_not_null()
     ).select(col.CASE, col.RATER, col.ARM, col.VALUE)
     frames = []
@@ -568,7 +582,11 @@ def _endpoint_result(
             "alpha": alpha,
         }
         try:
-            if binary:
+            if one_sample:
+                result = mean_difference_one_sample(
+                    data.drop(col.ARM), boot=boot, seed=seed, **options
+                )
+            elif binary:
                 result = risk_difference(data, **options)
             else:
                 result = mean_difference(data, boot=boot, seed=seed, **options)
@@ -926,9 +944,25 @@ def case_item_note(item: str) -> str:
     return (
         f"item '{item}' is rated once per case (scope case), so it has no value per arm to "
         "compare test with reference; if its values are already test - reference (a "
-        "comparative score), test them with `python -m analysis noninferiority --one-sample "
-        "--case case --rater rater` on the export (its rows of this item)"
+        f'comparative score), the protocol\'s endpoint says so with "statistic": "{ONE_SAMPLE}", '
+        "or test them with `python -m analysis noninferiority --one-sample --case case --rater "
+        "rater` on the export (its rows of this item)"
     )
+
+
+def _one_sample_problem(endpoint: Mapping[str, Any], item: Mapping[str, Any]) -> str | None:
+    """Why ``endpoint`` on ``item`` cannot be tested as planned, for the scope of the item and
+    whether the plan declares its values test minus reference (``ONE_SAMPLE``); None if it can."""
+    one_sample = endpoint.get("statistic") == ONE_SAMPLE
+    if item.get("scope") == "case" and not one_sample:
+        return case_item_note(str(endpoint["item"]))
+    if one_sample and item.get("scope") != "case":
+        return (
+            f"the protocol tests item '{endpoint['item']}' as {ONE_SAMPLE}, a score that is "
+            "already test - reference, but the item is rated per answer: its values are each "
+            "arm's own, so compare the arms (statistic mean_difference)"
+        )
+    return None
 
 
 _ARM_RATINGS_SQL = f"""
@@ -1195,6 +1229,10 @@ def _compare(
         "direction": endpoint.get("direction") or "higher",
         "alpha": float(endpoint.get("alpha") or plan["alpha"]),
     }
+    if endpoint.get("statistic") == ONE_SAMPLE:
+        method = method or "t"
+        options = {"boot": boot, "seed": plan["seed"]} if method == "bootstrap" else {}
+        return mean_difference_one_sample(frame, method=method, **options, **common)
     binary = endpoint.get("statistic") == "risk_difference" or (
         endpoint.get("statistic") is None and _is_binary(frame.get_column(col.VALUE))
     )
@@ -1238,14 +1276,17 @@ def _result_endpoints(
             }
         )
     item = plan["item"]
-    per_case = {k for k, row in info.items() if row.get("scope") == "case"}
 
-    def not_tested(key: str, role: str, analysis: str) -> pl.DataFrame:
+    def problem(endpoint: Mapping[str, Any]) -> str | None:
+        key = endpoint.get("item")
+        return _one_sample_problem(endpoint, info[key]) if key in info else None
+
+    def not_tested(key: str, role: str, analysis: str, note: str) -> pl.DataFrame:
         return pl.DataFrame(
             {
                 col.STATISTIC: ["non-inferiority"],
                 col.APPLICABLE: [False],
-                col.NOTE: [case_item_note(key)],
+                col.NOTE: [note],
                 "item": [key],
                 col.ROLE: [role],
                 "analysis": [analysis],
@@ -1254,8 +1295,8 @@ def _result_endpoints(
 
     frame = ratings.filter(pl.col(col.ITEM) == item)
     primary = {k: plan[k] for k in ("item", "margin", "direction", "alpha", "statistic")}
-    if item in per_case:
-        rows = [not_tested(item, "primary", "primary (locked plan)")]
+    if problem(primary):
+        rows = [not_tested(item, "primary", "primary (locked plan)", str(problem(primary)))]
     else:
         rows = _primary_and_sensitivity(frame, plan, primary, flagged, boot)
     secondary = []
@@ -1265,8 +1306,9 @@ def _result_endpoints(
         other = endpoint.get("item")
         if other not in info:
             continue
-        if other in per_case:
-            secondary.append(not_tested(other, "secondary", "secondary (locked plan)"))
+        if problem(endpoint):
+            note = str(problem(endpoint))
+            secondary.append(not_tested(other, "secondary", "secondary (locked plan)", note))
             continue
         sub = ratings.filter(pl.col(col.ITEM) == other)
         secondary.append(
@@ -1313,7 +1355,9 @@ def _primary_and_sensitivity(
             analysis="primary (locked plan)",
         )
     ]
-    binary = primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
+    binary = primary["statistic"] != ONE_SAMPLE and (
+        primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
+    )
     planned = plan["method"] or ("newcombe" if binary else "t")
     if not binary:
         in_plan = set(plan["sensitivity_methods"])
@@ -1434,11 +1478,13 @@ def _subgroups(
     item = plan["item"]
     if not item or item not in info or plan["margin"] is None or not plan["test"]:
         return pl.DataFrame(schema={"subgroup": pl.String, "group": pl.String})
-    if info[item].get("scope") == "case":  # no arms to compare: the primary row says why
-        return pl.DataFrame(schema={"subgroup": pl.String, "group": pl.String})
     frame = ratings.filter(pl.col(col.ITEM) == item)
     primary = {k: plan[k] for k in ("item", "margin", "direction", "alpha", "statistic")}
-    binary = primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
+    if _one_sample_problem(primary, info[item]):  # not tested: the primary row says why
+        return pl.DataFrame(schema={"subgroup": pl.String, "group": pl.String})
+    binary = primary["statistic"] != ONE_SAMPLE and (
+        primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
+    )
     method = None if binary else SUBGROUP_METHOD
     frames = []
     for (subgroup, group), members in groups.group_by("subgroup", "group", maintain_order=True):
