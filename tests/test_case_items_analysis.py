@@ -222,6 +222,8 @@ def test_a_plan_that_declares_the_scores_test_minus_reference_tests_them_one_sam
     assert secondary["estimate"] == pytest.approx(mean)
     assert secondary["p_value"] == pytest.approx(p)
     assert secondary["p_adjusted"] == pytest.approx(p)  # Holm over one secondary: unchanged
+    # every case has specialty "gp" and tag "t", no rater a specialty: no subgroup to compare
+    assert found["subgroups"].height == 0
     # the report's planned analyses give the same primary row
     export = exports.export_ratings_long(store, OPERATOR, one_sample)
     planned = analyses.planned_results(store, OPERATOR, one_sample, export, boot=0)

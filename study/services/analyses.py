@@ -1474,7 +1474,8 @@ def _subgroups(
     info: Mapping[str, Mapping[str, Any]],
     plan: Mapping[str, Any],
 ) -> pl.DataFrame:
-    """The primary comparison within each subgroup, by ``SUBGROUP_METHOD``."""
+    """The primary comparison within each subgroup, by ``SUBGROUP_METHOD``; a subgroup variable
+    with a single group is left out."""
     item = plan["item"]
     if not item or item not in info or plan["margin"] is None or not plan["test"]:
         return pl.DataFrame(schema={"subgroup": pl.String, "group": pl.String})
@@ -1486,6 +1487,15 @@ def _subgroups(
         primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
     )
     method = None if binary else SUBGROUP_METHOD
+    # a subgroup variable with one group (every case "(none)", one tag on every case) would only
+    # repeat the primary comparison under another name
+    varied = (
+        groups.group_by("subgroup")
+        .agg(pl.col("group").n_unique().alias("n"))
+        .filter(pl.col("n") > 1)
+        .get_column("subgroup")
+    )
+    groups = groups.filter(pl.col("subgroup").is_in(varied.implode()))
     frames = []
     for (subgroup, group), members in groups.group_by("subgroup", "group", maintain_order=True):
         key = col.CASE if members.get_column("case").is_not_null().any() else col.RATER
