@@ -939,7 +939,7 @@ PER_CASE = "(rated per case)"
 no arm. Agreement on such an item takes the case as the unit."""
 
 
-def case_item_note(item: str) -> str:
+def _case_item_note(item: str) -> str:
     """Why an endpoint on an item rated once per case is not tested against a margin here."""
     return (
         f"item '{item}' is rated once per case (scope case), so it has no value per arm to "
@@ -955,7 +955,7 @@ def _one_sample_problem(endpoint: Mapping[str, Any], item: Mapping[str, Any]) ->
     whether the plan declares its values test minus reference (``ONE_SAMPLE``); None if it can."""
     one_sample = endpoint.get("statistic") == ONE_SAMPLE
     if item.get("scope") == "case" and not one_sample:
-        return case_item_note(str(endpoint["item"]))
+        return _case_item_note(str(endpoint["item"]))
     if one_sample and item.get("scope") != "case":
         return (
             f"the protocol tests item '{endpoint['item']}' as {ONE_SAMPLE}, a score that is "
