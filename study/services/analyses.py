@@ -30,6 +30,7 @@ from analysis.noninferiority import (
 from analysis.preference import bradley_terry, position_bias, win_rates
 from study import digests
 from study.access import Caller, guarded
+from study.canonical import seed_from_hash
 from study.errors import Problem, StateError, ValidationError
 from study.rubric import stored_criteria
 from study.services import monitoring
@@ -1204,7 +1205,7 @@ def _plan(store: Store, study: str, protocol: Mapping[str, Any], seed: int | Non
         "reference": reference,
         "protocol_version": protocol["version"],
         "protocol_hash": digest,
-        "seed": int(seed) if seed is not None else int(digest[:8], 16),
+        "seed": int(seed) if seed is not None else seed_from_hash(digest),
     }
 
 
