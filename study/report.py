@@ -304,6 +304,7 @@ def _design(facts: Mapping[str, Any]) -> str:
         ("direction", primary.get("direction", "from the item")),
         ("one-sided alpha", primary.get("alpha", 0.025)),
         ("method", primary.get("method", "t")),
+        ("statistic", primary.get("statistic", "from the item (mean or risk difference)")),
         ("sensitivity methods", ", ".join(primary.get("sensitivity_methods") or []) or "—"),
         ("assignment algorithm", ", ".join(design_event.get("algorithm") or []) or "—"),
         (
@@ -458,7 +459,7 @@ def _agreement(facts: Mapping[str, Any], figures: _Figures) -> str:
     ]
     return (
         "<p>Pooled over arms; unit: the answer rated (pairwise items: the case, value: the "
-        "chosen arm or tie). Each item at its declared level of measurement, over its declared "
+        "chosen arm or tie; other items rated once per case: the case). Each item at its declared level of measurement, over its declared "
         "scale. Cohen's kappa per rater pair is left out here.</p>"
         + _forest(
             alpha, title="Krippendorff's alpha per item (95% CI)", figures=figures, x_title="alpha"

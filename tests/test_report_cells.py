@@ -37,3 +37,31 @@ def test_a_p_value_at_or_above_the_floor_keeps_four_decimals() -> None:
     assert report._p(0.0001) == "0.0001"
     assert report._p(0.01234) == "0.0123"
     assert report._p(None) == "—"
+
+
+def test_the_plan_table_names_the_statistic_a_one_sample_endpoint_declares() -> None:
+    """A plan that tests a comparative score one-sample says so in the report's design section
+    (the ClinSumm report showed only "method t", which reads as the usual two-arm t)."""
+    from study.services.analyses import ONE_SAMPLE
+
+    endpoint = {"item": "completeness", "margin": 0.5, "statistic": ONE_SAMPLE}
+    html = report._design(_design_facts(endpoint))
+    assert f"<td>statistic</td><td>{ONE_SAMPLE}</td>" in html
+
+
+def _design_facts(endpoint: dict) -> dict:
+    """The least of ``report.render``'s facts that ``_design`` reads."""
+    arms = {c: [] for c in ("arm_id", "kind", "label", "model_name", "model_version")}
+    arms |= {"author_role": [], "answers": []}
+    items = ("item_key", "instrument_key", "instrument_version", "prompt", "type", "level")
+    items += ("direction", "scope", "options")
+    return {
+        "arms": pl.DataFrame(arms, schema=dict.fromkeys(arms, pl.String)),
+        "instruments": [],
+        "items": pl.DataFrame(schema=dict.fromkeys(items, pl.String)),
+        "protocols": [
+            {"version": 1, "content_hash": "0" * 64, "content": {"primary_endpoint": endpoint}}
+        ],
+        "events": [],
+        "origin": {"origin": "imported"},
+    }
