@@ -21,7 +21,15 @@ import pytest
 from conftest import OPERATOR, make_draft, sign_in
 
 from study.instruments import Instrument, Item, Option
-from study.services import analyses, design, exports, instruments, lifecycle, rating_imports
+from study.services import (
+    analyses,
+    design,
+    exports,
+    instruments,
+    lifecycle,
+    monitoring,
+    rating_imports,
+)
 
 COMPARE = tuple(
     Option(v, label)
@@ -284,3 +292,13 @@ def store_folder(store) -> Path:
     folder = Path(store.path).parent / "bundle"
     folder.mkdir()
     return folder
+
+
+def test_progress_by_case_counts_imported_ratings_that_recorded_no_time(store, unblinded) -> None:
+    """The Monitoring screen's "by case: raters done" read the times on task, which imported
+    ratings do not have: ClinSumm's 500 done assignments showed as "No case rated yet"."""
+    assert monitoring.time_on_task(store, OPERATOR, unblinded).height == 0
+    progress = monitoring.case_progress(store, OPERATOR, unblinded)
+    done = dict(zip(progress["case_id"].to_list(), progress["done"].to_list(), strict=True))
+    assert done == {"c1": 3, "c2": 3, "c3": 3, "c4": 2}
+    assert progress["assigned"].to_list() == progress["done"].to_list()
