@@ -950,9 +950,18 @@ def _cohen_frame(rat: Ratings, weights: str, ci: float) -> pl.DataFrame:
     kappa, se, se0 = res["kappa"], res["se"], res["se0"]
     n_ab = res["n"].astype(np.int64)
     defined = np.isfinite(kappa)
+    # One rater of the pair used a single category on the common units: p_o = p_e for any
+    # weights, so kappa is 0 by construction and the Fleiss-Cohen-Everitt variance is 0 (only
+    # rounding noise is left of both). An interval [0, 0] would read as a precisely measured
+    # zero, so the row has no interval and no test, and says why.
+    single_a = np.count_nonzero(tables.sum(axis=2), axis=1) == 1
+    single_b = np.count_nonzero(tables.sum(axis=1), axis=1) == 1
+    constant = defined & (single_a | single_b)
+    kappa = np.where(constant, 0.0, kappa)
+    se = np.where(constant, np.nan, se)
     z_crit = stats.norm.ppf(0.5 + ci / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(defined & (se0 > 0), kappa / se0, np.nan)
+        z = np.where(defined & ~constant & (se0 > 0), kappa / se0, np.nan)
     p_value = 2 * stats.norm.sf(np.abs(z))
     weight_text = "unweighted" if weights == "unweighted" else f"{weights}-weighted"
     method = (
@@ -966,11 +975,31 @@ def _cohen_frame(rat: Ratings, weights: str, ci: float) -> pl.DataFrame:
         "both raters used a single category on their common units: chance agreement is 1 and "
         "kappa is undefined"
     )
-    notes = [
-        f"{n} units rated by both; se = {s:.4f}{tail}" if ok else undefined
-        for n, s, ok in zip(n_ab.tolist(), se.tolist(), defined.tolist(), strict=True)
-    ]
     labels = np.array([str(r) for r in rat.rater_labels], dtype=object)
+    steady = np.where(single_b, labels[b], labels[a])
+
+    def note(n: int, s: float, ok: bool, flat: bool, who: str) -> str:
+        if not ok:
+            return undefined
+        if flat:
+            return (
+                f"rater {who} gave one value to all {n} units rated by both: observed agreement "
+                "equals chance agreement, so kappa is 0 by construction, with no sampling "
+                f"variance (no interval, no test){tail}"
+            )
+        return f"{n} units rated by both; se = {s:.4f}{tail}"
+
+    notes = [
+        note(n, s, ok, flat, who)
+        for n, s, ok, flat, who in zip(
+            n_ab.tolist(),
+            se.tolist(),
+            defined.tolist(),
+            constant.tolist(),
+            steady.tolist(),
+            strict=True,
+        )
+    ]
     return _columns_frame(
         a.size,
         {

@@ -273,6 +273,8 @@ if distribution.height:
         labels={"value": "Value", "share": "Share of the arm's ratings", "arm": "Arm"},
     )
     figure.update_xaxes(matches=None, dtick=1)
+    # each facet titled by the item's key alone, not plotly's "item=key"
+    figure.for_each_annotation(lambda note: note.update(text=note.text.split("=", 1)[-1]))
     figure.update_layout(height=320 * ((distribution["item"].n_unique() + 2) // 3))
     st.plotly_chart(figure, key="analyze_distribution")
 with st.expander("Summary statistics per item and arm"):
@@ -323,8 +325,8 @@ subgroups = found["subgroups"]
 if subgroups.height:
     st.subheader("Subgroups", anchor=False)
     st.caption(
-        "The primary comparison within each subgroup (paired t over cases): descriptive, not "
-        "part of the locked test; small groups give wide intervals or none."
+        "The primary comparison within each subgroup (t interval over cases): descriptive, "
+        "not part of the locked test; small groups give wide intervals or none."
     )
     shown = subgroups.with_columns(
         label=pl.concat_str([pl.col("subgroup"), pl.col("group")], separator=": ")

@@ -69,8 +69,13 @@ with by_rater:
         st.caption("No assignments yet: they are made when the protocol is locked.")
 with by_case:
     st.markdown("**By case: raters done**")
-    if times.height:
-        per_case = times.group_by("case_id").agg(pl.len().alias("raters done"))
+    # from the assignments, not the times: imported ratings are done without a recorded time
+    per_case = (
+        monitoring.case_progress(store, caller, study_id)
+        .filter(pl.col("done") > 0)
+        .select("case_id", pl.col("done").alias("raters done"))
+    )
+    if per_case.height:
         counts = per_case.group_by("raters done").agg(pl.len().alias("cases")).sort("raters done")
         figure = px.bar(
             counts.to_pandas(),

@@ -186,6 +186,7 @@ PERMISSIONS: dict[str, Permission] = {
             "monitoring.arm_summary",
             "monitoring.cases_by_specialty",
             "monitoring.rater_progress",
+            "monitoring.case_progress",
             "rating.rater_queue",
             "monitoring.safety_queue",
             "monitoring.case_flags",

@@ -64,3 +64,14 @@ def sha256_hex(text: str) -> str:
 def content_hash(value: Any) -> str:
     """SHA-256 (hex) of the canonical JSON of ``value``."""
     return sha256_hex(canonical_json(value))
+
+
+def seed_from_hash(digest: str) -> int:
+    """The analysis bootstrap seed a protocol's content hash gives: its first 8 hex digits as an
+    integer (0 .. 2**32 - 1). The Analysis screen and the export bundle's report both use it, so
+    that one plan on one set of ratings gives the same intervals in both.
+
+    >>> seed_from_hash("02da33371c0a875295eae315d365c78d6a2886c085685e9351eb439913d5fce4")
+    47854391
+    """
+    return int(digest[:8], 16)

@@ -489,6 +489,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if args.study is not None:
         _check_id_text("--study", args.study)
     with _open_store(args.db, create=False, read_only=True) as store:
+        _require_current_schema(store, args.db)
         if args.study:
             ids = [args.study]
         else:
@@ -501,6 +502,21 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
                 print(file=out)
             _print_status(store, study_id, out)
     return EXIT_OK
+
+
+def _require_current_schema(store: Any, db: Path) -> None:
+    """Refuse a database an older Clinval made: a read-only command does not migrate it, and
+    today's queries would fail on the tables it lacks."""
+    from study.migrations import MIGRATIONS
+
+    version, current = store.schema_version(), MIGRATIONS[-1].version
+    if version < current:
+        raise CliError(
+            f"the database {db} has schema version {version}, made by an older Clinval (this one "
+            f"reads version {current}); `status` only reads, so it does not migrate it: run "
+            f"`python -m study init --db {db}` once to migrate it (keep a copy first), then "
+            "`status` again"
+        )
 
 
 def _print_status(store: Any, study_id: str, out: TextIO) -> None:

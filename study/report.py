@@ -62,13 +62,20 @@ def e(value: Any) -> str:
 
 
 def _num(x: Any, digits: int = 3) -> str:
+    """A number as HTML (text escaped): for cells of a ``raw`` table and HTML built here."""
     if x is None or (isinstance(x, float) and x != x):
         return "—"
-    if isinstance(x, float) and digits == 4 and 0 <= x < 0.0001:
-        return "&lt;0.0001"
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return e(x)
+
+
+def _p(x: Any) -> str:
+    """A p-value as plain text, "<0.0001" below that: for cells that ``_table`` escapes (an
+    escaped "&lt;" would be escaped again and read "&lt;0.0001" on the page)."""
+    if isinstance(x, float) and 0 <= x < 0.0001:
+        return "<0.0001"
+    return _num(x, 4)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, raw: bool = False) -> str:
@@ -297,6 +304,7 @@ def _design(facts: Mapping[str, Any]) -> str:
         ("direction", primary.get("direction", "from the item")),
         ("one-sided alpha", primary.get("alpha", 0.025)),
         ("method", primary.get("method", "t")),
+        ("statistic", primary.get("statistic", "from the item (mean or risk difference)")),
         ("sensitivity methods", ", ".join(primary.get("sensitivity_methods") or []) or "—"),
         ("assignment algorithm", ", ".join(design_event.get("algorithm") or []) or "—"),
         (
@@ -451,7 +459,7 @@ def _agreement(facts: Mapping[str, Any], figures: _Figures) -> str:
     ]
     return (
         "<p>Pooled over arms; unit: the answer rated (pairwise items: the case, value: the "
-        "chosen arm or tie). Each item at its declared level of measurement, over its declared "
+        "chosen arm or tie; other items rated once per case: the case). Each item at its declared level of measurement, over its declared "
         "scale. Cohen's kappa per rater pair is left out here.</p>"
         + _forest(
             alpha, title="Krippendorff's alpha per item (95% CI)", figures=figures, x_title="alpha"
@@ -537,8 +545,8 @@ def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
                         r.get("method") or r.get("note") or "",
                         _num(r.get("estimate")),
                         f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
-                        _num(r.get("p_value"), 4),
-                        _num(r.get("p_adjusted"), 4),
+                        _p(r.get("p_value")),
+                        _p(r.get("p_adjusted")),
                         r.get("h0") or "",
                         r.get("h1") or "",
                         r.get("conclusion") or r.get("note") or "",
@@ -664,7 +672,7 @@ def _preference(preference: pl.DataFrame, figures: _Figures) -> str:
             r.get("opponent") or "",
             _num(r.get("estimate")),
             f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
-            _num(r.get("p_value"), 4),
+            _p(r.get("p_value")),
             r.get("note") or "",
         )
         for r in preference.iter_rows(named=True)

@@ -735,3 +735,38 @@ def test_init_names_the_migrations_it_applied(tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().out.startswith(
         f"database migrated: {db} (schema version {MIGRATIONS[-1].version}; applied 3)"
     )
+
+
+def test_status_on_a_database_from_an_older_clinval_says_how_to_migrate_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A database made before migration 3 (the ClinSumm import of December 2026 was at version
+    2; its locked study with assignments gave `status` a DuckDB traceback, "Table with name
+    case_flags does not exist"): the read-only command does not migrate, so it says how to, and
+    changes nothing."""
+    from study import cli
+    from study.migrations import MIGRATIONS
+    from study.store import Store
+
+    db = tmp_path / "old.duckdb"
+    with monkeypatch.context() as patch:
+        patch.setattr(Store.migrate, "__defaults__", (MIGRATIONS[:2],))
+        with Store(db) as old:
+            # today's services need today's tables: the row as version 2's code wrote it
+            cur = old.cursor()
+            cur.execute(
+                "INSERT INTO studies (id, name, created_at, created_by)"
+                " VALUES ('old', 'Old study', now(), 'system:cli:tests')"
+            )
+            cur.close()
+    before = snapshot(db)
+    assert cli.main(["status", "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the database {db} has schema version 2"), err
+    assert f"python -m study init --db {db}" in err
+    assert len(err.splitlines()) == 1
+    assert snapshot(db) == before
+    # and after `init` migrates it, status reads it
+    assert cli.main(["init", "--db", str(db)]) == 0
+    assert cli.main(["status", "--db", str(db)]) == 0
+    assert "study old: Old study (draft)" in capsys.readouterr().out

@@ -21,9 +21,10 @@ import pytest
 from conftest import OPERATOR, RATERS, attach_source_guess, full_values, open_rating, sign_in
 
 from study import audit
+from study.canonical import seed_from_hash
 from study.exporting import FORMATS, stata_names
 from study.instruments import get_builtin
-from study.services import exports, lifecycle
+from study.services import analyses, exports, lifecycle
 from study.services import rating as rating_service
 
 DEMO = "demo-patient-questions"
@@ -161,7 +162,10 @@ def test_the_manifest_matches_the_files_and_the_zip_holds_everything(demo) -> No
     protocol = demo.read("SELECT content_hash FROM protocols WHERE study = $s", {"s": DEMO})
     assert manifest["protocol"]["content_hash"] == protocol.item(0, 0)
     assert manifest["software"]["packages"]["pyreadstat"] == pyreadstat.__version__
-    assert manifest["seeds"]["analysis_bootstrap"] == {"seed": 20260101, "replicates": 100}
+    # the Analysis screen's seed (from the protocol's hash), so the report's intervals are its
+    seed = analyses.study_results(demo, OPERATOR, DEMO, boot=0)["plan"]["seed"]
+    assert seed == seed_from_hash(protocol.item(0, 0))
+    assert manifest["seeds"]["analysis_bootstrap"] == {"seed": seed, "replicates": 100}
     assert archive.read("report.html").startswith(b"<!DOCTYPE html>")
 
 

@@ -24,18 +24,31 @@ from analysis.noninferiority import (
     RISK_METHODS,
     adjust_secondary,
     mean_difference,
+    mean_difference_one_sample,
     risk_difference,
 )
 from analysis.preference import bradley_terry, position_bias, win_rates
 from study import digests
 from study.access import Caller, guarded
+from study.canonical import seed_from_hash
 from study.errors import Problem, StateError, ValidationError
 from study.rubric import stored_criteria
 from study.services import monitoring
 from study.services._common import require_study
 from study.store import Store
 
-PLAN_METHODS = {"mean_difference": MEAN_METHODS, "risk_difference": RISK_METHODS}
+ONE_SAMPLE = "mean_difference_one_sample"
+"""An endpoint's ``statistic`` for an item rated once per case whose values are already test
+minus reference (a comparative score such as ClinSumm's -2..+2): the mean of the values is tested
+against the margin by ``analysis.noninferiority.mean_difference_one_sample``. Never assumed: a
+case-level score that compares "Response A" with "Response B" changes sign with their order, so
+only the protocol can say the values are oriented test minus reference."""
+
+PLAN_METHODS = {
+    "mean_difference": MEAN_METHODS,
+    "risk_difference": RISK_METHODS,
+    ONE_SAMPLE: MEAN_METHODS,
+}
 """The methods a plan may name for an endpoint, by its statistic (``analysis.noninferiority``):
 for a design screen's choices."""
 
@@ -47,11 +60,13 @@ library reads them: exports write these names."""
 _AGREEMENT_LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
 _BLINDED_SQL = """
-SELECT i.item_key AS item, i.level, i.options, p.answer_id AS unit, s.rater, r.value_num AS value
+SELECT i.item_key AS item, i.level, i.options, coalesce(p.answer_id, s.case_id) AS unit, s.rater,
+    r.value_num AS value
 FROM current_ratings c
 JOIN ratings r ON r.id = c.rating
 JOIN assignments s ON s.id = c.assignment
-JOIN presentations p ON p.id = r.presentation
+-- an item rated once per case has no presentation: its unit is the case (PER_CASE)
+LEFT JOIN presentations p ON p.id = r.presentation
 JOIN study_instruments si ON si.study = s.study AND si.instrument_key = r.instrument_key
     AND si.instrument_version = r.instrument_version
 JOIN items i ON i.instrument_key = r.instrument_key AND i.instrument_version = r.instrument_version
@@ -544,13 +559,17 @@ def _endpoint_result(
 
     if item is None:
         return refused(f"the protocol names item '{key}', which no attached instrument has")
+    if _one_sample_problem(endpoint, item):
+        return refused(str(_one_sample_problem(endpoint, item)))
     if endpoint.get("margin") is None:
         return refused("the protocol gives no non-inferiority margin for this item")
     if test is None or reference is None:
         return refused("the protocol names no test and reference arm (arms: {test, reference})")
+    one_sample = endpoint.get("statistic") == ONE_SAMPLE
+    # a score that is already test - reference belongs to no arm
     data = ratings.filter(
         (pl.col(col.ITEM) == key)
-        & pl.col(col.ARM).is_in([test, reference])
+        & (pl.lit(one_sample) | pl.col(col.ARM).is_in([test, reference]))
         & pl.col(col.VALUE).is_not_null()
     ).select(col.CASE, col.RATER, col.ARM, col.VALUE)
     frames = []
@@ -564,7 +583,11 @@ def _endpoint_result(
             "alpha": alpha,
         }
         try:
-            if binary:
+            if one_sample:
+                result = mean_difference_one_sample(
+                    data.drop(col.ARM), boot=boot, seed=seed, **options
+                )
+            elif binary:
                 result = risk_difference(data, **options)
             else:
                 result = mean_difference(data, boot=boot, seed=seed, **options)
@@ -597,8 +620,11 @@ def _agreement(
             ).drop_nulls("v")
             scale = sorted(kinds) + ["tie"]
         else:
+            # an item rated once per case has no answer: the case is its unit
             rows = rows.filter(pl.col(col.VALUE).is_not_null()).select(
-                pl.col(col.ANSWER).alias("unit"), col.RATER, pl.col(col.VALUE).alias("v")
+                pl.coalesce(col.ANSWER, col.CASE).alias("unit"),
+                col.RATER,
+                pl.col(col.VALUE).alias("v"),
             )
             scale = _scale(item["options"])
         if rows.height == 0:
@@ -908,6 +934,38 @@ says so; a plan whose primary method is the mixed model is run as locked, whatev
 SUBGROUP_METHOD = "t"
 """Subgroup estimates use the paired t interval over cases: quick, and defined for small groups."""
 
+PER_CASE = "(rated per case)"
+"""The ``arm`` shown in distributions and summaries for an item rated once per case (scope
+``case``, e.g. "which answer is more complete, -2..+2"): its ratings belong to no answer, so to
+no arm. Agreement on such an item takes the case as the unit."""
+
+
+def _case_item_note(item: str) -> str:
+    """Why an endpoint on an item rated once per case is not tested against a margin here."""
+    return (
+        f"item '{item}' is rated once per case (scope case), so it has no value per arm to "
+        "compare test with reference; if its values are already test - reference (a "
+        f'comparative score), the protocol\'s endpoint says so with "statistic": "{ONE_SAMPLE}", '
+        "or test them with `python -m analysis noninferiority --one-sample --case case --rater "
+        "rater` on the export (its rows of this item)"
+    )
+
+
+def _one_sample_problem(endpoint: Mapping[str, Any], item: Mapping[str, Any]) -> str | None:
+    """Why ``endpoint`` on ``item`` cannot be tested as planned, for the scope of the item and
+    whether the plan declares its values test minus reference (``ONE_SAMPLE``); None if it can."""
+    one_sample = endpoint.get("statistic") == ONE_SAMPLE
+    if item.get("scope") == "case" and not one_sample:
+        return _case_item_note(str(endpoint["item"]))
+    if one_sample and item.get("scope") != "case":
+        return (
+            f"the protocol tests item '{endpoint['item']}' as {ONE_SAMPLE}, a score that is "
+            "already test - reference, but the item is rated per answer: its values are each "
+            "arm's own, so compare the arms (statistic mean_difference)"
+        )
+    return None
+
+
 _ARM_RATINGS_SQL = f"""
 SELECT s.case_id AS {col.CASE}, an.arm_id AS {col.ARM}, p.answer_id AS {col.ANSWER},
     s.rater AS {col.RATER}, r.item_key AS {col.ITEM}, r.value_num AS {col.VALUE},
@@ -915,8 +973,9 @@ SELECT s.case_id AS {col.CASE}, an.arm_id AS {col.ARM}, p.answer_id AS {col.ANSW
 FROM current_ratings c
 JOIN ratings r ON r.id = c.rating
 JOIN assignments s ON s.id = c.assignment
-JOIN presentations p ON p.id = r.presentation
-JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id
+-- an item rated once per case has no presentation, so no answer and no arm (null): PER_CASE
+LEFT JOIN presentations p ON p.id = r.presentation
+LEFT JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id
 WHERE s.study = $s AND r.status = 'submitted' AND r.value_num IS NOT NULL AND s.phase = 'live'
 -- a fixed order: the bootstraps number cases and raters by first appearance, so the same seed
 -- gives the same figures only on rows in the same order (the export's order)
@@ -1027,7 +1086,14 @@ def study_results(
     info = {row["item"]: row for row in items.iter_rows(named=True)}
     blinded = ratings.join(
         items.select("item", "level", "options"), left_on=col.ITEM, right_on="item"
-    ).select(col.ITEM, "level", "options", pl.col(col.ANSWER).alias("unit"), col.RATER, col.VALUE)
+    ).select(
+        col.ITEM,
+        "level",
+        "options",
+        pl.coalesce(col.ANSWER, col.CASE).alias("unit"),
+        col.RATER,
+        col.VALUE,
+    )
     agreement = _pooled_agreement(blinded, boot=boot, ci=0.95, seed=plan["seed"])
     rubric = _criteria_items(store, study)
     if rubric:
@@ -1139,7 +1205,7 @@ def _plan(store: Store, study: str, protocol: Mapping[str, Any], seed: int | Non
         "reference": reference,
         "protocol_version": protocol["version"],
         "protocol_hash": digest,
-        "seed": int(seed) if seed is not None else int(digest[:8], 16),
+        "seed": int(seed) if seed is not None else seed_from_hash(digest),
     }
 
 
@@ -1164,6 +1230,10 @@ def _compare(
         "direction": endpoint.get("direction") or "higher",
         "alpha": float(endpoint.get("alpha") or plan["alpha"]),
     }
+    if endpoint.get("statistic") == ONE_SAMPLE:
+        method = method or "t"
+        options = {"boot": boot, "seed": plan["seed"]} if method == "bootstrap" else {}
+        return mean_difference_one_sample(frame, method=method, **options, **common)
     binary = endpoint.get("statistic") == "risk_difference" or (
         endpoint.get("statistic") is None and _is_binary(frame.get_column(col.VALUE))
     )
@@ -1207,8 +1277,76 @@ def _result_endpoints(
             }
         )
     item = plan["item"]
+
+    def problem(endpoint: Mapping[str, Any]) -> str | None:
+        key = endpoint.get("item")
+        return _one_sample_problem(endpoint, info[key]) if key in info else None
+
+    def not_tested(key: str, role: str, analysis: str, note: str) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                col.STATISTIC: ["non-inferiority"],
+                col.APPLICABLE: [False],
+                col.NOTE: [note],
+                "item": [key],
+                col.ROLE: [role],
+                "analysis": [analysis],
+            }
+        )
+
     frame = ratings.filter(pl.col(col.ITEM) == item)
     primary = {k: plan[k] for k in ("item", "margin", "direction", "alpha", "statistic")}
+    if problem(primary):
+        rows = [not_tested(item, "primary", "primary (locked plan)", str(problem(primary)))]
+    else:
+        rows = _primary_and_sensitivity(frame, plan, primary, flagged, boot)
+    secondary = []
+    for endpoint in content.get("secondary_endpoints") or ():
+        if not isinstance(endpoint, Mapping) or endpoint.get("margin") is None:
+            continue  # a descriptive secondary (e.g. win rates) is in its own part
+        other = endpoint.get("item")
+        if other not in info:
+            continue
+        if problem(endpoint):
+            note = str(problem(endpoint))
+            secondary.append(not_tested(other, "secondary", "secondary (locked plan)", note))
+            continue
+        sub = ratings.filter(pl.col(col.ITEM) == other)
+        secondary.append(
+            _safely(
+                lambda e=endpoint, f=sub: _compare(f, plan, e, method=e.get("method"), boot=boot),
+                "non-inferiority",
+                item=other,
+                role="secondary",
+                analysis="secondary (locked plan)",
+            )
+        )
+    result = pl.concat(rows, how="diagonal_relaxed")
+    if secondary:
+        tested = pl.concat(secondary, how="diagonal_relaxed")
+        # without one tested row the frame has no p_value column at all
+        testable = (
+            pl.col(col.APPLICABLE) & pl.col(col.P_VALUE).is_not_null()
+            if col.P_VALUE in tested.columns
+            else pl.lit(False)
+        )
+        ok = tested.filter(testable)
+        if ok.height:
+            ok = adjust_secondary(ok)
+        tested = pl.concat([ok, tested.filter(~testable)], how="diagonal_relaxed")
+        result = pl.concat([result, tested], how="diagonal_relaxed")
+    return result
+
+
+def _primary_and_sensitivity(
+    frame: pl.DataFrame,
+    plan: Mapping[str, Any],
+    primary: Mapping[str, Any],
+    flagged: pl.Series,
+    boot: int,
+) -> list[pl.DataFrame]:
+    """The primary row, then the sensitivity rows ``study_results`` describes."""
+    item = plan["item"]
     rows = [
         _safely(
             lambda: _compare(frame, plan, primary, method=plan["method"], boot=boot),
@@ -1218,7 +1356,9 @@ def _result_endpoints(
             analysis="primary (locked plan)",
         )
     ]
-    binary = primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
+    binary = primary["statistic"] != ONE_SAMPLE and (
+        primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
+    )
     planned = plan["method"] or ("newcombe" if binary else "t")
     if not binary:
         in_plan = set(plan["sensitivity_methods"])
@@ -1267,35 +1407,7 @@ def _result_endpoints(
                 analysis=f"sensitivity: without the {flagged.len()} flagged rater(s)",
             )
         )
-    secondary = []
-    for endpoint in content.get("secondary_endpoints") or ():
-        if not isinstance(endpoint, Mapping) or endpoint.get("margin") is None:
-            continue  # a descriptive secondary (e.g. win rates) is in its own part
-        other = endpoint.get("item")
-        if other not in info:
-            continue
-        sub = ratings.filter(pl.col(col.ITEM) == other)
-        secondary.append(
-            _safely(
-                lambda e=endpoint, f=sub: _compare(f, plan, e, method=e.get("method"), boot=boot),
-                "non-inferiority",
-                item=other,
-                role="secondary",
-                analysis="secondary (locked plan)",
-            )
-        )
-    result = pl.concat(rows, how="diagonal_relaxed")
-    if secondary:
-        tested = pl.concat(secondary, how="diagonal_relaxed")
-        ok = tested.filter(pl.col(col.APPLICABLE) & pl.col(col.P_VALUE).is_not_null())
-        if ok.height:
-            ok = adjust_secondary(ok)
-        tested = pl.concat(
-            [ok, tested.filter(~(pl.col(col.APPLICABLE) & pl.col(col.P_VALUE).is_not_null()))],
-            how="diagonal_relaxed",
-        )
-        result = pl.concat([result, tested], how="diagonal_relaxed")
-    return result
+    return rows
 
 
 def _distribution(ratings: pl.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> pl.DataFrame:
@@ -1303,6 +1415,7 @@ def _distribution(ratings: pl.DataFrame, info: Mapping[str, Mapping[str, Any]]) 
     choice = [i for i, row in info.items() if row["options"] and row["type"] != "pairwise_choice"]
     counts = (
         ratings.filter(pl.col(col.ITEM).is_in(choice))
+        .with_columns(pl.col(col.ARM).fill_null(PER_CASE))
         .group_by(col.ITEM, col.ARM, col.VALUE)
         .agg(pl.len().alias("n"))
     )
@@ -1315,7 +1428,12 @@ def _summary(ratings: pl.DataFrame) -> pl.DataFrame:
     """``describe`` of every numeric item per arm."""
     if ratings.height == 0:
         return pl.DataFrame(schema={col.ITEM: pl.String, col.ARM: pl.String})
-    return describe(ratings, value=col.VALUE, arm=col.ARM, by=col.ITEM).sort(col.ITEM, col.ARM)
+    return describe(
+        ratings.with_columns(pl.col(col.ARM).fill_null(PER_CASE)),
+        value=col.VALUE,
+        arm=col.ARM,
+        by=col.ITEM,
+    ).sort(col.ITEM, col.ARM)
 
 
 def _pairwise(choices: pl.DataFrame, plan: Mapping[str, Any], boot: int) -> pl.DataFrame:
@@ -1357,14 +1475,28 @@ def _subgroups(
     info: Mapping[str, Mapping[str, Any]],
     plan: Mapping[str, Any],
 ) -> pl.DataFrame:
-    """The primary comparison within each subgroup, by ``SUBGROUP_METHOD``."""
+    """The primary comparison within each subgroup, by ``SUBGROUP_METHOD``; a subgroup variable
+    with a single group is left out."""
     item = plan["item"]
     if not item or item not in info or plan["margin"] is None or not plan["test"]:
         return pl.DataFrame(schema={"subgroup": pl.String, "group": pl.String})
     frame = ratings.filter(pl.col(col.ITEM) == item)
     primary = {k: plan[k] for k in ("item", "margin", "direction", "alpha", "statistic")}
-    binary = primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
+    if _one_sample_problem(primary, info[item]):  # not tested: the primary row says why
+        return pl.DataFrame(schema={"subgroup": pl.String, "group": pl.String})
+    binary = primary["statistic"] != ONE_SAMPLE and (
+        primary["statistic"] == "risk_difference" or _is_binary(frame.get_column(col.VALUE))
+    )
     method = None if binary else SUBGROUP_METHOD
+    # a subgroup variable with one group (every case "(none)", one tag on every case) would only
+    # repeat the primary comparison under another name
+    varied = (
+        groups.group_by("subgroup")
+        .agg(pl.col("group").n_unique().alias("n"))
+        .filter(pl.col("n") > 1)
+        .get_column("subgroup")
+    )
+    groups = groups.filter(pl.col("subgroup").is_in(varied.implode()))
     frames = []
     for (subgroup, group), members in groups.group_by("subgroup", "group", maintain_order=True):
         key = col.CASE if members.get_column("case").is_not_null().any() else col.RATER

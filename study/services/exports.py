@@ -19,6 +19,7 @@ import polars as pl
 
 from study import audit, exporting, report
 from study.access import Caller, guarded
+from study.canonical import seed_from_hash
 from study.errors import StateError, StudyError
 from study.exporting import FORMATS, GUESS_ITEM, with_value_labels
 from study.services._common import require_study
@@ -206,7 +207,7 @@ def write_bundle(
     formats: Sequence[str] = FORMATS,
     raw_csv: bool = False,
     boot: int = 1000,
-    seed: int = 20260101,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Write the export bundle into ``folder`` (an existing, empty folder); return the manifest.
 
@@ -221,8 +222,10 @@ def write_bundle(
     temporary folder and move it, as ``bundle_zip`` and the command line do).
 
     The planned analyses run before the export (``analyses.planned_results``, ``boot``
-    replicates with ``seed``). The assignment seed appears in the manifest only once the study
-    is unblinded; before that (the command line may export a blind study) only its commitment.
+    replicates with ``seed``; by default the seed the Analysis screen uses, from the newest
+    protocol's hash (``canonical.seed_from_hash``), or ``UNPLANNED_SEED`` before a lock). The
+    assignment seed appears in the manifest only once the study is unblinded; before that (the
+    command line may export a blind study) only its commitment.
     ``raw_csv``: CSV cells as stored (default: formula-like cells get a leading ``'``).
     """
     from study.services import analyses
@@ -240,6 +243,8 @@ def write_bundle(
     status = _require_exportable(store, caller, study)
     facts = _report_facts(store, caller, study, status)
     ratings = _long_frame(store, caller, study)
+    if seed is None:
+        seed = _analysis_seed(store, study)
     results = analyses.planned_results(store, caller, study, ratings, boot=boot, seed=seed)
     manifest: dict[str, Any] = {}
 
@@ -274,6 +279,19 @@ def write_bundle(
     return manifest
 
 
+UNPLANNED_SEED = 20260101
+"""The bundle's bootstrap seed for a study with no locked protocol (the operator's export)."""
+
+
+def _analysis_seed(store: Store, study: str) -> int:
+    """The seed ``analyses.study_results`` gives the plan: from the newest protocol's hash."""
+    found = store.read(
+        "SELECT content_hash FROM protocols WHERE study = $s ORDER BY version DESC LIMIT 1",
+        {"s": study},
+    )
+    return seed_from_hash(found.item(0, 0)) if found.height else UNPLANNED_SEED
+
+
 @guarded
 def bundle_zip(
     store: Store,
@@ -283,7 +301,7 @@ def bundle_zip(
     formats: Sequence[str] = FORMATS,
     raw_csv: bool = False,
     boot: int = 1000,
-    seed: int = 20260101,
+    seed: int | None = None,
 ) -> bytes:
     """The export bundle (``write_bundle``) as the bytes of one zip file, for a download.
 

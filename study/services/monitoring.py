@@ -234,6 +234,18 @@ def case_flags(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     )
 
 
+@guarded
+def case_progress(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """Live assignments per case: columns ``case_id``, ``done`` and ``assigned`` (counts of
+    raters), by case id; cases with no assignment are left out. Unlike ``time_on_task`` it counts
+    assignments whose ratings recorded no time (imported ratings, older submissions)."""
+    return store.read(
+        "SELECT case_id, count(*) FILTER (WHERE done) AS done, count(*) AS assigned"
+        " FROM assignments WHERE study = $s AND phase = 'live' GROUP BY case_id ORDER BY case_id",
+        {"s": study},
+    )
+
+
 _TIME_ON_TASK_SQL = """
 SELECT a.rater, coalesce(u.display_name, a.rater) AS name, a.case_id,
     max(r.seconds_on_task) AS seconds
