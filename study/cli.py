@@ -1176,6 +1176,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             args.db = settings.db_path()
         created = _not_yet_there(args.db, settings.audit_key_path())
         return args.func(args, out)
+    except BrokenPipeError:
+        # the reader stopped early (`status | head -1`): not an error of ours, and whatever
+        # the command stored is stored. Point stdout at devnull so that the interpreter's final
+        # flush does not raise again (Python docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         message = _explain(exc, args)
         if message is None:

@@ -770,3 +770,24 @@ def test_status_on_a_database_from_an_older_clinval_says_how_to_migrate_it(
     assert cli.main(["init", "--db", str(db)]) == 0
     assert cli.main(["status", "--db", str(db)]) == 0
     assert "study old: Old study (draft)" in capsys.readouterr().out
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(built_db: Path) -> None:
+    # `python -m study status | head -1`: the pipe is closed before the command writes
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CLINVAL_") or k == "CLINVAL_AUDIT_KEY_FILE"
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "study", "status", "--db", str(built_db)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # the reader is gone before Python has started
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
