@@ -43,10 +43,30 @@ endpoint = protocol["primary_endpoint"]
 
 
 def hypotheses(
-    item: str, margin: float, direction: str, test: str, reference: str, *, rate: bool = False
+    item: str,
+    margin: float,
+    direction: str,
+    test: str,
+    reference: str,
+    *,
+    rate: bool = False,
+    one_sample: bool = False,
 ) -> str:
     """H0 and H1 of the primary comparison, in words (Δ = test minus reference; of the mean, or
-    of the rate of a 0/1 item)."""
+    of the rate of a 0/1 item; ``one_sample``: the mean of a score rated once per case that
+    already compares test with reference, e.g. -2..+2)."""
+    if one_sample:
+        if direction == "lower":
+            return (
+                f"**H0:** the mean {item} score, which rates {test} against {reference} (Δ), is "
+                f"{margin:g} or more (lower is better). **H1:** {test} is non-inferior, "
+                f"Δ < {margin:g}."
+            )
+        return (
+            f"**H0:** the mean {item} score, which rates {test} against {reference} (Δ), is "
+            f"−{margin:g} or less (higher is better). **H1:** {test} is non-inferior, "
+            f"Δ > −{margin:g}."
+        )
     item = f"rate of {item}" if rate else f"mean {item}"
     if direction == "lower":
         return (
@@ -159,6 +179,7 @@ if plan["item"] and plan["margin"] is not None and plan["test"] and plan["refere
             plan["test"],
             plan["reference"],
             rate=primary.item(0, "statistic") == "risk_difference",
+            one_sample=endpoint.get("statistic") == analyses.ONE_SAMPLE,
         )
     )
 row = primary.row(0, named=True)

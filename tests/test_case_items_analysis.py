@@ -18,7 +18,8 @@ import krippendorff
 import numpy as np
 import polars as pl
 import pytest
-from conftest import OPERATOR, make_draft, sign_in
+from conftest import OPERATOR, ROOT, make_draft, sign_in
+from streamlit.testing.v1 import AppTest
 
 from study.instruments import Instrument, Item, Option
 from study.services import (
@@ -30,6 +31,7 @@ from study.services import (
     monitoring,
     rating_imports,
 )
+from study.store import Store
 
 COMPARE = tuple(
     Option(v, label)
@@ -107,22 +109,25 @@ def unblinded(store, tmp_path: Path) -> str:
     return comparative_study(store, tmp_path, plan)
 
 
+ONE_SAMPLE_PLAN = {
+    "arms": {"test": "llm", "reference": "clin"},
+    "primary_endpoint": {
+        "item": "completeness",
+        "margin": 0.5,
+        "statistic": analyses.ONE_SAMPLE,
+        "sensitivity_methods": ["bootstrap"],
+    },
+    "secondary_endpoints": [
+        {"item": "conciseness", "margin": 0.5, "statistic": analyses.ONE_SAMPLE}
+    ],
+}
+"""A plan that declares the scores test minus reference."""
+
+
 @pytest.fixture
 def one_sample(store, tmp_path: Path) -> str:
     """``comparative_study`` whose plan declares the scores test minus reference."""
-    plan = {
-        "arms": {"test": "llm", "reference": "clin"},
-        "primary_endpoint": {
-            "item": "completeness",
-            "margin": 0.5,
-            "statistic": analyses.ONE_SAMPLE,
-            "sensitivity_methods": ["bootstrap"],
-        },
-        "secondary_endpoints": [
-            {"item": "conciseness", "margin": 0.5, "statistic": analyses.ONE_SAMPLE}
-        ],
-    }
-    return comparative_study(store, tmp_path, plan)
+    return comparative_study(store, tmp_path, ONE_SAMPLE_PLAN)
 
 
 def _reference_alpha(item: int) -> float:
@@ -302,3 +307,25 @@ def test_progress_by_case_counts_imported_ratings_that_recorded_no_time(store, u
     done = dict(zip(progress["case_id"].to_list(), progress["done"].to_list(), strict=True))
     assert done == {"c1": 3, "c2": 3, "c3": 3, "c4": 2}
     assert progress["assigned"].to_list() == progress["done"].to_list()
+
+
+def test_the_analysis_screen_shows_a_one_sample_endpoint_with_its_own_hypotheses(
+    monkeypatch, tmp_path: Path
+) -> None:
+    db = tmp_path / "screen.duckdb"
+    with Store(db) as store:
+        comparative_study(store, tmp_path, ONE_SAMPLE_PLAN)
+    monkeypatch.setenv("CLINVAL_DB", str(db))
+    monkeypatch.setenv("CLINVAL_DEMO_ON_START", "0")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["person"] = "0"  # the demo picker's local operator (an admin)
+    at.run()
+    at.switch_page("pages/analyze.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = "\n".join(m.value for m in at.markdown)
+    # a comparative score is no difference of two arms' means: H0 says what is tested
+    assert (
+        "**H0:** the mean completeness score, which rates llm against clin (Δ), is −0.5 or "
+        "less (higher is better). **H1:** llm is non-inferior, Δ > −0.5."
+    ) in text
+    assert "falls short of" not in text
