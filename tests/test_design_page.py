@@ -427,3 +427,18 @@ def test_the_demo_coordinator_sees_every_step_of_a_study_in_rating(monkeypatch, 
     assert at.code[0].value == digest
     go(at, 7)
     assert any("The study is rating" in s.value for s in at.success)
+
+
+def test_a_step_label_changed_by_its_mark_does_not_break_the_screen(monkeypatch, db):
+    # Attaching an instrument turns the step's label "3. Instrument" into "3. Instrument ✓".
+    # The browser still holds the label it drew, and sends it with the next change on the step
+    # (another sample case in the preview); Streamlit hands such an unmatched label back as text.
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    assert "3. Instrument ✓" in at.radio(key="design_step").options
+    states = at._tree.get_widget_states()
+    (step,) = [w for w in states.widgets if w.id.endswith("design_step")]
+    step.string_value = "3. Instrument"
+    at._run(states)
+    assert_no_exception(at)
+    assert at.radio(key="design_step").value == 3
+    assert any(h.value == "3. Instrument" for h in at.subheader)
