@@ -442,3 +442,48 @@ def test_a_step_label_changed_by_its_mark_does_not_break_the_screen(monkeypatch,
     assert_no_exception(at)
     assert at.radio(key="design_step").value == 3
     assert any(h.value == "3. Instrument" for h in at.subheader)
+
+
+# --- third-party data: arms that answered different cases (as K-QA's LLMs did) ---------------
+
+UNEVEN = {
+    "arms.csv": "arm_id,kind,label,model_name,model_version,author_role\n"
+    "doctors,clinician,Doctors,,,physician\n"
+    "llm_a,llm,LLM A,model-a,not recorded,\n"
+    "llm_b,llm,LLM B,model-b,not recorded,\n",
+    "cases.csv": "case_id,question\n" + "".join(f"q{n},Question {n}?\n" for n in range(1, 9)),
+    "answers.csv": "case_id,arm_id,text,generated_at,prompt,author_id\n"
+    + "".join(f"q{n},doctors,Doctor's answer {n}.,,,not recorded\n" for n in range(1, 9))
+    + "".join(f"q{n},llm_a,LLM A's answer {n}.,not recorded,not recorded,\n" for n in (1, 2, 3))
+    + "".join(f"q{n},llm_b,LLM B's answer {n}.,not recorded,not recorded,\n" for n in (4, 5)),
+}
+"""8 cases answered by the doctors, 3 of them by llm_a and 2 others by llm_b: 3 cases have a
+single answer; versions, dates, prompts and authors not recorded."""
+
+
+def import_uneven(at: AppTest) -> AppTest:
+    go(at, 2)
+    for kind in ("arms", "cases", "answers"):
+        upload(at, kind, f"{kind}.csv", UNEVEN[f"{kind}.csv"].encode())
+        assert not at.error, errors(at)
+    return at
+
+
+def test_cases_with_a_single_answer_can_be_rated_when_the_coordinator_says_so(monkeypatch, db):
+    # rated per answer (a pairwise item would need two answers on every case)
+    at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
+    go(at, 5)
+    at.selectbox(key=key("primary_item")).set_value("harm_extent").run()
+    at.radio(key=key("direction")).set_value("lower").run()
+    go(at, 4)
+    assert any("3 case(s) have a single answer" in c.value for c in at.caption)
+    go(at, 6)
+    at.checkbox(key=key("lock-sure")).check().run()
+    at.button(key=key("lock")).click().run()
+    assert "single_answer_cases" in errors(at)  # refused without the setting: nothing stored
+    assert stored(db, "SELECT count(*) FROM protocols WHERE study = $s").item() == 0
+    go(at, 4)
+    at.checkbox(key=key("single_answer_cases")).check().run()
+    lock(at)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["single_answer_cases"] is True

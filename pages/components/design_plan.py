@@ -92,6 +92,7 @@ def assignment_settings(draft: Draft, raters: pl.DataFrame) -> dict[str, Any]:
             options=["markdown", "plain"],
             help="Markdown renders headings, lists and emphasis; plain shows the text as typed.",
         )
+        single_answer_cases(draft)
     with right:
         if raters.height:
             rater_ids = None
@@ -119,6 +120,27 @@ def assignment_settings(draft: Draft, raters: pl.DataFrame) -> dict[str, Any]:
         "calibration_cases": gold,
         "repeat_share": share,
     }
+
+
+def single_answer_cases(draft: Draft) -> None:
+    """Whether a case answered by one arm only is rated (the protocol's ``single_answer_cases``;
+    without it the lock refuses such cases), offered with how many cases it concerns."""
+    answers = content.list_answers(draft.store, draft.caller, draft.study)
+    single = answers.group_by("case_id").len().filter(pl.col("len") == 1).height
+    kept(
+        draft,
+        "single_answer_cases",
+        st.checkbox,
+        "Rate cases that have a single answer",
+        help="Third-party data often have arms that answered different cases. A case with one "
+        "answer shows that answer alone; without this, the lock refuses such cases "
+        '(the protocol\'s "single_answer_cases"). A pairwise item needs two answers anyway.',
+    )
+    if single:
+        st.caption(
+            f"{single:,} case(s) have a single answer: rate them (tick the box above), or "
+            "remove them before the lock (`python -m study remove`)."
+        )
 
 
 def calibration_and_repeats(draft: Draft) -> tuple[list[str], float]:
