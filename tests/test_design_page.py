@@ -487,3 +487,32 @@ def test_cases_with_a_single_answer_can_be_rated_when_the_coordinator_says_so(mo
     lock(at)
     content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
     assert content["single_answer_cases"] is True
+
+
+def test_the_power_counts_the_cases_both_compared_arms_answered(monkeypatch, db):
+    at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
+    go(at, 5)
+    at.selectbox(key=key("primary_item")).set_value("harm_extent").run()
+    assert at.selectbox(key=key("test_arm")).value == "llm_a"
+    assert at.selectbox(key=key("reference_arm")).value == "doctors"
+    # llm_a and the doctors answered q1-q3 together: the paired comparison has 3 cases, not 8
+    labels = [m.label for m in at.metric if m.label.startswith("Power with")]
+    assert labels == ["Power with 3 cases"]
+    assert any(
+        "3 of 8 live cases answered by both llm_a and doctors" in c.value for c in at.caption
+    )
+    at.selectbox(key=key("test_arm")).set_value("llm_b").run()
+    assert [m.label for m in at.metric if m.label.startswith("Power with")] == [
+        "Power with 2 cases"
+    ]
+
+
+def test_an_unordered_categorical_item_is_no_endpoint(monkeypatch, db):
+    # medpalm_physician's first item, "consensus" (1 aligned, 2 opposed, 3 no consensus), is
+    # nominal: a mean difference of its codes would be a number without meaning
+    at = attach(import_demo(create(open_design(monkeypatch, db))), "medpalm_physician")
+    go(at, 5)
+    primary = at.selectbox(key=key("primary_item"))
+    assert not any(o.startswith("consensus:") for o in primary.options)
+    assert primary.value == "harm_extent"
+    assert not any(o.startswith("consensus:") for o in at.multiselect(key=key("secondary")).options)

@@ -303,7 +303,9 @@ def step_plan(draft: Draft) -> None:
     comparable = [
         key
         for key, item in items.items()
-        if item["type"] not in ("free_text", "pairwise_choice") and item.get("criteria") != "case"
+        if item["type"] not in ("free_text", "pairwise_choice")
+        and item.get("criteria") != "case"
+        and not unordered(item)
     ]
     if not comparable:
         st.warning("No item of the attached instruments can be a non-inferiority endpoint.")
@@ -371,7 +373,9 @@ def step_plan(draft: Draft) -> None:
             st.multiselect,
             "Secondary items",
             options=[
-                k for k, item in items.items() if k != primary and item["type"] != "free_text"
+                k
+                for k, item in items.items()
+                if k != primary and item["type"] != "free_text" and not unordered(item)
             ],
             format_func=named,
             help="Compared with the primary's margin (binary: risk difference, Newcombe; a "
@@ -382,6 +386,12 @@ def step_plan(draft: Draft) -> None:
         power_panel(draft)
     else:
         st.caption("The sample-size panel plans a mean difference; this primary is a proportion.")
+
+
+def unordered(item: dict[str, Any]) -> bool:
+    """A categorical item of nominal level (Med-PaLM's "consensus": aligned, opposed, none):
+    its codes have no order, so no mean or difference of them means anything."""
+    return item["type"] == "categorical" and item.get("level") == "nominal"
 
 
 def arms(draft: Draft) -> None:
@@ -399,6 +409,29 @@ def arms(draft: Draft) -> None:
     )
     kept(draft, "test_arm", st.selectbox, "Test arm", options=ids)
     kept(draft, "reference_arm", st.selectbox, "Reference arm", options=ids)
+
+
+def paired_cases(draft: Draft) -> tuple[int, str]:
+    """The live cases the primary comparison pairs: those answered by both the test and the
+    reference arm (arms of third-party data often answered different cases), calibration cases
+    left out; and a sentence saying which they are."""
+    s = draft.settings
+    gold = set(s["calibration_cases"]) if s["calibration"] else set()
+    answers = content.list_answers(draft.store, draft.caller, draft.study).filter(
+        ~pl.col("case_id").is_in(list(gold))
+    )
+    every = answers.get_column("case_id").n_unique()
+    pair = [s["test_arm"], s["reference_arm"]]
+    if not all(pair) or pair[0] == pair[1]:
+        return every, f"{every:,} live cases"
+    both = (
+        answers.filter(pl.col("arm_id").is_in(pair))
+        .group_by("case_id")
+        .agg(pl.col("arm_id").n_unique().alias("arms"))
+        .filter(pl.col("arms") == 2)
+        .height
+    )
+    return both, f"{both:,} of {every:,} live cases answered by both {pair[0]} and {pair[1]}"
 
 
 def power_panel(draft: Draft) -> None:
@@ -429,8 +462,7 @@ def power_panel(draft: Draft) -> None:
         )
     with right:
         kept(draft, "expected_difference", st.number_input, "Expected true difference", step=0.05)
-    cases = content.list_cases(draft.store, draft.caller, draft.study).height
-    live = cases - (len(s["calibration_cases"]) if s["calibration"] else 0)
+    live, compared = paired_cases(draft)
     try:
         power = analyses.design_power(
             draft.store,
@@ -456,6 +488,6 @@ def power_panel(draft: Draft) -> None:
     for column, target in zip(targets, power["targets"], strict=True):
         column.metric(f"Cases for {target['power']:.0%} power", f"{target['cases']:,}")
     st.caption(
-        f"{power['raters_per_case']} raters per case (step 4), one-sided alpha "
+        f"{compared}; {power['raters_per_case']} raters per case (step 4), one-sided alpha "
         f"{power['alpha']:g}, margin {power['margin']:g}: {power['method']}."
     )
