@@ -516,3 +516,18 @@ def test_an_unordered_categorical_item_is_no_endpoint(monkeypatch, db):
     assert not any(o.startswith("consensus:") for o in primary.options)
     assert primary.value == "harm_extent"
     assert not any(o.startswith("consensus:") for o in at.multiselect(key=key("secondary")).options)
+
+
+def test_what_was_never_recorded_is_one_warning_per_field_naming_its_arms(monkeypatch, db):
+    at = import_uneven(create(open_design(monkeypatch, db)))
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 4, warnings  # model_version, generated_at, prompt, author_id
+    (version,) = [w for w in warnings if w.startswith("`model_version`")]
+    assert "**llm_a**, **llm_b**" in version
+    (dates,) = [w for w in warnings if w.startswith("`generated_at`")]
+    assert "**llm_a** (3 of its answers), **llm_b** (2 of its answers)" in dates
+    (authors,) = [w for w in warnings if w.startswith("`author_id`")]
+    assert "**doctors** (8 of its answers)" in authors and "a rater may be shown" in authors
+    provenance = table(at, "arm_id", "model_name", "generated")
+    doctors = provenance[provenance["arm_id"] == "doctors"].iloc[0]
+    assert (doctors["model_name"], doctors["model_version"]) == ("—", "—")
