@@ -531,3 +531,13 @@ def test_what_was_never_recorded_is_one_warning_per_field_naming_its_arms(monkey
     provenance = table(at, "arm_id", "model_name", "generated")
     doctors = provenance[provenance["arm_id"] == "doctors"].iloc[0]
     assert (doctors["model_name"], doctors["model_version"]) == ("—", "—")
+
+
+def test_the_direction_follows_the_primary_items_declaration(monkeypatch, db):
+    at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
+    go(at, 5)
+    at.selectbox(key=key("primary_item")).set_value("harm_extent").run()
+    assert at.radio(key=key("direction")).value == "lower"  # harm: lower is better
+    at.radio(key=key("direction")).set_value("higher").run()  # the coordinator's choice holds
+    at.number_input(key=key("margin")).set_value(0.4).run()
+    assert at.radio(key=key("direction")).value == "higher"

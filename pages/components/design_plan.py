@@ -326,6 +326,12 @@ def step_plan(draft: Draft) -> None:
         )
         statistic = endpoint_statistic(items[primary]) or "mean_difference"
         declared = items[primary].get("direction", "none").replace("_", " ")
+        if draft.settings.get("direction_of") != primary:
+            # a newly chosen primary starts from the way its item declares (harm: lower is
+            # better); the coordinator may still turn it
+            draft.settings["direction_of"] = primary
+            draft.settings["direction"] = "lower" if declared == "lower is better" else "higher"
+            st.session_state.pop(draft.key("direction"), None)
         kept(
             draft,
             "direction",
