@@ -541,3 +541,12 @@ def test_the_direction_follows_the_primary_items_declaration(monkeypatch, db):
     at.radio(key=key("direction")).set_value("higher").run()  # the coordinator's choice holds
     at.number_input(key=key("margin")).set_value(0.4).run()
     assert at.radio(key=key("direction")).value == "higher"
+
+
+def test_every_column_of_the_leak_report_is_named_for_people(monkeypatch, db):
+    at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
+    go(at, 4)
+    (leaks,) = [d for d in at.dataframe if "format_auc" in d.value.columns]
+    config = json.loads(leaks.proto.columns)
+    unnamed = [c for c in leaks.value.columns if not (config.get(c) or {}).get("label")]
+    assert unnamed == [], unnamed  # K-QA showed 'mean_words 88.7333' beside 'Median words 83'

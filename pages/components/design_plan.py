@@ -256,7 +256,10 @@ def leaks(draft: Draft) -> None:
         column_config={
             "arm_id": "Arm",
             "n_answers": "Answers",
+            "mean_words": st.column_config.NumberColumn("Mean words", format="%.0f"),
             "median_words": st.column_config.NumberColumn("Median words", format="%.0f"),
+            "p25_words": st.column_config.NumberColumn("Words, 25th pct", format="%.0f"),
+            "p75_words": st.column_config.NumberColumn("Words, 75th pct", format="%.0f"),
             "share_markdown": st.column_config.NumberColumn("Markdown", format="percent"),
             "share_self_identifying": st.column_config.NumberColumn(
                 "Self-identifying", format="percent"
