@@ -822,10 +822,11 @@ class _Reader:
             return
         for separator, word in ((";", "semicolons"), ("\t", "tabs")):
             if separator in header:
+                # what to do first: a table on the screen may cut a long reason short
                 self._fatal(
-                    f"the header looks separated by something other than commas ({word}: "
-                    f"{_show(header)}); Clinval reads comma-separated CSV: save the file as "
-                    'CSV with commas (in Excel: "CSV UTF-8 (Comma delimited)"), or as JSONL',
+                    f"separated by {word}, not commas: save the file as CSV with commas (in "
+                    'Excel: "CSV UTF-8 (Comma delimited)") or as JSONL; the header reads '
+                    f"{_show(header)}",
                     column=header.strip().strip('"'),
                 )
 
