@@ -550,3 +550,10 @@ def test_every_column_of_the_leak_report_is_named_for_people(monkeypatch, db):
     config = json.loads(leaks.proto.columns)
     unnamed = [c for c in leaks.value.columns if not (config.get(c) or {}).get("label")]
     assert unnamed == [], unnamed  # K-QA showed 'mean_words 88.7333' beside 'Median words 83'
+
+
+def test_the_demo_says_which_invited_raters_can_be_tried(monkeypatch, db):
+    # In the demo without sign-in an invited address is nobody the picker offers: a coordinator
+    # who invites ann@hospital.example cannot then rate as her to try the screen.
+    at = go(create(open_design(monkeypatch, db)), 7)
+    assert any("@demo.clinval.example" in c.value for c in at.caption)
