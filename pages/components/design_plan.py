@@ -90,7 +90,10 @@ def assignment_settings(draft: Draft, raters: pl.DataFrame) -> dict[str, Any]:
             st.selectbox,
             "Answers shown as",
             options=["markdown", "plain"],
-            help="Markdown renders headings, lists and emphasis; plain shows the text as typed.",
+            help="Markdown renders headings, lists and emphasis, and runs lines separated by a "
+            "single line break into one paragraph (as Markdown does: many clinicians' answers "
+            "start each paragraph on a new line); plain shows the text as typed, every line "
+            "break kept. Check a case in the preview (step 3).",
         )
         single_answer_cases(draft)
     with right:
