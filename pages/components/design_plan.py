@@ -128,7 +128,7 @@ def assignment_settings(draft: Draft, raters: pl.DataFrame) -> dict[str, Any]:
 def single_answer_cases(draft: Draft) -> None:
     """Whether a case answered by one arm only is rated (the protocol's ``single_answer_cases``;
     without it the lock refuses such cases), offered with how many cases it concerns."""
-    answers = content.list_answers(draft.store, draft.caller, draft.study)
+    answers = design.answered_cases(draft.store, draft.caller, draft.study)
     single = answers.group_by("case_id").len().filter(pl.col("len") == 1).height
     kept(
         draft,
@@ -429,7 +429,7 @@ def paired_cases(draft: Draft) -> tuple[int, str]:
     left out; and a sentence saying which they are."""
     s = draft.settings
     gold = set(s["calibration_cases"]) if s["calibration"] else set()
-    answers = content.list_answers(draft.store, draft.caller, draft.study).filter(
+    answers = design.answered_cases(draft.store, draft.caller, draft.study).filter(
         ~pl.col("case_id").is_in(list(gold))
     )
     every = answers.get_column("case_id").n_unique()
