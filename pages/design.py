@@ -128,6 +128,13 @@ menu = st.container()
 if not draft:
     st.session_state["design_step"] = 1
 step = st.session_state.get("design_step", 1)
+if isinstance(step, str):
+    # The browser names the chosen step by its label as it drew it, and Streamlit hands back
+    # that text when no label matches any more: a step's ✓ changes its label (attaching an
+    # instrument turns "3. Instrument" into "3. Instrument ✓"). The number leads the label.
+    number = step.split(".", 1)[0]
+    step = int(number) if number.isdigit() and 1 <= int(number) <= len(STEPS) else 1
+    st.session_state["design_step"] = step
 st.subheader(f"{step}. {STEPS[step - 1]}", anchor=False)
 
 if step == 1:

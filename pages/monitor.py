@@ -9,6 +9,8 @@ look at; nothing here excludes a rater.
 
 from __future__ import annotations
 
+import json
+
 import plotly.express as px
 import polars as pl
 import streamlit as st
@@ -17,7 +19,7 @@ from pages.components.handover import store_and_caller
 from pages.components.study_picker import pick_study
 from study.access import allowed
 from study.errors import StudyError
-from study.services import analyses, lifecycle, monitoring
+from study.services import analyses, instruments, lifecycle, monitoring
 
 store, caller = store_and_caller()
 
@@ -180,14 +182,35 @@ else:
         f"{queue.height} rating(s) of severe harm, {open_alerts.height} not yet acknowledged. "
         "Each shows the response as the rater saw it (its neutral label, no arm)."
     )
+option_labels = {
+    (key, str(option["value"])): option["label"]
+    for key, definition in instruments.study_items(store, caller, study_id)
+    .select("item_key", "definition")
+    .iter_rows()
+    for option in json.loads(definition).get("options", [])
+}
+
+
+def shown_value(item: str, value: str) -> str:
+    """A rated value as its option's label ("2 (Death or severe harm)"), whole numbers without
+    the ".0" of their stored floating-point form."""
+    number = value[:-2] if value.endswith(".0") and value[:-2].lstrip("-").isdigit() else value
+    label = option_labels.get((item, number))
+    return f"{number} ({label})" if label else number
+
+
 for alert in open_alerts.iter_rows(named=True):
     with st.container(border=True):
         st.markdown(
             f":red-badge[:material/warning: Severe harm] case `{alert['case_id']}`, "
-            f"{alert['label'] or 'the case'}, item `{alert['item']}` = {alert['value']}, "
+            f"{alert['label'] or 'the case'}, item `{alert['item']}` = "
+            f"{shown_value(alert['item'], alert['value'])}, "
             f"rater `{alert['rater']}`, {alert['raised_at']:%Y-%m-%d %H:%M} UTC"
         )
-        st.markdown(f"**Question.** {alert['question']}")
+        # the question is untrusted text (an imported patient question): shown as text, never
+        # as markdown, whose images would make the coordinator's browser fetch their address
+        st.markdown("**Question.**")
+        st.text(alert["question"])
         if alert["answer_text"]:
             with st.expander("The response rated"):
                 st.text(alert["answer_text"])

@@ -112,6 +112,7 @@ PERMISSIONS: dict[str, Permission] = {
             "content.list_arms",
             "content.unknown_provenance",
             "design.arm_coverage",
+            "design.answered_cases",
             "analyses.design_power",
         ),
     ),

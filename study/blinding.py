@@ -96,7 +96,13 @@ SELF_IDENTIFYING = (
     r"\bi'm an ai\b",
     r"\bi am not a (?:doctor|physician|medical professional)\b",
     r"\bi'm not a (?:doctor|physician|medical professional)\b",
-    r"\bchatgpt\b|\bgpt-\d|\bclaude\b|\bgemini\b|\bllama\b",
+    r"\bchatgpt\b|\bgpt-\d|\bclaude\b|\bgemini\b|\bllama\b|\bbard\b",
+    r"\bchatbot\b|\bconversational ai\b",
+    # the disclaimers of models prompted as experts (K-QA's GPT-3.5 and GPT-4 answers open so)
+    r"\bas a medical expert\b",
+    r"\bi(?: cannot| can't| can not| am unable to| am not able to|'m unable to|'m not able to) "
+    r"(?:provide|give|offer) (?:you )?(?:with )?(?:personali[sz]ed |individual |specific )?"
+    r"medical advice\b",
 )
 _SELF_RE = re.compile("|".join(SELF_IDENTIFYING), re.IGNORECASE)
 _MARKDOWN_RE = re.compile(r"(^|\n)\s*(?:#{1,6}\s|[-*+]\s|\d+\.\s)|\*\*[^*]+\*\*|__[^_]+__")

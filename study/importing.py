@@ -770,6 +770,7 @@ class _Reader:
     # CSV ----------------------------------------------------------------------------------------
 
     def _read_csv(self) -> pl.DataFrame:
+        self._check_separator()
         try:
             # from the path: polars maps the file and removes a byte-order mark itself
             df = pl.read_csv(
@@ -804,6 +805,30 @@ class _Reader:
         self._check_field_counts(df, source)
         df = self._drop_reserved(df)
         return df.with_row_index(_ROW, offset=1).with_columns(pl.col(_ROW).cast(pl.Int64))
+
+    def _check_separator(self) -> None:
+        """Refuse at once a file whose header holds no comma but semicolons or tabs: every row
+        of it would be misread, and the problems met then (a row with "2 fields" where a value
+        holds a comma, an unclosed quote at the end of the file) would hide the one cause.
+        Spreadsheets set to many European languages save "CSV" with semicolons."""
+        try:
+            with self.path.open("rb") as file:
+                head = file.read(64 * 1024)
+        except OSError as exc:
+            self._fatal(f"cannot be read: {exc.strerror or exc}")
+        text = head.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
+        header = next((line for line in text.splitlines() if line.strip()), "")
+        if "," in header:
+            return
+        for separator, word in ((";", "semicolons"), ("\t", "tabs")):
+            if separator in header:
+                # what to do first: a table on the screen may cut a long reason short
+                self._fatal(
+                    f"separated by {word}, not commas: save the file as CSV with commas (in "
+                    'Excel: "CSV UTF-8 (Comma delimited)") or as JSONL; the header reads '
+                    f"{_show(header)}",
+                    column=header.strip().strip('"'),
+                )
 
     def _diagnose_csv(self, raw: bytes, exc: Exception) -> list[Problem]:
         if not raw.strip():

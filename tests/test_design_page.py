@@ -475,3 +475,133 @@ def test_a_drafts_settings_come_back_in_a_new_sitting(monkeypatch, db):
     assert stored(
         db, "SELECT count(*) FROM audit_events WHERE action = 'design.draft'"
     ).item() == len(kept)
+
+
+def test_a_step_label_changed_by_its_mark_does_not_break_the_screen(monkeypatch, db):
+    # Attaching an instrument turns the step's label "3. Instrument" into "3. Instrument ✓".
+    # The browser still holds the label it drew, and sends it with the next change on the step
+    # (another sample case in the preview); Streamlit hands such an unmatched label back as text.
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    assert "3. Instrument ✓" in at.radio(key="design_step").options
+    states = at._tree.get_widget_states()
+    (step,) = [w for w in states.widgets if w.id.endswith("design_step")]
+    step.string_value = "3. Instrument"
+    at._run(states)
+    assert_no_exception(at)
+    assert at.radio(key="design_step").value == 3
+    assert any(h.value == "3. Instrument" for h in at.subheader)
+
+
+# --- third-party data: arms that answered different cases (as K-QA's LLMs did) ---------------
+
+UNEVEN = {
+    "arms.csv": "arm_id,kind,label,model_name,model_version,author_role\n"
+    "doctors,clinician,Doctors,,,physician\n"
+    "llm_a,llm,LLM A,model-a,not recorded,\n"
+    "llm_b,llm,LLM B,model-b,not recorded,\n",
+    "cases.csv": "case_id,question\n" + "".join(f"q{n},Question {n}?\n" for n in range(1, 9)),
+    "answers.csv": "case_id,arm_id,text,generated_at,prompt,author_id\n"
+    + "".join(f"q{n},doctors,Doctor's answer {n}.,,,not recorded\n" for n in range(1, 9))
+    + "".join(f"q{n},llm_a,LLM A's answer {n}.,not recorded,not recorded,\n" for n in (1, 2, 3))
+    + "".join(f"q{n},llm_b,LLM B's answer {n}.,not recorded,not recorded,\n" for n in (4, 5)),
+}
+"""8 cases answered by the doctors, 3 of them by llm_a and 2 others by llm_b: 3 cases have a
+single answer; versions, dates, prompts and authors not recorded."""
+
+
+def import_uneven(at: AppTest) -> AppTest:
+    go(at, 2)
+    for kind in ("arms", "cases", "answers"):
+        upload(at, kind, f"{kind}.csv", UNEVEN[f"{kind}.csv"].encode())
+        assert not at.error, errors(at)
+    return at
+
+
+def test_cases_with_a_single_answer_can_be_rated_when_the_coordinator_says_so(monkeypatch, db):
+    # rated per answer (a pairwise item would need two answers on every case)
+    at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
+    go(at, 5)
+    at.selectbox(key=key("primary_item")).set_value("harm_extent").run()
+    at.radio(key=key("direction")).set_value("lower").run()
+    go(at, 4)
+    assert any("3 case(s) have a single answer" in c.value for c in at.caption)
+    go(at, 6)
+    at.checkbox(key=key("lock-sure")).check().run()
+    at.button(key=key("lock")).click().run()
+    assert "single_answer_cases" in errors(at)  # refused without the setting: nothing stored
+    assert stored(db, "SELECT count(*) FROM protocols WHERE study = $s").item() == 0
+    go(at, 4)
+    at.checkbox(key=key("single_answer_cases")).check().run()
+    lock(at)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["single_answer_cases"] is True
+
+
+def test_the_power_counts_the_cases_both_compared_arms_answered(monkeypatch, db):
+    at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
+    go(at, 5)
+    at.selectbox(key=key("primary_item")).set_value("harm_extent").run()
+    assert at.selectbox(key=key("test_arm")).value == "llm_a"
+    assert at.selectbox(key=key("reference_arm")).value == "doctors"
+    # llm_a and the doctors answered q1-q3 together: the paired comparison has 3 cases, not 8
+    labels = [m.label for m in at.metric if m.label.startswith("Power with")]
+    assert labels == ["Power with 3 cases"]
+    assert any(
+        "3 of 8 live cases answered by both llm_a and doctors" in c.value for c in at.caption
+    )
+    at.selectbox(key=key("test_arm")).set_value("llm_b").run()
+    assert [m.label for m in at.metric if m.label.startswith("Power with")] == [
+        "Power with 2 cases"
+    ]
+
+
+def test_an_unordered_categorical_item_is_no_endpoint(monkeypatch, db):
+    # medpalm_physician's first item, "consensus" (1 aligned, 2 opposed, 3 no consensus), is
+    # nominal: a mean difference of its codes would be a number without meaning
+    at = attach(import_demo(create(open_design(monkeypatch, db))), "medpalm_physician")
+    go(at, 5)
+    primary = at.selectbox(key=key("primary_item"))
+    assert not any(o.startswith("consensus:") for o in primary.options)
+    assert primary.value == "harm_extent"
+    assert not any(o.startswith("consensus:") for o in at.multiselect(key=key("secondary")).options)
+
+
+def test_what_was_never_recorded_is_one_warning_per_field_naming_its_arms(monkeypatch, db):
+    at = import_uneven(create(open_design(monkeypatch, db)))
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 4, warnings  # model_version, generated_at, prompt, author_id
+    (version,) = [w for w in warnings if w.startswith("`model_version`")]
+    assert "**llm_a**, **llm_b**" in version
+    (dates,) = [w for w in warnings if w.startswith("`generated_at`")]
+    assert "**llm_a** (3 of its answers), **llm_b** (2 of its answers)" in dates
+    (authors,) = [w for w in warnings if w.startswith("`author_id`")]
+    assert "**doctors** (8 of its answers)" in authors and "a rater may be shown" in authors
+    provenance = table(at, "arm_id", "model_name", "generated")
+    doctors = provenance[provenance["arm_id"] == "doctors"].iloc[0]
+    assert (doctors["model_name"], doctors["model_version"]) == ("—", "—")
+
+
+def test_the_direction_follows_the_primary_items_declaration(monkeypatch, db):
+    at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
+    go(at, 5)
+    at.selectbox(key=key("primary_item")).set_value("harm_extent").run()
+    assert at.radio(key=key("direction")).value == "lower"  # harm: lower is better
+    at.radio(key=key("direction")).set_value("higher").run()  # the coordinator's choice holds
+    at.number_input(key=key("margin")).set_value(0.4).run()
+    assert at.radio(key=key("direction")).value == "higher"
+
+
+def test_every_column_of_the_leak_report_is_named_for_people(monkeypatch, db):
+    at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
+    go(at, 4)
+    (leaks,) = [d for d in at.dataframe if "format_auc" in d.value.columns]
+    config = json.loads(leaks.proto.columns)
+    unnamed = [c for c in leaks.value.columns if not (config.get(c) or {}).get("label")]
+    assert unnamed == [], unnamed  # K-QA showed 'mean_words 88.7333' beside 'Median words 83'
+
+
+def test_the_demo_says_which_invited_raters_can_be_tried(monkeypatch, db):
+    # In the demo without sign-in an invited address is nobody the picker offers: a coordinator
+    # who invites ann@hospital.example cannot then rate as her to try the screen.
+    at = go(create(open_design(monkeypatch, db)), 7)
+    assert any("@demo.clinval.example" in c.value for c in at.caption)

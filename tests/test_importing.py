@@ -173,7 +173,7 @@ MALFORMED = [
         {},
         None,
         "case_id;question",
-        "the header looks separated by something other than commas",
+        "separated by semicolons, not commas",
     ),
     (
         "whitespace-only required text",
@@ -400,6 +400,28 @@ def test_malformed_input_is_reported_where_it_is(
     found = problems_of(lambda: read(kind, path, arms, **kwargs))
     located = [p for p in found if (p.file, p.row, p.column) == (path.name, row, column)]
     assert any(reason in p.reason for p in located), "\n".join(map(str, found))
+
+
+@pytest.mark.parametrize(
+    ("separator", "word"), [(";", "semicolons"), ("\t", "tabs")], ids=["semicolons", "tabs"]
+)
+@pytest.mark.parametrize("bom", [False, True], ids=["no-BOM", "BOM"])
+def test_a_file_separated_by_something_else_is_one_problem_saying_so(
+    tmp_path, separator, word, bom
+):
+    # As a spreadsheet in a European language saves K-QA's questions: one holds a comma, one a
+    # line break (so it is quoted). Read with commas, the rows fall apart in ways that hide why.
+    rows = [
+        ["case_id", "question"],
+        ["kqa-017", "Because I have a fatty liver, can I safely take Imodium?"],
+        ["kqa-026", '"Can diabetics eat sweets?\n"'],
+        ["kqa-027", "Can I take the painkiller and the antibiotics at the same time?"],
+    ]
+    text = "".join(separator.join(row) + "\r\n" for row in rows)
+    path = write(tmp_path, "cases.csv", ("\ufeff" if bom else "") + text)
+    (problem,) = problems_of(lambda: importing.read_cases(path))
+    assert (problem.file, problem.row) == ("cases.csv", None)
+    assert problem.reason.startswith(f"separated by {word}, not commas: save the file as CSV")
 
 
 def test_every_problem_is_reported_in_one_go(tmp_path):

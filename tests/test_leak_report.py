@@ -54,3 +54,21 @@ def test_one_arm_or_too_few_answers_give_no_auc():
     assert format_auc(_answers([10, 20, 30], [])).get_column("format_auc").to_list() == [None]
     one_b = format_auc(_answers([10, 20, 30], [40]))
     assert one_b.get_column("format_auc").to_list() == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("text", "identifies"),
+    [
+        # K-QA's model answers (Manes et al. 2024), as published
+        ("As a medical expert, I cannot provide personalized medical advice. However, ...", True),
+        ("I am a large language model, also known as a conversational AI or chatbot", True),
+        ("As an AI language model, I can't examine you.", True),
+        ("I'm not able to give medical advice, but rest helps.", True),
+        # K-QA's physicians: advice to see a doctor is no self-identification
+        ("Seek medical advice if the rash spreads; consult your healthcare provider.", False),
+        ("It is important to consult with a doctor before taking it with Tylenol.", False),
+    ],
+)
+def test_self_identifying_phrases_of_real_answers(text, identifies):
+    report = leak_report(pl.DataFrame({"arm_id": ["x"], "text": [text]}))
+    assert report.get_column("share_self_identifying").item() == (1.0 if identifies else 0.0)

@@ -215,3 +215,24 @@ def test_results_are_recomputed_only_when_the_ratings_digest_changes(monkeypatch
     monkeypatch.setattr(analyses, "ratings_digest", lambda *a: "changed-" + digest(*a))
     at.run()
     assert calls == [DEMO, DEMO]  # another digest: computed again
+
+
+def test_a_safety_alert_shows_its_question_as_text_and_its_value_by_label(monkeypatch, demo_db):
+    # Imported questions are untrusted: markdown would fetch an image's address from the
+    # coordinator's browser. The value is the option the rater chose, not a float ("2.0").
+    with Store(demo_db) as store:
+        first = store.read(
+            "SELECT a.case_id FROM safety_alerts s JOIN ratings r ON r.id = s.rating"
+            " JOIN assignments a ON a.id = r.assignment ORDER BY s.id LIMIT 1"
+        ).row(0)
+        with store.transaction() as cur:
+            cur.execute(
+                "UPDATE cases SET question = ? WHERE study = ? AND case_id = ?",
+                ["Is this rash ok? ![x](https://tracker.example/p.png)", DEMO, first[0]],
+            )
+    at = open_page(monkeypatch, demo_db, COORDINATOR, MONITOR)
+    assert not [m.value for m in at.markdown if "tracker.example" in m.value]
+    assert any("![x](https://tracker.example/p.png)" in t.value for t in at.text)
+    badges = [m.value for m in at.markdown if "Severe harm]" in m.value]
+    assert badges and not [b for b in badges if ".0," in b], badges
+    assert any("(Severe harm or death)" in b or "(Death or severe harm)" in b for b in badges)

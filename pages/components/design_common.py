@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "mode": "side_by_side",
     "raters_per_case": 2,
     "match_specialty": False,
+    "single_answer_cases": False,
     "planned_raters": 4,
     "calibration": False,
     "calibration_cases": [],
@@ -237,6 +238,8 @@ def protocol_of(
             "exclude_own_answers": True,
         },
     }
+    if s["single_answer_cases"]:
+        protocol["single_answer_cases"] = True
     arms = {"test": s["test_arm"], "reference": s["reference_arm"]}
     if all(arms.values()):
         protocol["arms"] = arms

@@ -99,12 +99,17 @@ def stored(draft: Draft) -> None:
             "not_recorded": st.column_config.TextColumn("Not recorded", width="medium"),
         },
     )
+    # One warning per field, naming its arms: third-party data leave the same fields unknown
+    # for every model (K-QA: three fields for each of four arms, twelve warnings otherwise).
     unknown = content.unknown_provenance(draft.store, draft.caller, draft.study)
-    for row in unknown.iter_rows(named=True):
-        where = "the arm" if row["level"] == "arm" else f"{row['answers']:,} of its answers"
+    for (field,), rows in unknown.group_by("field", maintain_order=True):
+        arms = ", ".join(
+            f"**{row['arm_id']}**"
+            + ("" if row["level"] == "arm" else f" ({row['answers']:,} of its answers)")
+            for row in rows.iter_rows(named=True)
+        )
         st.warning(
-            f"Arm **{row['arm_id']}**: `{row['field']}` not recorded for {where}. "
-            f"{row['consequence'].capitalize()}.",
+            f"`{field}` not recorded for {arms}. {rows.get_column('consequence')[0].capitalize()}.",
             icon=":material/help:",
         )
 
@@ -136,8 +141,9 @@ def provenance(draft: Draft, coverage: pl.DataFrame) -> pl.DataFrame:
         "arm_id",
         "kind",
         "label",
-        pl.coalesce("model_name", "answer_model").alias("model_name"),
-        pl.coalesce("model_version", "answer_version").alias("model_version"),
+        # a clinician arm has no model: a dash, as for its dates and prompts
+        pl.coalesce("model_name", "answer_model", pl.lit("—")).alias("model_name"),
+        pl.coalesce("model_version", "answer_version", pl.lit("—")).alias("model_version"),
         pl.when(pl.col("from").is_null())
         .then(pl.lit("—"))
         .when(pl.col("from") == pl.col("to"))

@@ -177,6 +177,13 @@ def step_open(draft: Draft) -> None:
             "Name", placeholder="as the app should show it", key=draft.key("invite-name")
         )
         sent = st.form_submit_button("Invite", icon=":material/send:")
+    if "demo_place" in st.session_state:  # the demo without sign-in (app.demo_caller)
+        st.caption(
+            'Demo without sign-in: only the demo\'s people can be picked under "Acting as". '
+            "To try rating yourself, invite a demo rater by address (e.g. "
+            "`ada.example@demo.clinval.example`, all in `data/demo/raters.csv`); someone "
+            "invited with another address rates once sign-in is configured."
+        )
     if sent:
         try:
             made = people.invite(

@@ -90,8 +90,12 @@ def assignment_settings(draft: Draft, raters: pl.DataFrame) -> dict[str, Any]:
             st.selectbox,
             "Answers shown as",
             options=["markdown", "plain"],
-            help="Markdown renders headings, lists and emphasis; plain shows the text as typed.",
+            help="Markdown renders headings, lists and emphasis, and runs lines separated by a "
+            "single line break into one paragraph (as Markdown does: many clinicians' answers "
+            "start each paragraph on a new line); plain shows the text as typed, every line "
+            "break kept. Check a case in the preview (step 3).",
         )
+        single_answer_cases(draft)
     with right:
         if raters.height:
             rater_ids = None
@@ -119,6 +123,27 @@ def assignment_settings(draft: Draft, raters: pl.DataFrame) -> dict[str, Any]:
         "calibration_cases": gold,
         "repeat_share": share,
     }
+
+
+def single_answer_cases(draft: Draft) -> None:
+    """Whether a case answered by one arm only is rated (the protocol's ``single_answer_cases``;
+    without it the lock refuses such cases), offered with how many cases it concerns."""
+    answers = design.answered_cases(draft.store, draft.caller, draft.study)
+    single = answers.group_by("case_id").len().filter(pl.col("len") == 1).height
+    kept(
+        draft,
+        "single_answer_cases",
+        st.checkbox,
+        "Rate cases that have a single answer",
+        help="Third-party data often have arms that answered different cases. A case with one "
+        "answer shows that answer alone; without this, the lock refuses such cases "
+        '(the protocol\'s "single_answer_cases"). A pairwise item needs two answers anyway.',
+    )
+    if single:
+        st.caption(
+            f"{single:,} case(s) have a single answer: rate them (tick the box above), or "
+            "remove them before the lock (`python -m study remove`)."
+        )
 
 
 def calibration_and_repeats(draft: Draft) -> tuple[list[str], float]:
@@ -234,7 +259,10 @@ def leaks(draft: Draft) -> None:
         column_config={
             "arm_id": "Arm",
             "n_answers": "Answers",
+            "mean_words": st.column_config.NumberColumn("Mean words", format="%.0f"),
             "median_words": st.column_config.NumberColumn("Median words", format="%.0f"),
+            "p25_words": st.column_config.NumberColumn("Words, 25th pct", format="%.0f"),
+            "p75_words": st.column_config.NumberColumn("Words, 75th pct", format="%.0f"),
             "share_markdown": st.column_config.NumberColumn("Markdown", format="percent"),
             "share_self_identifying": st.column_config.NumberColumn(
                 "Self-identifying", format="percent"
@@ -281,7 +309,9 @@ def step_plan(draft: Draft) -> None:
     comparable = [
         key
         for key, item in items.items()
-        if item["type"] not in ("free_text", "pairwise_choice") and item.get("criteria") != "case"
+        if item["type"] not in ("free_text", "pairwise_choice")
+        and item.get("criteria") != "case"
+        and not unordered(item)
     ]
     if not comparable:
         st.warning("No item of the attached instruments can be a non-inferiority endpoint.")
@@ -302,6 +332,12 @@ def step_plan(draft: Draft) -> None:
         )
         statistic = endpoint_statistic(items[primary]) or "mean_difference"
         declared = items[primary].get("direction", "none").replace("_", " ")
+        if draft.settings.get("direction_of") != primary:
+            # a newly chosen primary starts from the way its item declares (harm: lower is
+            # better); the coordinator may still turn it
+            draft.settings["direction_of"] = primary
+            draft.settings["direction"] = "lower" if declared == "lower is better" else "higher"
+            st.session_state.pop(draft.key("direction"), None)
         kept(
             draft,
             "direction",
@@ -349,7 +385,9 @@ def step_plan(draft: Draft) -> None:
             st.multiselect,
             "Secondary items",
             options=[
-                k for k, item in items.items() if k != primary and item["type"] != "free_text"
+                k
+                for k, item in items.items()
+                if k != primary and item["type"] != "free_text" and not unordered(item)
             ],
             format_func=named,
             help="Compared with the primary's margin (binary: risk difference, Newcombe; a "
@@ -360,6 +398,12 @@ def step_plan(draft: Draft) -> None:
         power_panel(draft)
     else:
         st.caption("The sample-size panel plans a mean difference; this primary is a proportion.")
+
+
+def unordered(item: dict[str, Any]) -> bool:
+    """A categorical item of nominal level (Med-PaLM's "consensus": aligned, opposed, none):
+    its codes have no order, so no mean or difference of them means anything."""
+    return item["type"] == "categorical" and item.get("level") == "nominal"
 
 
 def arms(draft: Draft) -> None:
@@ -377,6 +421,29 @@ def arms(draft: Draft) -> None:
     )
     kept(draft, "test_arm", st.selectbox, "Test arm", options=ids)
     kept(draft, "reference_arm", st.selectbox, "Reference arm", options=ids)
+
+
+def paired_cases(draft: Draft) -> tuple[int, str]:
+    """The live cases the primary comparison pairs: those answered by both the test and the
+    reference arm (arms of third-party data often answered different cases), calibration cases
+    left out; and a sentence saying which they are."""
+    s = draft.settings
+    gold = set(s["calibration_cases"]) if s["calibration"] else set()
+    answers = design.answered_cases(draft.store, draft.caller, draft.study).filter(
+        ~pl.col("case_id").is_in(list(gold))
+    )
+    every = answers.get_column("case_id").n_unique()
+    pair = [s["test_arm"], s["reference_arm"]]
+    if not all(pair) or pair[0] == pair[1]:
+        return every, f"{every:,} live cases"
+    both = (
+        answers.filter(pl.col("arm_id").is_in(pair))
+        .group_by("case_id")
+        .agg(pl.col("arm_id").n_unique().alias("arms"))
+        .filter(pl.col("arms") == 2)
+        .height
+    )
+    return both, f"{both:,} of {every:,} live cases answered by both {pair[0]} and {pair[1]}"
 
 
 def power_panel(draft: Draft) -> None:
@@ -407,8 +474,7 @@ def power_panel(draft: Draft) -> None:
         )
     with right:
         kept(draft, "expected_difference", st.number_input, "Expected true difference", step=0.05)
-    cases = content.list_cases(draft.store, draft.caller, draft.study).height
-    live = cases - (len(s["calibration_cases"]) if s["calibration"] else 0)
+    live, compared = paired_cases(draft)
     try:
         power = analyses.design_power(
             draft.store,
@@ -434,6 +500,6 @@ def power_panel(draft: Draft) -> None:
     for column, target in zip(targets, power["targets"], strict=True):
         column.metric(f"Cases for {target['power']:.0%} power", f"{target['cases']:,}")
     st.caption(
-        f"{power['raters_per_case']} raters per case (step 4), one-sided alpha "
+        f"{compared}; {power['raters_per_case']} raters per case (step 4), one-sided alpha "
         f"{power['alpha']:g}, margin {power['margin']:g}: {power['method']}."
     )

@@ -451,6 +451,17 @@ def arm_coverage(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 
 
 @guarded
+def answered_cases(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """Which arm answered which case, without the answers' text: one row per answer, columns
+    case_id and arm_id, by case_id then arm_id. Enough to count the cases with a single answer
+    or those two arms share (the cases a paired comparison of them uses)."""
+    return store.read(
+        "SELECT case_id, arm_id FROM answers WHERE study = $s ORDER BY case_id, arm_id",
+        {"s": study},
+    )
+
+
+@guarded
 def get_protocol(
     store: Store, caller: Caller, study: str, *, version: int | None = None
 ) -> dict[str, Any]:
