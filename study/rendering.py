@@ -7,8 +7,11 @@ never passed through, images become a bracketed note with their alt text, links 
 text, and the result is sanitised once more with an allow-list (``nh3``, the Ammonia sanitiser)
 that admits no attribute at all, so no URL can survive in the output.
 
-Two modes, chosen by the protocol: ``"plain"`` shows the text as written (line breaks kept);
-``"markdown"`` renders CommonMark (emphasis, lists, code, tables, quotes, headings).
+Three modes, chosen by the protocol: ``"plain"`` shows the text as written (line breaks kept);
+``"markdown"`` renders CommonMark (emphasis, lists, code, tables, quotes, headings), which runs
+lines separated by a single line break into one paragraph; ``"markdown_breaks"`` renders the
+same and keeps each single line break as one (many clinicians' answers, K-QA's physicians'
+among them, start each paragraph on a new line without a blank line between).
 
 >>> safe_html('<img src="https://tracker.example/x.png"> **Take** [this](https://x.example)')
 '<p>&lt;img src="https://tracker.example/x.png"&gt; <strong>Take</strong> this</p>'
@@ -18,6 +21,8 @@ Two modes, chosen by the protocol: ``"plain"`` shows the text as written (line b
 '<p>a &lt; b<br>next line</p>'
 >>> safe_html("- one\\n- two")
 '<ul>&#10;<li>one</li>&#10;<li>two</li>&#10;</ul>'
+>>> safe_html("**First** paragraph.\\nSecond paragraph.", mode="markdown_breaks")
+'<p><strong>First</strong> paragraph.<br>&#10;Second paragraph.</p>'
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from typing import Literal
 import nh3
 from markdown_it import MarkdownIt
 
-Mode = Literal["plain", "markdown"]
-MODES: tuple[Mode, ...] = ("plain", "markdown")
+Mode = Literal["plain", "markdown", "markdown_breaks"]
+MODES: tuple[Mode, ...] = ("plain", "markdown", "markdown_breaks")
 
 _ALLOWED_TAGS = {
     "p", "br", "strong", "em", "del", "code", "pre", "blockquote", "hr",
@@ -40,8 +45,9 @@ _ALLOWED_TAGS = {
 }  # fmt: skip
 
 
-def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+def _markdown(*, breaks: bool = False) -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": breaks})
+    md.enable("table")
     md.enable("strikethrough")
 
     def image(renderer, tokens, idx, options, env):  # noqa: ARG001
@@ -61,6 +67,7 @@ def _markdown() -> MarkdownIt:
 
 
 _MD = _markdown()
+_MD_BREAKS = _markdown(breaks=True)
 
 
 # Pure, and called on every rerun of the rating screen for the same question and answers (which
@@ -70,8 +77,8 @@ def safe_html(text: str, *, mode: Mode = "markdown") -> str:
     """HTML for ``text`` that holds no raw HTML, image, link, URL attribute or script.
 
     ``mode``: ``"markdown"`` renders CommonMark with raw HTML shown as text, images as
-    "[image not shown: alt]" and links as their text; ``"plain"`` escapes everything and keeps
-    line breaks. Either way the output passes an allow-list sanitiser that keeps only text
+    "[image not shown: alt]" and links as their text; ``"markdown_breaks"`` the same, with each
+    single line break kept; ``"plain"`` escapes everything and keeps line breaks. Either way the output passes an allow-list sanitiser that keeps only text
     formatting tags, without attributes.
     """
     if mode == "plain":
@@ -79,6 +86,8 @@ def safe_html(text: str, *, mode: Mode = "markdown") -> str:
         rendered = f"<p>{body}</p>"
     elif mode == "markdown":
         rendered = _MD.render(text)
+    elif mode == "markdown_breaks":
+        rendered = _MD_BREAKS.render(text)
     else:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     cleaned = nh3.clean(

@@ -605,3 +605,18 @@ def test_the_demo_says_which_invited_raters_can_be_tried(monkeypatch, db):
     # who invites ann@hospital.example cannot then rate as her to try the screen.
     at = go(create(open_design(monkeypatch, db)), 7)
     assert any("@demo.clinval.example" in c.value for c in at.caption)
+
+
+def test_the_display_choices_are_the_renderings_modes(monkeypatch, db):
+    from study.rendering import MODES
+
+    at = go(attach(import_demo(create(open_design(monkeypatch, db)))), 4)
+    assert set(at.selectbox(key=key("display")).options) == {
+        "Markdown (headings, lists, emphasis)",
+        "Markdown, each line break kept",
+        "Plain text, as typed",
+    }
+    at.selectbox(key=key("display")).set_value("markdown_breaks").run()
+    lock(plan(at))
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["display"] == "markdown_breaks" and content["display"] in MODES

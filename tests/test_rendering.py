@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from study.rendering import safe_html
+from study.rendering import MODES, safe_html
 
 # the page's renderer, approximated: CommonMark with raw HTML passed through
 PAGE = MarkdownIt("commonmark", {"html": True})
@@ -67,7 +67,7 @@ def _inert(html: str) -> bool:
     return all(tag in _TEXT_TAGS and not attrs for tag, attrs in parser.found)
 
 
-@pytest.mark.parametrize("mode", ["markdown", "plain"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("text", NASTY)
 def test_nothing_in_an_answer_can_load_link_or_run(text, mode):
     assert _inert(_reaches_the_page(text, mode)), _reaches_the_page(text, mode)
@@ -86,7 +86,7 @@ _PIECES = [
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.sampled_from(_PIECES), max_size=40).map("".join),
-    st.sampled_from(["markdown", "plain"]),
+    st.sampled_from(MODES),
 )
 def test_random_markdown_never_reaches_the_page_as_an_image_or_link(text, mode):
     assert _inert(_reaches_the_page(text, mode))
@@ -95,3 +95,14 @@ def test_random_markdown_never_reaches_the_page_as_an_image_or_link(text, mode):
 def test_the_text_itself_still_shows():
     shown = _reaches_the_page("**Take** 2 tablets\n\n- with water\n- after food", "markdown")
     assert "<strong>Take</strong>" in shown and "with water" in shown and "after food" in shown
+
+
+def test_markdown_breaks_keeps_a_clinicians_paragraphs_that_markdown_runs_together():
+    # K-QA's physicians (Manes et al. 2024) start each paragraph on a new line, no blank line
+    answer = "Hi, thanks for asking.\nThe rash is likely **viral**.\nSee a doctor if it spreads."
+    assert "<br>" not in _reaches_the_page(answer, "markdown")
+    kept = _reaches_the_page(answer, "markdown_breaks")
+    assert kept.count("<br>") == 2 and "<strong>viral</strong>" in kept
+    # lists and blank-line paragraphs render as in markdown
+    listed = "Take:\n\n- water\n- rest"
+    assert _reaches_the_page(listed, "markdown_breaks") == _reaches_the_page(listed, "markdown")

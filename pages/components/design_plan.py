@@ -24,6 +24,12 @@ MODE_NAMES = {
     "separate": "Separate: one answer per screen",
 }
 
+DISPLAYS = {  # study.rendering.MODES, by what a coordinator sees
+    "markdown": "Markdown (headings, lists, emphasis)",
+    "markdown_breaks": "Markdown, each line break kept",
+    "plain": "Plain text, as typed",
+}
+
 
 def design_seed(draft: Draft) -> int | None:
     """The seed of the draft's design: drawn once per draft in this session and sealed at the
@@ -89,11 +95,13 @@ def assignment_settings(draft: Draft, raters: pl.DataFrame) -> dict[str, Any]:
             "display",
             st.selectbox,
             "Answers shown as",
-            options=["markdown", "plain"],
+            options=list(DISPLAYS),
+            format_func=DISPLAYS.get,
             help="Markdown renders headings, lists and emphasis, and runs lines separated by a "
-            "single line break into one paragraph (as Markdown does: many clinicians' answers "
-            "start each paragraph on a new line); plain shows the text as typed, every line "
-            "break kept. Check a case in the preview (step 3).",
+            "single line break into one paragraph (as Markdown does); many clinicians' answers "
+            "start each paragraph on a new line, which the second choice keeps. Plain shows the "
+            "text as typed, every line break kept, with no formatting. Check a case in the "
+            "preview (step 3).",
         )
         single_answer_cases(draft)
     with right:

@@ -191,7 +191,7 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     ``remaining`` (unfinished, not skipped, this one included if unfinished), ``total`` (not
     withdrawn, not skipped, not a repeat of a case skipped; calibration, live and repeats
     together), ``presentations``: [{presentation, position, label, text}] in screen
-    order, ``display``: how to render the answers' text ("markdown" or "plain", from the
+    order, ``display``: how to render the answers' text (``study.rendering.MODES``, from the
     protocol's ``display``), and ``values``: the current submitted values as ``submit_rating`` takes them
     (item -> value for case-scope items, item -> {label: value} for answer-scope items; empty
     before the first submit), ``phase``: "calibration", "live" or "repeat" (the screen should
@@ -334,7 +334,8 @@ def _view(
             for pid, pos, label, text, _ in shown
         ],
         "values": values,
-        # how the answers' text is shown, as the protocol says: "markdown" (default) or "plain"
+        # how the answers' text is shown, as the protocol says (study.rendering.MODES; default
+        # "markdown")
         "display": display,
         "phase": phase,
         "conversation": None if conversation is None else json.loads(conversation),
