@@ -144,6 +144,7 @@ PERMISSIONS: dict[str, Permission] = {
             "design.preview_assignments",
             "design.preview_view",
             "design.leak_report",
+            "design.leak_pairs",
             "design.seed_is_sealed",
             "design.save_design_draft",
             "design.design_draft",

@@ -275,3 +275,64 @@ def format_auc(
     return pl.DataFrame(
         {arm: names, "format_auc": result}, schema={arm: pl.String, "format_auc": pl.Float64}
     )
+
+
+def pairwise_format_auc(
+    answers: pl.DataFrame,
+    *,
+    arm: str = "arm_id",
+    text: str = "text",
+    case: str = "case_id",
+    folds: int = 5,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """How well length and format alone tell two arms apart on the cases both answered: the
+    comparison a rater faces when their answers to one case are shown together or in turn.
+
+    :func:`format_auc`'s per-arm figure pools every other arm as "the others": with several LLM
+    arms answering different cases, an arm that stands out against one of them can look
+    unremarkable against the pool. Here each pair of arms is taken alone, on only the cases that
+    both answered (so that the questions themselves, which set much of an answer's length, are
+    the same on both sides), with :func:`format_auc`'s cross-validated classifier.
+
+    Returns one row per pair of arms with at least one shared case, sorted by ``arm_a`` then
+    ``arm_b`` (``arm_a`` < ``arm_b``): ``arm_a``, ``arm_b``, ``shared_cases`` (Int64),
+    ``format_auc`` (Float64; how well "arm_a" is told from "arm_b", 0.5 chance, 1 separable;
+    null when one side has fewer than two answers there) and ``warning`` (above
+    :data:`AUC_WARNING`).
+    """
+    missing = [c for c in (arm, text, case) if c not in answers.columns]
+    if missing:
+        raise StudyError(f"The answers table has no column(s) {', '.join(missing)}.")
+    frame = answers.select(
+        pl.col(arm).cast(pl.String).alias("arm"),
+        pl.col(case).cast(pl.String).alias("case"),
+        pl.col(text).alias("text"),
+    )
+    cases_of = {
+        name: set(group.get_column("case").to_list())
+        for (name,), group in frame.group_by("arm", maintain_order=True)
+    }
+    names = sorted(cases_of)
+    rows = []
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = cases_of[first] & cases_of[second]
+            if not shared:
+                continue
+            pair = frame.filter(
+                pl.col("arm").is_in([first, second]) & pl.col("case").is_in(sorted(shared))
+            )
+            found = format_auc(pair, arm="arm", text="text", folds=folds, seed=seed)
+            value = found.filter(pl.col("arm") == first).get_column("format_auc").item()
+            rows.append((first, second, len(shared), value))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "arm_a": pl.String,
+            "arm_b": pl.String,
+            "shared_cases": pl.Int64,
+            "format_auc": pl.Float64,
+        },
+        orient="row",
+    ).with_columns((pl.col("format_auc") > AUC_WARNING).fill_null(False).alias("warning"))

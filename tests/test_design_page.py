@@ -620,3 +620,32 @@ def test_the_display_choices_are_the_renderings_modes(monkeypatch, db):
     lock(plan(at))
     content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
     assert content["display"] == "markdown_breaks" and content["display"] in MODES
+
+
+def test_with_three_arms_the_leak_report_compares_each_pair_on_shared_cases(monkeypatch, db):
+    # the demo's LLM answers split between two LLM arms by case, as K-QA's models were
+    at = go(create(open_design(monkeypatch, db)), 2)
+    arms = (DEMO_FILES / "arms.csv").read_text(encoding="utf-8").rstrip("\n")
+    arms += "\nllm_b,llm,Second demo LLM (synthetic demo),demo-llm-b,demo-llm-b-2026-06-01,\n"
+    answers = []
+    for line in (DEMO_FILES / "answers.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["arm_id"] == "llm_a" and row["case_id"] > "demo-021":
+            row |= {"arm_id": "llm_b", "answer_id": row["answer_id"] + "-b"}
+            row |= {"model_name": "demo-llm-b", "model_version": "demo-llm-b-2026-06-01"}
+        answers.append(json.dumps(row))
+    upload(at, "arms", "arms.csv", arms.encode())
+    upload(at, "cases", "cases.jsonl", (DEMO_FILES / "cases.jsonl").read_bytes())
+    upload(at, "answers", "answers.jsonl", "\n".join(answers).encode())
+    assert not at.error, errors(at)
+    at = go(attach(at), 4)
+    pairs = table(at, "arm_a", "arm_b", "shared_cases", "format_auc")
+    assert [
+        tuple(r) for r in pairs[["arm_a", "arm_b", "shared_cases"]].itertuples(index=False)
+    ] == [
+        ("clinician", "llm_a", 21),
+        ("clinician", "llm_b", 21),
+    ]
+    # the demo's LLM writes longer, formatted answers than its clinicians: told apart per pair
+    assert pairs["warning"].all()
+    assert any("On the cases they share" in w.value for w in at.warning)

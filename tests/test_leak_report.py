@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from scipy.stats import mannwhitneyu
 
-from study.blinding import AUC_WARNING, auc, format_auc, leak_report
+from study.blinding import AUC_WARNING, auc, format_auc, leak_report, pairwise_format_auc
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -72,3 +72,37 @@ def test_one_arm_or_too_few_answers_give_no_auc():
 def test_self_identifying_phrases_of_real_answers(text, identifies):
     report = leak_report(pl.DataFrame({"arm_id": ["x"], "text": [text]}))
     assert report.get_column("share_self_identifying").item() == (1.0 if identifies else 0.0)
+
+
+def test_each_pair_of_arms_is_compared_on_the_cases_both_answered():
+    # Three arms as in K-QA: a clinician arm on every case, two LLM arms on different halves.
+    # llm_a writes long bulleted answers; llm_b writes like the clinician. Pooled against "the
+    # others", llm_a's contrast is diluted by llm_b; pair by pair it is plain, and llm_a and
+    # llm_b, who share no case, are never compared.
+    rng = np.random.default_rng(2)
+    rows = []
+    for n in range(40):
+        case = f"c{n:02d}"
+        rows.append(("clin", case, " ".join(["word"] * int(rng.integers(40, 90))) + "."))
+        if n < 20:
+            body = " ".join(["word"] * int(rng.integers(150, 250)))
+            rows.append(("llm_a", case, f"**Summary**\n- {body}.\n- more"))
+        else:
+            rows.append(("llm_b", case, " ".join(["word"] * int(rng.integers(40, 90))) + "."))
+    answers = pl.DataFrame(rows, schema=["arm_id", "case_id", "text"], orient="row")
+    pairs = pairwise_format_auc(answers)
+    assert pairs.select("arm_a", "arm_b", "shared_cases").rows() == [
+        ("clin", "llm_a", 20),
+        ("clin", "llm_b", 20),
+    ]
+    auc_a, auc_b = pairs.get_column("format_auc").to_list()
+    assert auc_a == 1.0  # length and bullets separate clin from llm_a on every shared case
+    assert abs(auc_b - 0.5) < 0.25  # clin and llm_b write alike
+    assert pairs.get_column("warning").to_list() == [True, False]
+    # pooled against llm_a and llm_b together, the clinician arm's contrast is diluted
+    pooled = format_auc(answers).filter(pl.col("arm_id") == "clin").get_column("format_auc")
+    assert pooled.item() < auc_a - 0.1, pooled.item()
+    # the pair's figure is format_auc on the shared cases alone (same folds, same seed)
+    shared = answers.filter(pl.col("arm_id").is_in(["clin", "llm_a"]) & (pl.col("case_id") < "c20"))
+    alone = format_auc(shared).filter(pl.col("arm_id") == "clin").get_column("format_auc").item()
+    assert auc_a == alone

@@ -287,6 +287,43 @@ def leaks(draft: Draft) -> None:
             "the answers' formatting and length before locking.",
             icon=":material/visibility:",
         )
+    leak_pairs(draft, report.height)
+
+
+def leak_pairs(draft: Draft, arms: int) -> None:
+    """Each pair of arms on the cases both answered: what a rater compares when their answers
+    to one case are shown. With three arms or more the per-arm AUC above pools the others, and
+    an arm that stands out against one of them can pass unnoticed."""
+    if arms < 3:
+        return  # with two arms the per-arm figure is already this pair's
+    pairs = design.leak_pairs(draft.store, draft.caller, draft.study)
+    if not pairs.height:
+        return
+    st.markdown("**Pair by pair, on the cases both arms answered**")
+    st.dataframe(
+        pairs,
+        hide_index=True,
+        key=draft.key("leak-pairs"),
+        column_config={
+            "arm_a": "Arm",
+            "arm_b": "Against",
+            "shared_cases": "Shared cases",
+            "format_auc": st.column_config.NumberColumn("Format AUC", format="%.2f"),
+            "warning": st.column_config.CheckboxColumn("Warning"),
+        },
+    )
+    told = pairs.filter(pl.col("warning"))
+    if told.height:
+        named = ", ".join(
+            f"**{row['arm_a']}** from **{row['arm_b']}** ({row['format_auc']:.2f})"
+            for row in told.iter_rows(named=True)
+        )
+        st.warning(
+            f"On the cases they share, length and format alone tell {named} apart (AUC > "
+            f"{AUC_WARNING}): raters who see these answers to the same case may guess which is "
+            "which.",
+            icon=":material/visibility:",
+        )
 
 
 # --- step 5: the analysis plan ---------------------------------------------------------------

@@ -852,6 +852,17 @@ def leak_report(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 
 
 @guarded
+def leak_pairs(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """How well length and format alone tell each pair of the study's arms apart on the cases
+    both answered (``study.blinding.pairwise_format_auc``): columns arm_a, arm_b, shared_cases,
+    format_auc, warning (above 0.7); no row for two arms that share no case."""
+    from study.blinding import pairwise_format_auc
+
+    answers = store.read("SELECT arm_id, case_id, text FROM answers WHERE study = $s", {"s": study})
+    return pairwise_format_auc(answers)
+
+
+@guarded
 def seed_is_sealed(store: Store, caller: Caller, study: str) -> bool:
     """Whether the study sealed an assignment seed (at its lock, or with a stored design); the
     seed itself stays sealed until unblinding (``assignment_seed``)."""
