@@ -594,10 +594,13 @@ def test_the_direction_follows_the_primary_items_declaration(monkeypatch, db):
 def test_every_column_of_the_leak_report_is_named_for_people(monkeypatch, db):
     at = attach(import_uneven(create(open_design(monkeypatch, db))), "harm")
     go(at, 4)
-    (leaks,) = [d for d in at.dataframe if "format_auc" in d.value.columns]
-    config = json.loads(leaks.proto.columns)
-    unnamed = [c for c in leaks.value.columns if not (config.get(c) or {}).get("label")]
-    assert unnamed == [], unnamed  # K-QA showed 'mean_words 88.7333' beside 'Median words 83'
+    # per arm, and (three arms here) pair by pair
+    tables = [d for d in at.dataframe if "format_auc" in d.value.columns]
+    assert len(tables) == 2
+    for leaks in tables:
+        config = json.loads(leaks.proto.columns)
+        unnamed = [c for c in leaks.value.columns if not (config.get(c) or {}).get("label")]
+        assert unnamed == [], unnamed  # K-QA showed 'mean_words 88.7333' beside 'Median words 83'
 
 
 def test_the_demo_says_which_invited_raters_can_be_tried(monkeypatch, db):

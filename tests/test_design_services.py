@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 
+import polars as pl
 import pytest
-from conftest import RATERS, sign_in
+from conftest import RATERS, answers_rows, sign_in, write_jsonl
 
 from study import audit
 from study.errors import NotFoundError, StateError, ValidationError
 from study.keyfile import new_seed
-from study.services import analyses, design, people
+from study.services import analyses, content, design, people
 
 
 def test_a_case_is_previewed_under_neutral_labels_and_nothing_is_stored(store, draft):
@@ -162,3 +163,29 @@ def test_only_a_drafts_settings_change_and_the_last_draft_stays_readable(store, 
     with pytest.raises(StateError, match="is rating; this needs it to be draft"):
         design.save_design_draft(store, coordinator, rating, {"mode": "pairwise"})
     assert design.design_draft(store, coordinator, rating) is None
+
+
+def test_the_leak_report_is_kept_until_the_answers_change(store, draft, tmp_path):
+    # kept per answers' fingerprint: the same answers give the very same frame, a changed answer
+    # (same count, other text) a new report
+    coordinator = sign_in(store, "coordinator")
+    first = design.leak_report(store, coordinator, draft)
+    assert design.leak_report(store, coordinator, draft) is first
+    assert first.filter(pl.col("arm_id") == "llm").get_column("mean_words").item() == 2
+    design_rows = [
+        row | {"answer_id": "c1-llm-long", "text": "A much longer LLM answer, in seven words."}
+        for row in answers_rows()
+        if row["answer_id"] == "c1-llm"
+    ]
+    content.remove_answers(store, coordinator, draft, ["c1-llm"])
+    content.import_answers(
+        store, coordinator, draft, write_jsonl(tmp_path / "a.jsonl", design_rows)
+    )
+    again = design.leak_report(store, coordinator, draft)
+    assert again is not first
+    llm = again.filter(pl.col("arm_id") == "llm")
+    assert (
+        llm.get_column("n_answers").item()
+        == first.filter(pl.col("arm_id") == "llm").get_column("n_answers").item()
+    )
+    assert llm.get_column("mean_words").item() > 2

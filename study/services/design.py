@@ -8,7 +8,7 @@ reason, the coordinator's alone. Assignments come from ``study.assignment``'s se
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import polars as pl
@@ -847,8 +847,14 @@ def leak_report(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     how well length and format alone tell the arms apart, with a warning above 0.7)."""
     from study.blinding import leak_report as report
 
-    answers = store.read("SELECT arm_id, text FROM answers WHERE study = $s", {"s": study})
-    return report(answers)
+    return _by_answers(
+        store,
+        study,
+        "leak_report",
+        lambda: report(
+            store.read("SELECT arm_id, text FROM answers WHERE study = $s", {"s": study})
+        ),
+    )
 
 
 @guarded
@@ -858,8 +864,40 @@ def leak_pairs(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     format_auc, warning (above 0.7); no row for two arms that share no case."""
     from study.blinding import pairwise_format_auc
 
-    answers = store.read("SELECT arm_id, case_id, text FROM answers WHERE study = $s", {"s": study})
-    return pairwise_format_auc(answers)
+    return _by_answers(
+        store,
+        study,
+        "leak_pairs",
+        lambda: pairwise_format_auc(
+            store.read("SELECT arm_id, case_id, text FROM answers WHERE study = $s", {"s": study})
+        ),
+    )
+
+
+def _by_answers(
+    store: Store, study: str, name: str, compute: Callable[[], pl.DataFrame]
+) -> pl.DataFrame:
+    """``compute()``, a report made from the study's answers alone (deterministic: its folds
+    have a fixed seed), kept in ``store.facts`` under a fingerprint of those answers. The Design
+    screen redraws step 4 on every change of a setting, and the cross-validated classifiers
+    take a second or two on a few hundred answers (K-QA's 251), while the answers change only
+    when a draft's content does. The fingerprint (the count and a sum of row hashes over every
+    column the reports read) changes with any answer added, removed or changed."""
+    cur = store.cursor()
+    try:
+        count, digest = cur.execute(
+            "SELECT count(*), coalesce(sum(hash(answer_id, arm_id, case_id, text)), 0)"
+            " FROM answers WHERE study = ?",
+            [study],
+        ).fetchall()[0]
+    finally:
+        cur.close()
+    key = (name, study, int(count), int(digest))
+    found = store.facts.get(key)
+    if found is None:
+        found = compute()
+        store.remember(key, found)
+    return found
 
 
 @guarded
