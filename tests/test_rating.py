@@ -599,7 +599,7 @@ def test_source_guesses_are_rated_like_any_item_and_give_bangs_index(store, draf
 
 def test_the_protocol_says_whether_answers_show_as_plain_text_or_markdown(store, draft):
     coordinator = sign_in(store, "coordinator")
-    with pytest.raises(ValidationError, match="plain or markdown, not 'html'"):
+    with pytest.raises(ValidationError, match="plain, markdown or markdown_breaks, not 'html'"):
         design.lock_protocol(store, coordinator, draft, {"margin": 0.5, "display": "html"})
     design.lock_protocol(store, coordinator, draft, {"margin": 0.5, "display": "plain"})
     design.make_assignments(store, coordinator, draft, raters_per_case=2, seed=3)

@@ -140,7 +140,7 @@ def _check_display(protocol: Mapping[str, Any]) -> None:
                     "protocol",
                     None,
                     "display",
-                    f"answers are shown as {' or '.join(MODES)}, not {shown!r}",
+                    f"answers are shown as {', '.join(MODES[:-1])} or {MODES[-1]}, not {shown!r}",
                 )
             ]
         )
