@@ -1267,8 +1267,8 @@ def _count(frame, arm, value, label) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _ni_hypotheses(direction, margin, test, reference, quantity, delta=None) -> tuple[str, str]:
-    """H0 and H1 in words and numbers; ``delta`` names the difference (default: the difference
+def hypotheses(direction, margin, test, reference, quantity, delta=None) -> tuple[str, str]:
+    """H0 and H1 of a non-inferiority test in words and numbers (``quantity``: "mean" or "p"); ``delta`` names the difference (default: the difference
     of the two arms' ``quantity``). A margin of 0 is a superiority test, and says so."""
     delta = delta or f"{quantity}({test}) - {quantity}({reference})"
     m = _f(margin)
@@ -1343,7 +1343,7 @@ def _ni_frame(
     """
     test, reference = common["test"], common["reference"]
     margin, direction, alpha = common["margin"], common["direction"], common["alpha"]
-    h0, h1 = _ni_hypotheses(direction, margin, test, reference, quantity, delta)
+    h0, h1 = hypotheses(direction, margin, test, reference, quantity, delta)
     shown = _ni_shown(direction, margin, lo, hi)
     row = result_row(
         statistic,
@@ -1371,7 +1371,7 @@ def _ni_frame(
 def _mixed_not_applicable(*, reason, **common) -> pl.DataFrame:
     """The one-row frame of a mixed model that could not be fitted, saying why; ``common`` as
     for ``_ni_frame``."""
-    h0, h1 = _ni_hypotheses(
+    h0, h1 = hypotheses(
         common["direction"], common["margin"], common["test"], common["reference"], "mean"
     )
     row = not_applicable(
