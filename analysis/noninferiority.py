@@ -622,13 +622,15 @@ def adjust_secondary(
     *,
     primary: object | None = None,
     item: str = cols.ITEM,
+    family: Sequence[str] = (cols.STATISTIC, cols.VARIANT),
 ) -> pl.DataFrame:
     """Add ``role`` and ``p_adjusted`` (Holm) to a frame of per-item non-inferiority results.
 
     The primary item (``item == primary``) keeps its unadjusted p-value (it is tested alone at the
     full alpha) and role ``"primary"``; every other row is ``"secondary"`` and gets Holm-adjusted
-    p-values, one family per (statistic, variant) so that two methods reported for the same items
-    are not mixed. If ``primary`` is None, an existing ``role`` column is used, and without one all
+    p-values, one family per value of the ``family`` columns (default: per (statistic, variant),
+    so that two methods reported for the same items are not mixed; ``family=()``: all secondary
+    rows are one family, as when each row is one planned secondary endpoint). If ``primary`` is None, an existing ``role`` column is used, and without one all
     rows are secondary. For secondary rows ``shown`` is re-decided as p_adjusted < alpha and the
     conclusion says so.
     """
@@ -642,11 +644,16 @@ def adjust_secondary(
     elif cols.ROLE not in frame.columns:
         frame = frame.with_columns(pl.lit("secondary").alias(cols.ROLE))
     frame = frame.with_row_index("__row")
-    family_cols = [c for c in (cols.STATISTIC, cols.VARIANT) if c in frame.columns]
+    family_cols = [c for c in family if c in frame.columns]
     adjusted: dict[int, float] = {}
     sizes: dict[int, int] = {}
     secondary = frame.filter(pl.col(cols.ROLE) == "secondary")
-    for _, group in secondary.group_by(family_cols, maintain_order=True):
+    groups = (
+        [group for _, group in secondary.group_by(family_cols, maintain_order=True)]
+        if family_cols
+        else [secondary]
+    )
+    for group in groups:
         adj = holm(group[cols.P_VALUE].to_list())
         k = int(group[cols.P_VALUE].is_not_null().sum())
         for r, a in zip(group["__row"].to_list(), adj, strict=True):

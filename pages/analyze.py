@@ -39,54 +39,17 @@ try:
 except NotFoundError:
     st.info("The protocol is not locked yet: there is no analysis plan to run.")
     st.stop()
-endpoint = protocol["primary_endpoint"]
-
-
-def hypotheses(
-    item: str,
-    margin: float,
-    direction: str,
-    test: str,
-    reference: str,
-    *,
-    rate: bool = False,
-    one_sample: bool = False,
-) -> str:
-    """H0 and H1 of the primary comparison, in words (Δ = test minus reference; of the mean, or
-    of the rate of a 0/1 item; ``one_sample``: the mean of a score rated once per case that
-    already compares test with reference, e.g. -2..+2)."""
-    if one_sample:
-        if direction == "lower":
-            return (
-                f"**H0:** the mean {item} score, which rates {test} against {reference} (Δ), is "
-                f"{margin:g} or more (lower is better). **H1:** {test} is non-inferior, "
-                f"Δ < {margin:g}."
-            )
-        return (
-            f"**H0:** the mean {item} score, which rates {test} against {reference} (Δ), is "
-            f"−{margin:g} or less (higher is better). **H1:** {test} is non-inferior, "
-            f"Δ > −{margin:g}."
-        )
-    item = f"rate of {item}" if rate else f"mean {item}"
-    if direction == "lower":
-        return (
-            f"**H0:** the {item} of {test} exceeds that of {reference} by the margin "
-            f"{margin:g} or more (Δ ≥ {margin:g}; lower is better). **H1:** {test} is "
-            f"non-inferior, Δ < {margin:g}."
-        )
-    return (
-        f"**H0:** the {item} of {test} falls short of {reference} by the margin {margin:g} "
-        f"or more (Δ ≤ −{margin:g}; higher is better). **H1:** {test} is non-inferior, "
-        f"Δ > −{margin:g}."
-    )
-
-
 st.subheader("The locked plan", anchor=False)
+planned = protocol["plan"].primary
 st.caption(
-    f"Protocol version {protocol['version']}, SHA-256 `{protocol['content_hash']}`. Primary "
-    f"item `{endpoint.get('item', '—')}`, margin {endpoint.get('margin', '—')}, "
-    f"{endpoint.get('direction') or 'higher'} is better, one-sided α = "
-    f"{endpoint.get('alpha') or 0.025}, method {endpoint.get('method') or 't'}."
+    f"Protocol version {protocol['version']}, SHA-256 `{protocol['content_hash']}`. "
+    + (
+        f"Primary item `{planned.item}`, margin {planned.margin if planned.tested else '—'}, "
+        f"{planned.direction or '(direction not stated)'} is better, one-sided α = "
+        f"{planned.alpha}, method {planned.method or 'default'}."
+        if planned
+        else "The plan names no primary endpoint."
+    )
 )
 
 # --- the audited unblinding step -------------------------------------------------------------
@@ -124,7 +87,7 @@ if status["status"] != "unblinded":
 
 found = study_results(store, caller, study_id, analyses.ratings_digest(store, caller, study_id))
 plan = found["plan"]
-endpoints = found["endpoints"]
+endpoints = found["results"]
 
 
 def forest(rows: pl.DataFrame, label: str, margin: float, direction: str, key: str) -> None:
@@ -170,26 +133,24 @@ def forest(rows: pl.DataFrame, label: str, margin: float, direction: str, key: s
 
 st.subheader("Primary result", anchor=False)
 primary = endpoints.filter(pl.col("role") == "primary")
-if plan["item"] and plan["margin"] is not None and plan["test"] and plan["reference"]:
-    st.markdown(
-        hypotheses(
-            plan["item"],
-            plan["margin"],
-            plan["direction"],
-            plan["test"],
-            plan["reference"],
-            rate=primary.item(0, "statistic") == "risk_difference",
-            one_sample=endpoint.get("statistic") == analyses.ONE_SAMPLE,
-        )
-    )
-row = primary.row(0, named=True)
-if row.get("applicable"):
-    (st.success if row["shown"] else st.warning)(row["conclusion"])
-    st.caption(f"{row['method']}. {row['h0']}; {row['h1']}")
+if primary.height == 0:
+    st.info("The locked plan names no primary endpoint.")
 else:
-    st.error(f"The primary analysis could not be run: {row['note']}")
-same_item = endpoints.filter(pl.col("role").is_in(["primary", "sensitivity"]))
-if plan["margin"] is not None:
+    row = primary.row(0, named=True)
+    if row.get("h0"):
+        # the analysis library's words, as the report and the bundle state them
+        st.markdown(
+            f"**H0:** {row['h0'].removeprefix('H0: ')}  \n**H1:** {row['h1'].removeprefix('H1: ')}"
+        )
+    if row.get("applicable"):
+        (st.success if row["shown"] else st.warning)(row["conclusion"])
+        st.caption(row.get("method_description") or "")
+    else:
+        st.error(f"The primary analysis could not be run: {row['note']}")
+same_item = endpoints.filter(
+    pl.col("role").is_in(["primary", "sensitivity"]) & pl.col("estimate").is_not_null()
+)
+if plan["margin"] is not None and same_item.height:
     forest(same_item, "analysis", float(plan["margin"]), plan["direction"], "forest_primary")
 
 
@@ -214,8 +175,12 @@ st.dataframe(
         c
         for c in (
             "role",
+            "in_plan",
             "analysis",
             "item",
+            "method",
+            "margin",
+            "direction",
             "estimate",
             "ci_low",
             "ci_high",

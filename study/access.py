@@ -113,7 +113,7 @@ PERMISSIONS: dict[str, Permission] = {
             "content.unknown_provenance",
             "design.arm_coverage",
             "design.answered_cases",
-            "analyses.design_power",
+            "power.design_power",
         ),
     ),
     "design_study": Permission(
@@ -195,8 +195,8 @@ PERMISSIONS: dict[str, Permission] = {
             "monitoring.calibration_status",
             "monitoring.time_on_task",
             "monitoring.rater_flags",
-            "analyses.interim_agreement",
-            "analyses.ratings_digest",
+            "interim.interim_agreement",
+            "digest.ratings_digest",
         ),
     ),
     "decide_calibration": Permission(
@@ -239,8 +239,7 @@ PERMISSIONS: dict[str, Permission] = {
             "exports.export_ratings_long",
             "exports.write_bundle",
             "exports.bundle_zip",
-            "analyses.planned_results",
-            "analyses.rubric_results",
+            "rubric.rubric_results",
         ),
     ),
     "analyze": Permission(
@@ -248,7 +247,7 @@ PERMISSIONS: dict[str, Permission] = {
         "study",
         "read the analysis of an unblinded study from its locked plan: results by arm, "
         "agreement, pairwise preference, subgroups and sensitivity analyses",
-        ("analyses.study_results",),
+        ("results.study_results", "results.results_rows"),
     ),
     "unblind": Permission(
         frozenset({"statistician"}),

@@ -678,3 +678,24 @@ def codebook_markdown(book: Mapping[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def results_records(table: pl.DataFrame) -> list[dict[str, Any]]:
+    """The results table's rows as JSON-ready dicts (non-finite numbers as null)."""
+    return [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in table.iter_rows(named=True)
+    ]
+
+
+def results_json(table: pl.DataFrame) -> str:
+    """The results table as ``{"results": [row, ...]}`` (indented JSON, one object per row,
+    keys as ``analyses.RESULT_COLUMNS``): the bundle's results.json, and what ``python -m study
+    results --format json`` prints, byte for byte."""
+    return json.dumps({"results": results_records(table)}, indent=2, ensure_ascii=False) + "\n"
+
+
+def results_csv(table: pl.DataFrame) -> str:
+    """The results table as CSV with a header row: the bundle's results.csv, and what ``python
+    -m study results --format csv`` prints."""
+    return table.write_csv()

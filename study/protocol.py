@@ -47,7 +47,7 @@ from types import MappingProxyType
 from typing import Any
 
 from study.canonical import seed_from_hash
-from study.errors import Problem, StudyError, ValidationError
+from study.errors import Problem, ValidationError
 
 ROLES = ("primary", "secondary", "sensitivity")
 """An analysis's role in the plan: the primary endpoint, a secondary endpoint (Holm-adjusted),
@@ -69,10 +69,10 @@ STATISTICS = ("mean_difference", "risk_difference", ONE_SAMPLE, "win_rates")
 METHODS = {
     "mean_difference": ("t", "bootstrap", "mixed"),
     "risk_difference": ("newcombe", "farrington-manning", "miettinen-nurminen"),
-    ONE_SAMPLE: ("t", "bootstrap"),
+    ONE_SAMPLE: ("t", "bootstrap", "mixed"),
 }
 """The methods each tested statistic may name (``analysis.noninferiority``'s ``MEAN_METHODS``
-and ``RISK_METHODS``; a one-sample score has no second arm for a mixed model)."""
+and ``RISK_METHODS``)."""
 
 DEFAULT_ALPHA = 0.025
 
@@ -113,19 +113,6 @@ class Endpoint:
         if self.direction is not None:
             return self
         return replace(self, direction=ITEM_DIRECTIONS.get(item_direction or ""))
-
-    def hypotheses(self, test: str, reference: str, *, binary: bool = False) -> tuple[str, str]:
-        """(H0, H1) in words and numbers, as the analysis states them (``analysis.
-        noninferiority.hypotheses``); ``binary``: a risk difference of proportions."""
-        from analysis.noninferiority import hypotheses
-
-        if not self.tested or self.direction is None:
-            raise StudyError(
-                f"The endpoint '{self.item}' states no margin or direction, so it has no H0."
-            )
-        quantity = "p" if binary or self.statistic == "risk_difference" else "mean"
-        delta = f"mean({self.item}: {test} - {reference})" if self.statistic == ONE_SAMPLE else None
-        return hypotheses(self.direction, self.margin, test, reference, quantity, delta)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +210,7 @@ def parse(content: Mapping[str, Any] | None, **row: Any) -> Plan:
         raise ValidationError([_problem("", "a protocol is a JSON object ({...})")])
     problems: list[Problem] = []
     endpoints = []
-    primary = _primary_spec(content)
+    primary = primary_spec(content)
     if primary is not None:
         endpoints.append(_endpoint(primary[1], "primary", primary[0], problems))
     secondary = content.get("secondary_endpoints")
@@ -335,6 +322,20 @@ def read_plans(cur: Any, study: str) -> list[Plan]:
     ]
 
 
+NEWEST_VERSION_SQL = "(SELECT max(version) FROM protocols WHERE study = $study)"
+"""A scalar subquery for the newest locked version of study ``$study`` (NULL before the lock),
+for a statement that reads it together with other things (the rating screen's one statement
+per case); ``read_plan`` then reads that version's plan."""
+
+
+def newest_hash(cur: Any, study: str) -> str | None:
+    """The newest locked version's content hash (None before the lock)."""
+    rows = cur.execute(
+        "SELECT max_by(content_hash, version) FROM protocols WHERE study = ?", [study]
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
 def newest_version(cur: Any, study: str) -> int | None:
     """The newest locked version's number (None before the lock): a cheap check of whether a
     kept plan is still the current one."""
@@ -370,8 +371,9 @@ def _located(plan: Plan) -> list[tuple[str, Endpoint]]:
     return located
 
 
-def _primary_spec(content: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """(field, spec) of the primary endpoint in any of its spellings, or None."""
+def primary_spec(content: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """(field, spec) of the primary endpoint in any of its spellings, as the protocol states it
+    (a bare item key is ``{"item": key}``), or None when it names none."""
     given = content.get("primary_endpoint")
     if given is None and content.get("primary_item") is not None:
         spec = {"item": content["primary_item"]}

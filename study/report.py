@@ -218,15 +218,28 @@ pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em;max-height:12em;overflo
 
 
 def _primary(facts: Mapping[str, Any]) -> dict[str, Any]:
-    if not facts["protocols"]:
+    """The plan's primary endpoint as the results read it (its direction filled from the item's
+    declaration, ``study.protocol``), without the fields the protocol leaves unset."""
+    results = facts.get("results") or {}
+    plan = results.get("protocol") or facts.get("plan")
+    primary = plan.primary if plan is not None else None
+    if primary is None:
         return {}
-    content = facts["protocols"][-1]["content"]
-    primary = content.get("primary_endpoint")
-    if primary is None and content.get("primary_item"):
-        primary = {"item": content["primary_item"], "margin": content.get("margin")}
-    if isinstance(primary, str):
-        primary = {"item": primary}
-    return primary if isinstance(primary, dict) else {}
+    fields = {
+        "item": primary.item,
+        "margin": primary.margin,
+        "direction": primary.direction,
+        "alpha": primary.alpha,
+        "method": primary.method,
+        "statistic": primary.statistic,
+        "sensitivity_methods": list(primary.sensitivity_methods),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _table_of(facts: Mapping[str, Any]) -> pl.DataFrame | None:
+    """The results table (``analyses.RESULT_COLUMNS``), or None before a plan was run."""
+    return (facts.get("results") or {}).get("results")
 
 
 def _summary(facts: Mapping[str, Any]) -> str:
@@ -246,8 +259,8 @@ def _summary(facts: Mapping[str, Any]) -> str:
             ],
         ),
     ]
-    ni = facts["results"].get("noninferiority")
-    if ni is not None and "role" in ni.columns:
+    ni = _table_of(facts)
+    if ni is not None and ni.height:
         for row in ni.filter(pl.col("role") == "primary").head(1).iter_rows(named=True):
             parts.append(
                 f"<p><strong>Primary result:</strong> {e(row.get('conclusion') or row.get('note'))}</p>"
@@ -430,9 +443,11 @@ def _flow(facts: Mapping[str, Any]) -> str:
 
 
 def _agreement(facts: Mapping[str, Any], figures: _Figures) -> str:
-    table: pl.DataFrame | None = facts["results"].get("agreement")
+    table: pl.DataFrame | None = (facts.get("results") or {}).get("agreement")
     if table is None or table.height == 0 or "statistic" not in table.columns:
         return "<p>No item could be analysed for agreement.</p>"
+    # Cohen's kappa per rater pair is on the Analysis screen; here the pooled statistics
+    table = table.filter(pl.col("statistic") != "cohen_kappa")
     rows = [
         (
             r["item"],
@@ -482,19 +497,21 @@ def _agreement(facts: Mapping[str, Any], figures: _Figures) -> str:
 
 
 def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
-    ni: pl.DataFrame | None = facts["results"].get("noninferiority")
+    ni: pl.DataFrame | None = _table_of(facts)
     parts = []
     if ni is None or ni.height == 0:
         parts.append(
             "<p>The protocol plans no non-inferiority endpoint that could be analysed.</p>"
         )
     else:
-        for statistic, unit in (("mean_difference", "points"), ("risk_difference", "proportion")):
-            rows = (
-                ni.filter(pl.col("statistic") == statistic)
-                if "statistic" in ni.columns
-                else ni.head(0)
-            )
+        tested = ni.filter(pl.col("statistic").is_in(["mean_difference", "risk_difference",
+                                                        "mean_difference_one_sample"]))  # fmt: skip
+        for statistic, unit in (
+            ("mean_difference", "points"),
+            ("mean_difference_one_sample", "points"),
+            ("risk_difference", "proportion"),
+        ):
+            rows = tested.filter(pl.col("statistic") == statistic)
             if rows.height == 0:
                 continue
             plotted = []
@@ -505,9 +522,7 @@ def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
                     at = -margin if r.get("direction") == "higher" else margin
                 plotted.append(
                     {
-                        "label": f"{r['item']} ({r.get('role')}, {r.get('variant') or r.get('method') or ''})"[
-                            :80
-                        ],
+                        "label": f"{r['item']}: {r.get('analysis') or r.get('role')}"[:80],
                         "estimate": r.get("estimate"),
                         "ci_low": r.get("ci_low"),
                         "ci_high": r.get("ci_high"),
@@ -522,43 +537,75 @@ def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
                     x_title=f"difference ({unit})",
                 )
             )
+        footnotes: list[str] = []
+
+        def noted(text: str | None) -> str:
+            """A footnote mark for a long text (the method in the library's words), so that
+            the table keeps short cells."""
+            if not text:
+                return ""
+            if text not in footnotes:
+                footnotes.append(text)
+            return f"<sup>{footnotes.index(text) + 1}</sup>"
+
         parts.append(
-            _table(
+            "<p>One row per planned analysis; rows marked <em>not in the plan</em> are "
+            "sensitivity analyses Clinval adds. Difference = test arm minus reference arm; the "
+            "interval is two-sided at 1 - 2 alpha; p is one-sided against the margin; p (Holm) "
+            "adjusts the planned secondary tests as one family.</p>"
+            + _table(
                 (
                     "item",
-                    "role",
-                    "statistic",
+                    "analysis",
                     "method",
                     "estimate",
                     "interval",
                     "p",
                     "p (Holm)",
-                    "H0",
-                    "H1",
                     "conclusion",
-                ),
+                ),  # fmt: skip
                 [
                     (
-                        r["item"],
-                        r.get("role") or "",
-                        r.get("statistic") or "",
-                        r.get("method") or r.get("note") or "",
-                        _num(r.get("estimate")),
-                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
-                        _p(r.get("p_value")),
-                        _p(r.get("p_adjusted")),
-                        r.get("h0") or "",
-                        r.get("h1") or "",
-                        r.get("conclusion") or r.get("note") or "",
+                        e(r["item"]),
+                        e(r.get("analysis") or r.get("role") or ""),
+                        e(r.get("method") or "") + noted(r.get("method_description")),
+                        e(_num(r.get("estimate"))),
+                        e(f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}"),
+                        e(_p(r.get("p_value"))),
+                        e(_p(r.get("p_adjusted"))),
+                        e(r.get("conclusion") or r.get("note") or ""),
                     )
                     for r in ni.iter_rows(named=True)
                 ],
+                raw=True,
             )
         )
-    rubric: pl.DataFrame | None = facts["results"].get("rubric")
+        if footnotes:
+            parts.append(
+                '<ol class="notes">' + "".join(f"<li>{e(t)}</li>" for t in footnotes) + "</ol>"
+            )
+        planned = ni.filter(pl.col("in_plan") & pl.col("h0").is_not_null()).unique(
+            subset=["item", "role"], keep="first", maintain_order=True
+        )
+        if planned.height:
+            parts.append(
+                "<details open><summary>Hypotheses of the planned tests</summary><ul>"
+                + "".join(
+                    f"<li><strong>{e(r['item'])}</strong> ({e(r['role'])}): {e(r['h0'])}; "
+                    f"{e(r['h1'])}</li>"
+                    for r in planned.iter_rows(named=True)
+                )
+                + "</ul></details>"
+            )
+    rubric: pl.DataFrame | None = (facts.get("results") or {}).get("rubric")
     if rubric is not None and rubric.height:
         parts.append(_rubric(rubric))
-    preference: pl.DataFrame | None = facts["results"].get("preference")
+    pairwise: pl.DataFrame | None = (facts.get("results") or {}).get("pairwise")
+    preference = (
+        pairwise.filter(pl.col("statistic").is_in(["win_rate", "position_bias"]))
+        if pairwise is not None and "statistic" in pairwise.columns
+        else None
+    )
     if preference is not None and preference.height:
         parts.append(_preference(preference, figures))
     return "".join(parts)
@@ -729,7 +776,7 @@ def _distributions(facts: Mapping[str, Any], figures: _Figures) -> str:
             margin={"l": 60},
         )
         parts.append(figures.add(fig, f"{item}: distribution by arm"))
-    describe: pl.DataFrame | None = facts["results"].get("describe")
+    describe: pl.DataFrame | None = (facts.get("results") or {}).get("summary")
     if describe is not None and describe.height:
         keep = [
             c
@@ -765,7 +812,7 @@ def _blinding(facts: Mapping[str, Any], figures: _Figures) -> str:
         "was assigned a case whose answer they wrote. The assignment seed was sealed at the lock "
         f"({e(facts['seed'].get('note'))}).</p>"
     )
-    table: pl.DataFrame | None = facts["results"].get("blinding")
+    table: pl.DataFrame | None = (facts.get("results") or {}).get("blinding")
     if table is None or table.height == 0:
         return (
             text
@@ -886,7 +933,7 @@ def _tripod_items(facts: Mapping[str, Any]) -> list[tuple[str, str, str | None]]
         if raters.height
         else "none"
     )
-    agreement = facts["results"].get("agreement")
+    agreement = (facts.get("results") or {}).get("agreement")
     alpha = (
         "; ".join(
             f"{e(r['item'])} {_num(r.get('estimate'))} ({_num(r.get('ci_low'))} to {_num(r.get('ci_high'))})"
@@ -897,7 +944,7 @@ def _tripod_items(facts: Mapping[str, Any]) -> list[tuple[str, str, str | None]]
         if agreement is not None and "statistic" in agreement.columns
         else ""
     )
-    ni = facts["results"].get("noninferiority")
+    ni = _table_of(facts)
     primary_result = (
         " ".join(
             f"{e(r.get('variant') or r.get('statistic'))}: {e(r.get('conclusion') or r.get('note'))}"
@@ -979,7 +1026,10 @@ def _tripod_items(facts: Mapping[str, Any]) -> list[tuple[str, str, str | None]]
             "the rater's browser; no rater rates their own answer"
             + (
                 "; raters guessed each answer's source (blinding indices reported)."
-                if "blinding" in facts["results"]
+                if (
+                    (facts.get("results") or {}).get("blinding") is not None
+                    and (facts.get("results") or {})["blinding"].height
+                )
                 else "."
             ),
         ),

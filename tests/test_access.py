@@ -40,17 +40,19 @@ OTHER = "other-study"
 
 
 def public_services() -> dict[str, object]:
-    """Every public function defined in a module of ``study.services``, by "module.function"."""
+    """Every public function defined in a module of ``study.services`` (a package's modules
+    included, e.g. ``analyses.results``), by "module.function" with the module's last name."""
     found = {}
-    for info in pkgutil.iter_modules(study.services.__path__):
-        if info.name.startswith("_"):
+    for info in pkgutil.walk_packages(study.services.__path__, "study.services."):
+        last = info.name.rsplit(".", 1)[-1]
+        if last.startswith("_") or info.ispkg:
             continue
-        module = importlib.import_module(f"study.services.{info.name}")
+        module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if name.startswith("_") or not inspect.isfunction(obj):
                 continue
             if inspect.unwrap(obj).__module__ == module.__name__:
-                found[f"{info.name}.{name}"] = obj
+                found[f"{last}.{name}"] = obj
     return found
 
 

@@ -68,7 +68,7 @@ def test_the_plan_is_the_locked_protocols(results):
 def test_the_primary_result_is_the_library_on_the_exported_ratings(unblinded, results):
     frame = _exported(unblinded).filter(pl.col("item") == "quality")
     common = dict(test="llm_a", reference="clinician", margin=0.5, direction="higher", alpha=0.025)
-    rows = results["endpoints"]
+    rows = results["results"]
     primary = rows.filter(pl.col("role") == "primary")
     expected = mean_difference(frame, method="mixed", **common)
     for column in ("estimate", "ci_low", "ci_high", "p_value", "n_units", "n_values"):
@@ -89,8 +89,17 @@ def test_the_primary_result_is_the_library_on_the_exported_ratings(unblinded, re
 
 
 def test_secondary_endpoints_are_tested_and_holm_adjusted(unblinded, results):
-    secondary = results["endpoints"].filter(pl.col("role") == "secondary")
-    assert secondary.get_column("item").sort().to_list() == ["could_cause_harm", "empathy"]
+    planned = results["results"].filter(pl.col("role") == "secondary")
+    assert planned.get_column("item").to_list() == [
+        "empathy",
+        "could_cause_harm",
+        "better_response",
+    ]
+    # the pairwise secondary is descriptive: the test arm's win share, no margin, no test
+    wins = planned.filter(pl.col("item") == "better_response").row(0, named=True)
+    assert (wins["statistic"], wins["margin"], wins["p_value"]) == ("win_rate", None, None)
+    assert wins["in_plan"] and wins["test_arm"] == "llm_a"
+    secondary = planned.filter(pl.col("statistic") != "win_rate")
     harm = _exported(unblinded).filter(pl.col("item") == "could_cause_harm")
     expected = risk_difference(
         harm, test="llm_a", reference="clinician", margin=0.05, direction="lower", alpha=0.025
@@ -109,7 +118,11 @@ def test_agreement_is_the_interim_agreement_at_the_plans_seed(unblinded, results
         unblinded, sign_in(unblinded, "demo-statistician"), DEMO, seed=results["plan"]["seed"]
     )
     keys = ["item", "statistic", "variant", "rater_a", "rater_b"]
-    got = results["agreement"].sort(keys, nulls_last=True)
+    # the results add the pairwise item (unit: the case, value: the chosen arm), which the blind
+    # interim agreement cannot know
+    got = results["agreement"].filter(pl.col("item") != "better_response")
+    assert results["agreement"].filter(pl.col("item") == "better_response").height
+    got = got.sort(keys, nulls_last=True)
     want = interim.sort(keys, nulls_last=True)
     assert got.select(keys).equals(want.select(keys))
     assert got.get_column("estimate").to_list() == want.get_column("estimate").to_list()

@@ -1019,8 +1019,7 @@ def test_the_analysis_command_line_computes_intra_rater_agreement_from_an_export
 
 def test_the_planned_analyses_read_live_rows_and_add_intra_rater_agreement(store, phased):
     _rate_everything(store, phased)
-    ratings = exports.export_ratings_long(store, OPERATOR, phased)
-    results = analyses.planned_results(store, OPERATOR, phased, ratings, boot=0, seed=1)
+    results = analyses.study_results(store, OPERATOR, phased, boot=0, seed=1)
 
     def alpha(frame):
         return frame.filter(

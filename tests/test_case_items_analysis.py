@@ -12,6 +12,7 @@ reference implementation of Krippendorff 2011's formulas) on the same reliabilit
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import krippendorff
@@ -145,7 +146,7 @@ def _reference_alpha(item: int) -> float:
 
 def test_results_of_a_study_rated_per_case_are_shown_not_a_crash(store, unblinded) -> None:
     found = analyses.study_results(store, sign_in(store, "statistician"), unblinded, boot=200)
-    endpoints = found["endpoints"]
+    endpoints = found["results"]
     assert set(endpoints["role"]) >= {"primary", "secondary"}
     assert not endpoints["applicable"].any()
     # what a statistician reads instead of a result: why, and what to do
@@ -183,16 +184,11 @@ def test_distribution_and_summary_of_an_item_rated_per_case(store, unblinded) ->
     assert (summary["n"], summary["mean"]) == (11, pytest.approx(7 / 11))
 
 
-def test_the_reports_planned_analyses_take_the_case_as_unit_too(store, unblinded) -> None:
-    export = exports.export_ratings_long(store, OPERATOR, unblinded)
-    planned = analyses.planned_results(store, OPERATOR, unblinded, export, boot=0)
-    alpha = planned["agreement"].filter(
-        (pl.col("item") == "completeness") & (pl.col("statistic") == "krippendorff_alpha")
-    )
-    assert alpha.item(0, "n_units") == 4
-    assert alpha.item(0, "estimate") == pytest.approx(_reference_alpha(0), abs=1e-9)
-    tested = planned["noninferiority"]
-    assert not tested["applicable"].any()
+def test_the_bundles_results_take_the_case_as_unit_too(store, unblinded) -> None:
+    folder = store_folder(store)
+    exports.write_bundle(store, OPERATOR, unblinded, folder, formats=["csv"], boot=0)
+    tested = pl.read_csv(folder / "results.csv")
+    assert tested.height and not tested["applicable"].any()
     assert all("once per case" in note for note in tested["note"])
 
 
@@ -216,10 +212,10 @@ def test_a_plan_that_declares_the_scores_test_minus_reference_tests_them_one_sam
     store, one_sample
 ) -> None:
     found = analyses.study_results(store, sign_in(store, "statistician"), one_sample, boot=200)
-    endpoints = found["endpoints"]
+    endpoints = found["results"]
     primary = endpoints.filter(pl.col("role") == "primary").row(0, named=True)
     mean, low, high, p = _reference_t(0, 0.5)
-    assert primary["applicable"] and primary["variant"] == "t"
+    assert primary["applicable"] and primary["method"] == "t"
     assert (primary["estimate"], primary["ci_low"], primary["ci_high"]) == (
         pytest.approx(mean),
         pytest.approx(low),
@@ -227,9 +223,9 @@ def test_a_plan_that_declares_the_scores_test_minus_reference_tests_them_one_sam
     )
     assert primary["p_value"] == pytest.approx(p)
     assert primary["n_units"] == 4 and primary["n_raters"] == 3
-    assert "one-sample" in primary["method"]
+    assert "one-sample" in primary["method_description"]
     sensitivity = endpoints.filter(pl.col("role") == "sensitivity")
-    assert set(sensitivity["variant"]) == {"bootstrap", "mixed"}
+    assert set(sensitivity["method"]) == {"bootstrap", "mixed"}
     secondary = endpoints.filter(pl.col("role") == "secondary").row(0, named=True)
     mean, low, high, p = _reference_t(1, 0.5)
     assert secondary["estimate"] == pytest.approx(mean)
@@ -237,10 +233,10 @@ def test_a_plan_that_declares_the_scores_test_minus_reference_tests_them_one_sam
     assert secondary["p_adjusted"] == pytest.approx(p)  # Holm over one secondary: unchanged
     # every case has specialty "gp" and tag "t", no rater a specialty: no subgroup to compare
     assert found["subgroups"].height == 0
-    # the report's planned analyses give the same primary row
-    export = exports.export_ratings_long(store, OPERATOR, one_sample)
-    planned = analyses.planned_results(store, OPERATOR, one_sample, export, boot=0)
-    first = planned["noninferiority"].row(0, named=True)
+    # the bundle's results give the same primary row
+    folder = store_folder(store)
+    exports.write_bundle(store, OPERATOR, one_sample, folder, formats=["csv"], boot=0)
+    first = json.loads((folder / "results.json").read_text())["results"][0]
     assert (first["item"], first["estimate"], first["p_value"]) == (
         "completeness",
         pytest.approx(_reference_t(0, 0.5)[0]),
@@ -256,7 +252,7 @@ def test_a_one_sample_plan_on_an_item_rated_per_answer_is_refused_with_the_reaso
     }
     study = comparative_study(store, tmp_path, plan)
     found = analyses.study_results(store, sign_in(store, "statistician"), study, boot=0)
-    primary = found["endpoints"].row(0, named=True)
+    primary = found["results"].row(0, named=True)
     assert not primary["applicable"]
     assert "rated per answer" in primary["note"]
 
@@ -273,20 +269,10 @@ def test_the_screen_and_the_bundles_report_give_the_same_bootstrap_intervals(
         store, OPERATOR, one_sample, store_folder(store), formats=["csv"], boot=200
     )
     assert manifest["seeds"]["analysis_bootstrap"]["seed"] == seed
-    export = exports.export_ratings_long(store, OPERATOR, one_sample)
-    report = analyses.planned_results(store, OPERATOR, one_sample, export, boot=200, seed=seed)
-
-    def alpha(frame: pl.DataFrame) -> tuple[float, float]:
-        row = frame.filter(
-            (pl.col("item") == "completeness") & (pl.col("statistic") == "krippendorff_alpha")
-        ).row(0, named=True)
-        return row["ci_low"], row["ci_high"]
-
-    assert alpha(screen["agreement"]) == pytest.approx(alpha(report["agreement"]))
-    boot_screen = screen["endpoints"].filter(pl.col("variant") == "bootstrap").row(0, named=True)
-    boot_report = (
-        report["noninferiority"].filter(pl.col("variant") == "bootstrap").row(0, named=True)
-    )
+    folder = Path(store.path).parent / "bundle"
+    report = pl.read_csv(folder / "results.csv")
+    boot_screen = screen["results"].filter(pl.col("method") == "bootstrap").row(0, named=True)
+    boot_report = report.filter(pl.col("method") == "bootstrap").row(0, named=True)
     assert (boot_screen["ci_low"], boot_screen["ci_high"]) == pytest.approx(
         (boot_report["ci_low"], boot_report["ci_high"])
     )
@@ -324,8 +310,7 @@ def test_the_analysis_screen_shows_a_one_sample_endpoint_with_its_own_hypotheses
     assert not at.exception, [e.value for e in at.exception]
     text = "\n".join(m.value for m in at.markdown)
     # a comparative score is no difference of two arms' means: H0 says what is tested
-    assert (
-        "**H0:** the mean completeness score, which rates llm against clin (Δ), is −0.5 or "
-        "less (higher is better). **H1:** llm is non-inferior, Δ > −0.5."
-    ) in text
+    # (in the analysis library's words, as the report and the bundle state it)
+    assert "**H0:** mean(llm - clin) <= -0.5" in text
+    assert "**H1:** mean(llm - clin) > -0.5" in text
     assert "falls short of" not in text

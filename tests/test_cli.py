@@ -620,6 +620,8 @@ def test_export_bundle_into_a_folder_and_a_zip(db: Path, tmp_path: Path) -> None
     expected = {"ratings.csv", "ratings.parquet", "ratings.dta", "ratings.sav"} | {
         "codebook.md",
         "codebook.json",
+        "results.csv",
+        "results.json",
         "report.html",
         "manifest.json",
     }

@@ -147,7 +147,6 @@ def test_lock_needs_an_attached_instrument(store, tmp_path):
         pytest.param(
             {"arms": {"test": "llm", "reference": "clin"}}, {}, "llm", "clin", id="arms only"
         ),
-        pytest.param({"arms": ["llm", "clin"]}, {}, None, None, id="arms not a mapping"),
     ],
 )
 def test_get_protocol_reads_the_endpoint_and_arms_in_one_shape(
@@ -159,6 +158,49 @@ def test_get_protocol_reads_the_endpoint_and_arms_in_one_shape(
     assert protocol["content"] == content  # as locked, untouched
     assert protocol["primary_endpoint"] == endpoint
     assert (protocol["test_arm"], protocol["reference_arm"]) == (test_arm, reference_arm)
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        pytest.param({"arms": ["llm", "clin"]}, "arms", id="arms not a mapping"),
+        pytest.param(
+            {"primary_endpoint": {"item": "quality", "margin": -0.5}},
+            "primary_endpoint.margin",
+            id="negative margin",
+        ),
+        pytest.param(
+            {"primary_endpoint": {"item": "quality", "margin": 0.5, "direction": "up"}},
+            "primary_endpoint.direction",
+            id="unknown direction",
+        ),
+        pytest.param(
+            {"primary_endpoint": {"item": "nosuch", "margin": 0.5}},
+            "primary_endpoint.item",
+            id="item no instrument has",
+        ),
+        pytest.param(
+            {
+                "secondary_endpoints": [
+                    {"item": "quality", "margin": 5, "statistic": "risk_difference"}
+                ]
+            },
+            "secondary_endpoints[0].margin",
+            id="risk margin as points",
+        ),
+    ],
+)
+def test_a_protocol_the_plan_cannot_read_is_refused_at_the_lock_naming_the_field(
+    store, draft, content, field
+):
+    """``study.protocol`` is what every service reads the plan with: what it cannot read is
+    refused when the coordinator locks it, with the field named, and nothing is stored."""
+    coordinator = sign_in(store, "coordinator")
+    with pytest.raises(ValidationError) as refused:
+        design.lock_protocol(store, coordinator, draft, content)
+    assert [p.column for p in refused.value.problems] == [field]
+    with pytest.raises(NotFoundError):
+        design.get_protocol(store, coordinator, draft)
 
 
 # --- assignments --------------------------------------------------------------------------------

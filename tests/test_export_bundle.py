@@ -287,12 +287,13 @@ def test_the_report_runs_the_locked_plan_on_the_exported_ratings(demo) -> None:
     from study.services import analyses
 
     ratings = exports.export_ratings_long(demo, OPERATOR, DEMO)
-    results = analyses.planned_results(demo, OPERATOR, DEMO, ratings, boot=0)
-    ni = results["noninferiority"]
+    results = analyses.study_results(demo, OPERATOR, DEMO, boot=0)
+    ni = results["results"]
     primary = ni.filter(pl.col("role") == "primary")
-    assert set(primary.get_column("item")) == {"quality"}
-    assert primary.get_column("variant").to_list()[-1] == "t"  # the plan's sensitivity method
-    row = primary.row(-1, named=True)
+    assert primary.get_column("item").to_list() == ["quality"]
+    # the plan's sensitivity method is a sensitivity row, in the plan; never a second primary
+    row = ni.filter((pl.col("role") == "sensitivity") & pl.col("in_plan")).row(0, named=True)
+    assert (row["item"], row["method"]) == ("quality", "t")
     assert (row["test_arm"], row["reference_arm"], row["margin"], row["direction"]) == (
         TEST_ARM,
         REFERENCE_ARM,
@@ -319,5 +320,5 @@ def test_the_report_runs_the_locked_plan_on_the_exported_ratings(demo) -> None:
     assert harm["role"] == "secondary" and harm["direction"] == "lower"
     assert harm["estimate"] == pytest.approx(share[TEST_ARM] - share[REFERENCE_ARM], abs=1e-12)
     assert harm["p_adjusted"] is not None
-    assert {"agreement", "describe", "preference"} <= set(results)
-    assert "blinding" not in results  # the demo asked no source guesses
+    assert {"agreement", "summary", "pairwise"} <= set(results)
+    assert results["blinding"].height == 0  # the demo asked no source guesses

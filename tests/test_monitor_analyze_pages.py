@@ -183,7 +183,7 @@ def test_unblinding_is_confirmed_audited_and_opens_the_results(monkeypatch, demo
         headers
     )
     markdown = "\n".join(m.value for m in at.markdown)
-    assert "**H0:**" in markdown and "**H1:**" in markdown and "−0.5" in markdown
+    assert "**H0:**" in markdown and "**H1:**" in markdown and "-0.5" in markdown
     forest = figures(at)[0]
     margin_lines = [s for s in forest["layout"]["shapes"] if s.get("x0") == -0.5]
     assert margin_lines, "the forest plot draws the margin at -0.5"

@@ -7,27 +7,30 @@ from __future__ import annotations
 import polars as pl
 
 from study import report
+from study.protocol import parse
 
 
 def test_a_tiny_p_value_reads_less_than_in_the_results_table() -> None:
-    ni = pl.DataFrame(
-        {
-            "item": ["completeness"],
-            "role": ["primary"],
-            "statistic": ["mean_difference"],
-            "method": ["one-sample t"],
-            "variant": ["t"],
-            "estimate": [0.3195],
-            "ci_low": [0.1503],
-            "ci_high": [0.4887],
-            "p_value": [3.2e-9],
-            "p_adjusted": [None],
-            "margin": [0.5],
-            "direction": ["higher"],
-        },
-        schema_overrides={"p_adjusted": pl.Float64},
-    )
-    html = report._results({"results": {"noninferiority": ni}}, report._Figures())
+    from study.services.analyses._endpoints import RESULT_SCHEMA
+
+    row = {
+        "item": "completeness",
+        "role": "primary",
+        "in_plan": True,
+        "analysis": "primary (locked plan)",
+        "statistic": "mean_difference",
+        "method": "t",
+        "method_description": "one-sample t",
+        "estimate": 0.3195,
+        "ci_low": 0.1503,
+        "ci_high": 0.4887,
+        "p_value": 3.2e-9,
+        "margin": 0.5,
+        "direction": "higher",
+        "applicable": True,
+    }
+    ni = pl.DataFrame([row], schema=RESULT_SCHEMA)
+    html = report._results({"results": {"results": ni}}, report._Figures())
     assert "<td>&lt;0.0001</td>" in html  # shown as "<0.0001"
     assert "&amp;lt;" not in html
     assert "<td>—</td>" in html  # no adjusted p for the primary
@@ -62,6 +65,7 @@ def _design_facts(endpoint: dict) -> dict:
         "protocols": [
             {"version": 1, "content_hash": "0" * 64, "content": {"primary_endpoint": endpoint}}
         ],
+        "plan": parse({"primary_endpoint": endpoint}, version=1, content_hash="0" * 64),
         "events": [],
         "origin": {"origin": "imported"},
     }

@@ -110,7 +110,7 @@ def test_the_analysis_screen_tests_a_rubric_study_on_its_healthbench_scores(demo
             boot=200, seed=7,
         )  # fmt: skip
     # the screen's primary is the rubric service's comparison: per-answer HealthBench scores
-    primary = found["endpoints"].filter(pl.col("role") == "primary").row(0, named=True)
+    primary = found["results"].filter(pl.col("role") == "primary").row(0, named=True)
     reference = alone.filter(pl.col("statistic") == "mean_difference").row(0, named=True)
     assert primary["applicable"] and primary["statistic"] == "mean_difference"
     for key in ("estimate", "ci_low", "ci_high", "n_units"):

@@ -18,7 +18,7 @@ from conftest import sign_in
 from study.access import system_caller
 from study.demo import RUBRIC_RATERS, RUBRIC_SIMULATED, RUBRIC_STUDY_ID, STATISTICIAN
 from study.services import analyses, exports, lifecycle, people, rating
-from study.services.analyses import CRITERION, POINTS
+from study.services.analyses._long_format import CRITERION, POINTS
 
 CLI = system_caller("cli")
 NEWCOMER = next(r for r in RUBRIC_RATERS if r != RUBRIC_SIMULATED)
@@ -55,7 +55,7 @@ def test_a_rubric_study_is_reported_by_healthbench_scores_per_arm(demo, tmp_path
     people.grant_role(demo, CLI, RUBRIC_STUDY_ID, STATISTICIAN["user_id"], "statistician")
     lifecycle.unblind(demo, sign_in(demo, STATISTICIAN["user_id"]), RUBRIC_STUDY_ID)
     frame = exports.export_ratings_long(demo, CLI, RUBRIC_STUDY_ID)
-    results = analyses.planned_results(demo, CLI, RUBRIC_STUDY_ID, frame, boot=200, seed=7)
+    results = analyses.study_results(demo, CLI, RUBRIC_STUDY_ID, boot=200, seed=7)
 
     criteria = frame.filter(pl.col(CRITERION).is_not_null() & (pl.col("phase") == "live"))
     expected = healthbench_by_hand(criteria)
@@ -68,7 +68,7 @@ def test_a_rubric_study_is_reported_by_healthbench_scores_per_arm(demo, tmp_path
 
     # the primary endpoint compares per-answer scores, a paired difference of means of
     # HealthBench scores: not the mean of 0/1 criterion values it used to be
-    primary = results["noninferiority"].filter(pl.col("role") == "primary").row(0, named=True)
+    primary = results["results"].filter(pl.col("role") == "primary").row(0, named=True)
     assert primary["item"] == "rubric" and primary["applicable"]
     assert primary["margin"] == 0.1 and primary["test_arm"] == "llm_a"
     met_share = criteria.group_by("arm").agg(pl.col("value").mean())
@@ -82,9 +82,13 @@ def test_a_rubric_study_is_reported_by_healthbench_scores_per_arm(demo, tmp_path
     assert primary["estimate"] == _approx(
         alone.filter(pl.col("statistic") == "mean_difference")["estimate"][0]
     )
-    # no generic per-item agreement or summary over a rubric's 0/1 criterion rows
-    assert "rubric" not in results["agreement"].get_column("item").to_list()
-    assert "describe" not in results or "rubric" not in results["describe"]["item"].to_list()
+    # no generic per-item agreement over a rubric's 0/1 criterion rows: HealthBench's only
+    rubric_agreement = results["agreement"].filter(pl.col("item") == "rubric")
+    assert rubric_agreement.height
+    assert "krippendorff_alpha" not in rubric_agreement["statistic"].to_list()
+    # the summary describes the per-answer HealthBench scores, never 0/1 criterion values
+    summary = results["summary"].filter(pl.col("item") == "rubric")
+    assert summary["max"].max() <= 1.0 and summary["n"].sum() < criteria.height
 
     folder = tmp_path / "bundle"
     folder.mkdir()

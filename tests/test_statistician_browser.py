@@ -101,7 +101,14 @@ def test_a_statistician_unblinds_sees_the_forest_plot_and_downloads_the_bundle(
         names = set(bundle.namelist())
         manifest = json.loads(bundle.read("manifest.json"))
     expected = {"ratings.csv", "ratings.parquet", "ratings.dta", "ratings.sav"}
-    expected |= {"codebook.md", "codebook.json", "report.html", "manifest.json"}
+    expected |= {
+        "codebook.md",
+        "codebook.json",
+        "results.csv",
+        "results.json",
+        "report.html",
+        "manifest.json",
+    }
     assert expected <= names, sorted(names)
     # the manifest vouches for the files it came with, and was made after the unblinding
     digests = {f["name"]: f["sha256"] for f in manifest["files"]}

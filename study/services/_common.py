@@ -132,3 +132,20 @@ def revealed_seed(store: Store, cur: Cursor, study: str) -> dict[str, Any] | Non
         return None
     salt = cur.execute("SELECT salt FROM sealed_seeds WHERE study = ?", [study]).fetchall()[0][0]
     return {"seed": seed, "salt": salt}
+
+
+def require_unblinded(store: Store, caller: Caller, study: str, what: str) -> str:
+    """The study's status; ``StateError`` for a person before the audited unblinding step (the
+    arms are the blinding's secret until then). The command line's operator, who holds the
+    database file itself, may read them at any time. ``what``: what is refused, in words
+    ("its results by arm are read", ...)."""
+    cur = store.cursor()
+    try:
+        status = require_study(cur, study)["status"]
+    finally:
+        cur.close()
+    if status != "unblinded" and not caller.is_operator:
+        raise StateError(
+            f"Study '{study}' is {status}: {what} only after the audited unblinding step."
+        )
+    return status

@@ -20,11 +20,12 @@ The rules, from the protocol (``study.phases``):
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from study.phases import Calibration, Repeats, calibration_of, gold_values, repeats_of, score
+from study.protocol import read_plan
 from study.store import Cursor, first
 
 SKIPPED = "EXISTS (SELECT 1 FROM case_flags f WHERE f.assignment = a.id AND f.kind = 'skip')"
@@ -42,14 +43,11 @@ IN_QUEUE = f"a.status <> 'withdrawn' AND NOT {SKIPPED} AND NOT (a.phase = 'repea
 of a case the rater did not rate live); progress counts these."""
 
 
-def protocol(cur: Cursor, study: str) -> dict[str, Any]:
-    """The study's newest locked protocol's content ({} before the lock)."""
-    row = first(
-        cur.execute(
-            "SELECT content FROM protocols WHERE study = ? ORDER BY version DESC LIMIT 1", [study]
-        ).fetchall()
-    )
-    return json.loads(row[0]) if row else {}
+def protocol(cur: Cursor, study: str) -> Mapping[str, Any]:
+    """The study's newest locked protocol's content, as ``study.protocol`` reads it (read-only;
+    {} before the lock)."""
+    plan = read_plan(cur, study)
+    return plan.content if plan is not None else {}
 
 
 @dataclass(frozen=True, slots=True)

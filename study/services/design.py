@@ -24,6 +24,8 @@ from study.errors import (
     ValidationError,
     listed,
 )
+from study.protocol import Plan, item_problems, newest_version, primary_spec, read_plan
+from study.protocol import parse as parse_plan
 from study.services._common import (
     MAX_LISTED,
     audit_design,
@@ -69,6 +71,7 @@ def lock_protocol(
     _refuse_public_seed(protocol)
     _check_display(protocol)
     _check_phase_shape(protocol)
+    plan = parse_plan(protocol)  # a protocol no service could read is refused here, field named
     seal = _new_seal(store, seed) if seed is not None else None
     if seal is not None:
         protocol = {**protocol, "assignment_seed_commitment": seal["commitment"]}
@@ -85,11 +88,10 @@ def lock_protocol(
         row = require_study(cur, study, ("draft", "locked", "rating"))
         if row["status"] != status:
             raise StateError(f"Study '{study}' changed state meanwhile; try again.")
-        version = cur.execute(
-            "SELECT coalesce(max(version), 0) + 1 FROM protocols WHERE study = ?", [study]
-        ).fetchall()[0][0]
+        version = (newest_version(cur, study) or 0) + 1
         if row["status"] == "draft":
             _check_ready_to_lock(cur, study, protocol)
+        _check_plan_items(cur, study, plan)
         _check_phases(cur, study, protocol)
         if row["status"] != "draft" and not (reason and reason.strip()):
             raise StateError(
@@ -125,6 +127,23 @@ def lock_protocol(
             payload=payload,
         )
     return digest
+
+
+def _check_plan_items(cur: Cursor, study: str, plan: Plan) -> None:
+    """The plan's endpoints against the study's items (``study.protocol.item_problems``): each
+    names an attached item, and a tested one has a direction, stated or declared by its item (a
+    rubric item's HealthBench score is higher-is-better by its definition)."""
+    items = {
+        item.key: {
+            "type": item.type,
+            "direction": "higher_is_better" if item.criteria == "case" else item.direction,
+        }
+        for instrument in _study_instruments(cur, study)
+        for item in instrument.items
+    }
+    problems = item_problems(plan, items)
+    if problems:
+        raise ValidationError(problems)
 
 
 def _check_display(protocol: Mapping[str, Any]) -> None:
@@ -176,13 +195,8 @@ def _check_phases(cur: Cursor, study: str, protocol: Mapping[str, Any]) -> None:
         problems += content_problems(calibration, cases=cases, answers=answers, items=items)
     stored = cur.execute("SELECT count(*) FROM assignments WHERE study = ?", [study]).fetchall()
     if stored[0][0]:
-        before = first(
-            cur.execute(
-                "SELECT content FROM protocols WHERE study = ? ORDER BY version DESC LIMIT 1",
-                [study],
-            ).fetchall()
-        )
-        made_with = json.loads(before[0]) if before else {}
+        before = read_plan(cur, study)
+        made_with = dict(before.content) if before else {}
         old_cal, new_cal = calibration_of(made_with), calibration
         old_rep, new_rep = repeats_of(made_with), repeats_of(protocol)
         if sorted(old_cal.cases if old_cal else ()) != sorted(new_cal.cases if new_cal else ()):
@@ -465,34 +479,42 @@ def answered_cases(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 def get_protocol(
     store: Store, caller: Caller, study: str, *, version: int | None = None
 ) -> dict[str, Any]:
-    """The protocol row (version, content dict, content_hash, reason, locked_at, locked_by).
+    """The protocol row (version, content dict, content_hash, reason, locked_at, locked_by) and
+    its reading by ``study.protocol``.
 
     ``version``: a given version (default: the newest). ``content`` is the protocol exactly as
-    locked. Read from it for display:
-    ``primary_endpoint``, always a dict (a bare item key is ``{"item": key}``, none is ``{}``),
-    and ``test_arm`` / ``reference_arm`` (from ``content["arms"]``; None when it names none).
+    locked (a copy). ``plan``: the ``study.protocol.Plan``, its endpoints' directions filled from
+    the items' declarations. For display: ``primary_endpoint``, the primary endpoint as the
+    protocol states it ({} when there is none), and ``test_arm`` / ``reference_arm`` (None when
+    it names none).
     """
-    sql = "SELECT * FROM protocols WHERE study = $s"
-    params: dict[str, Any] = {"s": study}
-    if version is not None:
-        sql += " AND version = $v"
-        params["v"] = int(version)
-    frame = store.read(sql + " ORDER BY version DESC LIMIT 1", params)
-    if frame.height == 0:
+    cur = store.cursor()
+    try:
+        plan = read_plan(cur, study, version=version)
+        directions = dict(
+            cur.execute(
+                "SELECT i.item_key, i.direction FROM study_instruments s JOIN items i"
+                " ON i.instrument_key = s.instrument_key"
+                " AND i.instrument_version = s.instrument_version WHERE s.study = ?",
+                [study],
+            ).fetchall()
+        )
+    finally:
+        cur.close()
+    if plan is None:
         raise NotFoundError(f"Study '{study}' has no locked protocol.")
-    row = frame.row(0, named=True)
-    content = row["content"] = json.loads(row["content"])
-    endpoint = content.get("primary_endpoint") if isinstance(content, Mapping) else None
-    if not endpoint:
-        endpoint = {}
-    elif not isinstance(endpoint, Mapping):
-        endpoint = {"item": endpoint}
-    arms = content.get("arms") if isinstance(content, Mapping) else None
-    arms = arms if isinstance(arms, Mapping) else {}
-    row["primary_endpoint"] = dict(endpoint)
-    row["test_arm"] = arms.get("test")
-    row["reference_arm"] = arms.get("reference")
-    return row
+    return {
+        "version": plan.version,
+        "content": json.loads(json.dumps(dict(plan.content))),
+        "content_hash": plan.content_hash,
+        "reason": plan.reason,
+        "locked_at": plan.locked_at,
+        "locked_by": plan.locked_by,
+        "plan": plan.resolve(directions),
+        "primary_endpoint": dict((primary_spec(plan.content) or (None, {}))[1]),
+        "test_arm": plan.test_arm,
+        "reference_arm": plan.reference_arm,
+    }
 
 
 @guarded
@@ -824,16 +846,13 @@ def _design(
 def _phases(store: Store, study: str) -> tuple[list[str], float]:
     """(calibration case ids, repeat share) of the study's newest locked protocol; ([], 0.0)
     before the lock or when it names neither."""
-    from study.phases import calibration_of, repeats_of
-
-    row = first(
-        store.read(
-            "SELECT content FROM protocols WHERE study = $s ORDER BY version DESC LIMIT 1",
-            {"s": study},
-        ).rows()
-    )
-    protocol = json.loads(row[0]) if row else {}
-    calibration, repeats = calibration_of(protocol), repeats_of(protocol)
+    cur = store.cursor()
+    try:
+        plan = read_plan(cur, study)
+    finally:
+        cur.close()
+    calibration = plan.calibration if plan else None
+    repeats = plan.repeats if plan else None
     return (
         list(calibration.cases) if calibration else [],
         repeats.share if repeats else 0.0,

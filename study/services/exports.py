@@ -17,14 +17,15 @@ from typing import Any
 
 import polars as pl
 
-from study import audit, exporting, report
+from study import audit, exporting, protocol, report
 from study.access import Caller, guarded
-from study.canonical import seed_from_hash
-from study.errors import StateError, StudyError
+from study.errors import StudyError
 from study.exporting import FORMATS, GUESS_ITEM, with_value_labels
-from study.services._common import require_study
-from study.services.analyses import LONG_FORMAT as col
-from study.services.analyses import _per_criterion
+from study.services import analyses
+from study.services._common import require_unblinded
+from study.services.analyses._endpoints import RESULT_SCHEMA
+from study.services.analyses._long_format import LONG_FORMAT as col
+from study.services.analyses._long_format import per_criterion
 from study.store import Store, utc_now
 
 _EXPORT_SQL = f"""
@@ -95,7 +96,7 @@ def export_ratings_long(
     item (criteria from the case) has one row per answer x criterion for it, value 1 (met) or 0
     (not met), and the columns criterion, criterion_text, points, criterion_tags (the
     criterion's and its case's tags, ``;``-separated) and criterion_unit (``answer:criterion``),
-    null on other rows (``analyses._per_criterion``).
+    null on other rows (``long_format.per_criterion``).
 
     A person may export only an unblinded study (``StateError`` before): the arms are the
     blinding's secret until then.
@@ -144,17 +145,7 @@ def _export(
 
 def _require_exportable(store: Store, caller: Caller, study: str) -> str:
     """The study's status; ``StateError`` for a person before unblinding."""
-    cur = store.cursor()
-    try:
-        status = require_study(cur, study)["status"]
-    finally:
-        cur.close()
-    if status != "unblinded" and not caller.is_operator:
-        raise StateError(
-            f"Study '{study}' is {status}: its ratings are exported with their arms only after "
-            "the audited unblinding step."
-        )
-    return status
+    return require_unblinded(store, caller, study, "its ratings are exported with their arms")
 
 
 def _long_frame(store: Store, caller: Caller, study: str) -> pl.DataFrame:
@@ -166,7 +157,7 @@ def _long_frame(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     tail = ["value_label", "source_guess", "phase"]
     order = [c for c in frame.columns if c not in tail] + tail
     # a rubric item's labels (one JSON object per answer): one row per criterion
-    return _per_criterion(store, study, labelled.select(order))
+    return per_criterion(store, study, labelled.select(order))
 
 
 def _items(store: Store, caller: Caller, study: str) -> pl.DataFrame:
@@ -178,7 +169,14 @@ def _items(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 
 # --- the bundle: files, codebook, report, manifest --------------------------------------------
 
-BUNDLE_FILES = ("codebook.md", "codebook.json", "report.html", "manifest.json")
+BUNDLE_FILES = (
+    "codebook.md",
+    "codebook.json",
+    "results.csv",
+    "results.json",
+    "report.html",
+    "manifest.json",
+)
 """What a bundle holds besides ``ratings.<format>`` for each format."""
 
 MANIFEST_PACKAGES = (
@@ -221,15 +219,18 @@ def write_bundle(
     so a failure leaves no event (files already written stay in ``folder``: write into a
     temporary folder and move it, as ``bundle_zip`` and the command line do).
 
-    The planned analyses run before the export (``analyses.planned_results``, ``boot``
-    replicates with ``seed``; by default the seed the Analysis screen uses, from the newest
-    protocol's hash (``canonical.seed_from_hash``), or ``UNPLANNED_SEED`` before a lock). The
+    ``results.csv`` and ``results.json`` hold the results table (``analyses.RESULT_COLUMNS``),
+    the same rows the report, the Analysis screen and ``python -m study results`` show
+    (``exporting.results_csv`` / ``results_json``).
+
+    The study's results are computed once before the export (``analyses.study_results``,
+    ``boot`` replicates with ``seed``; by default the plan's seed, from the newest protocol's
+    hash (``study.protocol.Plan.seed``), so that the figures are the Analysis screen's; a study
+    without a locked protocol has no results and its report says so). The
     assignment seed appears in the manifest only once the study is unblinded; before that (the
     command line may export a blind study) only its commitment.
     ``raw_csv``: CSV cells as stored (default: formula-like cells get a leading ``'``).
     """
-    from study.services import analyses
-
     folder = Path(folder)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -243,9 +244,13 @@ def write_bundle(
     status = _require_exportable(store, caller, study)
     facts = _report_facts(store, caller, study, status)
     ratings = _long_frame(store, caller, study)
-    if seed is None:
-        seed = _analysis_seed(store, study)
-    results = analyses.planned_results(store, caller, study, ratings, boot=boot, seed=seed)
+    results = (
+        analyses.study_results(store, caller, study, boot=boot, seed=seed)
+        if facts["plan"] is not None
+        else None
+    )
+    seed = results["plan"]["seed"] if results is not None else UNPLANNED_SEED
+    table = results["results"] if results is not None else pl.DataFrame(schema=RESULT_SCHEMA)
     manifest: dict[str, Any] = {}
 
     def write(frame: pl.DataFrame, head: str, seq: int) -> None:
@@ -262,11 +267,16 @@ def write_bundle(
             json.dumps(book, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
         )
         (folder / "codebook.md").write_text(exporting.codebook_markdown(book), encoding="utf-8")
+        (folder / "results.csv").write_text(exporting.results_csv(table), encoding="utf-8")
+        (folder / "results.json").write_text(exporting.results_json(table), encoding="utf-8")
         html = report.render(
             {**facts, "ratings": frame, "results": results, "audit_head": head, "audit_seq": seq}
         )
         (folder / "report.html").write_text(html, encoding="utf-8")
-        written += [folder / "codebook.json", folder / "codebook.md", folder / "report.html"]
+        written += [
+            folder / name for name in ("codebook.json", "codebook.md", "results.csv",
+                                       "results.json", "report.html")
+        ]  # fmt: skip
         manifest.update(
             _manifest(facts, study, head, seq, frame.height, list(formats), boot, seed, written)
         )
@@ -280,16 +290,8 @@ def write_bundle(
 
 
 UNPLANNED_SEED = 20260101
-"""The bundle's bootstrap seed for a study with no locked protocol (the operator's export)."""
-
-
-def _analysis_seed(store: Store, study: str) -> int:
-    """The seed ``analyses.study_results`` gives the plan: from the newest protocol's hash."""
-    found = store.read(
-        "SELECT content_hash FROM protocols WHERE study = $s ORDER BY version DESC LIMIT 1",
-        {"s": study},
-    )
-    return seed_from_hash(found.item(0, 0)) if found.height else UNPLANNED_SEED
+"""The manifest's bootstrap seed for a study with no locked protocol (the operator's export;
+nothing is analysed, so nothing used it)."""
 
 
 @guarded
@@ -377,12 +379,11 @@ def _report_facts(store: Store, caller: Caller, study: str, status: str) -> dict
     from study.services import content, design, rating_imports
 
     study_row = store.read("SELECT * FROM studies WHERE id = $s", {"s": study}).row(0, named=True)
-    protocols = [
-        {**row, "content": json.loads(row["content"])}
-        for row in store.read(
-            "SELECT * FROM protocols WHERE study = $s ORDER BY version", {"s": study}
-        ).iter_rows(named=True)
-    ]
+    cur = store.cursor()
+    try:
+        plans = protocol.read_plans(cur, study)
+    finally:
+        cur.close()
     commitment = store.read("SELECT commitment FROM sealed_seeds WHERE study = $s", {"s": study})
     if commitment.height == 0:
         seed = {"sealed": False, "seed": None, "commitment": None, "note": "no seed was sealed"}
@@ -420,7 +421,8 @@ def _report_facts(store: Store, caller: Caller, study: str, status: str) -> dict
     return {
         "study": study_row,
         "actor": caller.actor,
-        "protocols": protocols,
+        "protocols": protocol.described(plans),
+        "plan": plans[-1] if plans else None,
         "events": lifecycle_events,
         "seed": seed,
         "items": _items(store, caller, study),

@@ -30,6 +30,7 @@ from study.errors import (
     ValidationError,
 )
 from study.instruments import Instrument, Item, check_consistency, severe_values
+from study.protocol import NEWEST_VERSION_SQL, read_plan
 from study.rubric import stored_criteria
 from study.services import _queue
 from study.services._common import person_key_sql
@@ -61,7 +62,7 @@ def next_assignment(
         # every assignment is live) the next one and the queue's counts in one statement
         grants, known, version, head, remaining, total = cur.execute(
             with_grants(
-                "SELECT (SELECT max(version) FROM protocols WHERE study = $study) AS version,"
+                f"SELECT {NEWEST_VERSION_SQL} AS version,"
                 " arg_min(id, shown_order) FILTER (WHERE NOT done AND status = 'pending'),"
                 " count(*) FILTER (WHERE NOT done AND status <> 'withdrawn'),"
                 " count(*) FILTER (WHERE status <> 'withdrawn')"
@@ -96,11 +97,9 @@ def _protocol_content(
         return {}
     content = store.facts.get(("protocol", study, version))
     if content is None:
-        (text,) = cur.execute(
-            "SELECT content FROM protocols WHERE study = ? AND version = ?", [study, version]
-        ).fetchall()[0]
+        plan = read_plan(cur, study, version=version)
         # read-only: one process's calls share it
-        content = MappingProxyType(json.loads(text) if text else {})
+        content = plan.content if plan is not None else MappingProxyType({})
         store.remember(("protocol", study, version), content)
     return content
 
