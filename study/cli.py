@@ -499,6 +499,51 @@ def cmd_users_list(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_tokens_list(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import tokens
+
+    if args.user is not None:
+        _check_id_text("--user", args.user)
+    with _open_store(args.db, create=False) as store:
+        frame = tokens.list_tokens(store, _caller(args, store), user_id=args.user)
+    if frame.is_empty():
+        print(
+            "no personal access tokens (a person makes one on the app's Account screen)", file=out
+        )
+        return EXIT_OK
+
+    def when(value: Any) -> str:
+        return "" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+    rows = [
+        (
+            r["id"],
+            r["user_id"],
+            r["name"],
+            when(r["created_at"]),
+            when(r["expires_at"]),
+            when(r["last_used_at"]),
+            r["status"],
+        )
+        for r in frame.iter_rows(named=True)
+    ]
+    header = ("id", "person", "name", "created (UTC)", "expires", "last used", "status")
+    _print_table(header, rows, out)
+    return EXIT_OK
+
+
+def cmd_tokens_revoke(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import tokens
+
+    _check_id_text("ID", args.id)
+    # the id as listed, or as the token begins (clv_<id>_...), the whole token included
+    token_id = args.id.strip().removeprefix(f"{tokens.TOKEN_PREFIX}_").split("_")[0]
+    with _open_store(args.db, create=False) as store:
+        tokens.revoke_token(store, _caller(args, store), token_id)
+    print(f"token {token_id} revoked: it no longer works", file=out)
+    return EXIT_OK
+
+
 def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
     from study.instruments import get_builtin, load_instrument
     from study.services import instruments
@@ -1189,6 +1234,27 @@ def build_parser() -> argparse.ArgumentParser:
         "list", parents=[common], help="list people, their roles, and whether they signed in"
     )
     q.set_defaults(func=cmd_users_list)
+
+    p = commands.add_parser(
+        "tokens",
+        parents=[common],
+        help="list or revoke personal access tokens (one's own with --token; the operator: anyone's)",
+    )
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = sub.add_parser(
+        "list",
+        parents=[common],
+        help="the tokens of the --token's person, or of --user (the operator without --user: all)",
+    )
+    q.add_argument("--user", metavar="ID", default=None, help="whose tokens (an admin's view)")
+    q.set_defaults(func=cmd_tokens_list)
+    q = sub.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a token by its id (the part after clv_): it stops working at once",
+    )
+    q.add_argument("id", metavar="ID")
+    q.set_defaults(func=cmd_tokens_revoke)
 
     p = commands.add_parser(
         "attach-instrument",

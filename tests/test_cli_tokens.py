@@ -194,3 +194,29 @@ def test_demo_tokens_never_overwrite_a_file(demo_db: Path, tmp_path: Path, capsy
     assert path.read_text(encoding="utf-8") == "mine"
     with Store(demo_db) as store:
         assert store.read("SELECT count(*) FROM personal_tokens").item() == 0
+
+
+def test_tokens_are_listed_and_revoked_from_the_command_line(
+    demo_db: Path, tmp_path: Path, capsys
+) -> None:
+    issued = demo_tokens(demo_db, tmp_path)
+    coordinator, rater = issued[COORDINATOR_EMAIL], issued["ada.example@demo.clinval.example"]
+
+    code, listed = cli("tokens", "list", "--db", demo_db)  # the operator: everyone's
+    assert code == EXIT_OK
+    assert {token_id(t) for t in issued.values()} <= set(listed.split())
+    assert not any(t.split("_")[2] in listed for t in issued.values())  # no secret
+    code, mine = cli("tokens", "list", "--db", demo_db, "--token", rater)
+    assert code == EXIT_OK and token_id(rater) in mine and token_id(coordinator) not in mine
+
+    # a rater may not revoke the coordinator's token
+    code, _ = cli("tokens", "revoke", token_id(coordinator), "--db", demo_db, "--token", rater)
+    assert code == EXIT_BAD_INPUT and "only your own" in capsys.readouterr().err
+    # the operator (who holds the file) may: the token stops working at once
+    code, said = cli("tokens", "revoke", f"clv_{token_id(coordinator)}_", "--db", demo_db)
+    assert code == EXIT_OK and "revoked" in said
+    code, _ = cli("close", "--db", demo_db, "--study", DEMO_STUDY_ID, "--token", coordinator)
+    assert code == EXIT_BAD_INPUT and "was revoked" in capsys.readouterr().err
+    assert status_of(demo_db) == "rating"
+    ((actor, _, payload),) = trail(demo_db, audit.TOKEN_REVOKE)
+    assert actor.startswith("system:cli") and payload == {"user": COORDINATOR["user_id"]}
