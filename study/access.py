@@ -4,8 +4,9 @@ Every public service takes a ``Caller`` right after the store. A caller is made 
 sign-in step (``study.services.people.sign_in``, or the demo picker's ``demo_sign_in``; at the
 command line a person's personal access token, ``study.services.tokens.caller_for_token``) or as
 a named system actor (``system_caller``: the command line, the demo builder); never from an id
-that a page or a form passes. Roles live in the database, read afresh on every call, so a revoked role
-stops working at once; token claims never carry roles.
+that a page or a form passes. Roles live in the database, read afresh on every call, so a
+revoked role stops working at once; ID-token claims never carry roles, and a personal access
+token carries none either (it names its person, whose roles are read as for any caller).
 
 ``PERMISSIONS`` declares each permission once: the roles that hold it, where a role must be held
 (in the study the call names, globally, or in any study), and the services that require it. The
