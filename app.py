@@ -54,10 +54,14 @@ SCREENS: tuple[tuple[str, str, str, frozenset[str]], ...] = (
     ("pages/analyze.py", "Analysis", ":material/query_stats:",
      frozenset({"statistician", "admin"})),
     ("pages/export.py", "Export", ":material/download:", frozenset({"statistician", "admin"})),
+    ("pages/account.py", "Account", ":material/key:",
+     frozenset({"admin", "coordinator", "statistician", "rater"})),
 )  # fmt: skip
 # (script, title, icon, roles that open it), in menu order; the first one a person's roles open
 # is their landing page, where any other URL takes them. A page hidden here is also refused by
 # every service it calls: this decides what is offered, the services decide what is allowed.
+# Account (one's own personal access tokens) is last: every role opens it, and it must never be
+# anyone's landing page.
 # (Comments, not docstrings: Streamlit's "magic" would print a bare string in this script.)
 
 # Streamlit's signed identity cookie: present but not accepted means altered or re-keyed.

@@ -1,10 +1,12 @@
 """Who is calling, and what they may do: the caller, the roles, and every permission declared once.
 
 Every public service takes a ``Caller`` right after the store. A caller is made only by the
-sign-in step (``study.services.people.sign_in``, or the demo picker's ``demo_sign_in``) or as a
-named system actor (``system_caller``: the command line, the demo builder); never from an id that
-a page or a form passes. Roles live in the database, read afresh on every call, so a revoked role
-stops working at once; token claims never carry roles.
+sign-in step (``study.services.people.sign_in``, or the demo picker's ``demo_sign_in``; at the
+command line a person's personal access token, ``study.services.tokens.caller_for_token``) or as
+a named system actor (``system_caller``: the command line, the demo builder); never from an id
+that a page or a form passes. Roles live in the database, read afresh on every call, so a
+revoked role stops working at once; ID-token claims never carry roles, and a personal access
+token carries none either (it names its person, whose roles are read as for any caller).
 
 ``PERMISSIONS`` declares each permission once: the roles that hold it, where a role must be held
 (in the study the call names, globally, or in any study), and the services that require it. The
@@ -272,6 +274,20 @@ PERMISSIONS: dict[str, Permission] = {
             "people.revoke_role",
         ),
     ),
+    "own_tokens": Permission(
+        frozenset(ROLES),
+        "any",
+        "create, list and revoke one's own personal access tokens for the command line (an "
+        "administrator: list and revoke anyone's)",
+        ("tokens.create_token", "tokens.list_tokens", "tokens.revoke_token"),
+    ),
+    "demo_tokens": Permission(
+        frozenset(),
+        "global",
+        "issue personal access tokens for the synthetic demo's people, on a demo database only "
+        "(the command line's operator)",
+        ("tokens.issue_demo_tokens",),
+    ),
     "invite_raters": Permission(
         frozenset({"coordinator"}),
         "study",
@@ -286,6 +302,8 @@ SIGN_IN_STEP: dict[str, str] = {
     "people.sign_in": "makes the caller from a provider's verified identity",
     "people.demo_sign_in": "makes the caller for a synthetic demo person picked from a list",
     "people.demo_people": "lists the synthetic demo people for that picker",
+    "tokens.caller_for_token": "makes the caller for the person whose personal access token is "
+    "presented at the command line",
 }
 """The public service functions that take no caller: they are the sign-in step that makes one."""
 
@@ -306,16 +324,19 @@ _MINT = object()  # only this module's factories hold it
 class Caller:
     """Who is calling a service: a signed-in person (``user_id``) or a named system actor.
 
-    Made by ``study.services.people.sign_in`` / ``demo_sign_in`` or by ``system_caller``; the
-    constructor refuses anything else, so an id typed into a form can never become a caller.
-    ``via`` says how the caller was made ("oidc", "demo", "system"). ``actor`` is the name the
-    audit trail records.
+    Made by ``study.services.people.sign_in`` / ``demo_sign_in``, by
+    ``study.services.tokens.caller_for_token`` or by ``system_caller``; the constructor refuses
+    anything else, so an id typed into a form can never become a caller. ``via`` says how the
+    caller was made ("oidc", "demo", "token", "system"). ``actor`` is the name the audit trail
+    records: a person acting through a personal access token is that person, and ``token`` (the
+    token's id) is recorded beside it in each event (``study.audit.acting_via``).
     """
 
     user_id: str | None
     system: str | None
     via: str
     _mint: object = field(repr=False, compare=False, default=None)
+    token: str | None = None
 
     def __post_init__(self) -> None:
         if self._mint is not _MINT:
@@ -362,6 +383,14 @@ def person_caller(user_id: str, *, via: str) -> Caller:
     if not user_id:
         raise ValueError("a person's caller needs their user id")
     return Caller(user_id, None, via, _MINT)
+
+
+def token_caller(user_id: str, token_id: str) -> Caller:
+    """The caller for the person ``user_id`` acting through their personal access token
+    ``token_id``; for ``study.services.tokens.caller_for_token`` only, once it checked the token."""
+    if not user_id or not token_id:
+        raise ValueError("a token's caller needs the person's user id and the token's id")
+    return Caller(user_id, None, "token", _MINT, token_id)
 
 
 def is_system_id(user_id: str) -> bool:
@@ -540,11 +569,16 @@ def guarded(
     @functools.wraps(fn)
     def check_then_call(store: Store, caller: Caller, *args: Any, **kwargs: Any) -> R:
         study = (args[0] if args else kwargs.get("study")) if scoped else None
-        require(store, caller, *actions, study=study, service=name)
-        return fn(store, caller, *args, **kwargs)
+        with audit.acting_via(_token_of(caller)):
+            require(store, caller, *actions, study=study, service=name)
+            return fn(store, caller, *args, **kwargs)
 
     @functools.wraps(fn)
     def call_then_check(store: Store, caller: Caller, *args: Any, **kwargs: Any) -> R:
+        with audit.acting_via(_token_of(caller)):
+            return _call_then_check(store, caller, *args, **kwargs)
+
+    def _call_then_check(store: Store, caller: Caller, *args: Any, **kwargs: Any) -> R:
         study = (args[0] if args else kwargs.get("study")) if scoped else None
         if not isinstance(caller, Caller) or caller.is_system:
             # no roles to read: decided without a statement, as the plain guard does
@@ -570,6 +604,12 @@ def guarded(
     wrapper.permissions = actions  # type: ignore[attr-defined]
     wrapper.service_name = name  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def _token_of(caller: object) -> str | None:
+    """The id of the personal access token ``caller`` acts through, if any: what the guard marks
+    every event of the call with (``audit.acting_via``), refusals included."""
+    return caller.token if isinstance(caller, Caller) else None
 
 
 @dataclass(slots=True)

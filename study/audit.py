@@ -18,7 +18,9 @@ it covers; the README's table of event kinds is checked against this declaration
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +199,44 @@ ACCESS_DENIED = _kind(
     "access.denied",
     "a service refused a caller (service, the permission it needs, study)",
 )
+TOKEN_CREATE = _kind(
+    "token.create",
+    "a person created a personal access token for the command line (its id, name, expiry; "
+    "never the secret)",
+    "personal_tokens: one event per token",
+)
+TOKEN_REVOKE = _kind(
+    "token.revoke",
+    "a personal access token was revoked, by its person or an administrator (its id, whose)",
+)
+
+VIA_TOKEN = "via_token"
+"""Payload key naming the personal access token through which the actor acted (absent when the
+actor acted in the app or is a system actor); see ``acting_via``."""
+
+_VIA: contextvars.ContextVar[str | None] = contextvars.ContextVar("clinval_via_token", default=None)
+
+
+@contextmanager
+def acting_via(token_id: str | None) -> Iterator[None]:
+    """Within the block, every event appended records that its actor acted through the personal
+    access token ``token_id`` (payload key ``VIA_TOKEN``); None records nothing.
+
+    The guard (``study.access.guarded``) opens this around every service a token's caller calls,
+    so the 22 places that append events need not know how the caller came. The token's id goes
+    into the payload rather than a column of its own: the payload's digest is hashed into the
+    event, so the mark is as tamper-evident as the rest, and neither the table, the hash nor the
+    verifier changes (events written before tokens existed verify as they did).
+    """
+    if token_id is None:
+        yield
+        return
+    reset = _VIA.set(token_id)
+    try:
+        yield
+    finally:
+        _VIA.reset(reset)
+
 
 _EVENT_FIELDS = (
     "seq",
@@ -287,14 +327,27 @@ def append(
     """Append one event to the audit chain on ``cur`` (inside the caller's transaction).
 
     Returns the event's ``seq``. ``payload`` is any JSON-able value; its canonical JSON is stored
-    and its SHA-256 digest enters the event's hash.
+    and its SHA-256 digest enters the event's hash. Inside ``acting_via(token)`` the payload also
+    names the personal access token the actor acted through (``VIA_TOKEN``).
     """
     if not actor:
         raise StudyError("Every change needs an actor: who made it.")
     if EVENT_KINDS.get(str(kind)) is not kind:
         raise ValueError(f"{kind!r} is not a declared audit event kind (study.audit.EVENT_KINDS)")
     action = kind.name
-    payload_text = canonical_json(payload if payload is not None else {})
+    payload = payload if payload is not None else {}
+    via = _VIA.get()
+    if via is not None:
+        # every payload written is an object; anything else is kept whole under "value"
+        payload = (
+            {**payload, VIA_TOKEN: via}
+            if isinstance(payload, Mapping)
+            else {
+                "value": payload,
+                VIA_TOKEN: via,
+            }
+        )
+    payload_text = canonical_json(payload)
     head, marker = _head_and_marker(cur)
     seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
     event = {
@@ -619,6 +672,13 @@ _MISSING_EVENT_SQL = (
         " WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $kind"
         "  AND e.object_id = u.id) ORDER BY id LIMIT 1",
         USER_ADD,
+    ),
+    (
+        "personal_tokens",
+        "SELECT 'personal access token ' || id || ' of user ' || user_id || ' has no ' || $kind"
+        " || ' event' FROM personal_tokens t WHERE NOT EXISTS (SELECT 1 FROM audit_events e"
+        "  WHERE e.action = $kind AND e.object_id = t.id) ORDER BY id LIMIT 1",
+        TOKEN_CREATE,
     ),
     (
         "identities",

@@ -1,6 +1,11 @@
 """The ``python -m study`` command line: set up a database, import, inspect, verify, export.
 
-Every command takes ``--db PATH`` (default: the ``CLINVAL_DB`` setting). Exit codes:
+Every command takes ``--db PATH`` (default: the ``CLINVAL_DB`` setting) and ``--token TOKEN``
+(default: the ``CLINVAL_TOKEN`` setting): without a token a command acts as the local operator
+(``system:cli:<account>``), who holds the database file but is no person; with a person's
+personal access token it acts as that person (``_caller``, the one place that decides). Opening,
+closing and unblinding a study (``open``, ``close``, ``unblind``) are a person's own acts and
+need a token. Exit codes:
 
 - 0: done;
 - 1: ``audit verify`` found the audit trail altered or incomplete, a stored row that differs from
@@ -59,16 +64,53 @@ class CliError(StudyError):
     """A mistake on the command line that no service would see (e.g. a missing file)."""
 
 
-def _caller():
-    """The command line's caller: the local operator, named by the OS account in the audit
-    trail (``system:cli:alice``). Whoever can run this holds the database file itself."""
-    from study.access import system_caller
+TOKEN_SETTING = "CLINVAL_TOKEN"
 
-    try:
-        account = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        account = None
-    return system_caller("cli", account)
+
+def _caller(args: argparse.Namespace, store: Any):
+    """The caller every command acts as, decided here only.
+
+    With a personal access token (``--token``, else the ``CLINVAL_TOKEN`` setting), the person
+    it belongs to (``tokens.caller_for_token``: refused when unknown, expired, revoked, or the
+    person holds no role); the audit trail then records that person, and the token's id in each
+    event. Without one, the local operator, named by the OS account (``system:cli:alice``):
+    whoever can run this holds the database file itself, but is no person. Resolved once per
+    command (a token's last use is recorded once).
+    """
+    from study.access import system_caller
+    from study.services import tokens
+
+    resolved = getattr(args, "resolved_caller", None)
+    if resolved is not None:
+        return resolved
+    token = getattr(args, "token", None)
+    if token is None:
+        token = str(settings.get(TOKEN_SETTING)) or None
+    elif not token.strip():
+        raise CliError("--token is empty; pass a personal access token, or leave --token out")
+    if token is not None:
+        resolved = tokens.caller_for_token(store, token)
+    else:
+        try:
+            account = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry (some containers)
+            account = None
+        resolved = system_caller("cli", account)
+    args.resolved_caller = resolved
+    return resolved
+
+
+def _person(args: argparse.Namespace, store: Any, act: str, role: str):
+    """``_caller``, refusing the operator: ``act`` is a ``role``'s own act (separation of
+    duties), and the operator at the command line is no person."""
+    caller = _caller(args, store)
+    if caller.is_system:
+        raise CliError(
+            f"{act} is a {role}'s own act, and the command line's operator is no person: pass "
+            f"the {role}'s personal access token with --token TOKEN (or set {TOKEN_SETTING}); "
+            "they create one on the app's Account screen"
+        )
+    return caller
 
 
 # --- opening the database --------------------------------------------------------------------
@@ -229,29 +271,102 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
                 file=out,
             )
         if args.study is not None:
-            study_id = studies.create_study(store, _caller(), args.study, study_id=args.id)
+            study_id = studies.create_study(
+                store, _caller(args, store), args.study, study_id=args.id
+            )
             print(f"study created: {study_id} (draft)", file=out)
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """Build the demo study; with ``--tokens FILE`` also write a token for each of its people.
+
+    On a database that exists already, ``--tokens`` builds nothing and issues the tokens only
+    if it is a demo database (``tokens.issue_demo_tokens`` decides, and refuses otherwise).
+    """
     from study.demo import build_demo
-    from study.services import design, studies
+    from study.services import design, studies, tokens
 
     if args.seed is not None and not 0 <= args.seed <= design.MAX_SEED:
         raise CliError(f"--seed must be a whole number in 0..{design.MAX_SEED}")
+    if args.tokens is not None:
+        _check_new_file("--tokens", args.tokens)
+    existed = args.db.is_file()
     with _open_store(args.db, create=True) as store:
-        stored = studies.list_studies(store, _caller())
-        synthetic = stored.filter(pl.col("synthetic")) if stored.height else stored
-        if synthetic.height:
-            existing = ", ".join(synthetic.get_column("id").to_list())
+        caller = _caller(args, store)
+        if not caller.is_system:
             raise CliError(
-                f"{args.db} already holds a demo study ({existing}); "
-                "use another --db to build a fresh one"
+                f"demo is the operator's, not a person's: leave out --token and unset "
+                f"{TOKEN_SETTING}"
             )
-        study_id = build_demo(store) if args.seed is None else build_demo(store, seed=args.seed)
-        _print_status(store, study_id, out)
+        study_id = None
+        if not (existed and args.tokens is not None):
+            stored = studies.list_studies(store, caller)
+            synthetic = stored.filter(pl.col("synthetic")) if stored.height else stored
+            if synthetic.height:
+                existing = ", ".join(synthetic.get_column("id").to_list())
+                raise CliError(
+                    f"{args.db} already holds a demo study ({existing}); use another --db to "
+                    "build a fresh one, or add --tokens FILE to issue its people's tokens"
+                )
+            study_id = build_demo(store) if args.seed is None else build_demo(store, seed=args.seed)
+        if args.tokens is not None:
+            issued = tokens.issue_demo_tokens(
+                store, caller, write=lambda made: _write_secret_json(args.tokens, made)
+            )
+        if study_id is not None:
+            _print_status(store, caller, study_id, out)
+    if args.tokens is not None:
+        print(
+            f"personal access tokens of {len(issued)} demo people written to {args.tokens} "
+            f"(only you can read it; valid {tokens.DEFAULT_DAYS} days): {', '.join(issued)}",
+            file=out,
+        )
     return EXIT_OK
+
+
+def _check_new_file(flag: str, path: Path) -> None:
+    """Refuse ``path`` for a file this command is to create, before anything is stored."""
+    if path.exists():
+        raise CliError(f"{flag} {path} exists already; name a new file (it is never overwritten)")
+    if not path.parent.is_dir():
+        raise CliError(f"no such folder for {flag}: {path.parent}")
+
+
+def _write_secret_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON into the new file ``path``, readable by its owner only (0600,
+    from the moment it exists: it holds secrets); removed again if writing fails."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(value, stream, indent=2, sort_keys=True)
+            stream.write("\n")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _lifecycle_step(act: str, role: str) -> Callable[[argparse.Namespace, TextIO], int]:
+    """The command for one step of a study's lifecycle: a person's own act, never the
+    operator's (``_person``)."""
+
+    def command(args: argparse.Namespace, out: TextIO) -> int:
+        from study.services import lifecycle, studies
+
+        step = {
+            "open": lifecycle.start_rating,
+            "close": lifecycle.close_rating,
+            "unblind": lifecycle.unblind,
+        }[act]
+        _check_id_text("--study", args.study)
+        with _open_store(args.db, create=False) as store:
+            caller = _person(args, store, f"{act} --study {args.study}", role)
+            step(store, caller, args.study)
+            status = studies.get_study(store, caller, args.study)["status"]
+        print(f"{args.study}: {status} (by {caller.actor}, token {caller.token})", file=out)
+        return EXIT_OK
+
+    return command
 
 
 def _import(kind: str) -> Callable[[argparse.Namespace, TextIO], int]:
@@ -266,7 +381,7 @@ def _import(kind: str) -> Callable[[argparse.Namespace, TextIO], int]:
         _check_id_text("--study", args.study)
         path = _text_file(_existing_file(args.file))
         with _open_store(args.db, create=False) as store:
-            result = importer(store, _caller(), args.study, path)
+            result = importer(store, _caller(args, store), args.study, path)
         print(f"{args.study}: {result}", file=out)
         return EXIT_OK
 
@@ -279,7 +394,7 @@ def cmd_import_healthbench(args: argparse.Namespace, out: TextIO) -> int:
     _check_id_text("--study", args.study)
     path = _text_file(_existing_file(args.file))
     with _open_store(args.db, create=False) as store:
-        results = content.import_healthbench(store, _caller(), args.study, path)
+        results = content.import_healthbench(store, _caller(args, store), args.study, path)
     for result in results:
         print(f"{args.study}: {result}", file=out)
     return EXIT_OK
@@ -290,7 +405,7 @@ def cmd_import_ratings(args: argparse.Namespace, out: TextIO) -> int:
 
     path = _existing_file(args.file)
     with _open_store(args.db, create=False) as store:
-        result = rating_imports.import_ratings(store, _caller(), args.study, path)
+        result = rating_imports.import_ratings(store, _caller(args, store), args.study, path)
     print(f"{args.study}: {result}", file=out)
     return EXIT_OK
 
@@ -303,8 +418,8 @@ who never sign in, e.g. the readers of a study rated elsewhere."""
 def cmd_add_raters(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import people
 
-    caller = _caller()
     with _open_store(args.db, create=False) as store:
+        caller = _caller(args, store)
         for rater in args.raters:
             user_id = people.ensure_user(
                 store,
@@ -334,7 +449,12 @@ def cmd_users_add(args: argparse.Namespace, out: TextIO) -> int:
     with _open_store(args.db, create=False) as store:
         try:
             made = people.invite(
-                store, _caller(), args.study, args.email, args.role, display_name=args.name
+                store,
+                _caller(args, store),
+                args.study,
+                args.email,
+                args.role,
+                display_name=args.name,
             )
         except ValidationError as exc:  # one address, so one line
             raise CliError(f"--email {exc.problems[0].reason}") from None
@@ -356,7 +476,7 @@ def cmd_users_list(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import people
 
     with _open_store(args.db, create=False) as store:
-        frame = people.list_people(store, _caller())
+        frame = people.list_people(store, _caller(args, store))
     if frame.height == 0:
         print("no people yet; add the first admin with `users add --role admin`", file=out)
         return EXIT_OK
@@ -379,6 +499,51 @@ def cmd_users_list(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_tokens_list(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import tokens
+
+    if args.user is not None:
+        _check_id_text("--user", args.user)
+    with _open_store(args.db, create=False) as store:
+        frame = tokens.list_tokens(store, _caller(args, store), user_id=args.user)
+    if frame.is_empty():
+        print(
+            "no personal access tokens (a person makes one on the app's Account screen)", file=out
+        )
+        return EXIT_OK
+
+    def when(value: Any) -> str:
+        return "" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+    rows = [
+        (
+            r["id"],
+            r["user_id"],
+            r["name"],
+            when(r["created_at"]),
+            when(r["expires_at"]),
+            when(r["last_used_at"]),
+            r["status"],
+        )
+        for r in frame.iter_rows(named=True)
+    ]
+    header = ("id", "person", "name", "created (UTC)", "expires", "last used", "status")
+    _print_table(header, rows, out)
+    return EXIT_OK
+
+
+def cmd_tokens_revoke(args: argparse.Namespace, out: TextIO) -> int:
+    from study.services import tokens
+
+    _check_id_text("ID", args.id)
+    # the id as listed, or as the token begins (clv_<id>_...), the whole token included
+    token_id = args.id.strip().removeprefix(f"{tokens.TOKEN_PREFIX}_").split("_")[0]
+    with _open_store(args.db, create=False) as store:
+        tokens.revoke_token(store, _caller(args, store), token_id)
+    print(f"token {token_id} revoked: it no longer works", file=out)
+    return EXIT_OK
+
+
 def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
     from study.instruments import get_builtin, load_instrument
     from study.services import instruments
@@ -389,8 +554,8 @@ def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
         if given.suffix.lower() in (".toml", ".json")
         else get_builtin(args.instrument)
     )
-    caller = _caller()
     with _open_store(args.db, create=False) as store:
+        caller = _caller(args, store)
         key, version = instruments.add_instrument(store, caller, instrument)
         instruments.attach_instrument(store, caller, args.study, key, version)
     print(f"{args.study}: instrument {key} {version} attached", file=out)
@@ -409,8 +574,10 @@ def cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
         if not isinstance(protocol, dict):
             raise CliError(f"{args.protocol} must hold a JSON object {{...}}")
     with _open_store(args.db, create=False) as store:
-        digest = design.lock_protocol(store, _caller(), args.study, protocol, reason=args.reason)
-        coverage = design.arm_coverage(store, _caller(), args.study)
+        digest = design.lock_protocol(
+            store, _caller(args, store), args.study, protocol, reason=args.reason
+        )
+        coverage = design.arm_coverage(store, _caller(args, store), args.study)
     print(f"{args.study}: protocol locked, hash {digest}", file=out)
     for arm, answers, cases in coverage.select("arm_id", "answers", "cases").iter_rows():
         print(f"  arm {arm}: answers {answers} of {cases} cases", file=out)
@@ -426,7 +593,7 @@ def cmd_remove(args: argparse.Namespace, out: TextIO) -> int:
         "cases": content.remove_cases,
     }[args.what]
     with _open_store(args.db, create=False) as store:
-        removed = remover(store, _caller(), args.study, list(args.ids))
+        removed = remover(store, _caller(args, store), args.study, list(args.ids))
     print(f"{args.study}: {removed} {args.what} removed", file=out)
     return EXIT_OK
 
@@ -493,14 +660,14 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         if args.study:
             ids = [args.study]
         else:
-            ids = studies.list_studies(store, _caller()).get_column("id").to_list()
+            ids = studies.list_studies(store, _caller(args, store)).get_column("id").to_list()
             if not ids:
                 print(f"no studies in {args.db}", file=out)
                 return EXIT_OK
         for n, study_id in enumerate(ids):
             if n:
                 print(file=out)
-            _print_status(store, study_id, out)
+            _print_status(store, _caller(args, store), study_id, out)
     return EXIT_OK
 
 
@@ -519,10 +686,9 @@ def _require_current_schema(store: Any, db: Path) -> None:
         )
 
 
-def _print_status(store: Any, study_id: str, out: TextIO) -> None:
+def _print_status(store: Any, caller: Any, study_id: str, out: TextIO) -> None:
     from study.services import monitoring, studies
 
-    caller = _caller()
     study = studies.get_study(store, caller, study_id)
     status = monitoring.study_status(store, caller, study_id, per_arm=False)
     badge = " [synthetic demo data]" if study.get("synthetic") else ""
@@ -609,7 +775,7 @@ def cmd_assign(args: argparse.Namespace, out: TextIO) -> int:
         # the seed is a blinding secret, never printed: the one sealed at the lock if there is
         # one, else --seed, else drawn here (and sealed with the design when it is stored)
         seed = args.seed
-        drawn = seed is None and not design.seed_is_sealed(store, _caller(), args.study)
+        drawn = seed is None and not design.seed_is_sealed(store, _caller(args, store), args.study)
         if drawn:
             seed = int.from_bytes(os.urandom(7), "big")
         options = {
@@ -618,9 +784,9 @@ def cmd_assign(args: argparse.Namespace, out: TextIO) -> int:
             "mode": args.mode,
             "match_specialty": args.match_specialty,
         }
-        summary = design.preview_assignments(store, _caller(), args.study, **options)
+        summary = design.preview_assignments(store, _caller(args, store), args.study, **options)
         _print_design(summary, args, out)
-        _print_leaks(design.leak_report(store, _caller(), args.study), out)
+        _print_leaks(design.leak_report(store, _caller(args, store), args.study), out)
         if drawn and args.dry_run:
             print(
                 "\nthe seed was drawn for this run only: pass --seed S to preview and then store "
@@ -628,7 +794,7 @@ def cmd_assign(args: argparse.Namespace, out: TextIO) -> int:
                 file=out,
             )
         if not args.dry_run:
-            stored = design.make_assignments(store, _caller(), args.study, **options)
+            stored = design.make_assignments(store, _caller(args, store), args.study, **options)
             print(f"{stored} assignments stored for study {args.study} (seed sealed)", file=out)
     return EXIT_OK
 
@@ -751,7 +917,7 @@ def _export_file(args: argparse.Namespace, given: str | None, out: TextIO) -> in
 
         with _open_store(args.db, create=False) as store:
             # the items give the value labels of .dta and .sav files
-            items = instruments.study_items(store, _caller(), args.study)
+            items = instruments.study_items(store, _caller(args, store), args.study)
 
             def write(frame: pl.DataFrame, head: str) -> None:
                 heads.append(head)
@@ -771,7 +937,7 @@ def _export_file(args: argparse.Namespace, given: str | None, out: TextIO) -> in
                     ) from None
 
             frame = exports.export_ratings_long(
-                store, _caller(), args.study, write=write, formats=[fmt]
+                store, _caller(args, store), args.study, write=write, formats=[fmt]
             )
         os.replace(temp, args.out)
     finally:
@@ -813,7 +979,7 @@ def _export_bundle(args: argparse.Namespace, formats: list[str], out: TextIO) ->
     try:
         with _open_store(args.db, create=False) as store:
             manifest = exports.write_bundle(
-                store, _caller(), args.study, work, formats=formats, raw_csv=args.raw_csv
+                store, _caller(args, store), args.study, work, formats=formats, raw_csv=args.raw_csv
             )
         if as_zip:
             staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -905,6 +1071,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="DuckDB database file (default: $CLINVAL_DB, else data/clinval.duckdb)",
     )
+    common.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        metavar="TOKEN",
+        help=f"a personal access token (Account screen): act as its person, not as the "
+        f"operator (default: ${TOKEN_SETTING}, which keeps it out of the process list)",
+    )
     study = argparse.ArgumentParser(add_help=False)
     study.add_argument("--study", required=True, metavar="ID", help="study id")
 
@@ -940,7 +1113,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seed of the assignment and the simulated raters (default: the demo's own)",
     )
+    p.add_argument(
+        "--tokens",
+        type=_path,
+        default=None,
+        metavar="FILE",
+        help="also write a new JSON file (mode 600) mapping each demo person's e-mail to a "
+        "fresh personal access token; on an existing database only if it is a demo database",
+    )
     p.set_defaults(func=cmd_demo)
+
+    for act, role, what in (
+        ("open", "coordinator", "open rating of a locked study (locked -> rating)"),
+        ("close", "coordinator", "close rating (rating -> closed)"),
+        ("unblind", "statistician", "unblind a closed study (closed -> unblinded)"),
+    ):
+        p = commands.add_parser(
+            act,
+            parents=[common, study],
+            help=f"{what}: the {role}'s act, with their --token",
+            description=(
+                f"{what[0].upper()}{what[1:]}. A {role}'s own act: it needs the {role}'s "
+                f"personal access token (--token or ${TOKEN_SETTING}); the operator is no person."
+            ),
+        )
+        p.set_defaults(func=_lifecycle_step(act, role))
 
     for kind in ("cases", "arms", "answers"):
         p = commands.add_parser(
@@ -1037,6 +1234,27 @@ def build_parser() -> argparse.ArgumentParser:
         "list", parents=[common], help="list people, their roles, and whether they signed in"
     )
     q.set_defaults(func=cmd_users_list)
+
+    p = commands.add_parser(
+        "tokens",
+        parents=[common],
+        help="list or revoke personal access tokens (one's own with --token; the operator: anyone's)",
+    )
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = sub.add_parser(
+        "list",
+        parents=[common],
+        help="the tokens of the --token's person, or of --user (the operator without --user: all)",
+    )
+    q.add_argument("--user", metavar="ID", default=None, help="whose tokens (an admin's view)")
+    q.set_defaults(func=cmd_tokens_list)
+    q = sub.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a token by its id (the part after clv_): it stops working at once",
+    )
+    q.add_argument("id", metavar="ID")
+    q.set_defaults(func=cmd_tokens_revoke)
 
     p = commands.add_parser(
         "attach-instrument",

@@ -68,6 +68,13 @@ SETTINGS: tuple[Setting, ...] = (
         float,
     ),
     Setting(
+        "CLINVAL_TOKEN",
+        "",
+        "A personal access token (made on the app's Account screen): `python -m study` commands "
+        "then act as its person instead of the local operator, as `--token` does; empty: the "
+        "operator.",
+    ),
+    Setting(
         "CLINVAL_ACCESS_CONTACT",
         "",
         "Who a signed-in person without any role is told to ask for access (a name, an e-mail "

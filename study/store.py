@@ -204,6 +204,12 @@ class Store:
                 raise
 
     @property
+    def read_only(self) -> bool:
+        """Whether the database was opened read-only: nothing may be written, not even a
+        token's last use."""
+        return self._owner.read_only
+
+    @property
     def audit_key(self) -> bytes | None:
         """The audit chain's key (32 bytes), or None when the key file is missing."""
         return self._owner.audit_key

@@ -178,7 +178,7 @@ def test_an_unreachable_provider_is_a_sentence_not_a_traceback(monkeypatch, demo
 def test_a_rater_gets_the_rating_screen_alone(monkeypatch, demo_db):
     at = app(monkeypatch, demo_db, user=claims(RATER["email"]))
     no_failure(at)
-    assert registered(at) == ["pages/rate.py"]
+    assert registered(at) == ["pages/account.py", "pages/rate.py"]
     assert at.title[0].value == "Rate"
     assert not at.metric and not at.dataframe
     assert any("Signed in as" in c.value for c in at.sidebar.caption)
@@ -207,9 +207,10 @@ def test_a_coordinator_gets_the_overview_and_the_invitations(monkeypatch, demo_d
     assert pages == sorted(script for script, _ in screens_for("coordinator"))
 
 
-def test_the_screen_table_gives_a_rater_the_rating_screen_and_nothing_else():
-    # whatever screens are added, one that only rates must land on rating and see no other
-    assert screens_for("rater") == [("pages/rate.py", "Rate")]
+def test_the_screen_table_gives_a_rater_the_rating_screen_and_their_account_only():
+    # whatever screens are added, one that only rates must land on rating and see no other but
+    # their own Account (their personal access tokens), which every role opens
+    assert screens_for("rater") == [("pages/rate.py", "Rate"), ("pages/account.py", "Account")]
     assert ("pages/rate.py", "Rate") not in screens_for("admin", "coordinator", "statistician")
 
 
@@ -264,7 +265,7 @@ def test_a_session_past_its_maximum_age_must_sign_in_again(
         assert f"older than {float(hours):g} hour" in at.warning[0].value
         assert buttons(at) == ["Sign in"]
     else:
-        assert registered(at) == ["pages/rate.py"]
+        assert registered(at) == ["pages/account.py", "pages/rate.py"]
 
 
 def test_a_session_without_an_issue_time_is_refused(monkeypatch, demo_db):

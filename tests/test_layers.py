@@ -4,7 +4,8 @@
 - ``analysis/`` never imports duckdb (statistics take frames, not connections) nor ``study``
   (the library at the bottom knows nothing of the application above it).
 - ``study`` reaches ``analysis`` only through ``study/services/analyses.py``.
-- A person's ``Caller`` is minted only by the sign-in step (``study/services/people.py``).
+- A person's ``Caller`` is minted only by the sign-in step (``study/services/people.py``, and
+  ``study/services/tokens.py`` for a personal access token at the command line).
 - ``app.py`` and ``pages/`` hold no SQL: they import neither duckdb nor (pages) ``study.store``,
   call no store or connection method that runs SQL, and hold no string literal written as a SQL
   statement (this codebase writes SQL keywords in capitals, so prose such as "Select a study"
@@ -214,16 +215,23 @@ def test_the_analyses_service_is_the_door() -> None:
     assert "analysis" in imported_roots((ANALYSES_DOOR / "__init__.py").read_text(encoding="utf-8"))
 
 
-MINT = {ROOT / "study" / "access.py", ROOT / "study" / "services" / "people.py"}
+MINT = {
+    "person_caller": {ROOT / "study" / "access.py", ROOT / "study" / "services" / "people.py"},
+    # the command line's sign-in step: a checked personal access token
+    "token_caller": {ROOT / "study" / "access.py", ROOT / "study" / "services" / "tokens.py"},
+}
+"""Each factory of a person's caller, and the only files that may call it."""
 
 
 @pytest.mark.parametrize(
     "path", [*CORE, *UI, *_py_files("tests", "benchmarks")], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_only_the_sign_in_step_mints_a_persons_caller(path: Path) -> None:
-    if path in MINT or path == Path(__file__):
+    if path == Path(__file__):
         return
-    assert "person_caller" not in names_called(path.read_text(encoding="utf-8"))
+    called = names_called(path.read_text(encoding="utf-8"))
+    for factory, minters in MINT.items():
+        assert path in minters or factory not in called, f"{factory} outside the sign-in step"
 
 
 @pytest.mark.parametrize("path", UI, ids=lambda p: str(p.relative_to(ROOT)))

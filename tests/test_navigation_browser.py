@@ -56,26 +56,26 @@ def test_typed_screen_urls_go_through_the_app_and_the_demo_person_survives_navig
         page = fresh_page(browser)
         page.goto(f"{served.url}/monitor?person={coordinator}")
         expect(heading(page, "Monitoring")).to_be_visible(timeout=90_000)
-        assert menu(page) == ["Overview", "People", "Design", "Monitoring"]
+        assert menu(page) == ["Overview", "People", "Design", "Monitoring", "Account"]
 
         # a screen the person's roles do not open: their first screen instead, and nothing of it
         other = fresh_page(browser)
         other.goto(f"{served.url}/people?person={rater}")
         expect(heading(other, "Rate")).to_be_visible(timeout=60_000)
         expect(heading(other, "People")).to_have_count(0)
-        assert menu(other) == []  # a rater's one screen needs no menu
+        assert menu(other) == ["Rate", "Account"]  # rating, and their own tokens
 
         # a sidebar link opens the screen's URL without the query: the person stays, and the
         # URL gets them back, so that a reload resumes as the same person on the same screen
         page.get_by_test_id("stSidebarNav").get_by_role("link", name="Overview").click()
         expect(heading(page, "Study overview")).to_be_visible(timeout=30_000)
         page.wait_for_function(IDLE, timeout=30_000)
-        assert menu(page) == ["Overview", "People", "Design", "Monitoring"]
+        assert menu(page) == ["Overview", "People", "Design", "Monitoring", "Account"]
         page.get_by_test_id("stSidebarNav").get_by_role("link", name="Monitoring").click()
         expect(heading(page, "Monitoring")).to_be_visible(timeout=30_000)
         expect(page).to_have_url(f"{served.url}/monitor?person={coordinator}", timeout=15_000)
         page.reload()
         expect(heading(page, "Monitoring")).to_be_visible(timeout=30_000)
-        assert menu(page) == ["Overview", "People", "Design", "Monitoring"]
+        assert menu(page) == ["Overview", "People", "Design", "Monitoring", "Account"]
         for shown in (page, other):
             expect(shown.get_by_test_id("stException")).to_have_count(0)

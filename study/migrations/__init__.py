@@ -48,4 +48,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "sign-in: first sign-in time, bound identities", _sql("0006_sign_in.sql")),
     Migration(7, "conversation cases and rubric criteria", _sql("0007_rubric_cases.sql")),
     Migration(8, "a draft's design settings", _sql("0008_design_drafts.sql")),
+    Migration(9, "personal access tokens", _sql("0009_personal_tokens.sql")),
 )

@@ -4,6 +4,7 @@
 - ``content``: cases, arms and answers, imported from files or frames;
 - ``instruments``: the instrument library and the instruments a study uses;
 - ``people``: sign-in, people and their roles;
+- ``tokens``: personal access tokens, with which a person acts at the command line;
 - ``design``: the protocol, its lock, and the assignment of raters to cases;
 - ``lifecycle``: open rating, close it, unblind;
 - ``rating``: a rater's queue and their submissions;
