@@ -690,6 +690,8 @@ def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
                     )
                     for r in ni.iter_rows(named=True)
                 ],
+                # hypotheses, method and conclusion are sentences: under their row, not in it
+                details=("method", "H0", "H1", "conclusion"),
             )
         )
     rubric: pl.DataFrame | None = facts["results"].get("rubric")
