@@ -481,6 +481,8 @@ def _design(facts: Mapping[str, Any]) -> str:
         + _table(
             ("item", "instrument", "wording", "type", "level", "direction", "rated per", "values"),
             items,
+            # the wording and the values are the sentences here; the codes keep to one word
+            widths=(None, None, "25%", None, None, None, None, "22%"),
         )
         + "<h3>Analysis plan (locked protocol"
         + (
@@ -1121,7 +1123,11 @@ def _deviations(facts: Mapping[str, Any]) -> str:
         for r in unknown.iter_rows(named=True)
     ]
     out = (
-        _table(("version", "locked at (UTC)", "by", "reason", "content hash", "audit event"), rows)
+        _table(
+            ("version", "locked at (UTC)", "by", "reason", "content hash", "audit event"),
+            rows,
+            details=("reason",),  # the coordinator's own words, as long as they needed
+        )
         if rows
         else "<p>None: the protocol locked as version 1 was never amended.</p>"
     )
