@@ -415,8 +415,10 @@ def _design(facts: Mapping[str, Any]) -> str:
             r["level"],
             r["direction"],
             r["scope"],
+            # no break space around "=": a code stays on the line of its label
             "; ".join(
-                f"{o.get('value')} = {o.get('label')}" for o in json.loads(r["options"] or "[]")
+                f"{o.get('value')}\u00a0=\u00a0{o.get('label')}"
+                for o in json.loads(r["options"] or "[]")
             ),
         )
         for r in facts["items"].iter_rows(named=True)
