@@ -16,6 +16,12 @@ the page, text inside figures too (plotly reads a few tags in labels), and the f
 ``<``, ``>`` and ``&`` written as ``\\u003c``, ``\\u003e``, ``\\u0026`` so that no text can close
 the script element that carries it.
 
+**Layout.** The report is read on a screen and filed: a table cell never cuts a word (a column
+is as wide as its longest word), a text longer than a value (a method, a hypothesis, a citation)
+leaves its cell for a row under it or a numbered note (``_table``'s ``details`` and ``notes``),
+a table wider than the page scrolls in a box of its own, and figures name categories by their
+labels. ``tests/test_report_browser.py`` checks this in Chromium at 1,280 px.
+
 **Reporting guidelines.** The checklist topics are those of TRIPOD-LLM (Gallifant J, Afshar M,
 Ameen S, et al. The TRIPOD-LLM reporting guideline for studies using large language models.
 Nat Med. 2025;31(1):60-69. doi:10.1038/s41591-024-03425-5; interactive checklist at
