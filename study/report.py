@@ -930,15 +930,20 @@ def _distributions(facts: Mapping[str, Any], figures: _Figures) -> str:
 
 def _numeric_scales(items: pl.DataFrame) -> dict[tuple[str, str], dict[float, str]]:
     """(instrument, item) -> {option value: label} of each item whose options have numeric
-    values, in the items' order (an item without such options maps to an empty scale)."""
+    values, in the items' order (an item without such options maps to an empty scale). A rubric
+    item whose criteria come from the case has no options; the export rates each criterion
+    1 (met) or 0 (not met), and those are its labels."""
     scales: dict[tuple[str, str], dict[float, str]] = {}
     for r in items.iter_rows(named=True):
         options = json.loads(r.get("options") or "[]")
-        scales[(r["instrument_key"], r["item_key"])] = {
+        scale = {
             float(o["value"]): str(o.get("label") if o.get("label") is not None else o["value"])
             for o in options
             if isinstance(o.get("value"), int | float) and not isinstance(o.get("value"), bool)
         }
+        if not options and r.get("type") == "rubric_criterion":
+            scale = {0.0: "not met", 1.0: "met"}
+        scales[(r["instrument_key"], r["item_key"])] = scale
     return scales
 
 

@@ -111,3 +111,26 @@ def test_a_notes_column_the_header_lacks_is_refused() -> None:
 
     with pytest.raises(ValueError, match="columns of the header"):
         report._table(("item", "method"), [("a", "b")], notes=("methods",))
+
+
+def test_distribution_axes_name_each_value_by_its_option_label_in_the_scale_order() -> None:
+    items = pl.DataFrame(
+        {
+            "instrument_key": ["i", "i", "i", "i"],
+            "item_key": ["harm", "choice", "rubric", "minutes"],
+            "type": ["categorical", "pairwise_choice", "rubric_criterion", "numeric"],
+            "options": [
+                '[{"value": 2, "label": "Severe"}, {"value": 0, "label": "None"}]',
+                '[{"value": "A", "label": "Response A"}]',
+                None,
+                None,
+            ],
+        }
+    )
+    scales = report._numeric_scales(items)
+    assert list(scales) == [("i", "harm"), ("i", "choice"), ("i", "rubric"), ("i", "minutes")]
+    assert scales[("i", "harm")] == {2.0: "Severe", 0.0: "None"}  # declared order, not sorted
+    assert scales[("i", "choice")] == {}  # chosen labels are no values on an axis
+    assert scales[("i", "rubric")] == {0.0: "not met", 1.0: "met"}
+    assert scales[("i", "minutes")] == {}
+    assert report._wrapped("Mild or moderate <harm>") == "Mild or<br>moderate<br>&lt;harm&gt;"
