@@ -774,7 +774,10 @@ def _rubric(rubric: pl.DataFrame) -> str:
                         r.get("rater") or "",
                         r.get("variant") or "",
                         _num(r.get("estimate")) if r.get("applicable") else r.get("note") or "",
-                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+                        # no estimate, no interval: "— to —" read as a result
+                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}"
+                        if r.get("applicable")
+                        else "",
                         r.get("n_pairs") if r.get("n_pairs") is not None else "",
                     )
                     for r in agreement.iter_rows(named=True)
@@ -841,6 +844,7 @@ def _preference(preference: pl.DataFrame, figures: _Figures) -> str:
                 "note",
             ),
             rows,
+            details=("note",),
         )
     )
 
@@ -986,6 +990,7 @@ def _blinding(facts: Mapping[str, Any], figures: _Figures) -> str:
                 )
                 for r in table.iter_rows(named=True)
             ],
+            details=("note",),
         )
     )
 
