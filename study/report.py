@@ -16,6 +16,12 @@ the page, text inside figures too (plotly reads a few tags in labels), and the f
 ``<``, ``>`` and ``&`` written as ``\\u003c``, ``\\u003e``, ``\\u0026`` so that no text can close
 the script element that carries it.
 
+**Layout.** The report is read on a screen and filed: a table cell never cuts a word (a column
+is as wide as its longest word), a text longer than a value (a method, a hypothesis, a citation)
+leaves its cell for a row under it or a numbered note (``_table``'s ``details`` and ``notes``),
+a table wider than the page scrolls in a box of its own, and figures name categories by their
+labels. ``tests/test_report_browser.py`` checks this in Chromium at 1,280 px.
+
 **Reporting guidelines.** The checklist topics are those of TRIPOD-LLM (Gallifant J, Afshar M,
 Ameen S, et al. The TRIPOD-LLM reporting guideline for studies using large language models.
 Nat Med. 2025;31(1):60-69. doi:10.1038/s41591-024-03425-5; interactive checklist at
@@ -78,13 +84,103 @@ def _p(x: Any) -> str:
     return _num(x, 4)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, raw: bool = False) -> str:
-    """An HTML table; cells are escaped unless ``raw`` (then they are HTML made here)."""
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{c if raw else e(c)}</td>" for c in row) + "</tr>" for row in rows
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    raw: bool = False,
+    notes: Sequence[str] = (),
+    details: Sequence[str] = (),
+    note_at: str | None = None,
+    widths: Sequence[str | None] = (),
+) -> str:
+    """An HTML table in a box of its own that scrolls sideways when the table is wider than the
+    page (the page itself never does); cells are escaped unless ``raw`` (then they are HTML made
+    here).
+
+    A long text (a method, a remark) does not go in a cell: a 40-word cell makes a narrow, tall
+    column that squeezes every other one. Name its column in ``notes`` or ``details`` and
+    ``_table`` takes it out of the table:
+
+    - ``notes``: each non-empty text of those columns becomes a numbered note listed under the
+      table, and its number a superscript in the row's ``note_at`` column (default: the first
+      column). The same text gets the same number wherever it occurs, so a remark shared by
+      many rows is written once. With more than one notes column, each note names its column.
+    - ``details``: the texts of those columns go in a row of their own just under their row,
+      across the whole table, each after its column's name: for texts that belong to one row
+      and are read with it (a method with that row's own figures).
+
+    Note and detail texts are cells like the others (escaped unless ``raw``). ``widths``: CSS
+    widths of the columns left in the table, in order (None: let the browser choose), e.g.
+    ``("10em", None, "40%")``; a hint the browser follows as far as the longest word allows.
+    """
+    moved = set(notes) | set(details)
+    unknown = moved - set(header) | ({note_at} - set(header) if note_at else set())
+    if unknown or set(notes) & set(details):
+        raise ValueError(
+            f"notes, details and note_at name columns of the header {list(header)}, each once: "
+            f"not {sorted(unknown or set(notes) & set(details))}."
+        )
+    kept = [i for i, h in enumerate(header) if h not in moved]
+    note_columns = [header.index(h) for h in notes]
+    detail_columns = [header.index(h) for h in details]
+    anchor = kept.index(header.index(note_at)) if note_at else 0
+
+    def cell(value: Any) -> str:
+        return value if raw else e(value)
+
+    numbers: dict[tuple[str, str], int] = {}  # (column, text) -> its note's number
+    body = []
+    for row in rows:
+        cells = [cell(row[i]) for i in kept]
+        marks = []
+        for i in note_columns:
+            text = cell(row[i])
+            if text:
+                key = (header[i] if len(note_columns) > 1 else "", text)
+                marks.append(str(numbers.setdefault(key, len(numbers) + 1)))
+        if marks:
+            cells[anchor] += f'<sup class="note-ref">{",".join(marks)}</sup>'
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        said = [(header[i], cell(row[i])) for i in detail_columns if cell(row[i])]
+        if said:
+            body.append(
+                f'<tr class="details"><td colspan="{len(kept)}">'
+                + "".join(
+                    f'<div><span class="name">{e(name)}:</span> {text}</div>' for name, text in said
+                )
+                + "</td></tr>"
+            )
+    cols = (
+        "<colgroup>"
+        + "".join(f'<col style="width:{e(w)}">' if w else "<col>" for w in widths)
+        + "</colgroup>"
+        if any(widths)
+        else ""
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    head_cells = [header[i] for i in kept]
+    # a two-column table of (what, value) rows has no header worth a grey bar
+    head = (
+        "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head_cells) + "</tr></thead>"
+        if any(head_cells)
+        else ""
+    )
+    listed = (
+        '<ol class="notes">'
+        + "".join(
+            f'<li value="{n}">'
+            + (f'<span class="name">{e(column)}:</span> ' if column else "")
+            + f"{text}</li>"
+            for (column, text), n in numbers.items()
+        )
+        + "</ol>"
+        if numbers
+        else ""
+    )
+    return (
+        f'<div class="table-wrap"><table>{cols}{head}<tbody>{"".join(body)}</tbody></table></div>'
+        + listed
+    )
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -101,7 +197,18 @@ class _Figures:
 
         self.count += 1
         div = f"figure-{self.count}"
-        figure.update_layout(title={"text": e(title)}, template="plotly_white")
+        # The legend sits in a row above the plot, never at its right: there it took a fifth of
+        # the width and was cut off on a narrow page. Axis labels make their own room
+        # (automargin), so a long arm or item name widens the margin instead of being clipped.
+        figure.update_layout(
+            title={"text": e(title), "x": 0, "xanchor": "left", "y": 0.98, "yanchor": "top"},
+            template="plotly_white",
+            font={"size": 13},
+            legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
+            margin={"t": 80, "r": 30, "b": 60, "l": 60, **_given(figure.layout.margin)},
+        )
+        figure.update_xaxes(automargin=True)
+        figure.update_yaxes(automargin=True)
         data = pio.to_json(figure, validate=True)
         safe = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         return (
@@ -110,6 +217,24 @@ class _Figures:
             f'Plotly.newPlot("{div}",f.data,f.layout,{{displaylogo:false,responsive:true}});'
             "})();</script>"
         )
+
+
+def _given(margin: Any) -> dict[str, Any]:
+    """The sides of a plotly layout margin that a figure set itself (the others are None)."""
+    return {k: v for k, v in margin.to_plotly_json().items() if v is not None}
+
+
+def _wrapped(label: str, width: int = 14) -> str:
+    """``label`` escaped, its words joined into lines of about ``width`` characters with
+    ``<br>`` (plotly's line break in an axis label), so that category labels stand side by side
+    instead of being turned on their side or overlapping."""
+    lines: list[str] = []
+    for word in str(label).split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(e(line) for line in lines) or e(label)
 
 
 def _forest(rows: list[dict[str, Any]], *, title: str, figures: _Figures, x_title: str) -> str:
@@ -149,8 +274,8 @@ def _forest(rows: list[dict[str, Any]], *, title: str, figures: _Figures, x_titl
         )
     fig.add_vline(x=0, line_dash="dot", line_color="grey")
     fig.update_layout(
-        margin={"l": 220, "r": 30},
-        height=140 + 50 * len(rows),
+        # a row takes 45 px; a one-row plot still gets room for its title, legend and axis
+        height=max(260, 150 + 45 * len(rows)),
         xaxis_title=x_title,
         yaxis={"autorange": "reversed"},
         showlegend=bool(margins),
@@ -206,15 +331,29 @@ def render(facts: Mapping[str, Any]) -> str:
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f3f3f3} td{max-width:26em;overflow-wrap:anywhere} code{font-size:.85em;word-break:break-all}
+.table-wrap{max-width:100%;overflow-x:auto;margin:.6em 0}
+table{border-collapse:collapse;font-size:.9em;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;
+  overflow-wrap:normal;word-break:normal;hyphens:manual}
+th{background:#f3f3f3}
+tr.details td{border-top:none;background:#fafafa;color:#444;font-size:.88em;padding-left:1.5em}
+.name{font-style:italic;color:#555}
+sup.note-ref{font-size:.75em;color:#4a6fa5;margin-left:.15em}
+ol.notes{font-size:.85em;color:#444;margin:.2em 0 1em;padding-left:2em}
+code{font-size:.85em}
+p code,h3 code,li code{overflow-wrap:anywhere}
+td code,th code{overflow-wrap:normal}
 .synthetic{background:#fff3cd;padding:.5em;border:1px solid #e0c36a}
-.todo{color:#8a4b00;font-style:italic} .figure{min-height:200px}
+.todo{color:#8a4b00;font-style:italic} .figure{min-height:240px;width:100%}
 .flow{display:flex;flex-wrap:wrap;gap:.5em;align-items:center}
 .box{border:2px solid #4a6fa5;border-radius:6px;padding:.5em .8em;background:#f5f8fc}
 pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em;max-height:12em;overflow:auto}
+.warn{color:#8a1c1c;font-weight:600}
 """
+"""Table cells never break a word (``overflow-wrap``/``word-break`` normal, no automatic
+hyphens): a column is at least as wide as its longest word, and a table wider than the page
+scrolls inside its ``.table-wrap`` box. Code outside tables (hashes in a sentence) may break
+anywhere, as a 64-character hash would otherwise widen the page."""
 
 
 def _primary(facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -295,8 +434,10 @@ def _design(facts: Mapping[str, Any]) -> str:
             r["level"],
             r["direction"],
             r["scope"],
+            # no break space around "=": a code stays on the line of its label
             "; ".join(
-                f"{o.get('value')} = {o.get('label')}" for o in json.loads(r["options"] or "[]")
+                f"{o.get('value')}\u00a0=\u00a0{o.get('label')}"
+                for o in json.loads(r["options"] or "[]")
             ),
         )
         for r in facts["items"].iter_rows(named=True)
@@ -354,11 +495,15 @@ def _design(facts: Mapping[str, Any]) -> str:
             ("arm", "kind", "label", "model", "model version", "author role", "answers"), arm_rows
         )
         + "<h3>Instruments</h3>"
-        + _table(("key", "version", "title", "content hash", "source"), instruments)
+        + _table(
+            ("key", "version", "title", "content hash", "source"), instruments, notes=("source",)
+        )
         + "<h3>Items</h3>"
         + _table(
             ("item", "instrument", "wording", "type", "level", "direction", "rated per", "values"),
             items,
+            # the wording and the values are the sentences here; the codes keep to one word
+            widths=(None, None, "25%", None, None, None, None, "22%"),
         )
         + "<h3>Analysis plan (locked protocol"
         + (
@@ -492,6 +637,8 @@ def _agreement(facts: Mapping[str, Any], figures: _Figures) -> str:
                 "note",
             ),
             rows,
+            # each row's method carries its own figures (pa, pe, the resamples): read with it
+            details=("method", "note"),
         )
     )
 
@@ -537,17 +684,6 @@ def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
                     x_title=f"difference ({unit})",
                 )
             )
-        footnotes: list[str] = []
-
-        def noted(text: str | None) -> str:
-            """A footnote mark for a long text (the method in the library's words), so that
-            the table keeps short cells."""
-            if not text:
-                return ""
-            if text not in footnotes:
-                footnotes.append(text)
-            return f"<sup>{footnotes.index(text) + 1}</sup>"
-
         parts.append(
             "<p>One row per planned analysis; rows marked <em>not in the plan</em> are "
             "sensitivity analyses Clinval adds. Difference = test arm minus reference arm; the "
@@ -562,28 +698,30 @@ def _results(facts: Mapping[str, Any], figures: _Figures) -> str:
                     "interval",
                     "p",
                     "p (Holm)",
+                    "how",
                     "conclusion",
                 ),  # fmt: skip
                 [
                     (
-                        e(r["item"]),
-                        e(r.get("analysis") or r.get("role") or ""),
-                        e(r.get("method") or "") + noted(r.get("method_description")),
-                        e(_num(r.get("estimate"))),
-                        e(f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}"),
-                        e(_p(r.get("p_value"))),
-                        e(_p(r.get("p_adjusted"))),
-                        e(r.get("conclusion") or r.get("note") or ""),
+                        r["item"],
+                        r.get("analysis") or r.get("role") or "",
+                        r.get("method") or "",
+                        _num(r.get("estimate")),
+                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+                        _p(r.get("p_value")),
+                        _p(r.get("p_adjusted")),
+                        r.get("method_description") or "",
+                        r.get("conclusion") or r.get("note") or "",
                     )
                     for r in ni.iter_rows(named=True)
                 ],
-                raw=True,
+                # the method in the library's words is a sentence shared by several rows: a
+                # numbered note; the conclusion is the row's own sentence: under the row
+                notes=("how",),
+                note_at="method",
+                details=("conclusion",),
             )
         )
-        if footnotes:
-            parts.append(
-                '<ol class="notes">' + "".join(f"<li>{e(t)}</li>" for t in footnotes) + "</ol>"
-            )
         planned = ni.filter(pl.col("in_plan") & pl.col("h0").is_not_null()).unique(
             subset=["item", "role"], keep="first", maintain_order=True
         )
@@ -672,7 +810,10 @@ def _rubric(rubric: pl.DataFrame) -> str:
                         r.get("rater") or "",
                         r.get("variant") or "",
                         _num(r.get("estimate")) if r.get("applicable") else r.get("note") or "",
-                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}",
+                        # no estimate, no interval: "— to —" read as a result
+                        f"{_num(r.get('ci_low'))} to {_num(r.get('ci_high'))}"
+                        if r.get("applicable")
+                        else "",
                         r.get("n_pairs") if r.get("n_pairs") is not None else "",
                     )
                     for r in agreement.iter_rows(named=True)
@@ -706,9 +847,8 @@ def _preference(preference: pl.DataFrame, figures: _Figures) -> str:
         )
     fig.update_layout(
         barmode="stack",
-        height=160 + 40 * max(1, shares.height // 3),
-        xaxis_title="share",
-        margin={"l": 220, "r": 30},
+        height=max(260, 150 + 45 * max(1, shares.height // 3)),
+        xaxis={"title": "share of choices", "range": [0, 1]},
     )
     rows = [
         (
@@ -740,6 +880,7 @@ def _preference(preference: pl.DataFrame, figures: _Figures) -> str:
                 "note",
             ),
             rows,
+            details=("note",),
         )
     )
 
@@ -751,29 +892,51 @@ def _distributions(facts: Mapping[str, Any], figures: _Figures) -> str:
     numeric = ratings.filter(pl.col("arm").is_not_null() & pl.col("value").is_not_null())
     if numeric.height == 0:
         return "<p>No numeric ratings per answer.</p>"
+    scales = _numeric_scales(facts["items"])
+    order = {key: n for n, key in enumerate(scales)}
+    groups = sorted(
+        numeric.group_by("instrument", "item", maintain_order=True),
+        key=lambda group: order.get(group[0], len(order)),
+    )
     parts = []
-    for (item,), rows in numeric.group_by("item", maintain_order=True):
-        counts = (
-            rows.group_by("arm", "value")
-            .agg(pl.len().alias("n"))
-            .with_columns((pl.col("n") / pl.col("n").sum().over("arm")).alias("share"))
-            .sort("arm", "value")
-        )
+    for (instrument, item), rows in groups:
+        scale = scales.get((instrument, item))
+        counts = rows.group_by("arm", "value").agg(pl.len().alias("n"))
+        n = {(arm, value): k for arm, value, k in counts.iter_rows()}
+        totals = dict(counts.group_by("arm").agg(pl.col("n").sum()).sort("arm").iter_rows())
+        if scale:
+            # every option of the scale in its declared order, those nobody chose too (at 0),
+            # named by its label: the reader sees "Very poor" .. "Very good", not 1.0 .. 5.0
+            values = list(scale) + sorted(set(counts.get_column("value")) - set(scale))
+            x = [_wrapped(scale[v]) if v in scale else _num(v, 1) for v in values]
+            if len(set(x)) < len(x):  # two options with one label would share one bar
+                x = [f"{label} ({_num(v, 1)})" for label, v in zip(x, values, strict=True)]
+            xaxis = {
+                "title": "rating",
+                "type": "category",
+                "categoryorder": "array",
+                "categoryarray": x,
+            }
+        else:
+            values = sorted(set(counts.get_column("value")))
+            x = values
+            xaxis = {"title": "value"}
         fig = go.Figure()
-        for (arm,), part in counts.group_by("arm", maintain_order=True):
+        for arm, total in totals.items():
             fig.add_trace(
                 go.Bar(
-                    x=[_num(v, 1) for v in part.get_column("value").to_list()],
-                    y=part.get_column("share").to_list(),
+                    x=x,
+                    y=[n.get((arm, v), 0) / total for v in values],
+                    customdata=[n.get((arm, v), 0) for v in values],
+                    hovertemplate="%{y:.1%} (%{customdata} ratings)",
                     name=e(arm),
                 )
             )
         fig.update_layout(
             barmode="group",
-            height=300,
-            xaxis_title="value",
-            yaxis_title="share of ratings",
-            margin={"l": 60},
+            height=340,
+            xaxis=xaxis,
+            yaxis={"title": "share of the arm's ratings", "tickformat": ".0%"},
         )
         parts.append(figures.add(fig, f"{item}: distribution by arm"))
     describe: pl.DataFrame | None = (facts.get("results") or {}).get("summary")
@@ -805,19 +968,39 @@ def _distributions(facts: Mapping[str, Any], figures: _Figures) -> str:
     return "".join(parts)
 
 
+def _numeric_scales(items: pl.DataFrame) -> dict[tuple[str, str], dict[float, str]]:
+    """(instrument, item) -> {option value: label} of each item whose options have numeric
+    values, in the items' order (an item without such options maps to an empty scale). A rubric
+    item whose criteria come from the case has no options; the export rates each criterion
+    1 (met) or 0 (not met), and those are its labels."""
+    scales: dict[tuple[str, str], dict[float, str]] = {}
+    for r in items.iter_rows(named=True):
+        options = json.loads(r.get("options") or "[]")
+        scale = {
+            float(o["value"]): str(o.get("label") if o.get("label") is not None else o["value"])
+            for o in options
+            if isinstance(o.get("value"), int | float) and not isinstance(o.get("value"), bool)
+        }
+        if not options and r.get("type") == "rubric_criterion":
+            scale = {0.0: "not met", 1.0: "met"}
+        scales[(r["instrument_key"], r["item_key"])] = scale
+    return scales
+
+
 def _blinding(facts: Mapping[str, Any], figures: _Figures) -> str:
     text = (
         "<p>Raters saw the answers under neutral labels (Response A, B, ...) in an order fixed by "
         "the seeded design; arms, models and authors never reached their browsers, and no rater "
         "was assigned a case whose answer they wrote. The assignment seed was sealed at the lock "
         f"({e(facts['seed'].get('note'))}).</p>"
-    )
+    ) + _leak(facts.get("leak") or {})
     table: pl.DataFrame | None = (facts.get("results") or {}).get("blinding")
     if table is None or table.height == 0:
         return (
             text
-            + "<p>The study did not ask raters to guess the source of answers (the built-in <code>source_guess</code> instrument): no blinding index.</p>"
+            + "<h3>Raters' guesses</h3><p>The study did not ask raters to guess the source of answers (the built-in <code>source_guess</code> instrument): no blinding index.</p>"
         )
+    text += "<h3>Raters' guesses</h3>"
     rows = [
         {
             "label": f"{r.get('statistic')} {r.get('arm') or ''}",
@@ -843,8 +1026,131 @@ def _blinding(facts: Mapping[str, Any], figures: _Figures) -> str:
                 )
                 for r in table.iter_rows(named=True)
             ],
+            details=("note",),
         )
     )
+
+
+def _share(x: Any) -> str:
+    """A share in [0, 1] as a whole percentage ("—" when missing)."""
+    return "—" if x is None or x != x else f"{100 * x:.0f}%"
+
+
+def _leak(leak: Mapping[str, pl.DataFrame | None]) -> str:
+    """The leak report's figures (``exports._leak_figures``): could the answers' form alone
+    tell raters their source? Per arm, then pair by pair (three arms or more), each with a
+    sentence saying what the figures mean for the blinding."""
+    from study.blinding import AUC_WARNING
+
+    arms = leak.get("arms")
+    if arms is None or arms.height == 0:
+        return "<p>The study has no answers: no leak report.</p>"
+    parts = [
+        "<h3>Could the answers' form give their source away?</h3>"
+        "<p>Neutral labels hide the arm, not the answer's form. The blinding leak report (read "
+        "by the coordinator before launch, recomputed here from the same answers) measures per "
+        "arm what a rater could go by without judging the content: length in words, Markdown "
+        "(headings, lists, bold), phrases that name the source (\u201cAs an AI\u201d, a model's "
+        "name, \u201cI cannot give medical advice\u201d), a sign-off as the last line, and "
+        "<em>AUC</em>: how well a classifier that sees only length and format tells the arm's "
+        "answers from the other arms' (cross-validated; 0.5 is chance, 1 tells every answer "
+        f"apart). An AUC above {AUC_WARNING} warns that raters could tell the source from the "
+        "form.</p>",
+        _table(
+            (
+                "arm",
+                "answers",
+                "words: median (IQR)",
+                "mean words",
+                "Markdown",
+                "names its source",
+                "sign-off",
+                "AUC",
+                f"above {AUC_WARNING}",
+            ),
+            [
+                (
+                    r["arm_id"],
+                    r["n_answers"],
+                    f"{_num(r['median_words'], 0)} ({_num(r['p25_words'], 0)} to "
+                    f"{_num(r['p75_words'], 0)})",
+                    _num(r["mean_words"], 0),
+                    _share(r["share_markdown"]),
+                    _share(r["share_self_identifying"]),
+                    _share(r["share_signature"]),
+                    _num(r["format_auc"], 2),
+                    "warning" if r["warning"] else "",
+                )
+                for r in arms.iter_rows(named=True)
+            ],
+        ),
+        _leak_reading(arms, "arm_id", None, AUC_WARNING),
+    ]
+    pairs = leak.get("pairs")
+    if pairs is not None and pairs.height:
+        parts += [
+            "<p>With three arms or more, the per-arm AUC pools \u201cthe other arms\u201d: an arm "
+            "that stands out against one of them can look unremarkable against the pool. Pair "
+            "by pair, on the cases both arms answered (the comparison a rater faces on one "
+            "case):</p>",
+            _table(
+                ("arm", "against", "shared cases", "AUC", f"above {AUC_WARNING}"),
+                [
+                    (
+                        r["arm_a"],
+                        r["arm_b"],
+                        r["shared_cases"],
+                        _num(r["format_auc"], 2),
+                        "warning" if r["warning"] else "",
+                    )
+                    for r in pairs.iter_rows(named=True)
+                ],
+            ),
+            _leak_reading(pairs, "arm_a", "arm_b", AUC_WARNING),
+        ]
+    return "".join(parts)
+
+
+def _leak_reading(frame: pl.DataFrame, arm: str, other: str | None, bound: float) -> str:
+    """One paragraph in words: which arms (or pairs) the form gives away, and which answers
+    name their source; the highest AUC when none passes ``bound``."""
+    rows = list(frame.iter_rows(named=True))
+
+    def who(r: Mapping[str, Any]) -> str:
+        return (
+            f"{e(r[arm])}'s answers from {e(r[other])}'s"
+            if other
+            else f"{e(r[arm])}'s answers from the other arms'"
+        )
+
+    scored = [r for r in rows if r["format_auc"] is not None and r["format_auc"] == r["format_auc"]]
+    if not scored:
+        return (
+            "<p>With a single arm, or too few answers per arm, there is nothing to tell apart: "
+            "no AUC.</p>"
+        )
+    flagged = [r for r in scored if r["warning"]]
+    if flagged:
+        said = "; ".join(f"{who(r)} (AUC {_num(r['format_auc'], 2)})" for r in flagged)
+        sentence = (
+            f'<span class="warn">Warning:</span> length and format alone tell {said}. Raters '
+            "may have recognised the source of these answers by their form: read the raters' "
+            "guesses below (where they were asked) and the results with this in mind."
+        )
+    else:
+        top = max(scored, key=lambda r: r["format_auc"])
+        sentence = (
+            f"Length and format alone tell no {'pair of arms' if other else 'arm'} apart "
+            f"above {bound}; the highest AUC is {_num(top['format_auc'], 2)} ({who(top)})."
+        )
+    naming = [r for r in rows if other is None and r["share_self_identifying"]]
+    if naming:
+        sentence += (
+            " "
+            + "; ".join(f"{_share(r['share_self_identifying'])} of {e(r[arm])}'s" for r in naming)
+            + " answers name their source."
+        )
+    return f"<p>{sentence}</p>"
 
 
 def _deviations(facts: Mapping[str, Any]) -> str:
@@ -871,7 +1177,11 @@ def _deviations(facts: Mapping[str, Any]) -> str:
         for r in unknown.iter_rows(named=True)
     ]
     out = (
-        _table(("version", "locked at (UTC)", "by", "reason", "content hash", "audit event"), rows)
+        _table(
+            ("version", "locked at (UTC)", "by", "reason", "content hash", "audit event"),
+            rows,
+            details=("reason",),  # the coordinator's own words, as long as they needed
+        )
         if rows
         else "<p>None: the protocol locked as version 1 was never amended.</p>"
     )
@@ -1078,7 +1388,13 @@ def _guideline(items: list[tuple[str, str, str | None]], citation: str) -> str:
     return (
         f"<p>Topics of the checklist ({e(citation)}), paraphrased; the numbering is the "
         "checklist's own. Filled from the study's data where it can be.</p>"
-        + _table(("section", "topic", "from this study"), rows, raw=True)
+        + _table(
+            ("section", "topic", "from this study"),
+            rows,
+            raw=True,
+            # what the study says holds prompts, parameters and a protocol hash: room for them
+            widths=("9em", "30%", None),
+        )
     )
 
 

@@ -1,6 +1,7 @@
 """The bundle's HTML report in headless Chromium, opened from a file:// URL as an author would:
-no console errors, no request leaving the file, every figure drawn, and untrusted text (model
-names, prompts, labels, reasons) shown as text, never run."""
+no console errors, no request leaving the file, every figure drawn, untrusted text (model
+names, prompts, labels, reasons) shown as text, never run, and at 1,280 px no word broken inside
+a table cell and no table wider than the page unless it scrolls in its own box."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ HOSTILE = {
 @pytest.fixture
 def page() -> Iterator[Page]:
     with chromium() as browser:
-        yield browser.new_page(viewport={"width": 1200, "height": 1000})
+        yield browser.new_page(viewport={"width": 1280, "height": 1000})
 
 
 def open_report(page: Page, path: Path) -> dict[str, list[str]]:
@@ -64,6 +65,91 @@ def drawn_figures(page: Page) -> dict[str, int]:
         "() => Object.fromEntries([...document.querySelectorAll('.figure')]"
         ".map(d => [d.dataset.title, d.querySelectorAll('.main-svg').length]))"
     )
+
+
+BROKEN_WORDS = r"""
+() => {
+  // A word: letters, digits and underscores, with . , : or an apostrophe inside (0.0001,
+  // don't, 12:30). The normal line-breaking rules (UAX #14) allow no break inside one; a break
+  // there is a word cut in two (overflow-wrap:anywhere, word-break:break-all, hyphens:auto).
+  // Breaks after a hyphen or a slash, or at a space, are ordinary line breaks and are allowed.
+  const word = /[\p{L}\p{N}_]+(?:[.,:'\u2019][\p{L}\p{N}_]+)*/gu;
+  const broken = [];
+  for (const cell of document.querySelectorAll("td, th")) {
+    const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+      for (const m of node.data.matchAll(word)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        // a word on one line gives one box, or several side by side on that line (one per
+        // inline box); a word cut across lines gives boxes whose middles are a line apart
+        const boxes = [...range.getClientRects()].filter((r) => r.width > 0 && r.height > 0);
+        if (boxes.length < 2) continue;
+        const middles = boxes.map((r) => (r.top + r.bottom) / 2);
+        const height = Math.min(...boxes.map((r) => r.height));
+        if (Math.max(...middles) - Math.min(...middles) > height / 2) {
+          broken.push(`${m[0]} (in "${cell.textContent.trim().slice(0, 60)}")`);
+        }
+      }
+    }
+  }
+  return broken;
+}
+"""
+
+TOO_WIDE = r"""
+() => {
+  // Each table lies within the body's content box, or scrolls sideways inside a box of its own
+  // (.table-wrap, overflow-x auto) that does; and the page itself never scrolls sideways.
+  const style = getComputedStyle(document.body);
+  const right = document.body.getBoundingClientRect().right - parseFloat(style.paddingRight);
+  const wide = [];
+  for (const table of document.querySelectorAll("table")) {
+    if (!table.getClientRects().length) continue; // not shown (a closed <details>)
+    const box = table.parentElement.closest(".table-wrap");
+    const scrolls = box && ["auto", "scroll"].includes(getComputedStyle(box).overflowX);
+    const edge = (scrolls ? box : table).getBoundingClientRect().right;
+    if (edge > right + 0.5) {
+      const head = [...table.querySelectorAll("th")].map((th) => th.textContent).join("|");
+      wide.push(`${head || table.textContent.slice(0, 60)}: right edge ${edge} > ${right}`);
+    }
+  }
+  const page = document.documentElement.scrollWidth;
+  if (page > window.innerWidth) wide.push(`the page is ${page} px wide`);
+  return wide;
+}
+"""
+
+SENTINELS = """
+() => {
+  // a narrow cell that cuts its words anywhere, and a wide table with no box of its own
+  const cut = document.createElement("table");
+  cut.className = "sentinel";
+  cut.innerHTML = '<tr><td style="width:3em;max-width:3em;word-break:break-all">' +
+    "better_response krippendorff_alpha</td></tr>";
+  const wide = document.createElement("table");
+  wide.className = "sentinel";
+  wide.style.width = "2000px";
+  wide.innerHTML = "<tr><th>sentinel</th></tr>";
+  document.body.append(cut, wide);
+}
+"""
+
+
+def layout_problems(page: Page) -> dict[str, list[str]]:
+    """Words cut inside table cells and tables wider than the page, every <details> opened so
+    that the tables folded inside are measured too. The check first proves that it can fail:
+    a cell with ``word-break: break-all`` and a 2,000 px table, added to the page for a moment,
+    must be found (a check that finds nothing on a page built to fail checks nothing)."""
+    page.evaluate("() => document.querySelectorAll('details').forEach((d) => (d.open = true))")
+    page.evaluate(SENTINELS)
+    cut, wide = page.evaluate(BROKEN_WORDS), page.evaluate(TOO_WIDE)
+    page.evaluate("() => document.querySelectorAll('.sentinel').forEach((t) => t.remove())")
+    assert any(w.startswith("krippendorff_alpha") for w in cut), cut
+    assert any(w.startswith("sentinel:") for w in wide), wide
+    assert any("the page is" in w for w in wide), wide
+    return {"broken words": page.evaluate(BROKEN_WORDS), "too wide": page.evaluate(TOO_WIDE)}
 
 
 def test_the_demo_report_renders_offline_with_its_figures(
@@ -96,6 +182,18 @@ def test_the_demo_report_renders_offline_with_its_figures(
         assert heading in text
     assert "demo-llm-2026-06-01" in text  # the model version, in the TRIPOD-LLM table
     assert "to be completed by the authors" in text
+    # the distributions name the options by their labels, in the scale's order
+    ticks = page.evaluate(
+        """() => [...document.querySelectorAll(
+            '.figure[data-title="quality: distribution by arm"] .xtick text')]
+            .map((t) => t.textContent)"""
+    )
+    assert ticks == ["Very poor", "Poor", "Acceptable", "Good", "Very good"]
+    # at 1,280 px: no word cut inside a table cell, no table beyond the page
+    assert page.viewport_size == {"width": 1280, "height": 1000}
+    assert layout_problems(page) == {"broken words": [], "too wide": []}
+    assert [m for m in seen["console"] if m.startswith(("error", "warning"))] == []
+    assert seen["errors"] == []
 
 
 def hostile_study(store: Store, folder: Path) -> str:
@@ -155,3 +253,5 @@ def test_untrusted_text_in_the_report_is_shown_never_run(
     text = page.locator("body").inner_text()
     for value in HOSTILE.values():
         assert value in text, value
+    # a long unbroken token (a hostile model name) widens its column; its table scrolls in its box
+    assert layout_problems(page) == {"broken words": [], "too wide": []}

@@ -69,3 +69,72 @@ def _design_facts(endpoint: dict) -> dict:
         "events": [],
         "origin": {"origin": "imported"},
     }
+
+
+def test_long_texts_leave_their_cells_for_numbered_notes_escaped_and_shared() -> None:
+    """A method text named in ``notes`` becomes a numbered note under the table, one number
+    per distinct text, escaped like any cell; the row keeps a superscript number."""
+    html = report._table(
+        ("item", "estimate", "method"),
+        [
+            ("quality", "0.4", "<b>Krippendorff</b> & co"),
+            ("empathy", "0.5", "<b>Krippendorff</b> & co"),
+            ("harm", "0.6", "Gwet's AC1"),
+            ("safety", "0.7", ""),
+        ],
+        notes=("method",),
+    )
+    assert "<th>method</th>" not in html
+    assert '<td>quality<sup class="note-ref">1</sup></td>' in html
+    assert '<td>empathy<sup class="note-ref">1</sup></td>' in html
+    assert '<td>harm<sup class="note-ref">2</sup></td>' in html
+    assert "<td>safety</td>" in html  # no text, no number
+    assert '<li value="1">&lt;b&gt;Krippendorff&lt;/b&gt; &amp; co</li>' in html
+    assert html.count("<li ") == 2
+    assert html.startswith('<div class="table-wrap"><table>')
+
+
+def test_details_go_in_a_row_of_their_own_under_their_row() -> None:
+    html = report._table(
+        ("statistic", "estimate", "method", "note"),
+        [("alpha", "0.3", "bootstrap <200>", ""), ("kappa", "0.1", "", "")],
+        details=("method", "note"),
+        widths=("12em", None),
+    )
+    assert "<td>alpha</td><td>0.3</td></tr>" in html
+    assert (
+        '<tr class="details"><td colspan="2"><div><span class="name">method:</span> '
+        "bootstrap &lt;200&gt;</div></td></tr>"
+    ) in html
+    assert html.count('class="details"') == 1  # kappa has nothing to say
+    assert '<colgroup><col style="width:12em"><col></colgroup>' in html
+
+
+def test_a_notes_column_the_header_lacks_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="columns of the header"):
+        report._table(("item", "method"), [("a", "b")], notes=("methods",))
+
+
+def test_distribution_axes_name_each_value_by_its_option_label_in_the_scale_order() -> None:
+    items = pl.DataFrame(
+        {
+            "instrument_key": ["i", "i", "i", "i"],
+            "item_key": ["harm", "choice", "rubric", "minutes"],
+            "type": ["categorical", "pairwise_choice", "rubric_criterion", "numeric"],
+            "options": [
+                '[{"value": 2, "label": "Severe"}, {"value": 0, "label": "None"}]',
+                '[{"value": "A", "label": "Response A"}]',
+                None,
+                None,
+            ],
+        }
+    )
+    scales = report._numeric_scales(items)
+    assert list(scales) == [("i", "harm"), ("i", "choice"), ("i", "rubric"), ("i", "minutes")]
+    assert scales[("i", "harm")] == {2.0: "Severe", 0.0: "None"}  # declared order, not sorted
+    assert scales[("i", "choice")] == {}  # chosen labels are no values on an axis
+    assert scales[("i", "rubric")] == {0.0: "not met", 1.0: "met"}
+    assert scales[("i", "minutes")] == {}
+    assert report._wrapped("Mild or moderate <harm>") == "Mild or<br>moderate<br>&lt;harm&gt;"

@@ -433,7 +433,33 @@ def _report_facts(store: Store, caller: Caller, study: str, status: str) -> dict
         "flow": store.read(_FLOW_SQL, {"s": study}).row(0, named=True),
         "case_flags": store.read(_FLAGS_SQL, {"s": study}),
         "origin": rating_imports.ratings_origin(store, caller, study),
+        "leak": _leak_figures(store, study),
     }
+
+
+def _leak_figures(store: Store, study: str) -> dict[str, pl.DataFrame | None]:
+    """The blinding leak report's figures for the report: ``arms``, one row per arm
+    (``study.blinding.leak_report``: length, markdown, self-identifying phrases, sign-offs and
+    the cross-validated AUC of length and format against the other arms), and ``pairs``, one
+    row per pair of arms on the cases both answered (``study.blinding.pairwise_format_auc``),
+    computed only with three arms or more (with two, the pair is the per-arm figure); either is
+    None for a study without answers.
+
+    The services ``design.leak_report`` and ``design.leak_pairs`` compute the same from the same
+    rows, but they serve the Design screen before launch and are the coordinator's alone
+    (``design_study``); the bundle is written by a statistician (after unblinding) or the
+    operator. Rather than widen that permission, the report calls the pure functions those
+    services call, on the same query (no order: the folds of the AUC follow the rows' order, so
+    the figures match what the coordinator read on the Design screen). What it shows is the
+    form of each arm's answers, aggregated, in a report that names the arms anyway."""
+    from study.blinding import leak_report, pairwise_format_auc
+
+    answers = store.read("SELECT arm_id, case_id, text FROM answers WHERE study = $s", {"s": study})
+    if answers.height == 0:
+        return {"arms": None, "pairs": None}
+    arms = leak_report(answers.select("arm_id", "text"))
+    pairs = pairwise_format_auc(answers) if arms.height >= 3 else None
+    return {"arms": arms, "pairs": pairs}
 
 
 def _public_payload(payload: dict[str, Any]) -> dict[str, Any]:
