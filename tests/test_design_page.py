@@ -727,6 +727,8 @@ def test_a_secondary_scale_item_gets_its_own_margin(monkeypatch, db):
     go(at, 6)
     assert "cannot be locked yet" in errors(at)
     assert key("lock") not in [b.key for b in at.button]
+    problems = table(at, "field", "problem")
+    assert list(problems["field"]) == ["Secondary endpoint empathy: margin"]
     go(at, 5)
     at.number_input(key=secondary_key("empathy", "margin")).set_value(0.3).run()
     assert not at.error, errors(at)
@@ -819,3 +821,73 @@ def test_a_drafts_endpoints_come_back_in_a_new_sitting(monkeypatch, db):
         },
         {"item": "empathy", "margin": 0.25, "direction": "higher", "method": "t"},
     ]
+
+
+# --- the endpoints' checks without a screen (pages/components/design_endpoints) ---------------
+
+HARM = {"type": "binary", "direction": "lower_is_better"}
+QUALITY = {"type": "likert", "direction": "higher_is_better"}
+MINUTES = {"type": "numeric", "direction": "none"}
+BETTER = {"type": "pairwise_choice", "direction": "higher_is_better"}
+
+
+@pytest.mark.parametrize(
+    ("typed", "item", "share"),
+    [
+        (5, HARM, 0.05),
+        (7.5, HARM, 0.075),
+        (0.1, HARM, 0.001),
+        (0.5, QUALITY, 0.5),
+        (None, HARM, None),
+    ],
+)
+def test_a_margin_typed_in_percentage_points_is_a_share_in_the_protocol(typed, item, share):
+    from pages.components.design_endpoints import as_share
+
+    assert as_share(typed, item) == share
+
+
+def test_a_new_secondary_starts_from_its_item_and_never_from_higher():
+    from pages.components.design_endpoints import new_secondary
+
+    assert new_secondary(HARM) == {"margin": None, "direction": "lower", "method": "newcombe"}
+    assert new_secondary(QUALITY) == {"margin": None, "direction": "higher", "method": "t"}
+    assert new_secondary(MINUTES)["direction"] is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "words"),
+    [
+        # typed but not chosen: the coordinator's words, not the protocol's
+        ({"item": "q"}, "margin", "enter a margin in rating points"),
+        ({"item": "m", "margin": 1.0}, "direction", "choose which way is better"),
+        # what study.protocol.parse refuses: a mean method for a risk difference
+        (
+            {"item": "h2", "statistic": "risk_difference", "margin": 0.05, "method": "t"},
+            "method",
+            "one of newcombe, farrington-manning",
+        ),
+        # what study.protocol.item_problems refuses: an item no instrument has
+        ({"item": "gone", "margin": 0.5}, "item", "'gone' is no item"),
+    ],
+)
+def test_each_problem_is_named_on_its_endpoints_field(entry, field, words):
+    from pages.components.design_endpoints import check_plan
+
+    items = {"q": QUALITY, "m": MINUTES, "h": HARM, "h2": HARM, "b": BETTER}
+    protocol = {
+        "primary_endpoint": {"item": "h", "statistic": "risk_difference", "margin": 0.05},
+        "secondary_endpoints": [{"item": "b", "statistic": "win_rates"}, entry],
+    }
+    check = check_plan(protocol, items, test="llm", reference="doctors")
+    assert not check.ok
+    (problem,) = check.problems
+    assert problem.column == f"secondary_endpoints[1].{field}"
+    assert check.field_in_words(problem.column) == f"Secondary endpoint {entry['item']}: {field}"
+    (reason,) = check.endpoint("secondary_endpoints[1]").on(field)
+    assert words in reason, reason
+    # the other endpoints are fine: the primary's H0 from its item's declaration (lower)
+    primary = check.endpoint("primary_endpoint")
+    assert primary.problems == {}
+    assert primary.hypotheses[0].startswith("H0: p(llm) - p(doctors) >= 0.05")
+    assert check.endpoint("secondary_endpoints[0]").hypotheses is None  # win rates: no test

@@ -142,6 +142,16 @@ class PlanCheck:
     def endpoint(self, where: str) -> EndpointCheck | None:
         return next((e for e in self.endpoints if e.where == where), None)
 
+    def field_in_words(self, column: str | None) -> str:
+        """A problem's protocol field as a coordinator finds it on step 5: "Secondary endpoint
+        empathy: margin" for ``secondary_endpoints[0].margin``; any other field as named."""
+        endpoint = self.endpoint(_location(column))
+        if endpoint is None:
+            return column or "(whole protocol)"
+        role = "Primary endpoint" if endpoint.where == PRIMARY else "Secondary endpoint"
+        name = _field(column)
+        return f"{role} {endpoint.item}" + (f": {name.replace('_', ' ')}" if name else "")
+
 
 def check_plan(
     protocol: Mapping[str, Any],

@@ -11,7 +11,6 @@ import streamlit as st
 from pages.components.design_common import (
     Draft,
     plan_check,
-    problems_table,
     protocol_of,
     show_error,
 )
@@ -63,10 +62,16 @@ def lock(draft: Draft) -> None:
             icon=":material/error:",
         )
         st.dataframe(
-            problems_table(check.problems).select("column", "problem"),
+            pl.DataFrame(
+                {
+                    "field": [check.field_in_words(p.column) for p in check.problems],
+                    "problem": [p.reason for p in check.problems],
+                },
+                schema={"field": pl.String, "problem": pl.String},
+            ),
             hide_index=True,
             key=draft.key("plan-problems"),
-            column_config={"column": "Field", "problem": "Problem"},
+            column_config={"field": "Field", "problem": "Problem"},
         )
         return
     if not draft.settings.get("dry_run_ok"):
@@ -106,7 +111,9 @@ def hypotheses(check: PlanCheck) -> None:
         if endpoint.hypotheses:
             h0, h1 = endpoint.hypotheses
             st.caption(f"**{endpoint.item}**  \n{h0}  \n{h1}")
-        elif not any(endpoint.problems.values()):
+        elif endpoint.problems:
+            st.caption(f"**{endpoint.item}**  \nNot stated yet: see the problems below.")
+        else:
             st.caption(f"**{endpoint.item}**  \nDescriptive: no margin and no test.")
 
 
