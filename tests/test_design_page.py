@@ -891,3 +891,24 @@ def test_each_problem_is_named_on_its_endpoints_field(entry, field, words):
     assert primary.problems == {}
     assert primary.hypotheses[0].startswith("H0: p(llm) - p(doctors) >= 0.05")
     assert check.endpoint("secondary_endpoints[0]").hypotheses is None  # win rates: no test
+
+
+def test_a_binary_primary_takes_its_margin_in_percentage_points(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    plan(at)  # 0.5 rating points for quality
+    at.selectbox(key=key("primary_item")).set_value("could_cause_harm").run()
+    margin = at.number_input(key=key("margin"))
+    # 0.5 rating points would be 0.5 percentage points here: the number is dropped, not reread
+    assert margin.label == "Margin (percentage points)" and margin.value is None
+    assert at.radio(key=key("direction")).value == "lower"
+    assert at.selectbox(key=key("method")).value == "newcombe"
+    at.number_input(key=key("margin")).set_value(10.0).run()
+    assert not at.error, errors(at)
+    lock(at)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    primary = content["primary_endpoint"]
+    assert (primary["statistic"], primary["margin"], primary["direction"]) == (
+        "risk_difference",
+        0.1,
+        "lower",
+    )
