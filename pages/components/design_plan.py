@@ -398,7 +398,7 @@ def step_plan(draft: Draft) -> None:
         )
         start_primary(draft, primary, items)
         slots[PRIMARY] = endpoint_fields(
-            draft, items[primary], lambda name, *args, **kwargs: kept(draft, name, *args, **kwargs)
+            items[primary], lambda name, *args, **kwargs: kept(draft, name, *args, **kwargs)
         )
         kept(
             draft,
@@ -504,7 +504,6 @@ def sentence(text: str) -> str:
 
 
 def endpoint_fields(
-    draft: Draft,
     item: dict[str, Any],
     field: Callable[..., Any],
     places: Sequence[Any] | None = None,
@@ -527,8 +526,8 @@ def endpoint_fields(
             step=0.5 if unit == PERCENTAGE_POINTS else 0.05,
             format="%.2f",
             help=(
-                "How many percentage points more often the test arm may be worse than the "
-                "reference and still count as non-inferior (5 is a risk difference of 0.05)."
+                "By how many percentage points the test arm's share may be worse than the "
+                "reference's and still count as non-inferior (5 is a risk difference of 0.05)."
                 if unit == PERCENTAGE_POINTS
                 else "How many rating points worse the test arm may be on average and still count "
                 "as non-inferior."
@@ -575,7 +574,6 @@ def secondary_fields(draft: Draft, key: str, item: dict[str, Any], title: str) -
         if key not in plan:
             draft.settings["secondary_plan"] = {**plan, key: new_secondary(item)}
         slots = endpoint_fields(
-            draft,
             item,
             lambda name, *args, **kwargs: kept_field(draft, key, name, *args, **kwargs),
             st.columns(3),
