@@ -9,10 +9,12 @@ walked in order, each saying what is done; any step can be revisited while the s
 4. Assignment: mode, raters per case, specialty matching, calibration and repeats; the dry run
    (as ``python -m study assign --dry-run`` prints it) with a rater x case heatmap, and the
    blinding leak report per arm.
-5. Analysis plan: primary item, direction, margin, one-sided alpha, method, secondary items; the
-   power of the design and the cases that reach 80% and 90%.
-6. Lock: the protocol to be frozen, a confirmation, the lock; then its hash, version and history,
-   and a new version only with a reason.
+5. Analysis plan: the primary and each secondary endpoint with its own margin (in its units:
+   rating points, or percentage points for a binary item), direction and method, and its H0 in
+   words; one-sided alpha; the power of the design and the cases that reach 80% and 90%.
+6. Lock: the protocol to be frozen and what each endpoint tests; the lock, offered (behind a
+   confirmation) only once the plan has no problem left; then its hash, version and history, and
+   a new version only with a reason.
 7. Raters and rating: invite raters by e-mail, and open rating (with a confirmation).
 
 The draft's settings are kept in the session per study, and with the draft in the database as

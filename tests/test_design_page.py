@@ -652,3 +652,263 @@ def test_with_three_arms_the_leak_report_compares_each_pair_on_shared_cases(monk
     # the demo's LLM writes longer, formatted answers than its clinicians: told apart per pair
     assert pairs["warning"].all()
     assert any("On the cases they share" in w.value for w in at.warning)
+
+
+# --- every endpoint stated: its own margin (in its units), direction and method, and its H0 ----
+
+
+def secondary_key(item: str, name: str) -> str:
+    return key(f"secondary:{item}:{name}")
+
+
+def plan_the_demos_endpoints(at: AppTest) -> AppTest:
+    """Step 5 as the demo's own plan (study.demo.demo_protocol): quality 0.5 points, higher,
+    mixed model with t as sensitivity; empathy 0.5 points; could_cause_harm 5 percentage
+    points, lower, Newcombe; better_response described by win rates."""
+    plan(at)
+    at.selectbox(key=key("method")).set_value("mixed").run()
+    at.multiselect(key=key("sensitivity")).select("t").run()
+    for item in ("empathy", "could_cause_harm", "better_response"):
+        at.multiselect(key=key("secondary")).select(item).run()
+    at.number_input(key=secondary_key("empathy", "margin")).set_value(0.5).run()
+    at.selectbox(key=secondary_key("empathy", "method")).set_value("mixed").run()
+    at.number_input(key=secondary_key("could_cause_harm", "margin")).set_value(5.0).run()
+    assert_no_exception(at)
+    return at
+
+
+def test_the_plan_locks_a_binary_secondary_with_its_own_margin_and_direction(monkeypatch, db):
+    from study.demo import demo_protocol
+    from study.instruments import get_builtin
+
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    plan_the_demos_endpoints(at)
+    harm = at.number_input(key=secondary_key("could_cause_harm", "margin"))
+    assert harm.label == "Margin (percentage points)" and harm.value == 5.0
+    assert at.number_input(key=secondary_key("empathy", "margin")).label == (
+        "Margin (rating points)"
+    )
+    # the item declares "lower is better": the direction starts there, not at "higher"
+    assert at.radio(key=secondary_key("could_cause_harm", "direction")).value == "lower"
+    assert at.selectbox(key=secondary_key("could_cause_harm", "method")).options == [
+        "Newcombe's hybrid score interval",
+        "Farrington-Manning score test",
+        "Miettinen-Nurminen score test",
+    ]
+    assert not at.error, errors(at)
+    lock(at)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    secondary = content["secondary_endpoints"]
+    assert secondary[1] == {
+        "item": "could_cause_harm",
+        "statistic": "risk_difference",
+        "margin": 0.05,
+        "direction": "lower",
+        "method": "newcombe",
+    }
+    # the wizard now writes the demo's own plan, endpoint for endpoint
+    demo = demo_protocol(instrument={"key": get_builtin("ayers_harm").key})
+    assert secondary == demo["secondary_endpoints"]
+    assert {k: content["primary_endpoint"][k] for k in ("item", "margin", "direction")} == {
+        "item": "quality",
+        "margin": 0.5,
+        "direction": "higher",
+    }
+
+
+def test_a_secondary_scale_item_gets_its_own_margin(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    plan(at)  # the primary's margin: 0.5 rating points
+    at.multiselect(key=key("secondary")).select("empathy").run()
+    # a new secondary has no margin of its own yet: the primary's is not lent to it, and the
+    # lock is not offered while it is empty (the problem is next to the field)
+    assert at.number_input(key=secondary_key("empathy", "margin")).value is None
+    assert "enter a margin in rating points" in errors(at).lower()
+    go(at, 6)
+    assert "cannot be locked yet" in errors(at)
+    assert key("lock") not in [b.key for b in at.button]
+    problems = table(at, "field", "problem")
+    assert list(problems["field"]) == ["Secondary endpoint empathy: margin"]
+    go(at, 5)
+    at.number_input(key=secondary_key("empathy", "margin")).set_value(0.3).run()
+    assert not at.error, errors(at)
+    lock(at)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["primary_endpoint"]["margin"] == 0.5
+    (empathy,) = content["secondary_endpoints"]
+    assert empathy == {"item": "empathy", "margin": 0.3, "direction": "higher", "method": "t"}
+
+
+def test_each_endpoints_h0_is_shown_as_the_plan_states_it(monkeypatch, db):
+    from study.protocol import parse
+
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    plan_the_demos_endpoints(at)
+    shown = " ".join(c.value for c in at.caption)
+    go(at, 6)
+    before_lock = " ".join(c.value for c in at.caption)
+    content = json.loads(at.json[0].value)  # the protocol to be frozen, as step 6 shows it
+    declared = {"quality": "higher_is_better", "empathy": "higher_is_better"}
+    declared["could_cause_harm"] = "lower_is_better"
+    tested = [e for e in parse(content).endpoints if e.tested]
+    assert [e.item for e in tested] == ["quality", "empathy", "could_cause_harm"]
+    for endpoint in tested:
+        h0, h1 = endpoint.resolved(declared[endpoint.item]).hypotheses(
+            "llm_a", "clinician", binary=endpoint.item == "could_cause_harm"
+        )
+        assert h0 in shown and h1 in shown, h0
+        assert h0 in before_lock, h0
+    # the harm endpoint's H0 is about the share of answers that could cause harm (0.05 = the
+    # 5 percentage points typed), and lower is better
+    assert "H0: p(llm_a) - p(clinician) >= 0.05:" in shown
+    assert "Descriptive: no margin and no test" in before_lock  # better_response
+
+
+def test_an_item_without_a_declared_direction_waits_for_the_coordinators_choice(monkeypatch, db):
+    # example_custom's reading_minutes declares no direction: nothing is assumed
+    at = import_demo(create(open_design(monkeypatch, db)))
+    go(at, 3)
+    example = ROOT / "data" / "instruments" / "example_custom.toml"
+    at.file_uploader(key=key("upload-instrument")).set_value(
+        (example.name, example.read_bytes(), "text/plain")
+    ).run()
+    at.button(key=key("attach-custom")).click().run()
+    go(at, 5)
+    at.selectbox(key=key("primary_item")).set_value("reading_minutes").run()
+    assert at.radio(key=key("direction")).value is None
+    assert "choose which way is better" in errors(at).lower()
+    go(at, 6)
+    assert "cannot be locked yet" in errors(at)
+    go(at, 5)
+    at.radio(key=key("direction")).set_value("lower").run()
+    assert not at.error, errors(at)
+    lock(at)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["primary_endpoint"]["direction"] == "lower"
+
+
+def test_a_drafts_endpoints_come_back_in_a_new_sitting(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    plan(at)
+    at.multiselect(key=key("secondary")).select("could_cause_harm").run()
+    at.multiselect(key=key("secondary")).select("empathy").run()
+    at.number_input(key=secondary_key("could_cause_harm", "margin")).set_value(7.5).run()
+    at.radio(key=secondary_key("could_cause_harm", "direction")).set_value("higher").run()
+    at.selectbox(key=secondary_key("could_cause_harm", "method")).set_value(
+        "miettinen-nurminen"
+    ).run()
+    at.number_input(key=secondary_key("empathy", "margin")).set_value(0.25).run()
+    assert_no_exception(at)
+
+    again = go(open_design(monkeypatch, db), 5)  # another session: the values from the draft
+    assert again.multiselect(key=key("secondary")).value == ["could_cause_harm", "empathy"]
+    assert again.number_input(key=secondary_key("could_cause_harm", "margin")).value == 7.5
+    assert again.radio(key=secondary_key("could_cause_harm", "direction")).value == "higher"
+    assert (
+        again.selectbox(key=secondary_key("could_cause_harm", "method")).value
+        == "miettinen-nurminen"
+    )
+    assert again.number_input(key=secondary_key("empathy", "margin")).value == 0.25
+    lock(again)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    assert content["secondary_endpoints"] == [
+        {
+            "item": "could_cause_harm",
+            "statistic": "risk_difference",
+            "margin": 0.075,
+            "direction": "higher",
+            "method": "miettinen-nurminen",
+        },
+        {"item": "empathy", "margin": 0.25, "direction": "higher", "method": "t"},
+    ]
+
+
+# --- the endpoints' checks without a screen (pages/components/design_endpoints) ---------------
+
+HARM = {"type": "binary", "direction": "lower_is_better"}
+QUALITY = {"type": "likert", "direction": "higher_is_better"}
+MINUTES = {"type": "numeric", "direction": "none"}
+BETTER = {"type": "pairwise_choice", "direction": "higher_is_better"}
+
+
+@pytest.mark.parametrize(
+    ("typed", "item", "share"),
+    [
+        (5, HARM, 0.05),
+        (7.5, HARM, 0.075),
+        (0.1, HARM, 0.001),
+        (0.5, QUALITY, 0.5),
+        (None, HARM, None),
+    ],
+)
+def test_a_margin_typed_in_percentage_points_is_a_share_in_the_protocol(typed, item, share):
+    from pages.components.design_endpoints import as_share
+
+    assert as_share(typed, item) == share
+
+
+def test_a_new_secondary_starts_from_its_item_and_never_from_higher():
+    from pages.components.design_endpoints import new_secondary
+
+    assert new_secondary(HARM) == {"margin": None, "direction": "lower", "method": "newcombe"}
+    assert new_secondary(QUALITY) == {"margin": None, "direction": "higher", "method": "t"}
+    assert new_secondary(MINUTES)["direction"] is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "words"),
+    [
+        # typed but not chosen: the coordinator's words, not the protocol's
+        ({"item": "q"}, "margin", "enter a margin in rating points"),
+        ({"item": "m", "margin": 1.0}, "direction", "choose which way is better"),
+        # what study.protocol.parse refuses: a mean method for a risk difference
+        (
+            {"item": "h2", "statistic": "risk_difference", "margin": 0.05, "method": "t"},
+            "method",
+            "one of newcombe, farrington-manning",
+        ),
+        # what study.protocol.item_problems refuses: an item no instrument has
+        ({"item": "gone", "margin": 0.5}, "item", "'gone' is no item"),
+    ],
+)
+def test_each_problem_is_named_on_its_endpoints_field(entry, field, words):
+    from pages.components.design_endpoints import check_plan
+
+    items = {"q": QUALITY, "m": MINUTES, "h": HARM, "h2": HARM, "b": BETTER}
+    protocol = {
+        "primary_endpoint": {"item": "h", "statistic": "risk_difference", "margin": 0.05},
+        "secondary_endpoints": [{"item": "b", "statistic": "win_rates"}, entry],
+    }
+    check = check_plan(protocol, items, test="llm", reference="doctors")
+    assert not check.ok
+    (problem,) = check.problems
+    assert problem.column == f"secondary_endpoints[1].{field}"
+    assert check.field_in_words(problem.column) == f"Secondary endpoint {entry['item']}: {field}"
+    (reason,) = check.endpoint("secondary_endpoints[1]").on(field)
+    assert words in reason, reason
+    # the other endpoints are fine: the primary's H0 from its item's declaration (lower)
+    primary = check.endpoint("primary_endpoint")
+    assert primary.problems == {}
+    assert primary.hypotheses[0].startswith("H0: p(llm) - p(doctors) >= 0.05")
+    assert check.endpoint("secondary_endpoints[0]").hypotheses is None  # win rates: no test
+
+
+def test_a_binary_primary_takes_its_margin_in_percentage_points(monkeypatch, db):
+    at = attach(import_demo(create(open_design(monkeypatch, db))))
+    plan(at)  # 0.5 rating points for quality
+    at.selectbox(key=key("primary_item")).set_value("could_cause_harm").run()
+    margin = at.number_input(key=key("margin"))
+    # 0.5 rating points would be 0.5 percentage points here: the number is dropped, not reread
+    assert margin.label == "Margin (percentage points)" and margin.value is None
+    assert at.radio(key=key("direction")).value == "lower"
+    assert at.selectbox(key=key("method")).value == "newcombe"
+    at.number_input(key=key("margin")).set_value(10.0).run()
+    assert not at.error, errors(at)
+    lock(at)
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    primary = content["primary_endpoint"]
+    assert (primary["statistic"], primary["margin"], primary["direction"]) == (
+        "risk_difference",
+        0.1,
+        "lower",
+    )

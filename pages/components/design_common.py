@@ -13,6 +13,7 @@ the lock).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,14 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from pages.components.design_endpoints import (
+    PlanCheck,
+    as_share,
+    check_plan,
+    endpoint_entry,
+    new_secondary,
+    statistic_of,
+)
 from study.access import Caller
 from study.assignment import ALGORITHM
 from study.errors import Problem, StateError, StudyError, ValidationError
@@ -46,12 +55,18 @@ DEFAULTS: dict[str, Any] = {
     "display": "markdown",
     # analysis plan (step 5)
     "primary_item": None,
-    "direction": "higher",
-    "margin": 0.5,
+    # the primary item the direction and the margin's unit were last set for: a new primary
+    # starts from its own declaration (kept, so that a reload does not undo a turned direction)
+    "primary_of": None,
+    "direction": None,  # the item's declaration, or the coordinator's choice: never assumed
+    "margin": 0.5,  # in the primary's units: rating points, or percentage points if binary
     "alpha": 0.025,
     "method": "t",
     "sensitivity": [],
     "secondary": [],
+    # each secondary endpoint's own fields, by item: {"margin" (in its units), "direction",
+    # "method"} (design_endpoints.new_secondary)
+    "secondary_plan": {},
     "test_arm": None,
     "reference_arm": None,
     # the sample-size panel's assumptions
@@ -89,7 +104,7 @@ def settings_of(store: Any, caller: Caller, study: str) -> dict[str, Any]:
     longer has is dropped)."""
     key = f"design-settings:{study}"
     if key not in st.session_state:
-        settings = dict(DEFAULTS)
+        settings = copy.deepcopy(DEFAULTS)  # a nested default is this study's own
         stored = design.design_draft(store, caller, study)
         if stored is not None:
             settings.update((k, v) for k, v in stored["settings"].items() if k in DEFAULTS)
@@ -100,8 +115,9 @@ def settings_of(store: Any, caller: Caller, study: str) -> dict[str, Any]:
 
 def _kept_part(settings: dict[str, Any]) -> dict[str, Any]:
     """What is kept with the draft: the settings of ``DEFAULTS``, not the session's seed or the
-    marks of a dry run or a plan checked in this sitting."""
-    return {name: settings[name] for name in DEFAULTS}
+    marks of a dry run or a plan checked in this sitting. A copy: the session's settings change
+    in place, and the copy is what the next run compares them with."""
+    return copy.deepcopy({name: settings[name] for name in DEFAULTS})
 
 
 def keep_settings(draft: Draft) -> None:
@@ -132,27 +148,67 @@ def kept(
 ) -> Any:
     """Draw ``widget`` for the setting ``name``, initialised from the settings, and keep its
     value there. ``options``: a choice's options (a kept value that is no longer one of them,
-    e.g. an item of a detached instrument, falls back to the first)."""
-    key = draft.key(name)
+    e.g. an item of a detached instrument, falls back to the first). ``unset``: None is a
+    value (a choice not made yet, shown as none chosen), not replaced by the first option."""
+    value = _drawn(
+        draft, draft.key(name), draft.settings[name], widget, label, args, options, kwargs
+    )
+    draft.settings[name] = value
+    return value
+
+
+def kept_field(
+    draft: Draft,
+    item: str,
+    name: str,
+    widget: Callable[..., Any],
+    label: str,
+    *args: Any,
+    options: Sequence[Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``kept`` for field ``name`` of the secondary endpoint on ``item`` (the settings'
+    ``secondary_plan``). The endpoint's fields are replaced, never changed in place."""
+    fields = draft.settings["secondary_plan"][item]
+    key = draft.key(f"secondary:{item}:{name}")
+    value = _drawn(draft, key, fields.get(name), widget, label, args, options, kwargs)
+    if fields.get(name) != value:
+        plan = draft.settings["secondary_plan"]
+        draft.settings["secondary_plan"] = {**plan, item: {**fields, name: value}}
+    return value
+
+
+def _drawn(
+    draft: Draft,
+    key: str,
+    value: Any,
+    widget: Callable[..., Any],
+    label: str,
+    args: tuple[Any, ...],
+    options: Sequence[Any] | None,
+    kwargs: dict[str, Any],
+) -> Any:
+    """The widget drawn under ``key``, starting from ``value`` when Streamlit holds none (a
+    widget's own state is dropped while its step is not drawn); returns its value."""
+    unset = kwargs.pop("unset", False)
     if options is not None and key in st.session_state:
         held = st.session_state[key]
         stale = (
-            any(v not in options for v in held) if isinstance(held, list) else held not in options
+            any(v not in options for v in held)
+            if isinstance(held, list)
+            else held not in options and not (unset and held is None)
         )
         if stale:  # the options changed (another primary item): start from the settings again
             del st.session_state[key]
     if key not in st.session_state:
-        value = draft.settings[name]
-        if options is not None and not isinstance(value, list) and value not in options:
-            value = options[0] if options else None
         if options is not None and isinstance(value, list):
             value = [v for v in value if v in options]
+        elif options is not None and value not in options and not (unset and value is None):
+            value = options[0] if options else None
         st.session_state[key] = value
     if options is not None:
         args = (options, *args)
-    value = widget(label, *args, key=key, disabled=not draft.editable, **kwargs)
-    draft.settings[name] = value
-    return value
+    return widget(label, *args, key=key, disabled=not draft.editable, **kwargs)
 
 
 def show_error(error: StudyError, *, key: str) -> None:
@@ -183,13 +239,6 @@ def problems_table(problems: Sequence[Problem]) -> pl.DataFrame:
     )
 
 
-def endpoint_statistic(item: dict[str, Any] | None) -> str | None:
-    """How an item is compared between arms: "risk_difference" for a binary item,
-    "win_rates" for a pairwise choice, None (a mean difference) otherwise."""
-    kind = (item or {}).get("type")
-    return {"binary": "risk_difference", "pairwise_choice": "win_rates"}.get(kind)
-
-
 def protocol_of(
     draft: Draft, attached: Sequence[Instrument], items: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
@@ -198,38 +247,13 @@ def protocol_of(
     key (their definitions). ``ValidationError`` when the calibration's expected values are not
     a JSON object."""
     s = draft.settings
-    primary_item = items.get(s["primary_item"] or "")
-    primary: dict[str, Any] = {
-        "item": s["primary_item"],
-        "margin": s["margin"],
-        "direction": s["direction"],
-        "alpha": s["alpha"],
-        "sided": "one-sided",
-        "method": s["method"],
-    }
-    if statistic := endpoint_statistic(primary_item):
-        primary["statistic"] = statistic
-    if s["sensitivity"]:
-        primary["sensitivity_methods"] = list(s["sensitivity"])
-    secondary = []
-    for key in s["secondary"]:
-        statistic = endpoint_statistic(items.get(key))
-        if statistic == "win_rates":
-            secondary.append({"item": key, "statistic": statistic})
-            continue
-        direction = {"lower_is_better": "lower"}.get(items.get(key, {}).get("direction"), "higher")
-        endpoint = {"item": key, "margin": s["margin"], "direction": direction}
-        if statistic:
-            endpoint |= {"statistic": statistic, "method": "newcombe"}
-        secondary.append(endpoint)
     protocol: dict[str, Any] = {
         "title": draft.name,
         "instruments": [
             {"key": i.key, "version": i.version, "content_hash": i.content_hash()} for i in attached
         ],
         "display": s["display"],
-        "primary_endpoint": primary,
-        "secondary_endpoints": secondary,
+        **analysis_plan(s, items),
         "assignment": {
             "mode": s["mode"],
             "raters_per_case": s["raters_per_case"],
@@ -240,9 +264,6 @@ def protocol_of(
     }
     if s["single_answer_cases"]:
         protocol["single_answer_cases"] = True
-    arms = {"test": s["test_arm"], "reference": s["reference_arm"]}
-    if all(arms.values()):
-        protocol["arms"] = arms
     if s["calibration"]:
         protocol["calibration"] = {
             "cases": list(s["calibration_cases"]),
@@ -252,6 +273,50 @@ def protocol_of(
     if s["repeats"]:
         protocol["repeats"] = {"share": s["repeat_share"], "washout_days": s["washout_days"]}
     return protocol
+
+
+def analysis_plan(s: dict[str, Any], items: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The protocol's analysis plan made by settings ``s``: ``primary_endpoint``,
+    ``secondary_endpoints`` and, once both are chosen, the compared ``arms``; each margin in
+    the protocol's units (``design_endpoints.as_share``)."""
+    primary_item = items.get(s["primary_item"] or "")
+    primary: dict[str, Any] = {"item": s["primary_item"]}
+    if statistic_of(primary_item) == "risk_difference":
+        primary["statistic"] = "risk_difference"
+    # a margin or direction not chosen yet is left out: design_endpoints.check_plan names it
+    if s["margin"] is not None:
+        primary["margin"] = as_share(s["margin"], primary_item)
+    if s["direction"] is not None:
+        primary["direction"] = s["direction"]
+    primary |= {"alpha": s["alpha"], "sided": "one-sided", "method": s["method"]}
+    if s["sensitivity"]:
+        primary["sensitivity_methods"] = list(s["sensitivity"])
+    secondary = [
+        endpoint_entry(
+            key, items.get(key), s["secondary_plan"].get(key) or new_secondary(items.get(key))
+        )
+        for key in s["secondary"]
+    ]
+    plan: dict[str, Any] = {"primary_endpoint": primary, "secondary_endpoints": secondary}
+    arms = {"test": s["test_arm"], "reference": s["reference_arm"]}
+    if all(arms.values()):
+        plan["arms"] = arms
+    return plan
+
+
+def plan_check(
+    draft: Draft, items: dict[str, dict[str, Any]], protocol: dict[str, Any] | None = None
+) -> PlanCheck:
+    """``design_endpoints.check_plan`` of ``protocol`` (default: the draft's analysis plan
+    alone, which step 5 checks while the rest may still be in the making), the hypotheses
+    naming the draft's test and reference arms."""
+    s = draft.settings
+    return check_plan(
+        protocol if protocol is not None else analysis_plan(s, items),
+        items,
+        test=s["test_arm"] or "test",
+        reference=s["reference_arm"] or "reference",
+    )
 
 
 def expected_values(text: str) -> dict[str, Any]:

@@ -8,7 +8,13 @@ import json
 import polars as pl
 import streamlit as st
 
-from pages.components.design_common import Draft, protocol_of, show_error
+from pages.components.design_common import (
+    Draft,
+    plan_check,
+    protocol_of,
+    show_error,
+)
+from pages.components.design_endpoints import PlanCheck
 from pages.components.design_plan import design_seed
 from study.errors import Problem, StudyError, ValidationError
 from study.services import design, instruments, lifecycle, monitoring, people
@@ -45,6 +51,29 @@ def lock(draft: Draft) -> None:
         "protocol holds only its commitment until unblinding."
     )
     st.json(protocol, expanded=True)
+    check = plan_check(draft, items, protocol)
+    hypotheses(check)
+    if not check.ok:
+        # parse is what every reader of a locked protocol runs: a plan it refuses, or one with a
+        # margin left empty (that endpoint would silently go untested), is not offered the lock
+        st.error(
+            f"The protocol cannot be locked yet: {len(check.problems)} problem(s). Step 5 shows "
+            "each next to its field.",
+            icon=":material/error:",
+        )
+        st.dataframe(
+            pl.DataFrame(
+                {
+                    "field": [check.field_in_words(p.column) for p in check.problems],
+                    "problem": [p.reason for p in check.problems],
+                },
+                schema={"field": pl.String, "problem": pl.String},
+            ),
+            hide_index=True,
+            key=draft.key("plan-problems"),
+            column_config={"field": "Field", "problem": "Problem"},
+        )
+        return
     if not draft.settings.get("dry_run_ok"):
         # the seed is drawn per sitting (it is never kept with the draft's settings): a dry run
         # seen in an earlier sitting showed another allocation than the one this lock seals
@@ -72,6 +101,20 @@ def lock(draft: Draft) -> None:
         else:
             st.session_state["design_flash"] = f"Protocol locked, hash {digest}."
             st.rerun()
+
+
+def hypotheses(check: PlanCheck) -> None:
+    """What each endpoint of the plan tests, in words (``Endpoint.hypotheses``), before the
+    lock freezes it."""
+    st.markdown("**What each endpoint tests**")
+    for endpoint in check.endpoints:
+        if endpoint.hypotheses:
+            h0, h1 = endpoint.hypotheses
+            st.caption(f"**{endpoint.item}**  \n{h0}  \n{h1}")
+        elif endpoint.problems:
+            st.caption(f"**{endpoint.item}**  \nNot stated yet: see the problems below.")
+        else:
+            st.caption(f"**{endpoint.item}**  \nDescriptive: no margin and no test.")
 
 
 def locked(draft: Draft) -> None:

@@ -5,13 +5,28 @@ report); 5, the analysis plan with its sample-size panel."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from pages.components.design_common import Draft, endpoint_statistic, kept, show_error
+from pages.components.design_common import Draft, kept, kept_field, plan_check, show_error
+from pages.components.design_endpoints import (
+    METHOD_NAMES,
+    PERCENTAGE_POINTS,
+    PRIMARY,
+    EndpointCheck,
+    declared_direction,
+    methods_for,
+    new_secondary,
+    statistic_of,
+    unit_of,
+    where_of,
+)
 from study.assignment import MODES
 from study.blinding import AUC_WARNING
 from study.errors import StudyError
@@ -330,7 +345,9 @@ def leak_pairs(draft: Draft, arms: int) -> None:
 
 
 def step_plan(draft: Draft) -> None:
-    """Step 5: the primary and secondary endpoints, and the sample-size panel."""
+    """Step 5: the primary and secondary endpoints, each with its own margin (in its units),
+    direction and method and its H0 in words, what stops the lock next to the field it
+    concerns, and the sample-size panel."""
     frame = instruments.study_items(draft.store, draft.caller, draft.study)
     items = {key: json.loads(d) for key, d in frame.select("item_key", "definition").iter_rows()}
     if not items:
@@ -365,8 +382,12 @@ def step_plan(draft: Draft) -> None:
     def named(key: str) -> str:
         return f"{key}: {items[key]['prompt']}"
 
+    # Each endpoint's problems and H0 depend on every field, so they are written into
+    # placeholders beside the fields once all of them are drawn (check_plan below).
+    slots: dict[str, EndpointSlots] = {}
     left, right = st.columns(2)
     with left:
+        st.markdown("**Primary endpoint**")
         primary = kept(
             draft,
             "primary_item",
@@ -375,32 +396,9 @@ def step_plan(draft: Draft) -> None:
             options=comparable,
             format_func=named,
         )
-        statistic = endpoint_statistic(items[primary]) or "mean_difference"
-        declared = items[primary].get("direction", "none").replace("_", " ")
-        if draft.settings.get("direction_of") != primary:
-            # a newly chosen primary starts from the way its item declares (harm: lower is
-            # better); the coordinator may still turn it
-            draft.settings["direction_of"] = primary
-            draft.settings["direction"] = "lower" if declared == "lower is better" else "higher"
-            st.session_state.pop(draft.key("direction"), None)
-        kept(
-            draft,
-            "direction",
-            st.radio,
-            "Which way is better",
-            options=["higher", "lower"],
-            horizontal=True,
-            help=f"The item declares: {declared}.",
-        )
-        kept(
-            draft,
-            "margin",
-            st.number_input,
-            "Non-inferiority margin"
-            + (" (risk difference)" if statistic == "risk_difference" else " (rating units)"),
-            min_value=0.0,
-            step=0.05,
-            format="%.3f",
+        start_primary(draft, primary, items)
+        slots[PRIMARY] = endpoint_fields(
+            items[primary], lambda name, *args, **kwargs: kept(draft, name, *args, **kwargs)
         )
         kept(
             draft,
@@ -413,18 +411,18 @@ def step_plan(draft: Draft) -> None:
             format="%.3f",
             help="0.025 one-sided: the lower bound of the two-sided 95% interval.",
         )
+        slots[PRIMARY].place()
     with right:
-        methods = list(analyses.PLAN_METHODS[statistic])
-        method = kept(draft, "method", st.selectbox, "Method", options=methods)
         kept(
             draft,
             "sensitivity",
             st.multiselect,
             "Sensitivity analyses",
-            options=[m for m in methods if m != method],
+            options=[m for m in methods_for(items[primary]) if m != draft.settings["method"]],
+            format_func=METHOD_NAMES.get,
         )
         arms(draft)
-        kept(
+        secondary = kept(
             draft,
             "secondary",
             st.multiselect,
@@ -435,14 +433,153 @@ def step_plan(draft: Draft) -> None:
                 if k != primary and item["type"] != "free_text" and not unordered(item)
             ],
             format_func=named,
-            help="Compared with the primary's margin (binary: risk difference, Newcombe; a "
-            "pairwise choice: win rates), Holm-adjusted.",
+            help="Each is tested against its own margin, in its own units (below), and the "
+            "p-values are Holm-adjusted; a pairwise choice is described by win rates.",
         )
-    draft.settings["plan_ok"] = draft.settings["margin"] > 0
-    if statistic == "mean_difference":
-        power_panel(draft)
-    else:
+    if secondary:
+        st.markdown("**Secondary endpoints**")
+    for index, key in enumerate(secondary):
+        slots[where_of(index)] = secondary_fields(draft, key, items[key], named(key))
+    check = plan_check(draft, items)
+    for where, slot in slots.items():
+        slot.show(check.endpoint(where))
+    draft.settings["plan_ok"] = check.ok
+    statistic = statistic_of(items[primary])
+    if statistic != "mean_difference":
         st.caption("The sample-size panel plans a mean difference; this primary is a proportion.")
+    elif draft.settings["margin"] is None or draft.settings["direction"] is None:
+        st.caption("The sample-size panel needs the primary's margin and direction.")
+    else:
+        power_panel(draft)
+
+
+def start_primary(draft: Draft, primary: str, items: dict[str, dict[str, Any]]) -> None:
+    """A newly chosen primary starts from what its item declares (harm: lower is better; an
+    item that declares no direction: none chosen, the coordinator chooses). A margin typed for
+    an item of other units (rating points against percentage points) is dropped: the number
+    would mean something else. The coordinator may still change both."""
+    s = draft.settings
+    if s.get("primary_of") == primary:
+        return
+    before = items.get(s.get("primary_of") or "")
+    if unit_of(before) != unit_of(items[primary]):  # a fresh draft's margin is in rating points
+        s["margin"] = None
+        st.session_state.pop(draft.key("margin"), None)
+    s["primary_of"] = primary
+    s["direction"] = declared_direction(items[primary])
+    st.session_state.pop(draft.key("direction"), None)
+
+
+@dataclass
+class EndpointSlots:
+    """Where an endpoint's problems go, field by field, and where its hypotheses go."""
+
+    fields: dict[str, Any]
+    hypotheses: Any = None
+
+    def place(self) -> None:
+        """The hypotheses' and the endpoint's other problems' place, below its fields."""
+        self.hypotheses = st.empty()
+
+    def show(self, check: EndpointCheck | None) -> None:
+        if check is None:
+            return
+        for name, slot in self.fields.items():
+            if problems := check.on(name):
+                slot.error(sentence("; ".join(problems)), icon=":material/error:")
+        other = [r for name, rs in check.problems.items() if name not in self.fields for r in rs]
+        if self.hypotheses is None:
+            return
+        with self.hypotheses.container():
+            for reason in other:
+                st.error(sentence(reason), icon=":material/error:")
+            if check.hypotheses:
+                h0, h1 = check.hypotheses
+                st.caption(f"{h0}  \n{h1}")
+
+
+def sentence(text: str) -> str:
+    """A problem's reason as a sentence on the screen."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def endpoint_fields(
+    item: dict[str, Any],
+    field: Callable[..., Any],
+    places: Sequence[Any] | None = None,
+) -> EndpointSlots:
+    """An endpoint's margin (in the item's units), direction and method, each followed by the
+    place of its problems; ``field(name, widget, label, ...)`` draws and keeps one of them;
+    ``places``: the three containers they go in (default: one below the other, here)."""
+    unit = unit_of(item)
+    declared = (item.get("direction") or "none").replace("_", " ")
+    where = iter(places or [nullcontext()] * 3)
+    slots = EndpointSlots({})
+    with next(where):
+        field(
+            "margin",
+            st.number_input,
+            f"Margin ({unit})",
+            min_value=0.0,
+            # a risk difference's margin is a share below 1 in the protocol: below 100 points here
+            max_value=99.9 if unit == PERCENTAGE_POINTS else None,
+            step=0.5 if unit == PERCENTAGE_POINTS else 0.05,
+            format="%.2f",
+            help=(
+                "By how many percentage points the test arm's share may be worse than the "
+                "reference's and still count as non-inferior (5 is a risk difference of 0.05)."
+                if unit == PERCENTAGE_POINTS
+                else "How many rating points worse the test arm may be on average and still count "
+                "as non-inferior."
+            ),
+        )
+        slots.fields["margin"] = st.empty()
+    with next(where):
+        field(
+            "direction",
+            st.radio,
+            "Which way is better",
+            options=["higher", "lower"],
+            horizontal=True,
+            unset=True,
+            help=f"The item declares: {declared}.",
+        )
+        slots.fields["direction"] = st.empty()
+    with next(where):
+        field(
+            "method",
+            st.selectbox,
+            "Method",
+            options=list(methods_for(item)),
+            format_func=METHOD_NAMES.get,
+        )
+        slots.fields["method"] = st.empty()
+    return slots
+
+
+def secondary_fields(draft: Draft, key: str, item: dict[str, Any], title: str) -> EndpointSlots:
+    """One secondary endpoint: its own fields (first chosen: no margin, the item's declared
+    direction), or, for a pairwise item, what is reported instead of a test."""
+    with st.container(border=True):
+        st.markdown(f"**{title}**")
+        if statistic_of(item) == "win_rates":
+            st.caption(
+                "Descriptive: how often each arm's answer is chosen (win rates), with no margin "
+                "and no test."
+            )
+            slots = EndpointSlots({})
+            slots.place()
+            return slots
+        plan = draft.settings["secondary_plan"]
+        if key not in plan:
+            draft.settings["secondary_plan"] = {**plan, key: new_secondary(item)}
+        slots = endpoint_fields(
+            item,
+            lambda name, *args, **kwargs: kept_field(draft, key, name, *args, **kwargs),
+            st.columns(3),
+        )
+        slots.place()
+        return slots
 
 
 def unordered(item: dict[str, Any]) -> bool:
