@@ -741,6 +741,7 @@ def test_a_secondary_scale_item_gets_its_own_margin(monkeypatch, db):
 
 def test_each_endpoints_h0_is_shown_as_the_plan_states_it(monkeypatch, db):
     from study.protocol import parse
+    from study.services import analyses
 
     at = attach(import_demo(create(open_design(monkeypatch, db))))
     plan_the_demos_endpoints(at)
@@ -753,8 +754,11 @@ def test_each_endpoints_h0_is_shown_as_the_plan_states_it(monkeypatch, db):
     tested = [e for e in parse(content).endpoints if e.tested]
     assert [e.item for e in tested] == ["quality", "empathy", "could_cause_harm"]
     for endpoint in tested:
-        h0, h1 = endpoint.resolved(declared[endpoint.item]).hypotheses(
-            "llm_a", "clinician", binary=endpoint.item == "could_cause_harm"
+        h0, h1 = analyses.endpoint_hypotheses(
+            endpoint.resolved(declared[endpoint.item]),
+            "llm_a",
+            "clinician",
+            binary=endpoint.item == "could_cause_harm",
         )
         assert h0 in shown and h1 in shown, h0
         assert h0 in before_lock, h0

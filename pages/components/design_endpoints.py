@@ -1,7 +1,7 @@
 """The endpoints of the Design screen's analysis plan (step 5), without widgets: each endpoint's
 unit, its defaults from its item, the protocol entry its settings make, and what stops the lock
 (``check_plan``: ``study.protocol.parse`` of the assembled protocol, the item checks, and a
-field left empty), with each tested endpoint's H0 and H1 as ``Endpoint.hypotheses`` states them.
+field left empty), with each tested endpoint's H0 and H1 as ``analyses.endpoint_hypotheses`` states them.
 
 A margin is entered in the endpoint's own units: rating points for a scale item, percentage
 points for a binary one. A risk difference's margin is a share in the protocol (0.05), so the
@@ -17,6 +17,7 @@ from typing import Any
 
 from study.errors import Problem, ValidationError
 from study.protocol import ITEM_DIRECTIONS, METHODS, Endpoint, item_problems, parse
+from study.services.analyses import endpoint_hypotheses
 
 RATING_POINTS = "rating points"
 PERCENTAGE_POINTS = "percentage points"
@@ -261,10 +262,12 @@ def _hypotheses(
     test: str,
     reference: str,
 ) -> tuple[str, str] | None:
-    """(H0, H1) of one endpoint that passed every check, in ``Endpoint.hypotheses``' words."""
+    """(H0, H1) of one endpoint that passed every check, in the words its results row will
+    use (``analyses.endpoint_hypotheses``)."""
     content = {PRIMARY: entry} if where == PRIMARY else {"secondary_endpoints": [entry]}
     (parsed,) = parse(content).endpoints
     endpoint: Endpoint = parsed.resolved((item or {}).get("direction"))
     if not endpoint.tested or endpoint.direction is None:
         return None
-    return endpoint.hypotheses(test, reference, binary=statistic_of(item) == "risk_difference")
+    binary = statistic_of(item) == "risk_difference"
+    return endpoint_hypotheses(endpoint, test, reference, binary=binary)

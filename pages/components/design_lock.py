@@ -104,7 +104,7 @@ def lock(draft: Draft) -> None:
 
 
 def hypotheses(check: PlanCheck) -> None:
-    """What each endpoint of the plan tests, in words (``Endpoint.hypotheses``), before the
+    """What each endpoint of the plan tests, in words (``analyses.endpoint_hypotheses``), before the
     lock freezes it."""
     st.markdown("**What each endpoint tests**")
     for endpoint in check.endpoints:
