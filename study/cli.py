@@ -346,6 +346,23 @@ def _write_secret_json(path: Path, value: Any) -> None:
         raise
 
 
+def cmd_results(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the study's results table (``analyses.study_results``' ``results``): the rows the
+    Analysis screen, the report and the bundle's results.json / results.csv show, byte for byte
+    the bundle's file (``exporting.results_json`` / ``results_csv``). A statistician's read, with
+    their token: the operator is no person, and results by arm are read after unblinding."""
+    from study import exporting
+    from study.services import analyses
+
+    _check_id_text("--study", args.study)
+    with _open_store(args.db, create=False) as store:
+        caller = _person(args, store, f"results --study {args.study}", "statistician")
+        table = analyses.results_rows(store, caller, args.study)
+    text = exporting.results_json(table) if args.format == "json" else exporting.results_csv(table)
+    out.write(text)
+    return EXIT_OK
+
+
 def _lifecycle_step(act: str, role: str) -> Callable[[argparse.Namespace, TextIO], int]:
     """The command for one step of a study's lifecycle: a person's own act, never the
     operator's (``_person``)."""
@@ -1138,6 +1155,27 @@ def build_parser() -> argparse.ArgumentParser:
             ),
         )
         p.set_defaults(func=_lifecycle_step(act, role))
+
+    p = commands.add_parser(
+        "results",
+        parents=[common, study],
+        help="print the study's results table (a statistician's read, with their --token)",
+        description=(
+            "Print the results table of an unblinded study: one row per planned analysis "
+            "(role primary, secondary or sensitivity; in_plan false for the sensitivity analyses "
+            "Clinval adds), with item, statistic, method, margin, direction, estimate, ci_low, "
+            "ci_high, p_value, p_adjusted, conclusion and more: the rows of the Analysis screen, "
+            "the report and the bundle's results.json / results.csv. JSON is "
+            '{"results": [...]}. Needs the statistician\'s personal access token.'
+        ),
+    )
+    p.add_argument(
+        "--format",
+        choices=("json", "csv"),
+        default="json",
+        help='json (default): {"results": [row, ...]}; csv: one line per row, with a header',
+    )
+    p.set_defaults(func=cmd_results)
 
     for kind in ("cases", "arms", "answers"):
         p = commands.add_parser(

@@ -255,7 +255,8 @@ def parse(content: Mapping[str, Any] | None, **row: Any) -> Plan:
 
 def item_problems(plan: Plan, items: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
     """What the lock refuses of ``plan`` given the study's items (key -> {type, direction,
-    scope, ...}): an endpoint on an item no attached instrument has, and a tested endpoint whose
+    scope, ...}): an endpoint on an item no attached instrument has, a method that is not one of
+    the endpoint's statistic (a risk method on a scale item, say), and a tested endpoint whose
     direction neither the protocol nor the item states."""
     problems = []
     for where, endpoint in _located(plan):
@@ -269,6 +270,19 @@ def item_problems(plan: Plan, items: Mapping[str, Mapping[str, Any]]) -> list[Pr
                 )
             )
             continue
+        statistic = endpoint.statistic or (
+            "risk_difference" if item.get("type") == "binary" else "mean_difference"
+        )
+        allowed = METHODS.get(statistic, ())
+        for method in (endpoint.method, *endpoint.sensitivity_methods):
+            if method is not None and method not in allowed:
+                problems.append(
+                    _problem(
+                        f"{where}.method",
+                        f"'{method}' is no method of a {statistic.replace('_', ' ')} (item "
+                        f"'{endpoint.item}' is {item.get('type')}); one of {', '.join(allowed)}",
+                    )
+                )
         if endpoint.tested and endpoint.resolved(item.get("direction")).direction is None:
             problems.append(
                 _problem(

@@ -175,6 +175,11 @@ def test_get_protocol_reads_the_endpoint_and_arms_in_one_shape(
             id="unknown direction",
         ),
         pytest.param(
+            {"primary_endpoint": {"item": "quality", "margin": 0.5, "method": "newcombe"}},
+            "primary_endpoint.method",
+            id="risk method on a scale item",
+        ),
+        pytest.param(
             {"primary_endpoint": {"item": "nosuch", "margin": 0.5}},
             "primary_endpoint.item",
             id="item no instrument has",

@@ -266,3 +266,27 @@ def test_ui_scripts_hold_no_bare_string_that_streamlit_would_print(path: Path) -
         and isinstance(node.value.value, str)
     ]
     assert bare == [], f"bare strings at lines {bare}: write them as comments"
+
+
+PROTOCOL_READERS = {
+    ROOT / "study" / "protocol.py",
+    # the audit verifier compares the stored protocols with their lock events, row by row
+    ROOT / "study" / "audit.py",
+    ROOT / "study" / "audit_state.py",
+}
+
+
+@pytest.mark.parametrize("path", [*CORE, *UI], ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_locked_protocol_is_read_in_study_protocol_only(path: Path) -> None:
+    """One reading of the protocol: every service asks ``study.protocol`` for the ``Plan``
+    (the screen and the report once read it each their own way and tested a harm item in
+    opposite directions)."""
+    if path in PROTOCOL_READERS:
+        return
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"\bFROM\s+protocols\b", text, re.IGNORECASE), path
+    assert not re.search(r"\bprotocols\.content\b", text), path
+
+
+def test_the_protocol_readers_exemption_is_used() -> None:
+    assert re.search(r"\bFROM\s+protocols\b", (ROOT / "study" / "protocol.py").read_text())

@@ -17,14 +17,15 @@ from typing import Any
 
 from study.errors import Problem, ValidationError
 from study.protocol import ITEM_DIRECTIONS, METHODS, Endpoint, item_problems, parse
-from study.services.analyses import endpoint_hypotheses
+from study.services.analyses import DEFAULT_METHODS, endpoint_hypotheses
 
 RATING_POINTS = "rating points"
 PERCENTAGE_POINTS = "percentage points"
 
+# where the primary endpoint sits in the protocol (and in ``parse``'s problems)
 PRIMARY = "primary_endpoint"
-"""Where the primary endpoint sits in the protocol (and in ``parse``'s problems)."""
 
+# ``study.protocol.METHODS`` in words a coordinator can choose between
 METHOD_NAMES = {
     "t": "Paired t over cases (each case's raters averaged)",
     "bootstrap": "Bootstrap over cases and raters",
@@ -33,10 +34,6 @@ METHOD_NAMES = {
     "farrington-manning": "Farrington-Manning score test",
     "miettinen-nurminen": "Miettinen-Nurminen score test",
 }
-"""``study.protocol.METHODS`` in words a coordinator can choose between."""
-
-DEFAULT_METHODS = {"mean_difference": "t", "risk_difference": "newcombe"}
-"""A new endpoint's method: what ``services.analyses`` runs when a plan names none."""
 
 
 def statistic_of(item: Mapping[str, Any] | None) -> str:

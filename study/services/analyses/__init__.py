@@ -22,6 +22,7 @@ from __future__ import annotations
 from analysis.noninferiority import MEAN_METHODS, RISK_METHODS
 from study.protocol import ONE_SAMPLE
 from study.services.analyses._endpoints import (
+    DEFAULT_METHODS,
     MIXED_MAX_LEVELS,
     RESULT_COLUMNS,
     endpoint_hypotheses,
@@ -48,6 +49,7 @@ PLAN_METHODS = {
 for a design screen's choices."""
 
 __all__ = [
+    "DEFAULT_METHODS",
     "GUESS_CODES",
     "LONG_FORMAT",
     "MIXED_MAX_LEVELS",
