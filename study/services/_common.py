@@ -149,3 +149,17 @@ def require_unblinded(store: Store, caller: Caller, study: str, what: str) -> st
             f"Study '{study}' is {status}: {what} only after the audited unblinding step."
         )
     return status
+
+
+def rubric_items(cur: Cursor, study: str) -> list[str]:
+    """Keys of the study's items rated per criterion of the case (rubric items, ``criteria =
+    "case"``), in the order of their instruments: the one query that says which items are
+    rubric items."""
+    return column(
+        cur,
+        "SELECT i.item_key FROM study_instruments s JOIN items i"
+        " ON i.instrument_key = s.instrument_key AND i.instrument_version = s.instrument_version"
+        " WHERE s.study = ? AND json_extract_string(i.definition, '$.criteria') = 'case'"
+        " ORDER BY s.position, i.position",
+        [study],
+    )

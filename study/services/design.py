@@ -30,8 +30,10 @@ from study.services._common import (
     MAX_LISTED,
     audit_design,
     author_owner_sql,
+    column,
     constraint_reason,
     require_study,
+    rubric_items,
     sealed_seed,
 )
 from study.store import ConstraintViolation, Cursor, Store, first, utc_now
@@ -372,18 +374,13 @@ def _check_ready_to_lock(cur: Cursor, study: str, protocol: Mapping[str, Any]) -
 def _cases_without_rubric(cur: Cursor, study: str) -> list[str]:
     """A reason to refuse the lock when an item is rated per criterion of the case (a rubric
     item, ``criteria = "case"``) and some cases have no criteria: nothing to rate there."""
-    missing = [
-        case
-        for (case,) in cur.execute(
-            "SELECT c.case_id FROM cases c WHERE c.study = $s AND c.criteria IS NULL"
-            " AND EXISTS (SELECT 1 FROM study_instruments s JOIN items i"
-            "  ON i.instrument_key = s.instrument_key AND i.instrument_version ="
-            "  s.instrument_version WHERE s.study = $s"
-            "  AND json_extract_string(i.definition, '$.criteria') = 'case')"
-            " ORDER BY c.case_id",
-            {"s": study},
-        ).fetchall()
-    ]
+    if not rubric_items(cur, study):
+        return []
+    missing = column(
+        cur,
+        "SELECT case_id FROM cases WHERE study = ? AND criteria IS NULL ORDER BY case_id",
+        [study],
+    )
     if not missing:
         return []
     return [
@@ -984,17 +981,7 @@ def preview_view(
             "SELECT arm_id, text FROM answers WHERE study = ? AND case_id = ? ORDER BY answer_id",
             [study, case_id],
         ).fetchall()
-        rubric_items = [
-            key
-            for (key,) in cur.execute(
-                "SELECT i.item_key FROM study_instruments s JOIN items i"
-                " ON i.instrument_key = s.instrument_key"
-                " AND i.instrument_version = s.instrument_version"
-                " WHERE s.study = ? AND json_extract_string(i.definition, '$.criteria') = 'case'"
-                " ORDER BY s.position, i.position",
-                [study],
-            ).fetchall()
-        ]
+        rubric = rubric_items(cur, study)
     finally:
         cur.close()
     from study.blinding import neutral_label
@@ -1010,7 +997,7 @@ def preview_view(
         "criteria": [
             {"key": c["key"], "criterion": c["criterion"]} for c in stored_criteria(criteria)
         ],
-        "rubric_items": rubric_items if criteria is not None else [],
+        "rubric_items": rubric if criteria is not None else [],
         "presentations": [
             {"position": n, "label": neutral_label(n), "text": text}
             for n, (_, text) in enumerate(shown, start=1)

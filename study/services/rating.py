@@ -33,7 +33,7 @@ from study.instruments import Instrument, Item, check_consistency, severe_values
 from study.protocol import NEWEST_VERSION_SQL, read_plan
 from study.rubric import stored_criteria
 from study.services import _queue
-from study.services._common import person_key_sql
+from study.services._common import person_key_sql, rubric_items
 from study.services.instruments import instrument_from_json
 from study.store import ConstraintViolation, Cursor, Store, utc_now
 
@@ -297,7 +297,7 @@ def _view(
                 [study, rater],
             ).fetchall()[0]
             remaining, total = remaining - gone_pending, total - gone
-    rubric_items = _criteria_items(cur, study) if criteria is not None else []
+    rubric = rubric_items(cur, study) if criteria is not None else []
     display = content.get("display") or "markdown"
     labels = {pid: label for pid, _, label, _, _ in shown}
     values: dict[str, Any] = {}
@@ -313,7 +313,7 @@ def _view(
     )
     for slot, item, num, text in stored:
         value = text if text is not None else (int(num) if float(num).is_integer() else num)
-        if item in rubric_items:
+        if item in rubric:
             value = json.loads(value)
         if slot == 0:
             values[item] = value
@@ -341,22 +341,8 @@ def _view(
         "criteria": [
             {"key": c["key"], "criterion": c["criterion"]} for c in stored_criteria(criteria)
         ],
-        "rubric_items": rubric_items,
+        "rubric_items": rubric,
     }
-
-
-def _criteria_items(cur: Cursor, study: str) -> list[str]:
-    """Keys of the study's items rated per criterion of the case (``criteria = "case"``)."""
-    return [
-        key
-        for (key,) in cur.execute(
-            "SELECT i.item_key FROM study_instruments s JOIN items i"
-            " ON i.instrument_key = s.instrument_key AND i.instrument_version = s.instrument_version"
-            " WHERE s.study = ? AND json_extract_string(i.definition, '$.criteria') = 'case'"
-            " ORDER BY s.position, i.position",
-            [study],
-        ).fetchall()
-    ]
 
 
 @guarded

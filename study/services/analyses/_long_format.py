@@ -14,6 +14,7 @@ import polars as pl
 
 from analysis import columns as col
 from study.rubric import stored_criteria
+from study.services._common import rubric_items
 from study.store import Store
 
 LONG_FORMAT = col
@@ -39,15 +40,12 @@ COLUMNS = (CRITERION, CRITERION_TEXT, POINTS, CRITERION_TAGS, CRITERION_UNIT)
 
 
 def criteria_items(store: Store, study: str) -> list[str]:
-    """Keys of the study's items rated per criterion of the case (rubric items), in the order
-    of their instruments: the one query that says which items are rubric items."""
-    return store.read(
-        "SELECT i.item_key FROM study_instruments s JOIN items i"
-        " ON i.instrument_key = s.instrument_key AND i.instrument_version = s.instrument_version"
-        " WHERE s.study = $s AND json_extract_string(i.definition, '$.criteria') = 'case'"
-        " ORDER BY s.position, i.position",
-        {"s": study},
-    )["item_key"].to_list()
+    """Keys of the study's rubric items (``services._common.rubric_items``)."""
+    cur = store.cursor()
+    try:
+        return rubric_items(cur, study)
+    finally:
+        cur.close()
 
 
 def per_criterion(store: Store, study: str, frame: pl.DataFrame) -> pl.DataFrame:
