@@ -29,7 +29,7 @@ from study.errors import (
     StudyError,
     ValidationError,
 )
-from study.instruments import Instrument, Item, check_consistency, severe_values
+from study.instruments import Instrument, Item, broken_rules, rule_in_words, severe_values
 from study.protocol import NEWEST_VERSION_SQL, read_plan
 from study.rubric import stored_criteria
 from study.services import _queue
@@ -933,9 +933,12 @@ def _rule_faults(cur: Cursor, sheet: _Sheet, rows: list[dict[str, Any]]) -> list
     problems = []
     for (key, slot), slot_values in current.items():
         where = sheet.labels.get(slot)
-        for message in check_consistency(by_key[key], slot_values):
+        # in the words the rater read (prompts, option labels), named by the item to change
+        # (the rule's then-item), so the screen puts it beside that field
+        for rule, given, then in broken_rules(by_key[key], slot_values):
+            message = rule_in_words(by_key[key], rule, given, then)
             reason = f"{where}: {message}" if where else message
-            problems.append(Problem("rating", None, None, reason))
+            problems.append(Problem("rating", None, rule.then_item, reason))
     return problems
 
 
