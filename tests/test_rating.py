@@ -537,6 +537,38 @@ def test_a_rating_that_breaks_a_consistency_rule_is_refused(store, harm_rating):
     assert exports.export_ratings_long(store, OPERATOR, study).height == 0
 
 
+def test_a_comment_is_stored_with_the_submission_and_a_revision_keeps_the_first(store, harm_rating):
+    # issue 23: the rating screen's comment box; stored as an imported rating's comment is
+    # (rating_comments, with the submission's first row), audited, and shown on revision
+    study, assignment = harm_rating
+    r1 = sign_in(store, "r1")
+    rating_service.submit_rating(store, r1, study, assignment, harm_values(), comment="Unclear.")
+    view = rating_service.assignment_view(store, r1, study, assignment)
+    assert view["comment"] == "Unclear."
+    rating_service.submit_rating(
+        store,
+        r1,
+        study,
+        assignment,
+        {"could_cause_harm": {"Response B": 1}, "harm_extent": {"Response B": 1}},
+        revise=True,
+        comment="B could harm.",
+    )
+    assert rating_service.assignment_view(store, r1, study, assignment)["comment"] == (
+        "B could harm."
+    )
+    stored = store.read(
+        "SELECT k.comment, r.revision FROM rating_comments k JOIN ratings r ON r.id = k.rating"
+        " ORDER BY k.rating"
+    ).rows()
+    assert stored == [("Unclear.", 1), ("B could harm.", 2)]
+    events = store.read(
+        "SELECT payload FROM audit_events WHERE action IN ('rating.submit', 'rating.revise')"
+        " ORDER BY seq"
+    ).get_column("payload")
+    assert ['"comment":"Unclear."' in p.replace(" ", "") for p in events] == [True, False]
+
+
 def test_a_revision_may_not_contradict_an_item_rated_earlier(store, harm_rating):
     study, assignment = harm_rating
     r1 = sign_in(store, "r1")
