@@ -533,3 +533,37 @@ def test_at_1280_by_800_each_response_s_items_are_in_view_with_its_text_and_c_co
     with Store(db) as store:
         comments = store.read("SELECT comment FROM rating_comments").rows()
     assert comments == [("Response B misses the red flags.",)]
+
+
+def test_a_broken_rule_is_said_in_the_items_words_beside_the_field_in_view(
+    laptop_page: Page, tmp_path: Path
+) -> None:
+    page = laptop_page
+    with serve(tmp_path / "demo.duckdb", tmp_path, demo_on_start=True) as served:
+        open_as(page, served.url, demo_place(DEMO_RATER))
+        start, total = case_number(page)
+        expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
+        settle(page)
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        # Response A: quality, empathy, harm extent "Mild or moderate harm" (2), likelihood,
+        # could cause harm "No" (1): the rule the two harm items share is broken
+        for key in ["1", "1", "2"] + ["1"] * (FIELDS - 4) + ["A"]:
+            page.keyboard.press(key)
+        expect(unanswered(page)).to_have_count(0)
+        page.keyboard.press("Enter")
+        problem = page.locator('.sheet .field[data-field="2"] .problem')
+        expect(problem).to_have_text(
+            'You answered "No" to "Could acting on this answer cause the patient harm?", so "If '
+            'someone acted on this answer, what is the extent of possible harm?" cannot be "Mild '
+            'or moderate harm": pick "No harm", or change the first answer.',
+            timeout=30_000,
+        )
+        expect(page.locator(".sheet .problem")).to_have_count(1)  # nowhere else
+        page.wait_for_timeout(300)
+        assert in_view(page, problem)
+        assert case_number(page) == (start, total)
+        # the refusal made that field the active one: the right option, then Enter
+        expect(page.locator(".sheet .field.active")).to_have_attribute("data-field", "2")
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}", timeout=30_000)

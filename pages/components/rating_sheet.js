@@ -108,6 +108,10 @@ export default function (component) {
     memory.attempt = data.attempt;
     memory.sending = false;
     memory.problems = Object.assign({}, data.problems || {});
+    // the eye goes to the first reason, beside its field (the rater is at the Enter key)
+    const first = Object.keys(memory.problems).find((k) => /^[0-9]+$/.test(k));
+    if (first != null) memory.active = Number(first);
+    memory.reveal = first != null ? "field" : memory.problems.sheet ? "sheet" : null;
     if (!memory.problems.mark) {
       memory.marking = null;
       memory.reason = "";
@@ -190,6 +194,7 @@ export default function (component) {
     if (Object.keys(problems).length) {
       const firstField = Object.keys(problems).find((k) => !k.startsWith("text-"));
       if (firstField != null) memory.active = Number(firstField);
+      memory.reveal = "field";
       draw();
       return;
     }
@@ -385,7 +390,8 @@ export default function (component) {
     (data.texts || []).forEach((t, n) => root.append(textRow(t, n)));
     if (data.draft) root.append(commentRow());
 
-    if (memory.problems.sheet) root.append(el("div", "problem", memory.problems.sheet));
+    const sheetProblem = memory.problems.sheet ? el("div", "problem", memory.problems.sheet) : null;
+    if (sheetProblem) root.append(sheetProblem);
     if (memory.marking) root.append(markRow());
     const bar = el("div", "bar");
     bar.append(barButton("back", "⌫", "Back", () => stepBack()));
@@ -408,7 +414,10 @@ export default function (component) {
     // a new response's fields bring that response's text into view with them; otherwise the
     // active field (or the reason form) is kept in view
     let target = scrollTarget;
-    if (!memory.marking && section) {
+    const reveal = memory.reveal;
+    memory.reveal = null;
+    if (reveal === "sheet" && sheetProblem) target = sheetProblem;
+    if (!reveal && !memory.marking && section) {
       const box = section.getBoundingClientRect();
       const away = box.top > window.innerHeight * 0.6 || box.bottom < 0;
       if (section.dataset.response !== memory.section || away) target = section;
@@ -417,9 +426,9 @@ export default function (component) {
     // a case's first showing stays where the page starts (its question): only moves scroll
     const first = !memory.drawn;
     memory.drawn = true;
-    if (!first && target && target.scrollIntoView) {
-      const moved = section && target === section;
-      setTimeout(() => target.scrollIntoView({ block: moved ? "start" : "nearest" }), 0);
+    if ((!first || reveal) && target && target.scrollIntoView) {
+      const block = reveal ? "center" : section && target === section ? "start" : "nearest";
+      setTimeout(() => target.scrollIntoView({ block: block }), 0);
     }
   }
 
