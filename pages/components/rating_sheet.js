@@ -513,10 +513,12 @@ export default function (component) {
     if (option) {
       event.preventDefault();
       pick(memory.active, option.value);
-    } else if (command && (key !== "R" || actions.revise) && (key !== "C" || data.draft)) {
+    } else if (command && data.draft) {
       // Streamlit's own page keys are R (rerun the app) and C (clear its cache), listened to
       // on the document: this listener sits before them (the window, capture phase) and keeps
-      // the rater's key from reaching them
+      // the rater's key from reaching them, also when the key has nothing to do here (R with
+      // no case rated yet would otherwise rerun the whole screen). The Design screen's preview
+      // (no draft) leaves them to Streamlit.
       event.preventDefault();
       event.stopPropagation();
       command();
