@@ -373,6 +373,17 @@ def shows_part(page: Page, locator, at_least: float = 80) -> bool:
     return bottom - top >= min(at_least, box["height"])
 
 
+def at_a_fresh_case(page: Page, url: str) -> tuple[int, int]:
+    """Open the demo's rater, wait for their next case's sheet to take keys (nothing picked,
+    nothing focused) and return its place, ``case_number``."""
+    open_as(page, url, demo_place(DEMO_RATER))
+    place = case_number(page)
+    expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
+    settle(page)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    return place
+
+
 def test_the_case_just_rated_is_revised_by_keyboard_and_counts_agree_after_a_skip(
     laptop_page: Page, tmp_path: Path
 ) -> None:
@@ -454,11 +465,7 @@ def test_a_reload_mid_case_keeps_the_picks_and_the_rating_is_stored_once(
     page = browser_page
     db = tmp_path / "demo.duckdb"
     with serve(db, tmp_path, demo_on_start=True) as served:
-        open_as(page, served.url, demo_place(DEMO_RATER))
-        start, total = case_number(page)
-        expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
-        settle(page)
-        page.evaluate("document.activeElement && document.activeElement.blur()")
+        start, total = at_a_fresh_case(page, served.url)
         for key in ("1", "2", "1"):
             page.keyboard.press(key)
         page.reload()
@@ -493,11 +500,7 @@ def test_at_1280_by_800_each_response_s_items_are_in_view_with_its_text_and_c_co
     page = laptop_page
     db = tmp_path / "demo.duckdb"
     with serve(db, tmp_path, demo_on_start=True) as served:
-        open_as(page, served.url, demo_place(DEMO_RATER))
-        start, total = case_number(page)
-        expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
-        settle(page)
-        page.evaluate("document.activeElement && document.activeElement.blur()")
+        start, total = at_a_fresh_case(page, served.url)
         per_response = (FIELDS - 1) // 2
         for label, first in (("Response A", 0), ("Response B", per_response)):
             if first:
@@ -540,11 +543,7 @@ def test_a_broken_rule_is_said_in_the_items_words_beside_the_field_in_view(
 ) -> None:
     page = laptop_page
     with serve(tmp_path / "demo.duckdb", tmp_path, demo_on_start=True) as served:
-        open_as(page, served.url, demo_place(DEMO_RATER))
-        start, total = case_number(page)
-        expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
-        settle(page)
-        page.evaluate("document.activeElement && document.activeElement.blur()")
+        start, total = at_a_fresh_case(page, served.url)
         # Response A: quality, empathy, harm extent "Mild or moderate harm" (2), likelihood,
         # could cause harm "No" (1): the rule the two harm items share is broken
         for key in ["1", "1", "2"] + ["1"] * (FIELDS - 4) + ["A"]:

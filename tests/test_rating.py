@@ -511,6 +511,10 @@ def harm_rating(store, tmp_path):
     return study, rating_service.next_assignment(store, sign_in(store, "r1"), study)["assignment"]
 
 
+HARM_B_CONSISTENT = {"could_cause_harm": {"Response B": 1}, "harm_extent": {"Response B": 1}}
+"""A revision of Response B's two harm items that keeps their rule: could cause harm, mild."""
+
+
 def harm_values(extent_b=0, could_b=0):
     return {
         "harm_extent": {"Response A": 0, "Response B": extent_b},
@@ -550,7 +554,7 @@ def test_a_comment_is_stored_with_the_submission_and_a_revision_keeps_the_first(
         r1,
         study,
         assignment,
-        {"could_cause_harm": {"Response B": 1}, "harm_extent": {"Response B": 1}},
+        HARM_B_CONSISTENT,
         revise=True,
         comment="B could harm.",
     )
@@ -584,7 +588,7 @@ def test_a_revision_may_not_contradict_an_item_rated_earlier(store, harm_rating)
         r1,
         study,
         assignment,
-        {"could_cause_harm": {"Response B": 1}, "harm_extent": {"Response B": 1}},
+        HARM_B_CONSISTENT,
         revise=True,
     )
     after = exports.export_ratings_long(store, OPERATOR, study)
