@@ -93,9 +93,11 @@ _MAX_MAPPING_BYTES = 256 * 1024
 @dataclass(frozen=True, slots=True)
 class TableMapping:
     """A parsed mapping: ``cases``, ``answers`` and ``arms`` (arm id -> its keys) as written,
-    and ``text``, the TOML it came from (what is stored with the study)."""
+    ``text``, the TOML it came from (what is stored with the study), and ``source``, the name
+    its problems carry (the mapping file's)."""
 
     text: str
+    source: str
     cases: dict[str, Any]
     answers: dict[str, Any]
     arms: dict[str, dict[str, Any]]
@@ -269,7 +271,7 @@ def parse_mapping(text: str | bytes, *, source: str = "mapping.toml") -> TableMa
                 values[value] = arm
     if problems:
         raise ValidationError(problems)
-    return TableMapping(text, cases, answers, arms)
+    return TableMapping(text, source, cases, answers, arms)
 
 
 def _section(data: dict[str, Any], name: str, problem) -> dict[str, Any]:
@@ -410,7 +412,7 @@ def map_table(
     name = path.name
     missing = [
         Problem(
-            "mapping",
+            mapping.source,
             None,
             key,
             f"column {column!r} is not in {name}; its columns are: "
@@ -436,9 +438,9 @@ def map_table(
             if not mapping.cases.get("only_known", False)
             else _no_cases()
         )
-    with _named(source, "mapping", arm_ids=list(mapping.arms)):
-        arms = importing.read_arms(importing.Table("mapping", _arms_frame(mapping)))
-    answers_raw = _answers_frame(table, cases_raw.get_column("case_id"), mapping)
+    with _named(source, mapping.source, arm_ids=list(mapping.arms)):
+        arms = importing.read_arms(importing.Table(mapping.source, _arms_frame(mapping)))
+    answers_raw = _answers_frame(table, cases_raw.get_column("case_id"), mapping, name)
     before = answers_raw.height
     answers_raw = answers_raw.unique(
         ["case_id", "arm_id", "text"], keep="first", maintain_order=True
@@ -528,7 +530,9 @@ def _arms_frame(mapping: TableMapping) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def _answers_frame(table: pl.DataFrame, case_ids: pl.Series, mapping: TableMapping) -> pl.DataFrame:
+def _answers_frame(
+    table: pl.DataFrame, case_ids: pl.Series, mapping: TableMapping, file: str
+) -> pl.DataFrame:
     """One row per answer given: ``__row``, ``case_id``, ``arm_id``, ``text`` and each arm's
     answer provenance. Wide: an empty cell is no answer. Long: a row whose arm value no arm
     maps to is a problem, raised here."""
@@ -548,9 +552,9 @@ def _answers_frame(table: pl.DataFrame, case_ids: pl.Series, mapping: TableMappi
             raise ValidationError(
                 [
                     Problem(
-                        "mapping",
+                        file,
                         row[_ROW],
-                        "arms",
+                        f"arm (column {arm_column!r})",
                         f"{mapping.answers['arm']!r} holds {_show(row['__arm_value'])} on "
                         f"{row['len']:,} rows, and no [arms.ID] has that value: add "
                         f"[arms.{row['__arm_value'] or 'ID'}] (or value = ... in an arm)",
