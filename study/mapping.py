@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -635,3 +636,74 @@ class _named:
 
 def _show(value: Any) -> str:
     return "an empty value" if value is None else repr(value)
+
+
+# --- writing a mapping (the Design screen's form) ------------------------------------------------
+
+
+def build_mapping(
+    *,
+    id_from: str,
+    question: str,
+    layout: str,
+    arms: Mapping[str, Mapping[str, str]],
+    id_column: str | None = None,
+    context: str | None = None,
+    specialty: str | None = None,
+    tags: str | None = None,
+    only_known: bool = False,
+    arm_column: str | None = None,
+    text_column: str | None = None,
+) -> str:
+    """The TOML of a mapping chosen on a form (empty values left out), checked by
+    :func:`parse_mapping`; ``arms`` maps each arm id to its keys (``column`` or ``value``,
+    ``kind``, provenance). Raises ``ValidationError`` as ``parse_mapping`` does."""
+    cases: dict[str, Any] = {"id_from": id_from, "id": id_column, "question": question}
+    cases |= {"context": context, "specialty": specialty, "tags": tags}
+    if only_known:
+        cases["only_known"] = True
+    answers = {"layout": layout, "arm": arm_column, "text": text_column}
+    lines = ["[cases]", *_toml_pairs(cases), "", "[answers]", *_toml_pairs(answers)]
+    for arm, keys in arms.items():
+        lines += ["", f"[arms.{_toml_string(arm)}]", *_toml_pairs(keys)]
+    text = "\n".join(lines) + "\n"
+    parse_mapping(text)
+    return text
+
+
+def _toml_pairs(values: Mapping[str, Any]) -> list[str]:
+    pairs = []
+    for key, value in values.items():
+        if value is None or value == "":
+            continue
+        shown = ("true" if value else "false") if isinstance(value, bool) else _toml_string(value)
+        pairs.append(f"{key} = {shown}")
+    return pairs
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, but for DEL, which TOML wants escaped."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def distinct_values(table: pl.DataFrame, column: str, *, limit: int = 50) -> list[str]:
+    """The first ``limit`` distinct non-empty values of ``column`` as text, in table order (the
+    arms of a long table)."""
+    return (
+        table.select(_as_text(table, column).alias("v"))
+        .drop_nulls()
+        .unique(maintain_order=True)
+        .head(limit)
+        .get_column("v")
+        .to_list()
+    )
+
+
+def suggest_arm_id(source: str) -> str:
+    """An arm id made from a column name or an arm column's value: runs of characters an id
+    may not hold become ``_``.
+
+    >>> suggest_arm_id("Free form answer")
+    'Free_form_answer'
+    """
+    return re.sub(r"[^\w.:-]+", "_", source).strip("_")[: importing.MAX_ID_CHARS] or "arm"

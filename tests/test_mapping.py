@@ -325,3 +325,89 @@ def test_the_command_line_previews_then_imports_and_refuses_a_bad_mapping(tmp_pa
     assert "Mapping kept as 'kqa_physicians'" in done.stdout
     status = run_cli("status", "--study", "kqa", db=db).stdout
     assert "answers      2" in status
+
+
+def test_design_step_2_maps_previews_and_imports_both_kqa_shapes_without_a_script(
+    monkeypatch, tmp_path
+):
+    from test_design_page import (
+        COORDINATOR,
+        assert_no_exception,
+        create,
+        errors,
+        go,
+        key,
+        open_design,
+        stored,
+    )
+    from test_design_page import db as design_db
+
+    db = design_db.__wrapped__(tmp_path)
+    at = go(create(open_design(monkeypatch, db, COORDINATOR)), 2)
+
+    def upload_table(path: Path) -> None:
+        at.file_uploader(key=key("upload-table")).set_value(
+            (path.name, path.read_bytes(), "text/plain")
+        ).run()
+        assert_no_exception(at)
+
+    def counts() -> tuple[int, int, int]:
+        return stored(
+            db,
+            "SELECT (SELECT count(*) FROM cases WHERE study = $s),"
+            " (SELECT count(*) FROM arms WHERE study = $s),"
+            " (SELECT count(*) FROM answers WHERE study = $s)",
+        ).row(0)
+
+    # the wide file: a hash of the question, one answer column for the physicians' arm
+    upload_table(physicians_jsonl(tmp_path))
+    at.selectbox(key=key("map-question")).set_value("Question").run()
+    at.selectbox(key=key("map-specialty")).set_value("ICD_10_diag").run()
+    at.multiselect(key=key("map-answer-columns")).set_value(["Free_form_answer"]).run()
+    arm = "map-arm:Free_form_answer"
+    at.text_input(key=key(f"{arm}:id")).input("kqa_physicians").run()
+    at.selectbox(key=key(f"{arm}:kind")).set_value("clinician").run()
+    at.text_input(key=key(f"{arm}:clinician:author_role")).input("physician").run()
+    at.button(key=key("map-preview")).click().run()
+    assert_no_exception(at)
+    assert not at.error, errors(at)
+    shown = " ".join(i.value for i in at.info)
+    assert "3 rows -> 3 cases, 1 arms, 2 answers" in shown, shown
+    assert counts() == (0, 0, 0)  # a preview stores nothing
+    at.text_input(key=key("map-name")).input("physicians").run()
+    at.button(key=key("map-import")).click().run()
+    assert not at.error, errors(at)
+    assert counts() == (3, 1, 2)
+
+    # the long file: an arm column and an answer column, a row per claim folded
+    upload_table(models_csv(tmp_path))
+    at.radio(key=key("map-source")).set_value("Map the columns here").run()
+    at.radio(key=key("map-layout")).set_value("long").run()
+    at.selectbox(key=key("map-arm-column")).set_value("llm_x").run()
+    at.selectbox(key=key("map-text-column")).set_value("answer").run()
+    at.checkbox(key=key("map-only-known")).check().run()
+    for model in ("gpt35", "gpt4"):
+        at.text_input(key=key(f"map-arm:{model}:llm:model_name")).input(model).run()
+    at.button(key=key("map-preview")).click().run()
+    assert not at.error, errors(at)
+    shown = " ".join(i.value for i in at.info)
+    assert "6 rows repeated a case, arm and text" in shown and "2 rows left out" in shown, shown
+    at.text_input(key=key("map-name")).input("models").run()
+    at.button(key=key("map-import")).click().run()
+    assert not at.error, errors(at)
+    assert counts() == (3, 3, 5)
+    kept = stored(db, "SELECT name FROM import_mappings WHERE study = $s ORDER BY name")
+    assert kept.get_column("name").to_list() == ["models", "physicians"]
+
+    # a wrong mapping from a file: its key named, nothing stored
+    at.radio(key=key("map-source")).set_value("Upload a mapping (TOML)").run()
+    at.file_uploader(key=key("map-file")).set_value(
+        (
+            "bad.toml",
+            MODELS_TOML.replace('text = "answer"', 'text = "answr"').encode(),
+            "text/plain",
+        )
+    ).run()
+    at.button(key=key("map-import")).click().run()
+    assert "'answr' is not in" in " ".join(str(d.value) for d in at.dataframe)
+    assert counts() == (3, 3, 5)
