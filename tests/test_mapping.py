@@ -411,3 +411,14 @@ def test_design_step_2_maps_previews_and_imports_both_kqa_shapes_without_a_scrip
     at.button(key=key("map-import")).click().run()
     assert "'answr' is not in" in " ".join(str(d.value) for d in at.dataframe)
     assert counts() == (3, 3, 5)
+
+
+def test_the_readme_recipe_mappings_parse_and_match_the_shapes_tested_here():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    recipe = readme[readme.index("Recipe, K-QA") :]
+    blocks = [b.split("```", 1)[0] for b in recipe.split("```toml\n")[1:3]]
+    physicians, models = (mapping.parse_mapping(b) for b in blocks)
+    assert physicians.layout == "wide" and models.layout == "long"
+    assert physicians.arms["kqa_physicians"]["column"] == "Free_form_answer"
+    assert (models.answers["arm"], models.answers["text"]) == ("llm_x", "answer")
+    assert models.cases["only_known"] is True
