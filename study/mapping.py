@@ -240,7 +240,7 @@ def parse_mapping(text: str | bytes, *, source: str = "mapping.toml") -> TableMa
         if not isinstance(keys, dict):
             problem(where, "must be a table: [arms.ID] with kind, provenance and its column")
             continue
-        _known_keys(keys, ARM_KEYS + ("author_role",), where, problem)
+        _known_keys(keys, ARM_KEYS, where, problem)
         if keys.get("kind") not in importing.ARM_KINDS:
             problem(f"{where}.kind", f'{_word(keys.get("kind"))}; write "llm" or "clinician"')
         for key in ARM_OWN:
@@ -298,7 +298,7 @@ def _column_key(section: Mapping[str, Any], key: str, where: str, problem, *, re
     if value is None:
         if required:
             problem(where, "missing: name the table's column")
-    elif not isinstance(value, str) or not value.strip() and value != "":
+    elif not isinstance(value, str):
         problem(where, "must be a column name (text)")
 
 
@@ -443,6 +443,20 @@ def map_table(
         arms = importing.read_arms(importing.Table(mapping.source, _arms_frame(mapping)))
     answers_raw = _answers_frame(table, cases_raw.get_column("case_id"), mapping, name)
     before = answers_raw.height
+    if before == 0:
+        raise ValidationError(
+            [
+                Problem(
+                    name,
+                    None,
+                    None,
+                    f"no answers: all {left_out:,} rows were left out (their case is not in the "
+                    "study; import the cases first, or set only_known = false)"
+                    if left_out
+                    else "no answers: every mapped answer cell is empty",
+                )
+            ]
+        )
     answers_raw = answers_raw.unique(
         ["case_id", "arm_id", "text"], keep="first", maintain_order=True
     )

@@ -422,3 +422,9 @@ def test_the_readme_recipe_mappings_parse_and_match_the_shapes_tested_here():
     assert physicians.arms["kqa_physicians"]["column"] == "Free_form_answer"
     assert (models.answers["arm"], models.answers["text"]) == ("llm_x", "answer")
     assert models.cases["only_known"] is True
+
+
+def test_a_table_with_no_answer_left_says_why(store, kqa, tmp_path):
+    study, coordinator = kqa
+    with pytest.raises(ValidationError, match="all 11 rows were left out"):
+        content.preview_table(store, coordinator, study, models_csv(tmp_path), MODELS_TOML)
