@@ -149,14 +149,18 @@ class MappedTable:
     def summary(self) -> str:
         """One sentence for the person who mapped the table."""
         text = (
-            f"{self.file}: {self.rows:,} rows -> {self.cases.height:,} cases, "
-            f"{self.arms.height:,} arms, {self.answers.height:,} answers"
+            f"{self.file}: {self.rows:,} rows read as {_counted(self.cases.height, 'case')}, "
+            f"{_counted(self.arms.height, 'arm')}, {_counted(self.answers.height, 'answer')}"
         )
         if self.folded:
             text += f"; {self.folded:,} rows repeated a case, arm and text already kept (folded)"
         if self.left_out:
             text += f"; {self.left_out:,} rows left out (their case is not in the study)"
         return text
+
+
+def _counted(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 # --- the mapping ---------------------------------------------------------------------------------

@@ -319,7 +319,10 @@ def test_the_command_line_previews_then_imports_and_refuses_a_bad_mapping(tmp_pa
         "import-table", table, "--study", "kqa", "--mapping", physicians, "--preview", db=db
     )
     assert seen.returncode == 0, seen.stderr
-    assert "3 rows -> 3 cases, 1 arms, 2 answers" in seen.stdout and "nothing stored" in seen.stdout
+    assert (
+        "3 rows read as 3 cases, 1 arm, 2 answers" in seen.stdout
+        and "nothing stored" in seen.stdout
+    )
     done = run_cli("import-table", table, "--study", "kqa", "--mapping", physicians, db=db)
     assert done.returncode == 0, done.stderr
     assert "Mapping kept as 'kqa_physicians'" in done.stdout
@@ -372,7 +375,7 @@ def test_design_step_2_maps_previews_and_imports_both_kqa_shapes_without_a_scrip
     assert_no_exception(at)
     assert not at.error, errors(at)
     shown = " ".join(i.value for i in at.info)
-    assert "3 rows -> 3 cases, 1 arms, 2 answers" in shown, shown
+    assert "3 rows read as 3 cases, 1 arm, 2 answers" in shown, shown
     assert counts() == (0, 0, 0)  # a preview stores nothing
     at.text_input(key=key("map-name")).input("physicians").run()
     at.button(key=key("map-import")).click().run()
