@@ -439,7 +439,9 @@ def map_table(
         cases_raw = cases_raw.filter(inside.fill_null(False))
     with _named(source, name):
         cases = (
-            importing.read_cases(importing.Table(name, _one_per_case(cases_raw)))
+            importing.read_cases(
+                importing.Table(name, _one_per_case(cases_raw, mapping.cases["id_from"]))
+            )
             if not mapping.cases.get("only_known", False)
             else _no_cases()
         )
@@ -523,9 +525,12 @@ def _cases_frame(table: pl.DataFrame, mapping: TableMapping) -> pl.DataFrame:
     return table.select(exprs)
 
 
-def _one_per_case(cases: pl.DataFrame) -> pl.DataFrame:
+def _one_per_case(cases: pl.DataFrame, id_from: str) -> pl.DataFrame:
     """Rows that repeat a case (same id, question, context, specialty, tags) kept once; rows of
-    one id that differ stay, for the importer to report as a repeated case id."""
+    one id that differ stay, for the importer to report as a repeated case id. Under a question
+    hash, rows of one id hold the same question up to white space: the first writing is kept."""
+    if id_from == "question hash":
+        cases = cases.with_columns(pl.col("question").first().over("case_id"))
     content = [c for c in cases.columns if c != _ROW]
     return cases.unique(content, keep="first", maintain_order=True)
 

@@ -431,3 +431,28 @@ def test_a_table_with_no_answer_left_says_why(store, kqa, tmp_path):
     study, coordinator = kqa
     with pytest.raises(ValidationError, match="all 11 rows were left out"):
         content.preview_table(store, coordinator, study, models_csv(tmp_path), MODELS_TOML)
+
+
+def test_the_preview_refuses_what_the_import_would_and_leaves_no_trace(store, kqa, tmp_path):
+    study, coordinator = kqa
+    content.import_table(
+        store, coordinator, study, physicians_jsonl(tmp_path), PHYSICIANS_TOML, name="physicians"
+    )
+    events = store.read("SELECT count(*) FROM audit_events").item()
+    # every case again: the diabetes question is stored with a line break, written here without
+    all_cases = MODELS_TOML.replace("only_known = true", "only_known = false")
+    for attempt in (content.preview_table, content.import_table):
+        extra = {"name": "models"} if attempt is content.import_table else {}
+        with pytest.raises(ValidationError) as info:
+            attempt(store, coordinator, study, models_csv(tmp_path), all_cases, **extra)
+        assert any(
+            p.column == "question" and "stored already with a different question" in p.reason
+            for p in info.value.problems
+        ), info.value.problems
+    assert store.read("SELECT count(*) FROM audit_events").item() == events
+    status = monitoring.study_status(store, coordinator, study)
+    assert (status["cases"], status["arms"], status["answers"]) == (3, 1, 2)
+    # and a preview that passes stores nothing either, audit included
+    content.preview_table(store, coordinator, study, models_csv(tmp_path), MODELS_TOML)
+    assert store.read("SELECT count(*) FROM audit_events").item() == events
+    assert monitoring.study_status(store, coordinator, study)["answers"] == 2

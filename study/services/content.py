@@ -266,7 +266,51 @@ def preview_table(
     Raises ``ValidationError`` naming each wrong mapping key (unknown, missing, a column the
     table lacks, TOML that does not parse) or each problem of the mapped rows."""
     parsed = mapping.parse_mapping(mapping_text, source=mapping_source)
-    return _map_against_study(store, study, Path(path), parsed)
+    mapped = _map_against_study(store, study, Path(path), parsed)
+    # the stored rows are compared by the import itself: run it, then roll it back, so that
+    # the preview refuses exactly what the import would (a stored case with another question)
+    try:
+        with store.transaction() as cur:
+            _write_mapped(store, cur, caller, study, Path(path), mapped)
+            raise _RollBack
+    except _RollBack:
+        pass
+    return mapped
+
+
+class _RollBack(Exception):
+    """Raised to roll a preview's transaction back."""
+
+
+def _write_mapped(
+    store: Store, cur: Cursor, caller: Caller, study: str, path: Path, mapped: mapping.MappedTable
+) -> list[ImportResult]:
+    """Store a mapped table's cases, arms (where it has them) and answers in ``cur``'s
+    transaction, each kind as its own import (compared with the stored rows, audited)."""
+    digest: Future[str] = Future()
+    digest.set_result(_file_digest(path))
+    results = []
+    for kind, frame in (
+        ("cases", mapped.cases),
+        ("arms", mapped.arms),
+        ("answers", mapped.answers),
+    ):
+        if frame.height:
+            spec = _TABLES[kind]
+            results.append(
+                _write_frame(
+                    store,
+                    cur,
+                    caller,
+                    study,
+                    spec,
+                    _conform(frame, spec),
+                    path.name,
+                    digest,
+                    _unknown_fields(frame, spec),
+                )
+            )
+    return results
 
 
 @guarded
@@ -292,40 +336,8 @@ def import_table(
         )
     path = Path(path)
     mapped = _map_against_study(store, study, path, parsed)
-    digest: Future[str] = Future()
-    digest.set_result(_file_digest(path))
-    results = []
     with store.transaction() as cur:
-        for kind, frame in (("cases", mapped.cases), ("arms", mapped.arms)):
-            if frame.height:
-                spec = _TABLES[kind]
-                results.append(
-                    _write_frame(
-                        store,
-                        cur,
-                        caller,
-                        study,
-                        spec,
-                        _conform(frame, spec),
-                        path.name,
-                        digest,
-                        _unknown_fields(frame, spec),
-                    )
-                )
-        spec = _TABLES["answers"]
-        results.append(
-            _write_frame(
-                store,
-                cur,
-                caller,
-                study,
-                spec,
-                _conform(mapped.answers, spec),
-                path.name,
-                digest,
-                _unknown_fields(mapped.answers, spec),
-            )
-        )
+        results = _write_mapped(store, cur, caller, study, path, mapped)
         _keep_mapping(cur, caller, study, name, parsed.text, path.name)
     return TableImport(mapped, results, name)
 
