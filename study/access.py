@@ -107,12 +107,14 @@ PERMISSIONS: dict[str, Permission] = {
     "view_design": Permission(
         frozenset({"coordinator", "statistician"}),
         "study",
-        "see a study's cases and arms with their provenance, what it never recorded, each "
+        "see a study's cases and arms with their provenance, what it never recorded, the column "
+        "mappings kept with it, each "
         "arm's coverage of the cases, and the power of its design",
         (
             "content.list_cases",
             "content.list_arms",
             "content.unknown_provenance",
+            "content.list_mappings",
             "design.arm_coverage",
             "design.answered_cases",
             "power.design_power",
@@ -121,7 +123,8 @@ PERMISSIONS: dict[str, Permission] = {
     "design_study": Permission(
         frozenset({"coordinator"}),
         "study",
-        "import cases, arms and answers (HealthBench files too), remove those a draft does not "
+        "import cases, arms and answers (HealthBench files, and any table through a column "
+        "mapping, too), remove those a draft does not "
         "use, see answers with "
         "their arms and authors, attach instruments, preview a case as raters will see it, lock "
         "the first protocol, preview and make assignments, and keep a draft's design settings "
@@ -131,6 +134,8 @@ PERMISSIONS: dict[str, Permission] = {
             "content.import_arms",
             "content.import_answers",
             "content.import_healthbench",
+            "content.preview_table",
+            "content.import_table",
             "content.add_cases",
             "content.add_arms",
             "content.add_arm",

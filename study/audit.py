@@ -77,6 +77,11 @@ ANSWERS_IMPORT = _kind(
     "answers were imported (file, its SHA-256, rows read, added, skipped, digest of what is stored)",
     "answers: the rows added, counted per study; each row (text, provenance) against its digest",
 )
+MAPPING_SAVE = _kind(
+    "mapping.save",
+    "a table's column mapping was saved with the study (its name, the SHA-256 of its TOML, the "
+    "file it was used on)",
+)
 INSTRUMENT_ADD = _kind(
     "instrument.add",
     "an instrument version was added to the library (key, version, content hash)",

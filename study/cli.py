@@ -417,6 +417,40 @@ def cmd_import_healthbench(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_import_table(args: argparse.Namespace, out: TextIO) -> int:
+    """Import any table through a column mapping (``content.import_table``); the mapping is
+    kept with the study under --name (default: the mapping file's name without .toml)."""
+    from study.services import content
+
+    _check_id_text("--study", args.study)
+    path = _text_file(_existing_file(args.file))
+    mapping_path = _existing_file(args.mapping)
+    try:
+        mapping_text = mapping_path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"{mapping_path}: {exc.strerror or exc}") from None
+    name = args.name if args.name is not None else mapping_path.stem
+    with _open_store(args.db, create=False) as store:
+        caller = _caller(args, store)
+        if args.preview:
+            mapped = content.preview_table(
+                store, caller, args.study, path, mapping_text, mapping_source=mapping_path.name
+            )
+            print(f"{args.study}: {mapped.summary()} (preview: nothing stored)", file=out)
+            return EXIT_OK
+        result = content.import_table(
+            store,
+            caller,
+            args.study,
+            path,
+            mapping_text,
+            name=name,
+            mapping_source=mapping_path.name,
+        )
+    print(f"{args.study}: {result}", file=out)
+    return EXIT_OK
+
+
 def cmd_import_ratings(args: argparse.Namespace, out: TextIO) -> int:
     from study.services import rating_imports
 
@@ -1189,6 +1223,28 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("file", type=_path, metavar="FILE")
         p.set_defaults(func=_import(kind))
+
+    p = commands.add_parser(
+        "import-table",
+        parents=[common, study],
+        help="import any .csv/.jsonl/.parquet/.xlsx table through a column mapping (TOML)",
+        description=(
+            "Import a table whose columns are not Clinval's: MAPPING.toml says which column is "
+            "the case id (or a hash of the question, or the row number), the question, context, "
+            "specialty and tags, and either one answer column per arm (wide) or an arm column "
+            "and an answer column (long), with each arm's kind and provenance (see "
+            "study/mapping.py and the README's recipe). Rows that repeat a case, arm and text "
+            "are kept once. Everything is checked first: one problem anywhere and nothing is "
+            "stored. The mapping is kept with the study under --name."
+        ),
+    )
+    p.add_argument("file", type=_path, metavar="FILE")
+    p.add_argument("--mapping", type=_path, required=True, metavar="MAPPING.toml")
+    p.add_argument("--name", help="name the mapping is kept under (default: its file's stem)")
+    p.add_argument(
+        "--preview", action="store_true", help="map and check only: print the counts, store nothing"
+    )
+    p.set_defaults(func=cmd_import_table)
 
     p = commands.add_parser(
         "import-healthbench",

@@ -243,10 +243,29 @@ ARM_COLUMNS = tuple(f.name for f in ARM_FIELDS)
 ANSWER_COLUMNS = tuple(f.name for f in ANSWER_FIELDS)
 
 
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Rows read already, to be checked as if they came from a file (``study.mapping``).
+
+    ``frame`` holds text columns named as the format's fields (``tags`` may instead come as
+    list[str] in ``__tags_list``) and ``__row`` (Int64), the row that each comes from in the
+    file called ``name``: problems then name that file and row.
+    """
+
+    name: str
+    frame: pl.DataFrame
+
+
+ROW = _ROW
+"""The column of a ``Table`` frame that carries each row's place in its file (1-based)."""
+TAGS_LIST = _TAGS_LIST
+"""The column of a ``Table`` frame that carries tags given as a list."""
+
+
 # --- public API ---------------------------------------------------------------------------------
 
 
-def read_cases(path: str | Path, *, max_bytes: int | None = None) -> pl.DataFrame:
+def read_cases(path: str | Path | Table, *, max_bytes: int | None = None) -> pl.DataFrame:
     """Read and validate a cases file.
 
     Returns one row per case with columns ``case_id`` (str), ``question`` (str), ``context``
@@ -283,7 +302,7 @@ def read_cases(path: str | Path, *, max_bytes: int | None = None) -> pl.DataFram
     )
 
 
-def read_arms(path: str | Path, *, max_bytes: int | None = None) -> pl.DataFrame:
+def read_arms(path: str | Path | Table, *, max_bytes: int | None = None) -> pl.DataFrame:
     """Read and validate an arms file.
 
     Returns one row per arm: ``arm_id``, ``kind`` (``"llm"`` | ``"clinician"``), ``label``
@@ -334,7 +353,7 @@ def read_arms(path: str | Path, *, max_bytes: int | None = None) -> pl.DataFrame
 
 
 def read_answers(
-    path: str | Path,
+    path: str | Path | Table,
     *,
     known_case_ids: Iterable[str],
     arms: pl.DataFrame,
@@ -717,9 +736,9 @@ class _Reader:
     problems met while reading (unknown columns, JSON type errors).
     """
 
-    def __init__(self, path: str | Path, fields: tuple[Field, ...], max_bytes: int | None) -> None:
-        self.path = Path(path)
-        self.name = self.path.name or str(path)
+    def __init__(
+        self, path: str | Path | Table, fields: tuple[Field, ...], max_bytes: int | None
+    ) -> None:
         self.fields = fields
         self.problems: list[Problem] = []
         self.utf8_rows: set[int | None] = set()  # JSON lines already reported as not UTF-8
@@ -727,6 +746,12 @@ class _Reader:
         self.bad_columns: set[str] = set()
         # CSV blank lines, reported once as such rather than once per required field
         self.blank_rows: set[int] = set()
+        if isinstance(path, Table):  # read already (a mapped table): only the header is judged
+            self.name = path.name
+            self.frame = self._conform(path.frame)
+            return
+        self.path = Path(path)
+        self.name = self.path.name or str(path)
         limit = default_max_bytes() if max_bytes is None else max_bytes
         fmt = SUFFIXES.get(self.path.suffix.lower())
         if fmt is None:

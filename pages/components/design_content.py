@@ -12,6 +12,7 @@ import polars as pl
 import streamlit as st
 
 from pages.components.design_common import Draft, show_error
+from pages.components.design_mapping import mapped_import
 from pages.components.rating_sheet import (
     keyed_fields,
     rating_sheet,
@@ -51,6 +52,9 @@ def step_content(draft: Draft) -> None:
                     f"Import {kind}", key=draft.key(f"import-{kind}"), disabled=upload is None
                 ):
                     import_upload(draft, kind, importer, upload)
+        with st.container(border=True):
+            st.markdown("**Any table, by mapping its columns** (cases, arms and answers at once)")
+            mapped_import(draft)
     else:
         st.info(
             f"The study is {status_words(draft.status)}: its cases, arms and answers no longer change."

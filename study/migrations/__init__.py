@@ -49,4 +49,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "conversation cases and rubric criteria", _sql("0007_rubric_cases.sql")),
     Migration(8, "a draft's design settings", _sql("0008_design_drafts.sql")),
     Migration(9, "personal access tokens", _sql("0009_personal_tokens.sql")),
+    Migration(10, "column mappings of imported tables", _sql("0010_import_mappings.sql")),
 )

@@ -17,11 +17,11 @@ from typing import Any
 
 import polars as pl
 
-from study import audit, digests, healthbench, importing
+from study import audit, digests, healthbench, importing, mapping
 from study.access import Caller, guarded
 from study.errors import Problem, StateError, ValidationError
 from study.services._common import column, constraint_reason, require_study
-from study.store import ConstraintViolation, Cursor, Store
+from study.store import ConstraintViolation, Cursor, Store, utc_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,13 +200,7 @@ def import_answers(store: Store, caller: Caller, study: str, path: str | Path) -
     try:
         require_study(cur, study)
         case_ids = column(cur, "SELECT case_id FROM cases WHERE study = ?", [study])
-        arms = cur.sql(
-            "SELECT r.*, list(u.field) FILTER (WHERE u.field IS NOT NULL) AS not_recorded"
-            f" FROM ({_STORED_SELECT['arms']}) r LEFT JOIN unknown_provenance u"
-            "  ON u.study = $s AND u.object_type = 'arm' AND u.object_id = r.arm_id"
-            " GROUP BY ALL ORDER BY r.arm_id",
-            params={"s": study},
-        ).pl()
+        arms = _stored_arms(cur, study)
     finally:
         cur.close()
     frame = importing.read_answers(path, known_case_ids=case_ids, arms=arms)
@@ -240,6 +234,172 @@ def import_healthbench(
         results.append(_import_frame(store, caller, study, "arms", data.arms, source=path))
         results.append(_import_frame(store, caller, study, "answers", data.answers, source=path))
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class TableImport:
+    """What ``import_table`` did: the mapped table (``mapping.MappedTable``: rows read, folded,
+    left out), one ``ImportResult`` per kind stored, and the name the mapping is kept under."""
+
+    mapped: mapping.MappedTable
+    results: list[ImportResult]
+    mapping_name: str
+
+    def __str__(self) -> str:
+        done = "; ".join(str(r) for r in self.results)
+        return f"{self.mapped.summary()}. Stored: {done}. Mapping kept as '{self.mapping_name}'."
+
+
+@guarded
+def preview_table(
+    store: Store,
+    caller: Caller,
+    study: str,
+    path: str | Path,
+    mapping_text: str | bytes,
+    *,
+    mapping_source: str = "mapping.toml",
+) -> mapping.MappedTable:
+    """Map the table at ``path`` with ``mapping_text`` (TOML, see ``study.mapping``) and check
+    it against the study's stored cases and arms, storing nothing.
+
+    Raises ``ValidationError`` naming each wrong mapping key (unknown, missing, a column the
+    table lacks, TOML that does not parse) or each problem of the mapped rows."""
+    parsed = mapping.parse_mapping(mapping_text, source=mapping_source)
+    mapped = _map_against_study(store, study, Path(path), parsed)
+    # the stored rows are compared by the import itself: run it, then roll it back, so that
+    # the preview refuses exactly what the import would (a stored case with another question)
+    try:
+        with store.transaction() as cur:
+            _write_mapped(store, cur, caller, study, Path(path), mapped)
+            raise _RollBack
+    except _RollBack:
+        pass
+    return mapped
+
+
+class _RollBack(Exception):
+    """Raised to roll a preview's transaction back."""
+
+
+def _write_mapped(
+    store: Store, cur: Cursor, caller: Caller, study: str, path: Path, mapped: mapping.MappedTable
+) -> list[ImportResult]:
+    """Store a mapped table's cases, arms (where it has them) and answers in ``cur``'s
+    transaction, each kind as its own import (compared with the stored rows, audited)."""
+    digest: Future[str] = Future()
+    digest.set_result(_file_digest(path))
+    results = []
+    for kind, frame in (
+        ("cases", mapped.cases),
+        ("arms", mapped.arms),
+        ("answers", mapped.answers),
+    ):
+        if frame.height:
+            spec = _TABLES[kind]
+            results.append(
+                _write_frame(
+                    store,
+                    cur,
+                    caller,
+                    study,
+                    spec,
+                    _conform(frame, spec),
+                    path.name,
+                    digest,
+                    _unknown_fields(frame, spec),
+                )
+            )
+    return results
+
+
+@guarded
+def import_table(
+    store: Store,
+    caller: Caller,
+    study: str,
+    path: str | Path,
+    mapping_text: str | bytes,
+    *,
+    name: str,
+    mapping_source: str = "mapping.toml",
+) -> TableImport:
+    """Import a table through a column mapping: its cases, arms and answers in one transaction
+    (all or nothing; one audit event per kind, as their own imports write), and the mapping kept
+    with the study under ``name`` (``list_mappings``; saved again under its name, it replaces the
+    text; audited as ``mapping.save``). Rows identical to stored ones are skipped, as in
+    ``import_cases``."""
+    parsed = mapping.parse_mapping(mapping_text, source=mapping_source)
+    if not name or len(name) > importing.MAX_ID_CHARS or name != name.strip():
+        raise ValidationError(
+            [Problem("mapping", None, "name", "give the mapping a name (1-200 characters)")]
+        )
+    path = Path(path)
+    mapped = _map_against_study(store, study, path, parsed)
+    with store.transaction() as cur:
+        results = _write_mapped(store, cur, caller, study, path, mapped)
+        _keep_mapping(cur, caller, study, name, parsed.text, path.name)
+    return TableImport(mapped, results, name)
+
+
+@guarded
+def list_mappings(store: Store, caller: Caller, study: str) -> pl.DataFrame:
+    """The mappings kept with ``study``: ``name``, ``mapping`` (the TOML text as given),
+    ``sha256``, ``saved_at``, ``saved_by``; by name."""
+    cur = store.cursor()
+    try:
+        require_study(cur, study)
+        return cur.sql(
+            "SELECT name, mapping, sha256, saved_at, saved_by FROM import_mappings"
+            " WHERE study = $s ORDER BY name",
+            params={"s": study},
+        ).pl()
+    finally:
+        cur.close()
+
+
+def _map_against_study(
+    store: Store, study: str, path: Path, parsed: mapping.TableMapping
+) -> mapping.MappedTable:
+    cur = store.cursor()
+    try:
+        require_study(cur, study)
+        case_ids = column(cur, "SELECT case_id FROM cases WHERE study = ?", [study])
+        arms = _stored_arms(cur, study)
+    finally:
+        cur.close()
+    return mapping.map_table(path, parsed, known_case_ids=case_ids, known_arms=arms)
+
+
+def _stored_arms(cur: Cursor, study: str) -> pl.DataFrame:
+    """The study's arms as ``importing.read_arms`` returns them, with ``not_recorded``."""
+    return cur.sql(
+        "SELECT r.*, list(u.field) FILTER (WHERE u.field IS NOT NULL) AS not_recorded"
+        f" FROM ({_STORED_SELECT['arms']}) r LEFT JOIN unknown_provenance u"
+        "  ON u.study = $s AND u.object_type = 'arm' AND u.object_id = r.arm_id"
+        " GROUP BY ALL ORDER BY r.arm_id",
+        params={"s": study},
+    ).pl()
+
+
+def _keep_mapping(cur: Cursor, caller: Caller, study: str, name: str, text: str, file: str) -> None:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    now = utc_now()
+    cur.execute("DELETE FROM import_mappings WHERE study = ? AND name = ?", [study, name])
+    cur.execute(
+        "INSERT INTO import_mappings (study, name, mapping, sha256, saved_at, saved_by)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [study, name, text, digest, now, caller.actor],
+    )
+    audit.append(
+        cur,
+        actor=caller.actor,
+        kind=audit.MAPPING_SAVE,
+        object_type="mapping",
+        object_id=name,
+        study=study,
+        payload={"name": name, "sha256": digest, "file": file},
+    )
 
 
 # identifiers come from the table specs above, values are parameters
@@ -310,6 +470,23 @@ def _store_frame(
 ) -> ImportResult:
     """``_import_frame`` once the file's digest is under way in ``digest``; ``unknown`` holds the
     (object_id, field) pairs given as not recorded."""
+    with store.transaction() as cur:
+        return _write_frame(store, cur, caller, study_id, spec, frame, file, digest, unknown)
+
+
+def _write_frame(
+    store: Store,
+    cur: Cursor,
+    caller: Caller,
+    study_id: str,
+    spec: _Table,
+    frame: pl.DataFrame,
+    file: str,
+    digest: Future[str] | None,
+    unknown: pl.DataFrame,
+) -> ImportResult:
+    """``_store_frame``'s work inside the caller's transaction ``cur`` (several kinds imported
+    together are stored all or nothing)."""
     kind, table, key, what = spec.name, spec.name, spec.key, spec.what
     duplicated = frame.filter(pl.col(key).is_duplicated()).get_column(key).unique().sort()
     if duplicated.len():
@@ -322,7 +499,7 @@ def _store_frame(
         raise ValidationError(problems)
     columns = [c for c in frame.columns if c != key]
     incoming = frame.with_row_index("_row", offset=1)
-    with store.transaction() as cur, store.registered(cur, "incoming", incoming):
+    with store.registered(cur, "incoming", incoming):
         study = require_study(cur, study_id)
         # identifiers below come from the constants above, values are parameters
         differs = ", ".join(
