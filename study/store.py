@@ -1,7 +1,7 @@
 """The DuckDB store: the only module that imports duckdb.
 
 Per process there is one owner of each database file (one DuckDB connection, one write lock),
-shared by every ``Store`` opened on that file. Every call takes its own ``cursor()``
+shared by every ``Store`` opened on that file under any of its names (keyed by device and inode). Every call takes its own ``cursor()``
 (a DuckDB connection object must not be shared across threads; cursors per thread are fine).
 Writes go through ``transaction()``, which serialises writers with a lock, so that a service's
 rows and its audit event commit or roll back together and the audit chain never forks.
@@ -99,14 +99,35 @@ class _Owner:
         self.local = threading.local()
         self.id_floor: dict[str, int] = {}
         self.users = 0
+        self.identity: FileIdentity | None = None  # the key in ``_OWNERS`` (None: in memory)
         self.audit_key: bytes | None = None
         # immutable facts read from this connection's database (``Store.facts``): one map per
         # connection, so a fact never outlives its database or crosses to another
         self.facts = Facts()
 
 
-_OWNERS: dict[str, _Owner] = {}
+FileIdentity = tuple[int, int]
+"""A file's (device, inode): the same for every name of the file (hard links, symlinks, relative
+or absolute spellings), and different for a new file put in place of an old one."""
+
+_OWNERS: dict[FileIdentity, _Owner] = {}
 _OWNERS_LOCK = threading.Lock()
+
+
+def _file_identity(path: str) -> FileIdentity | None:
+    """The identity of the file ``path`` names (symlinks followed), or None if there is none yet.
+
+    Owners are keyed by it, not by the resolved path: a hard link resolves to a path of its own,
+    and a second owner (a second DuckDB connection) on the same file loses acknowledged writes.
+    While an owner is open its connection holds the file open, so the inode cannot be reused by
+    another file meanwhile.
+    """
+    try:
+        found = Path(path).expanduser().stat()
+    except FileNotFoundError:
+        return None
+    return (found.st_dev, found.st_ino)
+
 
 _ACTIVE = threading.local()
 """The owner whose transaction is open on this thread (for the audit key of its events)."""
@@ -144,8 +165,8 @@ class Store:
     migrated by newer code or whose applied migrations differ from this code's, and a DuckDB
     file that is not Clinval's (never migrated into one).
 
-    However many times one file is opened in a process, the Stores share one owner (one
-    connection, one write lock); closing the last one closes the connection. ``read_only``:
+    However many times one file is opened in a process, and under whatever name (a hard link, a
+    symlink, a relative path), the Stores share one owner (one connection, one write lock); closing the last one closes the connection. ``read_only``:
     open without migrating or writing (the file must be a Clinval database already); a second
     process holding the file gives ``DatabaseUnavailable`` ("in use by another process").
 
@@ -175,9 +196,11 @@ class Store:
         key = keyfile.load(key_path, create=(creating or create_key) and not read_only)
         if not memory:
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self._name = self.path if memory else str(Path(self.path).expanduser().resolve())
         with _OWNERS_LOCK:
-            owner = None if memory else _OWNERS.get(self._name)
+            # the file is looked up, and created if need be, under the lock: another thread
+            # creating it meanwhile under another spelling would otherwise get a second owner
+            identity = None if memory else _file_identity(self.path)
+            owner = None if identity is None else _OWNERS.get(identity)
             if owner is not None and owner.read_only and not read_only:
                 raise DatabaseUnavailable(
                     "The study database is open read-only in this process.",
@@ -187,7 +210,9 @@ class Store:
             if fresh:
                 owner = _Owner(_connect(self.path, read_only), read_only)
                 if not memory:
-                    _OWNERS[self._name] = owner
+                    # DuckDB created a missing file on connecting: its identity exists only now
+                    owner.identity = identity or _file_identity(self.path)
+                    _OWNERS[owner.identity] = owner
             owner.users += 1
             if key is not None:
                 owner.audit_key = key
@@ -384,8 +409,9 @@ class Store:
             self._owner.users -= 1
             if self._owner.users > 0:
                 return
-            if _OWNERS.get(self._name) is self._owner:
-                del _OWNERS[self._name]
+            identity = self._owner.identity
+            if identity is not None and _OWNERS.get(identity) is self._owner:
+                del _OWNERS[identity]
         self._owner.conn.close()
 
     def __enter__(self) -> Store:
