@@ -1,8 +1,9 @@
 """The DuckDB store: the only module that imports duckdb.
 
 Per process there is one owner of each database file (one DuckDB connection, one write lock),
-shared by every ``Store`` opened on that file under any of its names (keyed by device and inode). Every call takes its own ``cursor()``
-(a DuckDB connection object must not be shared across threads; cursors per thread are fine).
+shared by every ``Store`` opened on that file under any of its names (keyed by device and
+inode). Every call takes its own ``cursor()`` (a DuckDB connection object must not be shared
+across threads; cursors per thread are fine).
 Writes go through ``transaction()``, which serialises writers with a lock, so that a service's
 rows and its audit event commit or roll back together and the audit chain never forks.
 
