@@ -222,7 +222,9 @@ class Store:
         if fresh:
             try:
                 self._check_is_clinvals()
-                if not read_only:
+                if read_only:
+                    self._check_schema_read_only()
+                else:
                     self.migrate()
                     self._checkpoint_after_crash()
             except BaseException:
@@ -439,22 +441,7 @@ class Store:
                 " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
                 " checksum VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
             )
-            applied = cur.execute(
-                "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
-            ).fetchall()
-            for version, name, checksum in applied:
-                if version not in known:
-                    raise SchemaError(
-                        f"The database {self.path} has schema version {version} ({name!r}), newer "
-                        f"than this code knows (up to {max(known)}): upgrade Clinval."
-                    )
-                if known[version].checksum != checksum:
-                    raise SchemaError(
-                        f"The database {self.path} recorded migration {version} ({name!r}) with "
-                        "a checksum that differs from this code's: the migration or the database "
-                        "was altered. Refusing to open it."
-                    )
-            done = {row[0] for row in applied}
+            done = self._check_applied(cur, known)
             new = []
             for migration in sorted(migrations, key=lambda m: m.version):
                 if migration.version in done:
@@ -466,6 +453,35 @@ class Store:
                 )
                 new.append(migration.version)
         return new
+
+    def _check_applied(self, cur: Cursor, known: Mapping[int, Migration]) -> set[int]:
+        """The versions applied to the database; ``SchemaError`` for one this code does not
+        know, or one recorded with a checksum other than this code's migration of it."""
+        applied = cur.execute(
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+        ).fetchall()
+        for version, name, checksum in applied:
+            if version not in known:
+                raise SchemaError(
+                    f"The database {self.path} has schema version {version} ({name!r}), newer "
+                    f"than this code knows (up to {max(known)}): upgrade Clinval."
+                )
+            if known[version].checksum != checksum:
+                raise SchemaError(
+                    f"The database {self.path} recorded migration {version} ({name!r}) with "
+                    "a checksum that differs from this code's: the migration or the database "
+                    "was altered. Refusing to open it."
+                )
+        return {row[0] for row in applied}
+
+    def _check_schema_read_only(self) -> None:
+        """Refuse, without writing, what ``migrate`` refuses: a read-only open (``status``,
+        ``audit verify``) must not vouch for a database that the app refuses to open."""
+        cur = self._conn.cursor()
+        try:
+            self._check_applied(cur, {m.version: m for m in MIGRATIONS})
+        finally:
+            cur.close()
 
     def schema_version(self) -> int:
         cur = self.cursor()
