@@ -38,6 +38,7 @@ from typing import Any, TextIO
 
 import polars as pl
 
+from analysis.terminal import INVISIBLE, escape
 from study import settings
 from study.errors import StudyError, first_line
 
@@ -142,15 +143,6 @@ MAX_MESSAGE_CHARS = 600
 """Longest error line printed; the rest is counted ("and N more characters")."""
 MAX_MESSAGE_LINES = 12
 
-_INVISIBLE = {
-    0x061C,
-    0xFEFF,
-    *range(0x200B, 0x2010),
-    *range(0x202A, 0x202F),
-    *range(0x2066, 0x206A),
-}
-"""Zero-width and direction-changing characters: they make an id look like another."""
-
 
 def _check_id_text(flag: str, value: str) -> None:
     """Refuse an id typed on the command line that is not valid UTF-8 (the shell passed bytes
@@ -158,7 +150,7 @@ def _check_id_text(flag: str, value: str) -> None:
     (it would show as another id)."""
     if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
         raise CliError(f"{flag} is not valid UTF-8 text")
-    bad = sorted({c for c in value if not c.isprintable() or ord(c) in _INVISIBLE})
+    bad = sorted({c for c in value if not c.isprintable() or ord(c) in INVISIBLE})
     if bad:
         shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
         raise CliError(
@@ -183,32 +175,15 @@ def _text_file(path: Path) -> Path:
     return path
 
 
-def _escape(text: str) -> str:
-    """``text`` safe for a terminal: control characters (ANSI escapes, carriage returns),
-    invisible and direction-changing characters shown as ``\\xNN``/``\\uNNNN``; undecodable
-    bytes from the shell as ``\\udcNN``. Newlines and tabs stay."""
-    out = []
-    for c in text:
-        o = ord(c)
-        if c in "\n\t":
-            out.append(c)
-        elif o < 0x20 or 0x7F <= o < 0xA0:
-            out.append(f"\\x{o:02x}")
-        elif o in _INVISIBLE or 0xD800 <= o <= 0xDFFF:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(c)
-    return "".join(out)
-
-
 class _Escaping:
-    """A text stream that escapes what it is given (``_escape``) before writing it."""
+    """A text stream that escapes what it is given (``analysis.terminal.escape``) before
+    writing it."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        return self._stream.write(_escape(text))
+        return self._stream.write(escape(text))
 
     def flush(self) -> None:
         self._stream.flush()
