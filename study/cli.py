@@ -408,20 +408,35 @@ who never sign in, e.g. the readers of a study rated elsewhere."""
 
 
 def cmd_add_raters(args: argparse.Namespace, out: TextIO) -> int:
-    from study.services import people
+    """Every rater is added, or none: checked first, then written in one transaction (an unknown
+    study used to be found only after the first person and their event were stored)."""
+    from study.access import require
+    from study.services import people, studies
 
+    _check_id_text("--study", args.study)
+    for rater in args.raters:
+        _check_id_text(f"RATER {rater!r}", rater)
+    added: list[tuple[str, bool]] = []
     with _open_store(args.db, create=False) as store:
         caller = _caller(args, store)
-        for rater in args.raters:
-            user_id = people.ensure_user(
-                store,
-                caller,
-                issuer=f"{PSEUDONYM_ISSUER}:{args.study}",
-                subject=rater,
-                user_id=rater,
-            )
-            granted = people.grant_role(store, caller, args.study, user_id, "rater")
-            print(f"{args.study}: rater {user_id}" + ("" if granted else " (already)"), file=out)
+        # asked before the transaction: a refusal's access.denied event is written in its own
+        # transaction, and the one below would roll it back with everything else
+        require(store, caller, "manage_users", service="people.ensure_user")
+        studies.get_study(store, caller, args.study)
+        with store.transaction():
+            for rater in args.raters:
+                user_id = people.ensure_user(
+                    store,
+                    caller,
+                    issuer=f"{PSEUDONYM_ISSUER}:{args.study}",
+                    subject=rater,
+                    user_id=rater,
+                )
+                added.append(
+                    (user_id, people.grant_role(store, caller, args.study, user_id, "rater"))
+                )
+    for user_id, granted in added:
+        print(f"{args.study}: rater {user_id}" + ("" if granted else " (already)"), file=out)
     return EXIT_OK
 
 
