@@ -552,9 +552,14 @@ def cmd_tokens_revoke(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
+    """Add the instrument to the library and attach it to the draft, both or neither: an
+    instrument refused by the study (unknown, not a draft, an item clash) used to stay behind in
+    the library."""
+    from study.access import require
     from study.instruments import get_builtin, load_instrument
     from study.services import instruments
 
+    _check_id_text("--study", args.study)
     given = Path(args.instrument)
     instrument = (
         load_instrument(_existing_file(given))
@@ -563,8 +568,15 @@ def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
     )
     with _open_store(args.db, create=False) as store:
         caller = _caller(args, store)
-        key, version = instruments.add_instrument(store, caller, instrument)
-        instruments.attach_instrument(store, caller, args.study, key, version)
+        # asked before the transaction: a refusal's access.denied event is written in its own
+        # transaction, and the one below would roll it back with everything else
+        require(store, caller, "manage_instruments", service="instruments.add_instrument")
+        require(
+            store, caller, "design_study", study=args.study, service="instruments.attach_instrument"
+        )
+        with store.transaction():
+            key, version = instruments.add_instrument(store, caller, instrument)
+            instruments.attach_instrument(store, caller, args.study, key, version)
     print(f"{args.study}: instrument {key} {version} attached", file=out)
     return EXIT_OK
 
