@@ -76,8 +76,9 @@ def texts_of(view: dict) -> list[tuple[dict, str | None]]:
 
 
 def sheet_state(view: dict) -> dict:
-    """This showing of the assignment, kept on the server per session: when it was shown
-    (server clock: time on task starts now), the sheet's token, and the server's refusals."""
+    """This showing of the assignment, kept on the server per session: when it was shown (for
+    the estimate of the time left; time on task is kept with the assignment, by
+    ``mark_presented``), the sheet's token, and the server's refusals."""
     key = f"sheet-{view['assignment']}"
     if key not in st.session_state:
         if not view["done"]:
@@ -129,7 +130,7 @@ def on_submit(view: dict) -> None:
     state = st.session_state.get(key)
     if payload is None or state is None or payload.get("token") != state["token"]:
         return
-    seconds = time.monotonic() - state["shown_at"]
+    seconds = time.monotonic() - state["shown_at"]  # for the estimate of the time left only
     fields = fields_of(view)
     texts = texts_of(view)
     try:
@@ -138,10 +139,9 @@ def on_submit(view: dict) -> None:
             caller,
             study_id,
             view["assignment"],
+            # no seconds: a first submission is timed from the stored first showing, and a
+            # revision records no time on task (it would count twice in the time per case)
             submission(view, payload),
-            # a first submission is timed from the stored first showing; a revision from its
-            # own showing on this screen
-            seconds=seconds if view["done"] else None,
             revise=view["done"],
         )
     except ValidationError as error:
@@ -175,7 +175,8 @@ def on_submit(view: dict) -> None:
         state["attempt"] += 1
         return
     else:
-        st.session_state.setdefault("rate_durations", []).append(seconds)
+        if not view["done"]:  # a revision is no case done: it would skew the time left
+            st.session_state.setdefault("rate_durations", []).append(seconds)
         st.session_state["rate_flash"] = "Saved."
     del st.session_state[key]
     st.session_state.pop("rate_revising", None)
