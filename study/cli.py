@@ -5,14 +5,17 @@ Every command takes ``--db PATH`` (default: the ``CLINVAL_DB`` setting) and ``--
 (``system:cli:<account>``), who holds the database file but is no person; with a person's
 personal access token it acts as that person (``_caller``, the one place that decides). Opening,
 closing and unblinding a study (``open``, ``close``, ``unblind``) are a person's own acts and
-need a token. Exit codes:
+need a token, and so does a new version of a locked protocol (``lock``, the coordinator's).
+Exit codes:
 
 - 0: done;
 - 1: ``audit verify`` found the audit trail altered or incomplete, a stored row that differs from
   its event, or (``--expect``) a head hash the chain no longer holds;
 - 2: the input was wrong (unknown study, malformed file, missing database, bad flag, ...); the
   reason is printed on stderr as one line, or a short list for a rejected file. Nothing was
-  changed in the database.
+  changed in the database, with one exception: a refusal of the caller's permission is recorded
+  as an ``access.denied`` event (``study.access.require``: the audit trail keeps every refused
+  attempt). Every other refusal is found before anything is written.
 
 A traceback means a bug in Clinval, never a mistake by the person typing. Commands other than
 ``init`` and ``demo`` refuse to create a database that is not there, so a mistyped ``--db`` is
@@ -1123,7 +1126,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         prog="python -m study",
         description="Clinval study administration: set up, import, inspect, verify, export.",
-        epilog="Exit codes: 0 done, 1 audit trail broken, 2 bad input (nothing changed).",
+        epilog="Exit codes: 0 done, 1 audit trail broken, 2 bad input (nothing changed, but "
+        "for the access.denied event that records a refused permission).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -1329,7 +1333,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="lock the study's protocol (a JSON object) and print each arm's coverage",
     )
     p.add_argument("--protocol", type=_path, metavar="FILE", help="protocol JSON (default: {})")
-    p.add_argument("--reason", default=None, help="why, for a protocol version after the first")
+    p.add_argument(
+        "--reason",
+        default=None,
+        help="why, for a protocol version after the first (the coordinator's act: with their "
+        f"--token or ${TOKEN_SETTING})",
+    )
     p.set_defaults(func=cmd_lock)
 
     p = commands.add_parser(

@@ -465,3 +465,22 @@ def test_issue_19s_bad_inputs_exit_2_with_one_line_and_change_nothing(
 
 def test_the_table_covers_issue_19s_nine_inputs():
     assert {name.split(".")[0] for name, *_ in ISSUE_19_INPUTS} == {str(n) for n in range(1, 10)}
+
+
+def test_a_refused_permission_leaves_its_access_denied_event_and_nothing_else(demo_db, tmp_path):
+    # the one exception to "exit 2 changes nothing", as the README says where it gives the exit
+    # codes: the audit trail keeps every refused attempt (and the token records its last use)
+    tokens = tmp_path / "tokens.json"
+    assert study_cli.main(["demo", "--tokens", str(tokens), "--db", str(demo_db)]) == 0
+    rater = json.loads(tokens.read_text())["ada.example@demo.clinval.example"]
+    before = _snapshot(demo_db)
+    argv = ["lock", "--study", DEMO_STUDY_ID, "--reason", "looser", "--token", rater]
+    assert study_cli.main([*argv, "--db", str(demo_db)]) == 2
+    after = _snapshot(demo_db)
+    changed = {t for t in after if after[t] != before[t]}
+    assert changed <= {"audit_events", "audit_head", "personal_tokens"}, changed
+    new = [e for e in after["audit_events"] if e not in before["audit_events"]]
+    assert [e[3] for e in new] == ["access.denied"], new
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    exit_codes = readme[readme.index("Exit codes: 0 done") :].split("\n\n")[0]
+    assert "access.denied" in exit_codes
