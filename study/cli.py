@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import polars as pl
 
@@ -109,12 +109,17 @@ def _person(args: argparse.Namespace, store: Any, act: str, role: str):
     duties), and the operator at the command line is no person."""
     caller = _caller(args, store)
     if caller.is_system:
-        raise CliError(
-            f"{act} is a {role}'s own act, and the command line's operator is no person: pass "
-            f"the {role}'s personal access token with --token TOKEN (or set {TOKEN_SETTING}); "
-            "they create one on the app's Account screen"
-        )
+        raise _not_the_operators(act, role)
     return caller
+
+
+def _not_the_operators(act: str, role: str) -> CliError:
+    """The refusal of ``act``, a ``role``'s own act, to the operator: it says how to act as them."""
+    return CliError(
+        f"{act} is a {role}'s own act, and the command line's operator is no person: pass "
+        f"the {role}'s personal access token with --token TOKEN (or set {TOKEN_SETTING}); "
+        "they create one on the app's Account screen"
+    )
 
 
 # --- opening the database --------------------------------------------------------------------
@@ -598,8 +603,10 @@ def cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
     _check_id_text("--study", args.study)
     with _open_store(args.db, create=False) as store:
         caller = _caller(args, store)
-        if studies.get_study(store, caller, args.study)["status"] != "draft":
-            _check_amendment(args, store, caller)
+        # a person's lock goes straight to the service, which says what they lack; the operator
+        # is told here that amending is not theirs, instead of a refusal recorded as access.denied
+        if caller.is_system and studies.get_study(store, caller, args.study)["status"] != "draft":
+            _refuse_operator_amendment(args)
         digest = design.lock_protocol(store, caller, args.study, protocol, reason=args.reason)
         coverage = design.arm_coverage(store, _caller(args, store), args.study)
     print(f"{args.study}: protocol locked, hash {digest}", file=out)
@@ -608,21 +615,16 @@ def cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _check_amendment(args: argparse.Namespace, store: Any, caller: Any) -> None:
-    """A protocol version after the first needs a reason and is the study's coordinator's own
-    act (``amend_protocol``): said here, before the service is asked, so that the operator hears
-    what to do instead of a refusal that the service records as ``access.denied``."""
+def _refuse_operator_amendment(args: argparse.Namespace) -> NoReturn:
+    """Refuse the operator a protocol version after the first: it needs a reason and is the
+    study's coordinator's own act (``amend_protocol``), so say both, before anything is stored."""
     if not (args.reason and args.reason.strip()):
         raise CliError(
             f"study {args.study} has a locked protocol: a change is a new protocol version, which "
-            'needs --reason "why"'
-            + (
-                f" and the coordinator's personal access token (--token TOKEN or {TOKEN_SETTING})"
-                if caller.is_system
-                else ""
-            )
+            'needs --reason "why" and the coordinator\'s personal access token (--token TOKEN '
+            f"or {TOKEN_SETTING})"
         )
-    _person(args, store, f"a new protocol version (lock --study {args.study})", "coordinator")
+    raise _not_the_operators(f"a new protocol version (lock --study {args.study})", "coordinator")
 
 
 def cmd_remove(args: argparse.Namespace, out: TextIO) -> int:

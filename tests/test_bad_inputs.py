@@ -481,6 +481,12 @@ def test_a_refused_permission_leaves_its_access_denied_event_and_nothing_else(de
     assert changed <= {"audit_events", "audit_head", "personal_tokens"}, changed
     new = [e for e in after["audit_events"] if e not in before["audit_events"]]
     assert [e[3] for e in new] == ["access.denied"], new
+    # the coordinator without a reason: refused before anything is written, no event
+    coordinator = json.loads(tokens.read_text())["coordinator@demo.clinval.example"]
+    before = _snapshot(demo_db)
+    assert study_cli.main([*argv[:3], "--token", coordinator, "--db", str(demo_db)]) == 2
+    after = _snapshot(demo_db)
+    assert {t for t in after if after[t] != before[t]} <= {"personal_tokens"}
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     exit_codes = readme[readme.index("Exit codes: 0 done") :].split("\n\n")[0]
     assert "access.denied" in exit_codes
