@@ -20,6 +20,7 @@ from pages.components.rating_sheet import (
     submitted,
     typed_fields,
 )
+from pages.components.status import status_words
 from study.errors import StudyError
 from study.instruments import Instrument, list_builtin, parse_instrument
 from study.services import content, design, instruments
@@ -51,7 +52,9 @@ def step_content(draft: Draft) -> None:
                 ):
                     import_upload(draft, kind, importer, upload)
     else:
-        st.info(f"The study is {draft.status}: its cases, arms and answers no longer change.")
+        st.info(
+            f"The study is {status_words(draft.status)}: its cases, arms and answers no longer change."
+        )
     stored(draft)
 
 
