@@ -470,7 +470,7 @@ class Store:
                 raise SchemaError(
                     f"The database {self.path} recorded migration {version} ({name!r}) with "
                     "a checksum that differs from this code's: the migration or the database "
-                    "was altered. Refusing to open it."
+                    "was altered. Refusing to open it: restore the file from a backup."
                 )
         return {row[0] for row in applied}
 
