@@ -14,6 +14,10 @@ from analysis.errors import AnalysisError
 
 Seed = int | np.random.Generator | None
 
+MAX_SEED = 2**63 - 1
+"""The largest seed: results record it in a 64-bit integer column (``seed``), so a larger one could
+be used but never reported."""
+
 BOOT_CHUNK = 10_000
 """Bootstrap replicates drawn and evaluated at once: memory stays bounded whatever ``boot`` is."""
 
@@ -36,6 +40,11 @@ def resolve_seed(seed: Seed) -> tuple[np.random.Generator, int | None]:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise AnalysisError(
             f"seed must be a non-negative integer, a numpy Generator or None; got {seed!r}"
+        )
+    if seed > MAX_SEED:
+        raise AnalysisError(
+            f"seed must be a whole number from 0 to {MAX_SEED} (2**63 - 1, the largest a result "
+            "can record); pass a smaller one"
         )
     return np.random.default_rng(int(seed)), int(seed)
 

@@ -43,6 +43,7 @@ from analysis import columns as C
 from analysis._common import DIRECTIONS, require_columns
 from analysis._pivot import LEVELS, MISSING_TOKENS
 from analysis.errors import AnalysisError, first_line
+from analysis.terminal import escape
 
 EXIT_BAD_INPUT = 2
 CONTINUOUS_METHODS = ("t", "bootstrap", "mixed", "tost")
@@ -1005,10 +1006,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(message) > MAX_MESSAGE_CHARS:
             rest = len(message) - MAX_MESSAGE_CHARS
             message = f"{message[:MAX_MESSAGE_CHARS]}... (and {rest:,} more characters)"
-        print(f"error: {message.encode('utf-8', 'backslashreplace').decode()}", file=sys.stderr)
+        # the message may quote the file's own names (arms, raters): escaped like the output
+        print(f"error: {escape(message)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        print(output)
+        # names and values come from the file: a rater named with an ANSI escape must not
+        # recolour, clear or rewrite the terminal
+        print(escape(output))
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader stopped early (`... | head`): not an error of ours. Point stdout at devnull

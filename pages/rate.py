@@ -89,8 +89,9 @@ def texts_of(view: dict) -> list[tuple[dict, str | None]]:
 
 
 def sheet_state(view: dict) -> dict:
-    """This showing of the assignment, kept on the server per session: when it was shown
-    (server clock: time on task starts now), the sheet's token, and the server's refusals."""
+    """This showing of the assignment, kept on the server per session: when it was shown (for
+    the estimate of the time left; time on task is kept with the assignment, by
+    ``mark_presented``), the sheet's token, and the server's refusals."""
     key = f"sheet-{view['assignment']}"
     if key not in st.session_state:
         if not view["done"]:
@@ -157,7 +158,7 @@ def store_sheet(view: dict, state: dict, payload: dict) -> None:
     """Store the sheet; on a refusal, hand the reasons back to the sheet next to their
     fields."""
     key = f"sheet-{view['assignment']}"
-    seconds = time.monotonic() - state["shown_at"]
+    seconds = time.monotonic() - state["shown_at"]  # for the estimate of the time left only
     fields = fields_of(view)
     texts = texts_of(view)
     comment = str(payload.get("comment") or "").strip() or None
@@ -169,10 +170,9 @@ def store_sheet(view: dict, state: dict, payload: dict) -> None:
             caller,
             study_id,
             view["assignment"],
+            # no seconds: a first submission is timed from the stored first showing, and a
+            # revision records no time on task (it would count twice in the time per case)
             submission(view, payload),
-            # a first submission is timed from the stored first showing; a revision from its
-            # own showing on this screen
-            seconds=seconds if view["done"] else None,
             revise=view["done"],
             comment=comment,
         )
@@ -188,7 +188,7 @@ def store_sheet(view: dict, state: dict, payload: dict) -> None:
         state["attempt"] += 1
         return
     else:
-        if not view["done"]:
+        if not view["done"]:  # a revision is no case done: it would skew the time left
             st.session_state.setdefault("rate_durations", []).append(seconds)
         st.session_state["rate_flash"] = "Saved."
     # R revises this one: the case a rater most often wants to fix is the one just rated

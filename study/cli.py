@@ -5,14 +5,17 @@ Every command takes ``--db PATH`` (default: the ``CLINVAL_DB`` setting) and ``--
 (``system:cli:<account>``), who holds the database file but is no person; with a person's
 personal access token it acts as that person (``_caller``, the one place that decides). Opening,
 closing and unblinding a study (``open``, ``close``, ``unblind``) are a person's own acts and
-need a token. Exit codes:
+need a token, and so does a new version of a locked protocol (``lock``, the coordinator's).
+Exit codes:
 
 - 0: done;
 - 1: ``audit verify`` found the audit trail altered or incomplete, a stored row that differs from
   its event, or (``--expect``) a head hash the chain no longer holds;
 - 2: the input was wrong (unknown study, malformed file, missing database, bad flag, ...); the
   reason is printed on stderr as one line, or a short list for a rejected file. Nothing was
-  changed in the database.
+  changed in the database, with one exception: a refusal of the caller's permission is recorded
+  as an ``access.denied`` event (``study.access.require``: the audit trail keeps every refused
+  attempt). Every other refusal is found before anything is written.
 
 A traceback means a bug in Clinval, never a mistake by the person typing. Commands other than
 ``init`` and ``demo`` refuse to create a database that is not there, so a mistyped ``--db`` is
@@ -34,10 +37,11 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import polars as pl
 
+from analysis.terminal import INVISIBLE, escape
 from study import settings
 from study.errors import StudyError, first_line
 
@@ -105,12 +109,17 @@ def _person(args: argparse.Namespace, store: Any, act: str, role: str):
     duties), and the operator at the command line is no person."""
     caller = _caller(args, store)
     if caller.is_system:
-        raise CliError(
-            f"{act} is a {role}'s own act, and the command line's operator is no person: pass "
-            f"the {role}'s personal access token with --token TOKEN (or set {TOKEN_SETTING}); "
-            "they create one on the app's Account screen"
-        )
+        raise _not_the_operators(act, role)
     return caller
+
+
+def _not_the_operators(act: str, role: str) -> CliError:
+    """The refusal of ``act``, a ``role``'s own act, to the operator: it says how to act as them."""
+    return CliError(
+        f"{act} is a {role}'s own act, and the command line's operator is no person: pass "
+        f"the {role}'s personal access token with --token TOKEN (or set {TOKEN_SETTING}); "
+        "they create one on the app's Account screen"
+    )
 
 
 # --- opening the database --------------------------------------------------------------------
@@ -142,15 +151,6 @@ MAX_MESSAGE_CHARS = 600
 """Longest error line printed; the rest is counted ("and N more characters")."""
 MAX_MESSAGE_LINES = 12
 
-_INVISIBLE = {
-    0x061C,
-    0xFEFF,
-    *range(0x200B, 0x2010),
-    *range(0x202A, 0x202F),
-    *range(0x2066, 0x206A),
-}
-"""Zero-width and direction-changing characters: they make an id look like another."""
-
 
 def _check_id_text(flag: str, value: str) -> None:
     """Refuse an id typed on the command line that is not valid UTF-8 (the shell passed bytes
@@ -158,7 +158,7 @@ def _check_id_text(flag: str, value: str) -> None:
     (it would show as another id)."""
     if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
         raise CliError(f"{flag} is not valid UTF-8 text")
-    bad = sorted({c for c in value if not c.isprintable() or ord(c) in _INVISIBLE})
+    bad = sorted({c for c in value if not c.isprintable() or ord(c) in INVISIBLE})
     if bad:
         shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
         raise CliError(
@@ -183,32 +183,15 @@ def _text_file(path: Path) -> Path:
     return path
 
 
-def _escape(text: str) -> str:
-    """``text`` safe for a terminal: control characters (ANSI escapes, carriage returns),
-    invisible and direction-changing characters shown as ``\\xNN``/``\\uNNNN``; undecodable
-    bytes from the shell as ``\\udcNN``. Newlines and tabs stay."""
-    out = []
-    for c in text:
-        o = ord(c)
-        if c in "\n\t":
-            out.append(c)
-        elif o < 0x20 or 0x7F <= o < 0xA0:
-            out.append(f"\\x{o:02x}")
-        elif o in _INVISIBLE or 0xD800 <= o <= 0xDFFF:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(c)
-    return "".join(out)
-
-
 class _Escaping:
-    """A text stream that escapes what it is given (``_escape``) before writing it."""
+    """A text stream that escapes what it is given (``analysis.terminal.escape``) before
+    writing it."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        return self._stream.write(_escape(text))
+        return self._stream.write(escape(text))
 
     def flush(self) -> None:
         self._stream.flush()
@@ -467,20 +450,35 @@ who never sign in, e.g. the readers of a study rated elsewhere."""
 
 
 def cmd_add_raters(args: argparse.Namespace, out: TextIO) -> int:
-    from study.services import people
+    """Every rater is added, or none: checked first, then written in one transaction (an unknown
+    study used to be found only after the first person and their event were stored)."""
+    from study.access import require
+    from study.services import people, studies
 
+    _check_id_text("--study", args.study)
+    for rater in args.raters:
+        _check_id_text(f"RATER {rater!r}", rater)
+    added: list[tuple[str, bool]] = []
     with _open_store(args.db, create=False) as store:
         caller = _caller(args, store)
-        for rater in args.raters:
-            user_id = people.ensure_user(
-                store,
-                caller,
-                issuer=f"{PSEUDONYM_ISSUER}:{args.study}",
-                subject=rater,
-                user_id=rater,
-            )
-            granted = people.grant_role(store, caller, args.study, user_id, "rater")
-            print(f"{args.study}: rater {user_id}" + ("" if granted else " (already)"), file=out)
+        # asked before the transaction: a refusal's access.denied event is written in its own
+        # transaction, and the one below would roll it back with everything else
+        require(store, caller, "manage_users", service="people.ensure_user")
+        studies.get_study(store, caller, args.study)
+        with store.transaction():
+            for rater in args.raters:
+                user_id = people.ensure_user(
+                    store,
+                    caller,
+                    issuer=f"{PSEUDONYM_ISSUER}:{args.study}",
+                    subject=rater,
+                    user_id=rater,
+                )
+                added.append(
+                    (user_id, people.grant_role(store, caller, args.study, user_id, "rater"))
+                )
+    for user_id, granted in added:
+        print(f"{args.study}: rater {user_id}" + ("" if granted else " (already)"), file=out)
     return EXIT_OK
 
 
@@ -596,9 +594,14 @@ def cmd_tokens_revoke(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
+    """Add the instrument to the library and attach it to the draft, both or neither: an
+    instrument refused by the study (unknown, not a draft, an item clash) used to stay behind in
+    the library."""
+    from study.access import require
     from study.instruments import get_builtin, load_instrument
     from study.services import instruments
 
+    _check_id_text("--study", args.study)
     given = Path(args.instrument)
     instrument = (
         load_instrument(_existing_file(given))
@@ -607,14 +610,21 @@ def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
     )
     with _open_store(args.db, create=False) as store:
         caller = _caller(args, store)
-        key, version = instruments.add_instrument(store, caller, instrument)
-        instruments.attach_instrument(store, caller, args.study, key, version)
+        # asked before the transaction: a refusal's access.denied event is written in its own
+        # transaction, and the one below would roll it back with everything else
+        require(store, caller, "manage_instruments", service="instruments.add_instrument")
+        require(
+            store, caller, "design_study", study=args.study, service="instruments.attach_instrument"
+        )
+        with store.transaction():
+            key, version = instruments.add_instrument(store, caller, instrument)
+            instruments.attach_instrument(store, caller, args.study, key, version)
     print(f"{args.study}: instrument {key} {version} attached", file=out)
     return EXIT_OK
 
 
 def cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
-    from study.services import design
+    from study.services import design, studies
 
     protocol: dict[str, Any] = {}
     if args.protocol is not None:
@@ -624,15 +634,31 @@ def cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
             raise CliError(f"{args.protocol} is not a JSON file: {exc}") from None
         if not isinstance(protocol, dict):
             raise CliError(f"{args.protocol} must hold a JSON object {{...}}")
+    _check_id_text("--study", args.study)
     with _open_store(args.db, create=False) as store:
-        digest = design.lock_protocol(
-            store, _caller(args, store), args.study, protocol, reason=args.reason
-        )
+        caller = _caller(args, store)
+        # a person's lock goes straight to the service, which says what they lack; the operator
+        # is told here that amending is not theirs, instead of a refusal recorded as access.denied
+        if caller.is_system and studies.get_study(store, caller, args.study)["status"] != "draft":
+            _refuse_operator_amendment(args)
+        digest = design.lock_protocol(store, caller, args.study, protocol, reason=args.reason)
         coverage = design.arm_coverage(store, _caller(args, store), args.study)
     print(f"{args.study}: protocol locked, hash {digest}", file=out)
     for arm, answers, cases in coverage.select("arm_id", "answers", "cases").iter_rows():
         print(f"  arm {arm}: answers {answers} of {cases} cases", file=out)
     return EXIT_OK
+
+
+def _refuse_operator_amendment(args: argparse.Namespace) -> NoReturn:
+    """Refuse the operator a protocol version after the first: it needs a reason and is the
+    study's coordinator's own act (``amend_protocol``), so say both, before anything is stored."""
+    if not (args.reason and args.reason.strip()):
+        raise CliError(
+            f"study {args.study} has a locked protocol: a change is a new protocol version, which "
+            'needs --reason "why" and the coordinator\'s personal access token (--token TOKEN '
+            f"or {TOKEN_SETTING})"
+        )
+    raise _not_the_operators(f"a new protocol version (lock --study {args.study})", "coordinator")
 
 
 def cmd_remove(args: argparse.Namespace, out: TextIO) -> int:
@@ -1136,7 +1162,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         prog="python -m study",
         description="Clinval study administration: set up, import, inspect, verify, export.",
-        epilog="Exit codes: 0 done, 1 audit trail broken, 2 bad input (nothing changed).",
+        epilog="Exit codes: 0 done, 1 audit trail broken, 2 bad input (nothing changed, but "
+        "for the access.denied event that records a refused permission).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -1364,7 +1391,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="lock the study's protocol (a JSON object) and print each arm's coverage",
     )
     p.add_argument("--protocol", type=_path, metavar="FILE", help="protocol JSON (default: {})")
-    p.add_argument("--reason", default=None, help="why, for a protocol version after the first")
+    p.add_argument(
+        "--reason",
+        default=None,
+        help="why, for a protocol version after the first (the coordinator's act: with their "
+        f"--token or ${TOKEN_SETTING})",
+    )
     p.set_defaults(func=cmd_lock)
 
     p = commands.add_parser(

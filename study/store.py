@@ -1,8 +1,9 @@
 """The DuckDB store: the only module that imports duckdb.
 
 Per process there is one owner of each database file (one DuckDB connection, one write lock),
-shared by every ``Store`` opened on that file. Every call takes its own ``cursor()``
-(a DuckDB connection object must not be shared across threads; cursors per thread are fine).
+shared by every ``Store`` opened on that file under any of its names (keyed by device and
+inode). Every call takes its own ``cursor()`` (a DuckDB connection object must not be shared
+across threads; cursors per thread are fine).
 Writes go through ``transaction()``, which serialises writers with a lock, so that a service's
 rows and its audit event commit or roll back together and the audit chain never forks.
 
@@ -99,14 +100,35 @@ class _Owner:
         self.local = threading.local()
         self.id_floor: dict[str, int] = {}
         self.users = 0
+        self.identity: FileIdentity | None = None  # the key in ``_OWNERS`` (None: in memory)
         self.audit_key: bytes | None = None
         # immutable facts read from this connection's database (``Store.facts``): one map per
         # connection, so a fact never outlives its database or crosses to another
         self.facts = Facts()
 
 
-_OWNERS: dict[str, _Owner] = {}
+FileIdentity = tuple[int, int]
+"""A file's (device, inode): the same for every name of the file (hard links, symlinks, relative
+or absolute spellings), and different for a new file put in place of an old one."""
+
+_OWNERS: dict[FileIdentity, _Owner] = {}
 _OWNERS_LOCK = threading.Lock()
+
+
+def _file_identity(path: str) -> FileIdentity | None:
+    """The identity of the file ``path`` names (symlinks followed), or None if there is none yet.
+
+    Owners are keyed by it, not by the resolved path: a hard link resolves to a path of its own,
+    and a second owner (a second DuckDB connection) on the same file loses acknowledged writes.
+    While an owner is open its connection holds the file open, so the inode cannot be reused by
+    another file meanwhile.
+    """
+    try:
+        found = Path(path).expanduser().stat()
+    except FileNotFoundError:
+        return None
+    return (found.st_dev, found.st_ino)
+
 
 _ACTIVE = threading.local()
 """The owner whose transaction is open on this thread (for the audit key of its events)."""
@@ -144,8 +166,8 @@ class Store:
     migrated by newer code or whose applied migrations differ from this code's, and a DuckDB
     file that is not Clinval's (never migrated into one).
 
-    However many times one file is opened in a process, the Stores share one owner (one
-    connection, one write lock); closing the last one closes the connection. ``read_only``:
+    However many times one file is opened in a process, and under whatever name (a hard link, a
+    symlink, a relative path), the Stores share one owner (one connection, one write lock); closing the last one closes the connection. ``read_only``:
     open without migrating or writing (the file must be a Clinval database already); a second
     process holding the file gives ``DatabaseUnavailable`` ("in use by another process").
 
@@ -175,9 +197,11 @@ class Store:
         key = keyfile.load(key_path, create=(creating or create_key) and not read_only)
         if not memory:
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self._name = self.path if memory else str(Path(self.path).expanduser().resolve())
         with _OWNERS_LOCK:
-            owner = None if memory else _OWNERS.get(self._name)
+            # the file is looked up, and created if need be, under the lock: another thread
+            # creating it meanwhile under another spelling would otherwise get a second owner
+            identity = None if memory else _file_identity(self.path)
+            owner = None if identity is None else _OWNERS.get(identity)
             if owner is not None and owner.read_only and not read_only:
                 raise DatabaseUnavailable(
                     "The study database is open read-only in this process.",
@@ -187,7 +211,9 @@ class Store:
             if fresh:
                 owner = _Owner(_connect(self.path, read_only), read_only)
                 if not memory:
-                    _OWNERS[self._name] = owner
+                    # DuckDB created a missing file on connecting: its identity exists only now
+                    owner.identity = identity or _file_identity(self.path)
+                    _OWNERS[owner.identity] = owner
             owner.users += 1
             if key is not None:
                 owner.audit_key = key
@@ -196,7 +222,9 @@ class Store:
         if fresh:
             try:
                 self._check_is_clinvals()
-                if not read_only:
+                if read_only:
+                    self._check_schema_read_only()
+                else:
                     self.migrate()
                     self._checkpoint_after_crash()
             except BaseException:
@@ -384,8 +412,9 @@ class Store:
             self._owner.users -= 1
             if self._owner.users > 0:
                 return
-            if _OWNERS.get(self._name) is self._owner:
-                del _OWNERS[self._name]
+            identity = self._owner.identity
+            if identity is not None and _OWNERS.get(identity) is self._owner:
+                del _OWNERS[identity]
         self._owner.conn.close()
 
     def __enter__(self) -> Store:
@@ -412,22 +441,7 @@ class Store:
                 " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
                 " checksum VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
             )
-            applied = cur.execute(
-                "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
-            ).fetchall()
-            for version, name, checksum in applied:
-                if version not in known:
-                    raise SchemaError(
-                        f"The database {self.path} has schema version {version} ({name!r}), newer "
-                        f"than this code knows (up to {max(known)}): upgrade Clinval."
-                    )
-                if known[version].checksum != checksum:
-                    raise SchemaError(
-                        f"The database {self.path} recorded migration {version} ({name!r}) with "
-                        "a checksum that differs from this code's: the migration or the database "
-                        "was altered. Refusing to open it."
-                    )
-            done = {row[0] for row in applied}
+            done = self._check_applied(cur, known)
             new = []
             for migration in sorted(migrations, key=lambda m: m.version):
                 if migration.version in done:
@@ -439,6 +453,35 @@ class Store:
                 )
                 new.append(migration.version)
         return new
+
+    def _check_applied(self, cur: Cursor, known: Mapping[int, Migration]) -> set[int]:
+        """The versions applied to the database; ``SchemaError`` for one this code does not
+        know, or one recorded with a checksum other than this code's migration of it."""
+        applied = cur.execute(
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+        ).fetchall()
+        for version, name, checksum in applied:
+            if version not in known:
+                raise SchemaError(
+                    f"The database {self.path} has schema version {version} ({name!r}), newer "
+                    f"than this code knows (up to {max(known)}): upgrade Clinval."
+                )
+            if known[version].checksum != checksum:
+                raise SchemaError(
+                    f"The database {self.path} recorded migration {version} ({name!r}) with "
+                    "a checksum that differs from this code's: the migration or the database "
+                    "was altered. Refusing to open it: restore the file from a backup."
+                )
+        return {row[0] for row in applied}
+
+    def _check_schema_read_only(self) -> None:
+        """Refuse, without writing, what ``migrate`` refuses: a read-only open (``status``,
+        ``audit verify``) must not vouch for a database that the app refuses to open."""
+        cur = self._conn.cursor()
+        try:
+            self._check_applied(cur, {m.version: m for m in MIGRATIONS})
+        finally:
+            cur.close()
 
     def schema_version(self) -> int:
         cur = self.cursor()

@@ -3,6 +3,7 @@ many times it opens the file; a second process is told plainly; a crash leaves n
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import RATERS, full_values, sign_in
 
-from study import audit
+from study import audit, cli
 from study.errors import ConflictError, StudyError
 from study.services import rating as rating_service
 from study.store import DatabaseUnavailable, Store
@@ -293,3 +294,83 @@ def test_a_malformed_key_file_is_refused_not_replaced(tmp_path, monkeypatch, tex
         Store(tmp_path / "new.duckdb")
     assert key_file.read_text() == text
     assert not (tmp_path / "new.duckdb").exists()
+
+
+# --- one owner per file, whatever its name -------------------------------------------------------
+
+
+def test_a_hard_link_a_symlink_and_the_path_share_one_owner_and_lose_no_submit(
+    tmp_path, store, rating
+):
+    # found in issue 19: the owner was keyed by the resolved path, so a hard link opened a second
+    # DuckDB connection in the process and 20 of 40 acknowledged submits were gone on reopening
+    path = Path(store.path)
+    hard, soft = tmp_path / "hard.duckdb", tmp_path / "soft.duckdb"
+    hard.hardlink_to(path)
+    soft.symlink_to(path)
+    relative = path.parent / ".." / path.parent.name / path.name
+    spellings = [store, Store(hard), Store(soft), Store(relative)]
+    try:
+        assert all(s._owner is store._owner for s in spellings)
+        acknowledged: list[int] = []
+        errors: list[BaseException] = []
+
+        def rate_all(through: Store, rater: str) -> None:
+            try:
+                who = sign_in(through, rater)
+                while (view := rating_service.next_assignment(through, who, rating)) is not None:
+                    rating_service.submit_rating(
+                        through, who, rating, view["assignment"], full_values(), seconds=1
+                    )
+                    acknowledged.append(view["assignment"])
+            except BaseException as exc:  # reported below: a thread's failure must fail the test
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=rate_all, args=(through, rater))
+            # the path, the hard link and the symlink each carry one rater's submits, at once
+            for through, rater in zip(spellings[:3], ("r1", "r2", "r3"), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert len(acknowledged) == 8
+    finally:
+        for s in spellings:
+            s.close()
+    with Store(soft) as reopened:
+        done = reopened.read(
+            "SELECT id FROM assignments WHERE study = $s AND done ORDER BY id", {"s": rating}
+        ).get_column("id")
+        submitted = reopened.read(
+            "SELECT count(DISTINCT assignment) AS n FROM ratings WHERE status = 'submitted'"
+        ).item()
+        assert done.to_list() == sorted(acknowledged)
+        assert submitted == 8
+        assert audit.verify(reopened).ok
+    # and as the command line checks it, through the hard link
+    assert cli.main(["audit", "verify", "--db", str(hard)], out=io.StringIO()) == 0
+
+
+def test_a_file_created_through_one_name_is_owned_once(tmp_path):
+    # a file that does not exist yet has no identity: the owner takes it once DuckDB made the file
+    path = tmp_path / "new.duckdb"
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(path)  # dangling until the first Store creates the file
+    with Store(link) as first_open, Store(path) as second:
+        assert second._owner is first_open._owner
+
+
+def test_a_file_replaced_on_disk_gets_its_own_owner(tmp_path):
+    path = tmp_path / "clinval.duckdb"
+    with Store(path):
+        pass
+    with Store(path) as old:
+        moved = tmp_path / "old.duckdb"
+        path.rename(moved)  # another file takes the name while the old one is open
+        with Store(path) as new:
+            assert new._owner is not old._owner
+            with Store(moved) as old_again:
+                assert old_again._owner is old._owner

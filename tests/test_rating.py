@@ -352,15 +352,19 @@ def test_a_revision_keeps_unchanged_values_as_they_are_and_one_that_changes_noth
     rating_service.submit_rating(store, r1, rating, a, full_values(), seconds=60.0)
     with pytest.raises(ValidationError, match="no value changed"):
         rating_service.submit_rating(store, r1, rating, a, full_values(), revise=True)
-    rating_service.submit_rating(
-        store, r1, rating, a, full_values(quality_a=1), seconds=2.0, revise=True
-    )
+    # a revision records no time on task (issue 19: the screen stored the revision's 5.8 s,
+    # which a time-per-case summary then counted beside the first submission's)
+    with pytest.raises(ValidationError, match="a revision records no time on task"):
+        rating_service.submit_rating(
+            store, r1, rating, a, full_values(quality_a=1), seconds=2.0, revise=True
+        )
+    rating_service.submit_rating(store, r1, rating, a, full_values(quality_a=1), revise=True)
     revisions = store.read(
         "SELECT item_key, revision, seconds_on_task FROM ratings WHERE assignment = $a"
         " AND revision > 1",
         {"a": a},
     ).rows()
-    assert revisions == [("quality", 2, 2.0)]
+    assert revisions == [("quality", 2, None)]
     assert audit.verify(store).ok
 
 

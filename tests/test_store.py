@@ -224,20 +224,23 @@ def test_migrations_apply_once_and_are_recorded(tmp_path):
         assert s.read("SELECT count(*) FROM schema_migrations").item() == len(MIGRATIONS)
 
 
-def test_a_database_whose_applied_migration_changed_is_refused(tmp_path):
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_database_whose_applied_migration_changed_is_refused(tmp_path, read_only):
+    # read-only too (issue 19): `audit verify` said "intact" on a database the app refuses
     path = tmp_path / "db.duckdb"
     with Store(path) as s:
         s.cursor().execute("UPDATE schema_migrations SET checksum = 'tampered' WHERE version = 1")
     with pytest.raises(SchemaError, match="checksum that differs"):
-        Store(path)
+        Store(path, read_only=read_only)
 
 
-def test_a_database_from_newer_code_is_refused(tmp_path):
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_database_from_newer_code_is_refused(tmp_path, read_only):
     path = tmp_path / "db.duckdb"
     with Store(path) as s:
         s.cursor().execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x', now())")
     with pytest.raises(SchemaError, match="newer than this code"):
-        Store(path)
+        Store(path, read_only=read_only)
 
 
 def test_pending_migrations_are_applied_in_order_on_open(store):

@@ -84,6 +84,9 @@ def lock_protocol(
     finally:
         cur.close()
     if status != "draft":
+        # a missing reason is wrong whoever asks: said before the permission check, so that this
+        # refusal leaves no access.denied event behind (issue 19)
+        _require_reason(study, reason)
         # checked before the transaction, so that the refusal's audit event is kept
         require(store, caller, "amend_protocol", study=study, service=_LOCK)
     with store.transaction() as cur:
@@ -95,11 +98,8 @@ def lock_protocol(
             _check_ready_to_lock(cur, study, protocol)
         _check_plan_items(cur, study, plan)
         _check_phases(cur, study, protocol)
-        if row["status"] != "draft" and not (reason and reason.strip()):
-            raise StateError(
-                f"Study '{study}' has a locked protocol; a change is a new version and needs "
-                "a reason."
-            )
+        if row["status"] != "draft":
+            _require_reason(study, reason)
         cur.execute(
             "INSERT INTO protocols (study, version, content, content_hash, reason, locked_at,"
             " locked_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -325,6 +325,14 @@ def assignment_seed(store: Store, caller: Caller, study: str) -> int:
 
 
 _LOCK = "design.lock_protocol"
+
+
+def _require_reason(study: str, reason: str | None) -> None:
+    """A protocol version after the first records why it was made."""
+    if not (reason and reason.strip()):
+        raise StateError(
+            f"Study '{study}' has a locked protocol; a change is a new version and needs a reason."
+        )
 
 
 def _check_ready_to_lock(cur: Cursor, study: str, protocol: Mapping[str, Any]) -> None:

@@ -243,6 +243,12 @@ def ensure_user(
     """
     if not issuer or not subject:
         raise ValidationError([Problem("user", None, "subject", "needs an issuer and a subject")])
+    if user_id is not None and not user_id.isprintable():
+        # a control character (an ANSI escape, a bell) would act on every terminal that lists
+        # the person, and an invisible one would make the id read as another's
+        raise ValidationError(
+            [Problem("user", None, "id", f"{user_id!r} holds control or invisible characters")]
+        )
     if user_id is not None and is_system_id(user_id):
         raise ValidationError(
             [Problem("user", None, "id", f"'{user_id}' would read as a system actor's name")]

@@ -485,7 +485,8 @@ def submit_rating(
     (``Item.validate_criteria``); the labels are stored as one JSON object per answer.
     ``seconds``: time on task, in seconds (>= 0); when None (the rating screen), a first
     submission takes the seconds from the case's first presentation (``mark_presented``) to
-    now, and None when it was never marked; a revision records the seconds given, or None.
+    now, and None when it was never marked. A revision records no time on task: ``seconds``
+    with ``revise=True`` is a ``ValidationError`` (the time per case would count the case twice).
 
     Accepted only while the study is ``rating``, only for the caller's own assignment in
     ``study`` (``PermissionDenied``, audited, otherwise), never for an answer the caller wrote.
@@ -501,6 +502,18 @@ def submit_rating(
     row = _own_assignment(store, caller, study, assignment, service=_SUBMIT, sheet=True)
     _check_seconds(seconds)
     _check_state(study, row, revise=revise)
+    if revise and seconds is not None:
+        raise ValidationError(
+            [
+                Problem(
+                    "rating",
+                    None,
+                    "seconds",
+                    "a revision records no time on task (only the first submission does); "
+                    "leave seconds out",
+                )
+            ]
+        )
     sheet = _Sheet(
         row["id"],
         bool(row["done"]),
