@@ -20,6 +20,7 @@ from pages.components.rating_sheet import (
     submitted,
     typed_fields,
 )
+from study.access import allowed
 from study.errors import StudyError
 from study.instruments import Instrument, list_builtin, parse_instrument
 from study.services import content, design, instruments
@@ -118,7 +119,12 @@ def provenance(draft: Draft, coverage: pl.DataFrame) -> pl.DataFrame:
     """One row per arm: its own fields, the dates and prompts of its answers, its coverage, and
     the provenance fields it never recorded."""
     arms = content.list_arms(draft.store, draft.caller, draft.study)
-    answers = content.list_answers(draft.store, draft.caller, draft.study)
+    if allowed(draft.store, draft.caller, "view_answer_arms", study=draft.study):
+        answers = content.list_answers(draft.store, draft.caller, draft.study)
+    else:
+        # blind (study.access.BLIND_STATUSES): answers beside their arms would let the safety
+        # queue's answer text be joined to an arm; their dates and prompts show as a dash
+        answers = pl.DataFrame(schema=ANSWER_PROVENANCE)
     per_arm = answers.group_by("arm_id").agg(
         pl.col("model_name").drop_nulls().first().alias("answer_model"),
         pl.col("model_version").drop_nulls().first().alias("answer_version"),
@@ -246,6 +252,15 @@ def attach(draft: Draft, instrument: Instrument) -> None:
         st.rerun()
 
 
+ANSWER_PROVENANCE = {
+    "arm_id": pl.String,
+    "model_name": pl.String,
+    "model_version": pl.String,
+    "generated_at": pl.String,
+    "prompt": pl.String,
+}
+"""The columns of ``content.list_answers`` that the provenance table reads."""
+
 PREVIEW_KEY = "design-preview-sheet"
 
 
@@ -256,6 +271,12 @@ def preview(draft: Draft) -> None:
     cases = content.list_cases(draft.store, draft.caller, draft.study).get_column("case_id")
     if not cases.len():
         st.caption("Import cases and answers to preview a case.")
+        return
+    if not allowed(draft.store, draft.caller, "view_answer_arms", study=draft.study):
+        st.caption(
+            f"The study is {draft.status}: while it may hold ratings nobody has unblinded, no "
+            "answer is shown beside its arm, so the preview waits for unblinding."
+        )
         return
     case_id = st.selectbox("Sample case", cases.to_list(), key=draft.key("preview-case"))
     try:
