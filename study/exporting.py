@@ -604,12 +604,48 @@ def _items(items: pl.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def codebook_markdown(book: Mapping[str, Any]) -> str:
-    """The codebook as Markdown: variables, then items, then instruments and naming."""
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#!|~:])")
+_MARKDOWN_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
-    def cell(text: Any) -> str:
-        # a table cell: no line breaks, no column separators
-        return " ".join(str("" if text is None else text).split()).replace("|", "\\|")
+
+def markdown_text(text: Any) -> str:
+    r"""``text`` as inert Markdown on one line: it reads as the same characters and forms nothing.
+
+    Instrument wording, option labels, study and instrument names come from files and forms:
+    unescaped, ``<script>`` or ``<img src=http://...>`` is raw HTML to a Markdown viewer, and
+    ``![x](http://...)`` an image it fetches. Each character that opens inline markup mid-line
+    (emphasis, code, links and images, tables, strikethrough, an autolink's scheme) is
+    backslash-escaped, as CommonMark allows for any ASCII punctuation; ``&``, ``<`` and ``>``
+    become entities, so that no tag or entity forms, whatever the viewer does with a backslash;
+    line breaks become spaces (a table cell, a list item stays one line). Sentence punctuation
+    is left alone: the text stays readable as plain text. The result is always placed mid-line,
+    where ``#``, ``-`` or ``1.`` start nothing.
+
+    >>> markdown_text('![x](http://e.example/i.png) <b>|</b> a_b')
+    '\\!\\[x\\]\\(http\\://e.example/i.png\\) &lt;b&gt;\\|&lt;/b&gt; a\\_b'
+    """
+    flat = " ".join(str("" if text is None else text).split())
+    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", flat)
+    return "".join(_MARKDOWN_ENTITIES.get(c, c) for c in escaped)
+
+
+def markdown_code(text: Any) -> str:
+    """``text`` as a Markdown code span, which shows its content literally; fenced with one
+    backtick more than its longest run, so that a backtick in it cannot end the span."""
+    flat = " ".join(str("" if text is None else text).split())
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def codebook_markdown(book: Mapping[str, Any]) -> str:
+    """The codebook as Markdown: variables, then items, then instruments and naming.
+
+    Every text that comes from a file or a form (study name, wording, labels, titles,
+    citations) goes through ``markdown_text`` or ``markdown_code``: inert in any viewer."""
+    cell = markdown_text
+    code = markdown_code
 
     lines = [
         f"# Codebook: ratings of study {cell(book['study'])}",
@@ -629,8 +665,8 @@ def codebook_markdown(book: Mapping[str, Any]) -> str:
             "| "
             + " | ".join(
                 [
-                    f"`{v['name']}`" if v["name"] else "—",
-                    f"`{v['stata_spss_name']}`" if v["stata_spss_name"] else "—",
+                    code(v["name"]) if v["name"] else "—",
+                    code(v["stata_spss_name"]) if v["stata_spss_name"] else "—",
                     ", ".join(v["formats"]),
                     v["type"],
                     cell(v["label"]),
@@ -643,7 +679,7 @@ def codebook_markdown(book: Mapping[str, Any]) -> str:
     lines += ["", "## Items", ""]
     for item in book["items"]:
         lines += [
-            f"### `{cell(item['key'])}` ({cell(item['instrument'])} "
+            f"### {code(item['key'])} ({cell(item['instrument'])} "
             f"{cell(item['instrument_version'])})",
             "",
             f"- wording: {cell(item['prompt'])}",
@@ -665,8 +701,8 @@ def codebook_markdown(book: Mapping[str, Any]) -> str:
     lines += ["## Instruments", ""]
     for inst in book["instruments"]:
         lines.append(
-            f"- `{cell(inst.get('key'))}` version {cell(inst.get('version'))}: "
-            f"{cell(inst.get('title'))}; content hash `{cell(inst.get('content_hash'))}`"
+            f"- {code(inst.get('key'))} version {cell(inst.get('version'))}: "
+            f"{cell(inst.get('title'))}; content hash {code(inst.get('content_hash'))}"
             + (f"; source: {cell(inst.get('citation'))}" if inst.get("citation") else "")
         )
     lines += ["", "## Names in .dta and .sav files", "", book["naming"], ""]
