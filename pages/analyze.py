@@ -18,6 +18,7 @@ from pages.components.handover import store_and_caller
 from pages.components.results_cache import study_results
 from pages.components.study_picker import pick_study
 from study.errors import NotFoundError, StudyError
+from study.rendering import markdown_text
 from study.services import analyses, design, lifecycle, monitoring
 
 store, caller = store_and_caller()
@@ -69,7 +70,8 @@ if status["status"] != "unblinded":
         "recorded in the audit trail under your name and cannot be undone."
     )
     sure = st.checkbox(
-        f"I am the study's statistician and unblind {study_name} now.", key="unblind_sure"
+        f"I am the study's statistician and unblind {markdown_text(study_name)} now.",
+        key="unblind_sure",
     )
     if st.button("Unblind the study", type="primary", disabled=not sure, key="unblind"):
         try:

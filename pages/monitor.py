@@ -19,6 +19,7 @@ from pages.components.handover import store_and_caller
 from pages.components.study_picker import pick_study
 from study.access import allowed
 from study.errors import StudyError
+from study.rendering import markdown_code, markdown_text
 from study.services import analyses, instruments, lifecycle, monitoring
 
 store, caller = store_and_caller()
@@ -33,7 +34,10 @@ study_id, study_name = pick_study(
     none="You monitor no study: the coordinator's role in a study opens this screen.",
 )
 status = monitoring.study_status(store, caller, study_id, per_arm=False)
-st.markdown(f":blue-badge[:material/flag: {status['status'].capitalize()}] study id `{study_id}`")
+st.markdown(
+    f":blue-badge[:material/flag: {status['status'].capitalize()}] study id "
+    + markdown_code(study_id)
+)
 
 # --- progress --------------------------------------------------------------------------------
 
@@ -202,10 +206,10 @@ def shown_value(item: str, value: str) -> str:
 for alert in open_alerts.iter_rows(named=True):
     with st.container(border=True):
         st.markdown(
-            f":red-badge[:material/warning: Severe harm] case `{alert['case_id']}`, "
-            f"{alert['label'] or 'the case'}, item `{alert['item']}` = "
-            f"{shown_value(alert['item'], alert['value'])}, "
-            f"rater `{alert['rater']}`, {alert['raised_at']:%Y-%m-%d %H:%M} UTC"
+            f":red-badge[:material/warning: Severe harm] case {markdown_code(alert['case_id'])}, "
+            f"{markdown_text(alert['label'] or 'the case')}, item {markdown_code(alert['item'])} = "
+            f"{markdown_text(shown_value(alert['item'], alert['value']))}, "
+            f"rater {markdown_code(alert['rater'])}, {alert['raised_at']:%Y-%m-%d %H:%M} UTC"
         )
         # the question is untrusted text (an imported patient question): shown as text, never
         # as markdown, whose images would make the coordinator's browser fetch their address
@@ -311,7 +315,7 @@ if status["status"] == "rating" and allowed(store, caller, "run_study", study=st
         "then unblind the study. This cannot be undone."
     )
     sure = st.checkbox(
-        f"I want to close rating of {study_name} now ({done:,} of {total:,} done).",
+        f"I want to close rating of {markdown_text(study_name)} now ({done:,} of {total:,} done).",
         key="monitor_close_sure",
     )
     if st.button("Close the study", type="primary", disabled=not sure, key="monitor_close"):

@@ -37,6 +37,7 @@ from typing import Any
 
 import polars as pl
 
+from study.rendering import markdown_code, markdown_text
 from study.spreadsheet import neutralise_formulas
 
 FORMATS = ("csv", "parquet", "dta", "sav")
@@ -602,41 +603,6 @@ def _items(items: pl.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#!|~:])")
-_MARKDOWN_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
-def markdown_text(text: Any) -> str:
-    r"""``text`` as inert Markdown on one line: it reads as the same characters and forms nothing.
-
-    Instrument wording, option labels, study and instrument names come from files and forms:
-    unescaped, ``<script>`` or ``<img src=http://...>`` is raw HTML to a Markdown viewer, and
-    ``![x](http://...)`` an image it fetches. Each character that opens inline markup mid-line
-    (emphasis, code, links and images, tables, strikethrough, an autolink's scheme) is
-    backslash-escaped, as CommonMark allows for any ASCII punctuation; ``&``, ``<`` and ``>``
-    become entities, so that no tag or entity forms, whatever the viewer does with a backslash;
-    line breaks become spaces (a table cell, a list item stays one line). Sentence punctuation
-    is left alone: the text stays readable as plain text. The result is always placed mid-line,
-    where ``#``, ``-`` or ``1.`` start nothing.
-
-    >>> markdown_text('![x](http://e.example/i.png) <b>|</b> a_b')
-    '\\!\\[x\\]\\(http\\://e.example/i.png\\) &lt;b&gt;\\|&lt;/b&gt; a\\_b'
-    """
-    flat = " ".join(str("" if text is None else text).split())
-    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", flat)
-    return "".join(_MARKDOWN_ENTITIES.get(c, c) for c in escaped)
-
-
-def markdown_code(text: Any) -> str:
-    """``text`` as a Markdown code span, which shows its content literally; fenced with one
-    backtick more than its longest run, so that a backtick in it cannot end the span."""
-    flat = " ".join(str("" if text is None else text).split())
-    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
-    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 def codebook_markdown(book: Mapping[str, Any]) -> str:

@@ -23,6 +23,7 @@ from pages.components.rating_sheet import (
 from study.access import allowed
 from study.errors import StudyError
 from study.instruments import Instrument, list_builtin, parse_instrument
+from study.rendering import markdown_code, markdown_text
 from study.services import content, design, instruments
 
 UPLOADS = (
@@ -65,10 +66,10 @@ def import_upload(draft: Draft, kind: str, importer, upload) -> None:
         try:
             result = importer(draft.store, draft.caller, draft.study, path)
         except StudyError as error:
-            st.markdown(f"**{path.name} was rejected.**")
+            st.markdown(f"**{markdown_text(path.name)} was rejected.**")
             show_error(error, key=draft.key(f"problems-{kind}"))
             return
-    st.success(f"{path.name}: {result}", icon=":material/check:")
+    st.success(f"{markdown_text(path.name)}: {markdown_text(result)}", icon=":material/check:")
 
 
 def stored(draft: Draft) -> None:
@@ -105,7 +106,7 @@ def stored(draft: Draft) -> None:
     unknown = content.unknown_provenance(draft.store, draft.caller, draft.study)
     for (field,), rows in unknown.group_by("field", maintain_order=True):
         arms = ", ".join(
-            f"**{row['arm_id']}**"
+            f"**{markdown_text(row['arm_id'])}**"
             + ("" if row["level"] == "arm" else f" ({row['answers']:,} of its answers)")
             for row in rows.iter_rows(named=True)
         )
@@ -210,7 +211,10 @@ def step_instrument(draft: Draft) -> None:
                 except StudyError as error:
                     show_error(error, key=draft.key("instrument-problems"))
                 else:
-                    st.markdown(f"**{instrument.title}** (`{instrument.key}` {instrument.version})")
+                    st.markdown(
+                        f"**{markdown_text(instrument.title)}** "
+                        f"({markdown_code(instrument.key)} {markdown_text(instrument.version)})"
+                    )
                     items_table(instrument, key=draft.key("custom-items"))
                     if st.button("Add and attach this instrument", key=draft.key("attach-custom")):
                         attach(draft, instrument)
@@ -294,7 +298,7 @@ def preview(draft: Draft) -> None:
     st.caption(
         f"Screen of a {draft.settings['mode'].replace('_', ' ')} design (step 4). Behind the "
         "labels, for you only: "
-        + ", ".join(f"{label} = {arm}" for label, arm in view["arms"].items())
+        + ", ".join(f"{label} = {markdown_text(arm)}" for label, arm in view["arms"].items())
         + ". A rater's own screens put the answers in the order the design draws."
     )
     items = [
