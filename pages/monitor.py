@@ -16,6 +16,7 @@ import polars as pl
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.rating_sheet import option_key
 from pages.components.study_picker import pick_study
 from study.access import allowed
 from study.errors import StudyError
@@ -159,7 +160,7 @@ st.subheader("Flagged and skipped cases", anchor=False)
 case_flags = monitoring.case_flags(store, caller, study_id)
 if case_flags.height:
     st.dataframe(
-        case_flags,
+        case_flags.drop("flag"),
         hide_index=True,
         column_config={
             "kind": "Flag or skip",
@@ -170,6 +171,32 @@ if case_flags.height:
         },
         key="monitor_case_flags",
     )
+    opened = st.selectbox(
+        "Open a flagged or skipped case to read it",
+        case_flags.get_column("flag").to_list(),
+        index=None,
+        placeholder="Choose one: the case as the rater saw it, and why",
+        format_func=lambda flag: "{kind} of case {case_id} by {rater}".format(
+            **case_flags.row(by_predicate=pl.col("flag") == flag, named=True)
+        ),
+        key="monitor_open_flag",
+    )
+    if opened is not None:
+        flagged = monitoring.flagged_case(store, caller, study_id, opened)
+        with st.container(border=True, key="monitor_flagged_case"):
+            # every text here was imported or typed: shown as text, never as markdown
+            st.markdown(f"**{flagged['kind'].capitalize()}**, the rater's reason:")
+            st.text(flagged["reason"])
+            st.markdown("**Question.**")
+            st.text(flagged["question"])
+            if flagged["context"]:
+                st.markdown("**Context.**")
+                st.text(flagged["context"])
+            for turn in flagged["conversation"] or []:
+                st.text(f"{turn.get('role', '')}: {turn.get('content', '')}")
+            for response in flagged["responses"]:
+                with st.expander(response["label"]):  # the neutral label: no arm while blind
+                    st.text(response["text"])
 else:
     st.caption("No case flagged or skipped.")
 
@@ -184,31 +211,45 @@ if queue.height == 0:
 else:
     st.caption(
         f"{queue.height} rating(s) of severe harm, {open_alerts.height} not yet acknowledged. "
-        "Each shows the response as the rater saw it (its neutral label, no arm)."
+        "Each shows the response as the rater saw it (its neutral label, no arm) and the key "
+        "the rater pressed on the rating sheet, with its option."
     )
-option_labels = {
-    (key, str(option["value"])): option["label"]
+study_items = {
+    key: json.loads(definition)
     for key, definition in instruments.study_items(store, caller, study_id)
     .select("item_key", "definition")
     .iter_rows()
-    for option in json.loads(definition).get("options", [])
 }
 
 
-def shown_value(item: str, value: str) -> str:
-    """A rated value as its option's label ("2 (Death or severe harm)"), whole numbers without
-    the ".0" of their stored floating-point form."""
-    number = value[:-2] if value.endswith(".0") and value[:-2].lstrip("-").isdigit() else value
-    label = option_labels.get((item, number))
-    return f"{number} ({label})" if label else number
+def pressed(item_key: str, value: str) -> str:
+    """A rated value as the rater gave it: the key the rating sheet showed for the option and
+    its label ("3 · Severe harm or death"), not the stored code (a harm scale coded 0-2 is keyed
+    1-3 on the sheet: its third option was pressed, whatever number it stores). A value that
+    no option matches (a number typed in) is shown as stored, whole numbers without ".0"."""
+    item = study_items.get(item_key, {})
+    for index, option in enumerate(item.get("options", [])):
+        if same_value(option["value"], value):
+            key = option_key(item, index, option)
+            return f"{key} · {option['label']}" if key else str(option["label"])
+    return value[:-2] if value.endswith(".0") else value
+
+
+def same_value(option: object, stored: str) -> bool:
+    """Whether the option's value is the stored one (stored as text, numbers as floats)."""
+    try:
+        return float(option) == float(stored)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(option) == stored
 
 
 for alert in open_alerts.iter_rows(named=True):
     with st.container(border=True):
+        # ids and labels come from imported files: escaped, never read as markdown
         st.markdown(
             f":red-badge[:material/warning: Severe harm] case {markdown_code(alert['case_id'])}, "
-            f"{markdown_text(alert['label'] or 'the case')}, item {markdown_code(alert['item'])} = "
-            f"{markdown_text(shown_value(alert['item'], alert['value']))}, "
+            f"{markdown_text(alert['label'] or 'the case')}, item {markdown_code(alert['item'])}: "
+            f"the rater pressed **{markdown_text(pressed(alert['item'], alert['value']))}**, "
             f"rater {markdown_code(alert['rater'])}, {alert['raised_at']:%Y-%m-%d %H:%M} UTC"
         )
         # the question is untrusted text (an imported patient question): shown as text, never
@@ -237,10 +278,17 @@ acknowledged = queue.filter(pl.col("acknowledged_at").is_not_null())
 if acknowledged.height:
     with st.expander(f"Acknowledged alerts ({acknowledged.height})"):
         st.dataframe(
-            acknowledged.select(
-                "case_id", "label", "item", "value", "acknowledged_at", "acknowledged_by", "note"
+            acknowledged.with_columns(
+                pl.Series(
+                    "pressed",
+                    [pressed(i, v) for i, v in acknowledged.select("item", "value").iter_rows()],
+                    dtype=pl.String,
+                )
+            ).select(
+                "case_id", "label", "item", "pressed", "acknowledged_at", "acknowledged_by", "note"
             ),
             hide_index=True,
+            column_config={"pressed": "The rater pressed"},
             key="monitor_acknowledged",
         )
 

@@ -204,7 +204,7 @@ PERMISSIONS: dict[str, Permission] = {
         frozenset({"coordinator", "statistician"}),
         "study",
         "see progress by rater and case, per-arm counts, the safety queue, flagged and skipped "
-        "cases, any rater's queue and calibration outcome (no results by arm), and the audit "
+        "cases (opened: the case as the rater saw it, no arm), any rater's queue and calibration outcome (no results by arm), and the audit "
         "chain's head hash",
         (
             "exports.audit_head",
@@ -216,6 +216,7 @@ PERMISSIONS: dict[str, Permission] = {
             "rating.rater_queue",
             "monitoring.safety_queue",
             "monitoring.case_flags",
+            "monitoring.flagged_case",
             "monitoring.calibration_status",
             "monitoring.time_on_task",
             "monitoring.rater_flags",
