@@ -143,9 +143,25 @@ def test_hostile_text_is_shown_as_text_on_every_screen(browser: Browser, tmp_pat
         # the Design screen's step 1 and Monitoring's close box show the name as typed
         open_screen(page, f"{served.url}/design?person=0")
         expect(page.get_by_text(f"![n](http://{OUTSIDE}/name.png)").first).to_be_visible()
+        for step in range(2, 8):  # content, instrument, assignment, plan, lock, open
+            page.get_by_test_id("stRadio").get_by_text(f"{step}.", exact=False).first.click()
+            expect(page.get_by_role("heading", name=f"{step}.", exact=False).first).to_be_visible(
+                timeout=30_000
+            )
+            page.wait_for_function(IDLE, timeout=60_000)
+            page.wait_for_timeout(500)
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+            assert outside == [], f"design step {step} fetched {outside}"
         open_screen(page, f"{served.url}/monitor?person=0")
         expect(page.get_by_test_id("stCheckbox").first).to_contain_text(
             f"<img src=http://{OUTSIDE}/tag.png> [l](http://{OUTSIDE}/link) :red[red] $x^2$"
         )
+        # a flagged case opened: its hostile question and the rater's reason, as text
+        page.get_by_test_id("stSelectbox").filter(has_text="Open a flagged").click()
+        page.get_by_role("option").first.click()
+        opened = page.locator(".st-key-monitor_flagged_case")
+        expect(opened.get_by_text("reason ![reason]", exact=False)).to_be_visible(timeout=30_000)
+        expect(opened.get_by_text("question ![question]", exact=False)).to_be_visible()
+        page.wait_for_function(IDLE, timeout=60_000)
         page.wait_for_timeout(800)
     assert outside == []

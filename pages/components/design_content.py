@@ -178,7 +178,9 @@ def step_instrument(draft: Draft) -> None:
         st.markdown(
             "**Attached:** "
             + "; ".join(
-                f"{i.title} (`{i.key}` {i.version}, {len(i.items)} items)" for i in attached
+                f"{markdown_text(i.title)} ({markdown_code(i.key)} {markdown_text(i.version)}, "
+                f"{len(i.items)} items)"
+                for i in attached
             )
         )
     else:

@@ -563,7 +563,7 @@ def secondary_fields(draft: Draft, key: str, item: dict[str, Any], title: str) -
     """One secondary endpoint: its own fields (first chosen: no margin, the item's declared
     direction), or, for a pairwise item, what is reported instead of a test."""
     with st.container(border=True):
-        st.markdown(f"**{title}**")
+        st.markdown(f"**{markdown_text(title)}**")  # the item's wording: imported text
         if statistic_of(item) == "win_rates":
             st.caption(
                 "Descriptive: how often each arm's answer is chosen (win rates), with no margin "
