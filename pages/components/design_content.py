@@ -258,6 +258,7 @@ def attach(draft: Draft, instrument: Instrument) -> None:
         st.rerun()
 
 
+# The columns of content.list_answers that the provenance table reads (empty while blind).
 ANSWER_PROVENANCE = {
     "arm_id": pl.String,
     "model_name": pl.String,
@@ -265,7 +266,6 @@ ANSWER_PROVENANCE = {
     "generated_at": pl.String,
     "prompt": pl.String,
 }
-"""The columns of ``content.list_answers`` that the provenance table reads."""
 
 PREVIEW_KEY = "design-preview-sheet"
 
