@@ -917,3 +917,21 @@ def test_a_binary_primary_takes_its_margin_in_percentage_points(monkeypatch, db)
         0.1,
         "lower",
     )
+
+
+def test_once_locked_the_design_screen_shows_no_answer_beside_its_arm_and_asks_for_nothing(
+    monkeypatch, db
+):
+    # Issue 19 item 4: a locked study may hold ratings (imported ones), so answers beside their
+    # arms are refused to every person; the screen does not ask (no access.denied event), it
+    # draws the arms' provenance without the answers' dates and prompts and holds the preview.
+    at = lock(plan(attach(import_demo(create(open_design(monkeypatch, db))))))
+    before = stored(db, "SELECT count(*) FROM audit_events WHERE action = 'access.denied'").item()
+    go(at, 2)
+    provenance = table(at, "arm_id", "model_name", "generated")
+    assert len(provenance) and set(provenance["generated"]) == {"—"}
+    go(at, 3)
+    assert any("preview waits for unblinding" in c.value for c in at.caption)
+    assert not [s for s in at.selectbox if s.key == key("preview-case")]
+    after = stored(db, "SELECT count(*) FROM audit_events WHERE action = 'access.denied'").item()
+    assert after == before
