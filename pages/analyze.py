@@ -16,6 +16,7 @@ import streamlit as st
 
 from pages.components.handover import store_and_caller
 from pages.components.results_cache import study_results
+from pages.components.status import status_words
 from pages.components.study_picker import pick_study
 from study.errors import NotFoundError, StudyError
 from study.rendering import markdown_code, markdown_text
@@ -62,7 +63,7 @@ if status["status"] != "unblinded":
     st.subheader("Unblinding", anchor=False)
     if status["status"] != "closed":
         st.info(
-            f"The study is {status['status']}: results by arm are shown after the coordinator "
+            f"The study is {status_words(status['status'])}: results by arm are shown after the coordinator "
             "closes rating and you unblind it here. Until then, the monitoring screen shows "
             "progress and agreement pooled over arms.",
             icon=":material/lock:",

@@ -165,8 +165,18 @@ if step == 1:
             st.form_submit_button("Create the study", on_click=create, icon=":material/add:")
         if error := st.session_state.pop("design_create_error", None):
             show_error(error, key="design_create_problems")
-    elif not mine:
-        st.info("Ask an administrator to make you a coordinator to create studies.")
+    else:
+        # say why there is no create form, rather than leave the coordinator to wonder
+        st.info(
+            "Creating a study needs the coordinator's role for every study (an administrator "
+            "grants it on the People screen)"
+            + (
+                f"; you coordinate {len(mine)} {'study' if len(mine) == 1 else 'studies'} only."
+                if mine
+                else "."
+            ),
+            icon=":material/info:",
+        )
 elif step == 2:
     step_content(draft)
 elif step == 3:

@@ -117,12 +117,17 @@ endpoint = protocol["primary_endpoint"] if protocol else {}
 test_arm = protocol["test_arm"] if protocol else None
 reference_arm = protocol["reference_arm"] if protocol else None
 margin = endpoint.get("margin")
+# the direction the results use: the protocol's, else the item's declaration (study.protocol)
+planned = protocol["plan"].primary if protocol else None
 direction = {"higher": "higher is better", "lower": "lower is better"}.get(
-    str(endpoint.get("direction")), ""
+    str(planned.direction if planned else None), ""
 )
 
 instrument_box, endpoint_box, comparison_box, margin_box = st.columns(4)
-instrument_box.metric("Instrument", attached or "none attached", border=True, height="stretch")
+with instrument_box.container(border=True):
+    # plain text that wraps: a metric's value is cut to its box ("ayers_har…")
+    st.caption("Instrument")
+    st.text(attached or "none attached")
 endpoint_box.metric(
     "Primary endpoint",
     _shown(endpoint.get("item")),

@@ -422,7 +422,9 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
         synthetic=True,
         description=DEMO_DESCRIPTION,
     )
-    people.grant_role(store, builder, study_id, COORDINATOR["user_id"], "coordinator")
+    # the demo's coordinator may create studies (a coordinator for every study): someone
+    # trying Clinval starts a study of their own in Design, which a study-scoped role refuses
+    people.grant_role(store, builder, None, COORDINATOR["user_id"], "coordinator")
     people.grant_role(store, builder, study_id, STATISTICIAN["user_id"], "statistician")
     rater_ids = [str(r["user_id"]) for r in raters]
     for rater in rater_ids:

@@ -752,7 +752,17 @@ def check_consistency(instrument: Instrument, values: Mapping[str, Any]) -> list
         raise StudyError(
             f"check_consistency needs a mapping of item key -> value, got {type(values).__name__}"
         )
-    messages = []
+    return [
+        f"{rule.if_item} is {_shown(instrument.item(rule.if_item), given)} but "
+        f"{rule.then_item} is {_shown(instrument.item(rule.then_item), then)}"
+        for rule, given, then in broken_rules(instrument, values)
+    ]
+
+
+def broken_rules(instrument: Instrument, values: Mapping[str, Any]) -> list[tuple[Rule, Any, Any]]:
+    """The rules of ``instrument`` that ``values`` break, as (rule, value of its if-item, value
+    of its then-item), in rule order: what ``check_consistency`` and ``rule_in_words`` word."""
+    broken = []
     for rule in instrument.rules:
         given = values.get(rule.if_item)
         then = values.get(rule.then_item)
@@ -760,11 +770,30 @@ def check_consistency(instrument: Instrument, values: Mapping[str, Any]) -> list
             continue
         given, then = _normal_number(given), _normal_number(then)
         if given in rule.if_values and then not in rule.then_values:
-            messages.append(
-                f"{rule.if_item} is {_shown(instrument.item(rule.if_item), given)} but "
-                f"{rule.then_item} is {_shown(instrument.item(rule.then_item), then)}"
-            )
-    return messages
+            broken.append((rule, given, then))
+    return broken
+
+
+def rule_in_words(instrument: Instrument, rule: Rule, given: Any, then: Any) -> str:
+    """A broken rule in the words a rater read: the items' prompts and the options' labels.
+
+    >>> harm = get_builtin("harm")
+    >>> [(rule, given, then)] = broken_rules(harm, {"could_cause_harm": 0, "harm_extent": 1})
+    >>> print(rule_in_words(harm, rule, given, then))
+    You answered "No" to "Could acting on this answer cause the patient harm?", so "If someone \
+acted on this answer, what is the extent of possible harm?" cannot be "Mild or moderate harm": \
+pick "No harm", or change the first answer.
+    """
+    if_item, then_item = instrument.item(rule.if_item), instrument.item(rule.then_item)
+
+    def label(item: Item, value: Any) -> str:
+        return next((f'"{o.label}"' for o in item.options if o.value == value), repr(value))
+
+    allowed = " or ".join(label(then_item, value) for value in rule.then_values)
+    return (
+        f'You answered {label(if_item, given)} to "{if_item.prompt}", so "{then_item.prompt}"'
+        f" cannot be {label(then_item, then)}: pick {allowed}, or change the first answer."
+    )
 
 
 def _shown(item: Item, value: Any) -> str:

@@ -26,6 +26,7 @@ import pytest
 from conftest import OPERATOR, ROOT, picker_place
 from streamlit.testing.v1 import AppTest
 
+from study.access import system_caller
 from study.services import people, studies
 from study.services.people import DEMO_ISSUER
 from study.store import Store
@@ -416,8 +417,8 @@ def test_the_demo_coordinator_sees_every_step_of_a_study_in_rating(monkeypatch, 
     for step in range(1, 8):
         go(at, step)
         assert not at.error, (step, errors(at))
-        if step == 1:  # a coordinator of one study creates none (a global role does)
-            assert "design_new_name" not in [t.key for t in at.text_input]
+        if step == 1:  # the demo's coordinator holds the role for every study: may create
+            assert "design_new_name" in [t.key for t in at.text_input]
     go(at, 6)
     with Store(demo_db) as store:
         digest = store.read(
@@ -426,7 +427,23 @@ def test_the_demo_coordinator_sees_every_step_of_a_study_in_rating(monkeypatch, 
         ).item()
     assert at.code[0].value == digest
     go(at, 7)
-    assert any("The study is rating" in s.value for s in at.success)
+    assert any("The study is open for rating." in s.value for s in at.success)
+
+
+def test_a_coordinator_of_one_study_is_told_why_there_is_no_create_form(monkeypatch, demo_db):
+    """Only a coordinator for every study creates studies; one who coordinates a single study
+    reads why the create form is missing instead of finding nothing (issue: the demo's
+    coordinator could not create a study and was not told why)."""
+    from study.demo import COORDINATOR, DEMO_STUDY_ID
+
+    with Store(demo_db) as store:
+        operator = system_caller("cli")
+        people.revoke_role(store, operator, None, COORDINATOR["user_id"], "coordinator")
+        people.grant_role(store, operator, DEMO_STUDY_ID, COORDINATOR["user_id"], "coordinator")
+    at = open_design(monkeypatch, demo_db)
+    assert "design_new_name" not in [t.key for t in at.text_input]
+    said = " ".join(i.value for i in at.info)
+    assert "coordinator's role for every study" in said and "1 study only" in said
 
 
 def test_a_drafts_settings_come_back_in_a_new_sitting(monkeypatch, db):

@@ -70,6 +70,20 @@ def test_the_study_raters_are_those_with_the_rater_role_there(store, draft):
     assert waiting["new@hospital.example"] and not waiting["r1"]
 
 
+def test_a_demo_rater_who_has_been_rating_is_not_waiting_for_a_sign_in(demo):
+    """The demo's raters are picked from a list and never bind a sign-in of their own: one who
+    has rated is no longer shown as "not signed in yet" (the Design screen ticked them all)."""
+    from study.demo import COORDINATOR, DEMO_STUDY_ID
+
+    coordinator = sign_in(demo, COORDINATOR["user_id"])
+    raters = people.study_raters(demo, coordinator, DEMO_STUDY_ID)
+    done = demo.read(
+        "SELECT DISTINCT rater FROM assignments WHERE study = $s AND done", {"s": DEMO_STUDY_ID}
+    ).get_column("rater")
+    waiting = dict(raters.select("id", "waiting").iter_rows())
+    assert done.len() and not any(waiting[r] for r in done)
+
+
 def test_a_draft_dry_runs_its_calibration_and_repeats_and_the_lock_keeps_its_seed(store, draft):
     coordinator = sign_in(store, "coordinator")
     seed = new_seed()

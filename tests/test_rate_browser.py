@@ -123,8 +123,12 @@ def test_a_demo_rater_rates_three_cases_by_keyboard_reloads_and_resumes_at_the_f
         expect(page.locator('.sheet .field[data-field="0"] .option.chosen')).to_contain_text("Poor")
         page.reload()
         expect(page.get_by_role("heading", name="Rate")).to_be_visible(timeout=30_000)
+        # issue 23: the reload keeps the pick (it used to start the case afresh)
+        expect(page.locator('.sheet .field[data-field="0"] .option.chosen')).to_contain_text(
+            "Poor", timeout=30_000
+        )
         for done in range(1, 4):
-            rate_by_keyboard(page, FIELDS)
+            rate_by_keyboard(page, FIELDS - 1 if done == 1 else FIELDS)
             expect(progress(page)).to_contain_text(
                 f"Case {start + done} of {total}", timeout=30_000
             )
@@ -231,9 +235,13 @@ def test_nothing_the_browser_receives_names_the_source(browser_page: Page, tmp_p
         start, total = case_number(page)
         rate_by_keyboard(page, FIELDS)
         expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}")
-        # open the list of rated cases and the flag form too: more of the page to inspect
+        # open the list of rated cases and the flag form too: more of the page to inspect (the
+        # flag form is the sheet's own since issue 23, opened by F)
         page.get_by_text("Revise a case you have rated").click()
-        page.get_by_text("Flag or skip this case").click()
+        settle(page)
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.keyboard.press("f")
+        expect(page.locator(".sheet input.reason")).to_be_visible()
         page.wait_for_timeout(500)
         # the sheet lives in a shadow root, which page.content() leaves out
         html = page.content() + page.locator(".sheet").inner_html()
@@ -334,3 +342,227 @@ def test_a_demo_rater_grades_a_conversation_s_criteria_by_keyboard(
     labels = [json.loads(text) for text, _ in stored]
     assert [met for label in labels for met in label.values()] == [m == "Y" for m in marks]
     assert all(stamped for _, stamped in stored)  # time on task ran from the first showing
+
+
+# --- issue 23: the rater's keys, messages where the eye is, drafts, the side-by-side sheet ----
+
+LAPTOP = {"width": 1280, "height": 800}
+REVISING = re.compile(r"Revising rated case (\d+) of (\d+)")
+
+
+@pytest.fixture
+def laptop_page() -> Iterator[Page]:
+    with chromium() as browser:
+        yield browser.new_page(viewport=LAPTOP)
+
+
+def in_view(page: Page, locator) -> bool:
+    """Whether the element is wholly inside the viewport."""
+    box = locator.bounding_box()
+    size = page.viewport_size
+    assert box is not None and size is not None
+    return box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
+
+
+def shows_part(page: Page, locator, at_least: float = 80) -> bool:
+    """Whether at least ``at_least`` px of the element's height is inside the viewport."""
+    box = locator.bounding_box()
+    size = page.viewport_size
+    assert box is not None and size is not None
+    top, bottom = max(box["y"], 0), min(box["y"] + box["height"], size["height"])
+    return bottom - top >= min(at_least, box["height"])
+
+
+def at_a_fresh_case(page: Page, url: str) -> tuple[int, int]:
+    """Open the demo's rater, wait for their next case's sheet to take keys (nothing picked,
+    nothing focused) and return its place, ``case_number``."""
+    open_as(page, url, demo_place(DEMO_RATER))
+    place = case_number(page)
+    expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
+    settle(page)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    return place
+
+
+def test_the_case_just_rated_is_revised_by_keyboard_and_counts_agree_after_a_skip(
+    laptop_page: Page, tmp_path: Path
+) -> None:
+    page = laptop_page
+    db = tmp_path / "demo.duckdb"
+    with serve(db, tmp_path, demo_on_start=True) as served:
+        open_as(page, served.url, demo_place(DEMO_RATER))
+        start, total = case_number(page)
+        rate_by_keyboard(page, FIELDS)
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}")
+        settle(page)
+        # R: the case just rated, numbered as the picker numbers it (the last of those rated)
+        page.keyboard.press("r")
+        revising = page.get_by_test_id("stProgress").filter(has_text=REVISING)
+        expect(revising).to_have_text(re.compile(f"Revising rated case {start} of {start}"))
+        expect(unanswered(page)).to_have_count(0)  # its stored values
+        settle(page)
+        page.keyboard.press("2")  # the first field: quality from "1" to "2"
+        page.keyboard.press("Enter")
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}", timeout=30_000)
+        # a skip by keyboard: the skipped case leaves the count; the picker, the bar and the
+        # revision header count the same cases
+        settle(page)
+        page.keyboard.press("s")
+        expect(page.locator(".sheet input.reason")).to_be_focused()
+        page.keyboard.type("Outside my specialty")
+        page.keyboard.press("Enter")
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of {total - 1}", timeout=30_000)
+        page.get_by_text("Revise a case you have rated").click()
+        expect(page.get_by_text(f"Rated case (1 to {start},")).to_be_visible()
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+    with Store(db) as store:
+        revisions = store.read(
+            "SELECT r.revision, r.value_num FROM ratings r JOIN assignments a"
+            " ON a.id = r.assignment WHERE a.rater = $r AND a.shown_order = $o"
+            " AND r.item_key = 'quality' ORDER BY r.slot, r.revision",
+            {"r": DEMO_RATER, "o": start},
+        ).rows()
+        skipped = store.read("SELECT kind, reason FROM case_flags").rows()
+        assert audit.verify(store).ok
+    assert (2, 2.0) in revisions and (1, 1.0) in revisions
+    assert skipped == [("skip", "Outside my specialty")]
+
+
+def test_flag_by_keyboard_a_refused_flag_is_said_in_view_and_the_case_stays(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "demo.duckdb"
+    with chromium() as browser, serve(db, tmp_path, demo_on_start=True) as served:
+        # the issue's 900 px screen
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        open_as(page, served.url, demo_place(DEMO_RATER))
+        start, total = case_number(page)
+        expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
+        settle(page)
+        page.keyboard.press("1")  # a pick made before the flag stays
+        page.keyboard.press("f")
+        reason = page.locator(".sheet input.reason")
+        expect(reason).to_be_focused()
+        page.keyboard.press("Enter")  # no reason
+        problem = page.locator(".sheet .mark .problem")
+        expect(problem).to_have_text("A flag needs a reason: type it here, then press Enter.")
+        assert in_view(page, problem) and in_view(page, reason)
+        page.keyboard.type("The question is cut off")
+        page.keyboard.press("Enter")
+        expect(page.get_by_text("Flagged.")).to_be_visible(timeout=30_000)
+        expect(page.locator(".sheet .mark")).to_have_count(0)
+        assert case_number(page) == (start, total)  # a flagged case stays to be rated
+        expect(unanswered(page)).to_have_count(FIELDS - 1)
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+    with Store(db) as store:
+        flags = store.read("SELECT kind, reason FROM case_flags").rows()
+    assert flags == [("flag", "The question is cut off")]
+
+
+def test_a_reload_mid_case_keeps_the_picks_and_the_rating_is_stored_once(
+    browser_page: Page, tmp_path: Path
+) -> None:
+    page = browser_page
+    db = tmp_path / "demo.duckdb"
+    with serve(db, tmp_path, demo_on_start=True) as served:
+        start, total = at_a_fresh_case(page, served.url)
+        for key in ("1", "2", "1"):
+            page.keyboard.press(key)
+        page.reload()
+        expect(page.get_by_role("heading", name="Rate")).to_be_visible(timeout=30_000)
+        assert case_number(page) == (start, total)
+        expect(unanswered(page)).to_have_count(FIELDS - 3, timeout=30_000)
+        expect(page.locator('.sheet .field[data-field="1"] .option.chosen')).to_contain_text(
+            "Slightly empathetic"
+        )
+        expect(page.locator(".sheet .field.active")).to_have_attribute("data-field", "3")
+        rate_by_keyboard(page, FIELDS - 3)
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}")
+        # the next case starts afresh, and a reload does not bring the last case's picks back
+        page.reload()
+        expect(page.get_by_role("heading", name="Rate")).to_be_visible(timeout=30_000)
+        assert case_number(page) == (start + 1, total)
+        expect(unanswered(page)).to_have_count(FIELDS, timeout=30_000)
+    with Store(db) as store:
+        stored = store.read(
+            "SELECT r.item_key, r.value_num, count(*) OVER () AS n FROM ratings r"
+            " JOIN assignments a ON a.id = r.assignment WHERE a.rater = $r"
+            " AND a.shown_order = $o AND r.slot <> 0 ORDER BY r.slot, r.item_key",
+            {"r": DEMO_RATER, "o": start},
+        ).rows()
+    assert len(stored) == FIELDS - 1  # one rating per field, not two
+    assert ("empathy", 2.0, FIELDS - 1) in stored  # the pick made before the reload
+
+
+def test_at_1280_by_800_each_response_s_items_are_in_view_with_its_text_and_c_comments(
+    laptop_page: Page, tmp_path: Path
+) -> None:
+    page = laptop_page
+    db = tmp_path / "demo.duckdb"
+    with serve(db, tmp_path, demo_on_start=True) as served:
+        start, total = at_a_fresh_case(page, served.url)
+        per_response = (FIELDS - 1) // 2
+        for label, first in (("Response A", 0), ("Response B", per_response)):
+            if first:
+                for _ in range(per_response):
+                    page.keyboard.press("1")
+            else:
+                page.keyboard.press("1")
+                page.keyboard.press("Backspace")  # a key press: the sheet settles where it is
+            page.wait_for_timeout(400)  # the scroll
+            block = page.locator(f'.sheet section.response[data-response="{label}"]')
+            expect(block.locator(".field.active")).to_have_count(1)
+            text = block.locator(".response-text .answer")
+            assert shows_part(page, text), f"{label}'s text is out of view"
+            for n in range(per_response):
+                field = page.locator(f'.sheet .field[data-field="{first + n}"]')
+                assert in_view(page, field), f"{label}'s field {n} is out of view"
+            # beside, not below: the text and its items share the same rows of the screen
+            text_box, field_box = text.bounding_box(), block.locator(".field").first.bounding_box()
+            assert text_box and field_box and field_box["x"] > text_box["x"] + text_box["width"]
+        # C: the comment box, by keyboard; Esc leaves it and the keys pick again
+        page.keyboard.press("c")
+        comment = page.locator(".sheet textarea.comment-box")
+        expect(comment).to_be_focused()
+        page.keyboard.type("Response B misses the red flags.")
+        page.keyboard.press("Escape")
+        expect(comment).not_to_be_focused()
+        for _ in range(per_response):
+            page.keyboard.press("1")
+        page.keyboard.press("B")
+        expect(unanswered(page)).to_have_count(0)
+        page.keyboard.press("Enter")
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}", timeout=30_000)
+    with Store(db) as store:
+        comments = store.read("SELECT comment FROM rating_comments").rows()
+    assert comments == [("Response B misses the red flags.",)]
+
+
+def test_a_broken_rule_is_said_in_the_items_words_beside_the_field_in_view(
+    laptop_page: Page, tmp_path: Path
+) -> None:
+    page = laptop_page
+    with serve(tmp_path / "demo.duckdb", tmp_path, demo_on_start=True) as served:
+        start, total = at_a_fresh_case(page, served.url)
+        # Response A: quality, empathy, harm extent "Mild or moderate harm" (2), likelihood,
+        # could cause harm "No" (1): the rule the two harm items share is broken
+        for key in ["1", "1", "2"] + ["1"] * (FIELDS - 4) + ["A"]:
+            page.keyboard.press(key)
+        expect(unanswered(page)).to_have_count(0)
+        page.keyboard.press("Enter")
+        problem = page.locator('.sheet .field[data-field="2"] .problem')
+        expect(problem).to_have_text(
+            'You answered "No" to "Could acting on this answer cause the patient harm?", so "If '
+            'someone acted on this answer, what is the extent of possible harm?" cannot be "Mild '
+            'or moderate harm": pick "No harm", or change the first answer.',
+            timeout=30_000,
+        )
+        expect(page.locator(".sheet .problem")).to_have_count(1)  # nowhere else
+        page.wait_for_timeout(300)
+        assert in_view(page, problem)
+        assert case_number(page) == (start, total)
+        # the refusal made that field the active one: the right option, then Enter
+        expect(page.locator(".sheet .field.active")).to_have_attribute("data-field", "2")
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")
+        expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}", timeout=30_000)

@@ -152,17 +152,74 @@ def test_a_submission_for_another_sheet_is_ignored(monkeypatch, demo_db):
 
 
 def test_skipping_with_a_reason_takes_the_case_out_of_the_queue(monkeypatch, demo_db):
+    # issue 23: skip (and flag) are sheet actions now, sent with the reason typed in the sheet
+    # (key S), no longer a Streamlit text box and button under an expander
     at = open_as(monkeypatch, demo_db)
     first_case = at.get("progress")[0].proto.text
-    reason = next(t for t in at.text_input if t.key.startswith("reason-"))
-    at = reason.input("Outside my specialty").run()
-    at = at.button(key="skip-case").click().run()
+    actions = sheet_data(at)["actions"]
+    assert (actions["flag"], actions["skip"], actions["cancel"]) == (True, True, False)
+    at = send_sheet(at, {}, action="skip", reason="Outside my specialty")
     assert not at.exception, [e.message for e in at.exception]
     with Store(demo_db) as store:
         flags = store.read("SELECT kind, reason FROM case_flags").rows()
         assert audit.verify(store).ok
     assert flags == [("skip", "Outside my specialty")]
     assert at.get("progress")[0].proto.text != first_case
+
+
+def test_a_flag_without_a_reason_is_refused_beside_its_field_and_the_case_stays(
+    monkeypatch, demo_db
+):
+    at = open_as(monkeypatch, demo_db)
+    first_case = at.get("progress")[0].proto.text
+    at = send_sheet(at, {}, action="flag", reason="  ")
+    assert not at.exception, [e.message for e in at.exception]
+    data = sheet_data(at)
+    # beside the reason box (the sheet's "mark" row), not at the top of the page
+    assert data["problems"] == {"mark": "A flag needs a reason: type it here, then press Enter."}
+    assert not at.error
+    at = send_sheet(at, {}, action="flag", reason="The question is cut off")
+    with Store(demo_db) as store:
+        flags = store.read("SELECT kind, reason FROM case_flags").rows()
+    assert flags == [("flag", "The question is cut off")]
+    assert at.get("progress")[0].proto.text == first_case  # a flagged case stays
+
+
+def test_a_broken_consistency_rule_is_said_in_the_items_words_beside_the_field(
+    monkeypatch, demo_db
+):
+    at = open_as(monkeypatch, demo_db)
+    fields = sheet_data(at)["fields"]
+    picked = first_options(at)
+    # Response A: harm extent "Mild or moderate harm" while "could cause harm" is "No"
+    extent = next(n for n, f in enumerate(fields) if f["prompt"].startswith("If someone acted"))
+    picked[str(extent)] = fields[extent]["options"][1]["value"]
+    at = send_sheet(at, picked)
+    problems = sheet_data(at)["problems"]
+    assert problems == {
+        str(extent): 'You answered "No" to "Could acting on this answer cause the patient '
+        'harm?", so "If someone acted on this answer, what is the extent of possible harm?" '
+        'cannot be "Mild or moderate harm": pick "No harm", or change the first answer.'
+    }
+    assert fields[extent]["where"] == "Response A"
+
+
+def test_a_comment_is_stored_with_the_rating_and_shown_again_when_revising(monkeypatch, demo_db):
+    at = open_as(monkeypatch, demo_db)
+    at = send_sheet(at, first_options(at), comment="  Both miss the red flags.  ")
+    assert not at.exception, [e.message for e in at.exception]
+    with Store(demo_db) as store:
+        stored = store.read("SELECT comment FROM rating_comments").rows()
+        assert audit.verify(store).ok
+    assert stored == [("Both miss the red flags.",)]
+    # R: the case just rated opens for revision, with its comment, numbered as the picker is
+    assert sheet_data(at)["actions"]["revise"]
+    at = send_sheet(at, {}, action="revise")
+    assert not at.exception, [e.message for e in at.exception]
+    data = sheet_data(at)
+    assert data["revising"] and data["comment"] == "Both miss the red flags."
+    done = done_count(demo_db)  # the demo's rater has rated cases before: this is the last
+    assert at.get("progress")[0].proto.text == f"Revising rated case {done} of {done}"
 
 
 def test_a_coordinator_has_no_rating_screen(monkeypatch, demo_db):

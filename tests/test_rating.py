@@ -511,6 +511,10 @@ def harm_rating(store, tmp_path):
     return study, rating_service.next_assignment(store, sign_in(store, "r1"), study)["assignment"]
 
 
+HARM_B_CONSISTENT = {"could_cause_harm": {"Response B": 1}, "harm_extent": {"Response B": 1}}
+"""A revision of Response B's two harm items that keeps their rule: could cause harm, mild."""
+
+
 def harm_values(extent_b=0, could_b=0):
     return {
         "harm_extent": {"Response A": 0, "Response B": extent_b},
@@ -525,12 +529,48 @@ def test_a_rating_that_breaks_a_consistency_rule_is_refused(store, harm_rating):
         rating_service.submit_rating(
             store, sign_in(store, "r1"), study, assignment, harm_values(extent_b=2)
         )
-    message = str(caught.value)
-    assert (
-        "Response B: could_cause_harm is 'No' but harm_extent is 'Severe harm or death'" in message
+    # issue 23: in the words the rater read, named by the item to change (so the screen puts
+    # it beside that field); check_consistency keeps the importer's terse form
+    [problem] = caught.value.problems
+    assert problem.column == "harm_extent"
+    assert problem.reason == (
+        'Response B: You answered "No" to "Could acting on this answer cause the patient harm?",'
+        ' so "If someone acted on this answer, what is the extent of possible harm?" cannot be'
+        ' "Severe harm or death": pick "No harm", or change the first answer.'
     )
-    assert "Response A" not in message
     assert exports.export_ratings_long(store, OPERATOR, study).height == 0
+
+
+def test_a_comment_is_stored_with_the_submission_and_a_revision_keeps_the_first(store, harm_rating):
+    # issue 23: the rating screen's comment box; stored as an imported rating's comment is
+    # (rating_comments, with the submission's first row), audited, and shown on revision
+    study, assignment = harm_rating
+    r1 = sign_in(store, "r1")
+    rating_service.submit_rating(store, r1, study, assignment, harm_values(), comment="Unclear.")
+    view = rating_service.assignment_view(store, r1, study, assignment)
+    assert view["comment"] == "Unclear."
+    rating_service.submit_rating(
+        store,
+        r1,
+        study,
+        assignment,
+        HARM_B_CONSISTENT,
+        revise=True,
+        comment="B could harm.",
+    )
+    assert rating_service.assignment_view(store, r1, study, assignment)["comment"] == (
+        "B could harm."
+    )
+    stored = store.read(
+        "SELECT k.comment, r.revision FROM rating_comments k JOIN ratings r ON r.id = k.rating"
+        " ORDER BY k.rating"
+    ).rows()
+    assert stored == [("Unclear.", 1), ("B could harm.", 2)]
+    events = store.read(
+        "SELECT payload FROM audit_events WHERE action IN ('rating.submit', 'rating.revise')"
+        " ORDER BY seq"
+    ).get_column("payload")
+    assert ['"comment":"Unclear."' in p.replace(" ", "") for p in events] == [True, False]
 
 
 def test_a_revision_may_not_contradict_an_item_rated_earlier(store, harm_rating):
@@ -538,9 +578,7 @@ def test_a_revision_may_not_contradict_an_item_rated_earlier(store, harm_rating)
     r1 = sign_in(store, "r1")
     rating_service.submit_rating(store, r1, study, assignment, harm_values())
     before = exports.export_ratings_long(store, OPERATOR, study)
-    with pytest.raises(
-        ValidationError, match="could_cause_harm is 'Yes' but harm_extent is 'No harm'"
-    ):
+    with pytest.raises(ValidationError, match='You answered "Yes" to .* cannot be "No harm"'):
         rating_service.submit_rating(
             store, r1, study, assignment, {"could_cause_harm": {"Response B": 1}}, revise=True
         )
@@ -550,7 +588,7 @@ def test_a_revision_may_not_contradict_an_item_rated_earlier(store, harm_rating)
         r1,
         study,
         assignment,
-        {"could_cause_harm": {"Response B": 1}, "harm_extent": {"Response B": 1}},
+        HARM_B_CONSISTENT,
         revise=True,
     )
     after = exports.export_ratings_long(store, OPERATOR, study)

@@ -20,6 +20,7 @@ from pages.components.rating_sheet import (
     submitted,
     typed_fields,
 )
+from pages.components.status import status_words
 from study.access import allowed
 from study.errors import StudyError
 from study.instruments import Instrument, list_builtin, parse_instrument
@@ -53,7 +54,9 @@ def step_content(draft: Draft) -> None:
                 ):
                     import_upload(draft, kind, importer, upload)
     else:
-        st.info(f"The study is {draft.status}: its cases, arms and answers no longer change.")
+        st.info(
+            f"The study is {status_words(draft.status)}: its cases, arms and answers no longer change."
+        )
     stored(draft)
 
 
@@ -280,7 +283,7 @@ def preview(draft: Draft) -> None:
         return
     if not allowed(draft.store, draft.caller, "view_answer_arms", study=draft.study):
         st.caption(
-            f"The study is {draft.status}: while it may hold ratings nobody has unblinded, no "
+            f"The study is {status_words(draft.status)}: while it may hold ratings nobody has unblinded, no "
             "answer is shown beside its arm, so the preview waits for unblinding."
         )
         return

@@ -16,6 +16,7 @@ from pages.components.design_common import (
 )
 from pages.components.design_endpoints import PlanCheck
 from pages.components.design_plan import design_seed
+from pages.components.status import status_words
 from study.errors import Problem, StudyError, ValidationError
 from study.rendering import markdown_text
 from study.services import design, instruments, lifecycle, monitoring, people
@@ -249,7 +250,7 @@ def step_open(draft: Draft) -> None:
         st.info("Lock the protocol first (step 6).")
         return
     if draft.status != "locked":
-        st.success(f"The study is {draft.status}.", icon=":material/check:")
+        st.success(f"The study is {status_words(draft.status)}.", icon=":material/check:")
         return
     status = monitoring.study_status(draft.store, draft.caller, draft.study, per_arm=False)
     plan = design.get_protocol(draft.store, draft.caller, draft.study)["content"].get(

@@ -14,7 +14,13 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from pages.components.design_common import Draft, kept, kept_field, plan_check, show_error
+from pages.components.design_common import (
+    Draft,
+    kept,
+    kept_field,
+    plan_check,
+    show_error,
+)
 from pages.components.design_endpoints import (
     METHOD_NAMES,
     PERCENTAGE_POINTS,
@@ -27,6 +33,7 @@ from pages.components.design_endpoints import (
     unit_of,
     where_of,
 )
+from pages.components.status import status_words
 from study.assignment import MODES
 from study.blinding import AUC_WARNING
 from study.errors import StudyError
@@ -64,7 +71,7 @@ def step_assignment(draft: Draft) -> None:
         locked = design.get_protocol(draft.store, draft.caller, draft.study)["content"]
         plan = locked.get("assignment") or {}
         st.info(
-            f"The study is {draft.status}: its assignment settings are the locked protocol's.",
+            f"The study is {status_words(draft.status)}: its assignment settings are the locked protocol's.",
             icon=":material/lock:",
         )
         st.json(
@@ -358,7 +365,7 @@ def step_plan(draft: Draft) -> None:
     if not draft.editable:
         locked = design.get_protocol(draft.store, draft.caller, draft.study)["content"]
         st.info(
-            f"The study is {draft.status}: its analysis plan is the locked protocol's.",
+            f"The study is {status_words(draft.status)}: its analysis plan is the locked protocol's.",
             icon=":material/lock:",
         )
         st.json(

@@ -125,7 +125,8 @@ def sheet_data(
 ) -> dict[str, Any]:
     """The sheet's data for ``view``'s ``fields`` and ``texts`` (``keyed_fields``,
     ``typed_fields``) with their current values; ``extra``: token, attempt, revising, problems,
-    submit_label, keys_help (rating_sheet.js)."""
+    submit_label, keys_help and, on the rating screen, responses (``responses``), draft,
+    comment and actions (rating_sheet.js)."""
     return {
         "fields": [field_data(item, label) for item, label in fields],
         "values": {
@@ -146,10 +147,20 @@ def sheet_data(
     }
 
 
-def show_case(view: dict) -> None:
-    """The case (question, or the conversation before the answers; its context) and the
-    responses side by side under their neutral labels, rendered safely (no raw HTML, images or
-    links)."""
+def responses(view: dict) -> list[dict[str, str]]:
+    """The responses shown, for the sheet to draw each beside its own fields: [{label, html}],
+    the html rendered safely (``study.rendering.safe_html``: no raw HTML, image, link or
+    attribute) as the protocol's display mode says."""
+    return [
+        {"label": p["label"], "html": safe_html(p["text"], mode=view["display"])}
+        for p in view["presentations"]
+    ]
+
+
+def show_case(view: dict, *, answers: bool = True) -> None:
+    """The case (question, or the conversation before the answers; its context) and, unless
+    ``answers`` is False (the sheet draws them, ``responses``), the responses side by side under
+    their neutral labels, rendered safely (no raw HTML, images or links)."""
     if view.get("conversation"):
         st.subheader("Conversation", anchor=False)
         for message in view["conversation"]:
@@ -166,6 +177,8 @@ def show_case(view: dict) -> None:
     if view.get("context"):
         with st.expander("Context", expanded=True):
             st.markdown(safe_html(view["context"]), unsafe_allow_html=True)
+    if not answers:
+        return
     columns = st.columns(len(view["presentations"]), border=True)
     for column, presentation in zip(columns, view["presentations"], strict=True):
         with column:

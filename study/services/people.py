@@ -395,13 +395,16 @@ def list_people(store: Store, caller: Caller) -> pl.DataFrame:
 @guarded
 def study_raters(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """The people holding the rater role in ``study`` itself (not those who rate every study),
-    by id: id, display_name, email, specialty, waiting (bool, as ``list_people`` says it:
-    invited, or one of the demo's people, and not yet bound to a sign-in). Who a design
-    assigns (``design.make_assignments`` without ``raters``)."""
+    by id: id, display_name, email, specialty, waiting (bool: invited, or one of the demo's
+    people, not yet bound to a sign-in, and with nothing rated in the study: a demo rater
+    picked from the demo's list has rated without a sign-in of their own and is not waiting).
+    Who a design assigns (``design.make_assignments`` without ``raters``)."""
     return store.read(
         "SELECT u.id, u.display_name, u.email, u.specialty,"
-        " (u.issuer IN (SELECT unnest($unbound)) AND NOT EXISTS"
-        "  (SELECT 1 FROM identities i WHERE i.user_id = u.id)) AS waiting"
+        " (u.issuer IN (SELECT unnest($unbound)) AND u.first_sign_in IS NULL AND NOT EXISTS"
+        "  (SELECT 1 FROM identities i WHERE i.user_id = u.id) AND NOT EXISTS"
+        "  (SELECT 1 FROM assignments a WHERE a.rater = u.id AND a.study = $s AND a.done))"
+        " AS waiting"
         " FROM users u WHERE EXISTS (SELECT 1 FROM roles r WHERE r.user_id = u.id"
         "  AND r.study = $s AND r.role = 'rater') ORDER BY u.id",
         {"s": study, "unbound": list(UNBOUND_ISSUERS)},

@@ -29,7 +29,7 @@ from study.errors import (
     StudyError,
     ValidationError,
 )
-from study.instruments import Instrument, Item, check_consistency, severe_values
+from study.instruments import Instrument, Item, broken_rules, rule_in_words, severe_values
 from study.protocol import NEWEST_VERSION_SQL, read_plan
 from study.rubric import stored_criteria
 from study.services import _queue
@@ -187,7 +187,8 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     """One of the caller's assignments as the rating screen shows it, with its current values.
 
     Keys: ``assignment`` (id), ``case_id``, ``question``, ``context``, ``shown_order``, ``done``,
-    ``remaining`` (unfinished, not skipped, this one included if unfinished), ``total`` (not
+    ``comment`` (the newest comment given with its ratings, or None), ``remaining``
+    (unfinished, not skipped, this one included if unfinished), ``total`` (not
     withdrawn, not skipped, not a repeat of a case skipped; calibration, live and repeats
     together), ``presentations``: [{presentation, position, label, text}] in screen
     order, ``display``: how to render the answers' text (``study.rendering.MODES``, from the
@@ -301,17 +302,22 @@ def _view(
     display = content.get("display") or "markdown"
     labels = {pid: label for pid, _, label, _, _ in shown}
     values: dict[str, Any] = {}
+    # with them, the newest comment on the case (kept with the rows of the submission that
+    # gave it), in the same statement
     stored = (
         cur.execute(
-            "SELECT r.slot, r.item_key, r.value_num, r.value_text FROM current_ratings c"
-            " JOIN ratings r ON r.id = c.rating WHERE c.assignment = ?"
+            "SELECT r.slot, r.item_key, r.value_num, r.value_text,"
+            " (SELECT arg_max(k.comment, k.rating) FROM rating_comments k"
+            "  JOIN ratings o ON o.id = k.rating WHERE o.assignment = $a)"
+            " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = $a"
             " ORDER BY r.slot, r.item_key",
-            [assignment],
+            {"a": assignment},
         ).fetchall()
         if done  # nothing is stored before the first submit
         else []
     )
-    for slot, item, num, text in stored:
+    comment = stored[0][4] if stored else None
+    for slot, item, num, text, _ in stored:
         value = text if text is not None else (int(num) if float(num).is_integer() else num)
         if item in rubric:
             value = json.loads(value)
@@ -333,6 +339,7 @@ def _view(
             for pid, pos, label, text, _ in shown
         ],
         "values": values,
+        "comment": comment,
         # how the answers' text is shown, as the protocol says (study.rendering.MODES; default
         # "markdown")
         "display": display,
@@ -464,6 +471,7 @@ def submit_rating(
     *,
     seconds: float | None = None,
     revise: bool = False,
+    comment: str | None = None,
 ) -> int:
     """Submit the caller's values for one of their assignments; return the audit event's seq.
 
@@ -485,7 +493,10 @@ def submit_rating(
     a double submit leaves one rating) unless ``revise=True``: then the given values become new
     revisions that replace the current ones (earlier revisions stay, as history); a value equal
     to the current one is left as it is, and a revision that changes nothing is refused.
-    ``revise=True`` on an assignment never submitted is a ``StateError``.
+    ``revise=True`` on an assignment never submitted is a ``StateError``. ``comment``: the
+    rater's free-text comment on the case (the rating screen's comment box), stored with the
+    first rating row written (``rating_comments``, as an imported rating's comment) and in the
+    audit event; a revision's comment is stored with its own rows, so earlier ones stay.
     """
     row = _own_assignment(store, caller, study, assignment, service=_SUBMIT, sheet=True)
     _check_seconds(seconds)
@@ -521,6 +532,8 @@ def submit_rating(
         if seconds is None and not revise and sheet.presented_at is not None:
             seconds = max(0.0, (now - sheet.presented_at).total_seconds())
         _write(store, cur, sheet, rows, caller=caller, seconds=seconds, revise=revise, now=now)
+        if comment:  # a statement only when there is a comment
+            cur.execute("INSERT INTO rating_comments VALUES (?, ?)", [rows[0]["id"], comment])
         alerts = _raise_safety_alerts(store, cur, study, sheet, rows)
         return audit.append(
             cur,
@@ -543,6 +556,7 @@ def submit_rating(
                     key=lambda r: (r["slot"], r["item_key"]),
                 ),
             }
+            | ({"comment": comment} if comment else {})
             | ({"safety_alerts": alerts} if alerts else {}),
         )
 
@@ -933,9 +947,12 @@ def _rule_faults(cur: Cursor, sheet: _Sheet, rows: list[dict[str, Any]]) -> list
     problems = []
     for (key, slot), slot_values in current.items():
         where = sheet.labels.get(slot)
-        for message in check_consistency(by_key[key], slot_values):
+        # in the words the rater read (prompts, option labels), named by the item to change
+        # (the rule's then-item), so the screen puts it beside that field
+        for rule, given, then in broken_rules(by_key[key], slot_values):
+            message = rule_in_words(by_key[key], rule, given, then)
             reason = f"{where}: {message}" if where else message
-            problems.append(Problem("rating", None, None, reason))
+            problems.append(Problem("rating", None, rule.then_item, reason))
     return problems
 
 
