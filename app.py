@@ -33,6 +33,7 @@ import streamlit as st
 from study import settings, signin
 from study.access import Caller, roles_anywhere, system_caller
 from study.errors import ConfigError, ConflictError, StudyError, ValidationError, first_line
+from study.rendering import markdown_text
 from study.services import people, studies
 from study.store import DatabaseError, DatabaseUnavailable, Store
 
@@ -237,7 +238,7 @@ def oidc_caller(store: Store, auth: signin.AuthConfig) -> Caller | None:
 def signed_in_sidebar(claims: Mapping[str, Any]) -> None:
     with st.sidebar:
         shown = claims.get("name") or claims.get("email") or claims.get("sub")
-        st.caption(f"Signed in as **{shown}**")
+        st.caption(f"Signed in as **{markdown_text(shown)}**")
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             st.logout()
 

@@ -13,6 +13,7 @@ import streamlit as st
 
 from pages.components.handover import store_and_caller
 from study.errors import StudyError
+from study.rendering import markdown_text
 from study.services import tokens
 
 store, caller = store_and_caller()
@@ -54,7 +55,7 @@ if made:
     else:
         # shown in this run only: the secret is kept nowhere, not even in the session
         st.success(
-            f"Token '{issued.name}' created, valid until {issued.expires_at:%Y-%m-%d %H:%M} UTC. "
+            f"Token '{markdown_text(issued.name)}' created, valid until {issued.expires_at:%Y-%m-%d %H:%M} UTC. "
             "Copy it now (the copy button at the right of the box): it is shown this once and "
             "cannot be shown again.",
             icon=":material/content_copy:",

@@ -19,6 +19,7 @@ from pages.components.results_cache import study_results
 from pages.components.status import status_words
 from pages.components.study_picker import pick_study
 from study.errors import NotFoundError, StudyError
+from study.rendering import markdown_code, markdown_text
 from study.services import analyses, design, lifecycle, monitoring
 
 store, caller = store_and_caller()
@@ -33,7 +34,10 @@ study_id, study_name = pick_study(
     none="You analyse no study: the statistician's role in a study opens this screen.",
 )
 status = monitoring.study_status(store, caller, study_id, per_arm=False)
-st.markdown(f":blue-badge[:material/flag: {status['status'].capitalize()}] study id `{study_id}`")
+st.markdown(
+    f":blue-badge[:material/flag: {status['status'].capitalize()}] study id "
+    + markdown_code(study_id)
+)
 
 try:
     protocol = design.get_protocol(store, caller, study_id)
@@ -70,7 +74,8 @@ if status["status"] != "unblinded":
         "recorded in the audit trail under your name and cannot be undone."
     )
     sure = st.checkbox(
-        f"I am the study's statistician and unblind {study_name} now.", key="unblind_sure"
+        f"I am the study's statistician and unblind {markdown_text(study_name)} now.",
+        key="unblind_sure",
     )
     if st.button("Unblind the study", type="primary", disabled=not sure, key="unblind"):
         try:
@@ -231,7 +236,7 @@ if agreement.height and "statistic" in agreement.columns:
     )
     refused = agreement.filter(~pl.col("item").is_in(usable["item"].implode()))
     for item, note in refused.select("item", "note").unique(maintain_order=True).iter_rows():
-        st.caption(f"`{item}`: no agreement yet: {note}")
+        st.caption(f"{markdown_code(item)}: no agreement yet: {markdown_text(note)}")
     # a toggle, not an expander: an expander's table is built and sent on every rerun even when
     # closed, and 300 raters make ~45,000 pairs per item
     if per_pair.height and st.toggle(
@@ -285,7 +290,10 @@ if pairwise.height and "statistic" in pairwise.columns:
         figure.update_layout(height=220, margin={"l": 0, "r": 0, "t": 10, "b": 0})
         st.plotly_chart(figure, key="analyze_pairwise")
         first = wins.row(0, named=True)
-        st.caption(f"From the side of {first['competitor']} against {first['opponent']}.")
+        st.caption(
+            f"From the side of {markdown_text(first['competitor'])} against "
+            f"{markdown_text(first['opponent'])}."
+        )
     st.dataframe(
         pairwise.select(
             c

@@ -34,6 +34,7 @@ from pages.components.design_plan import step_assignment, step_plan
 from pages.components.handover import store_and_caller
 from study.access import allowed
 from study.errors import StudyError
+from study.rendering import markdown_code, markdown_text
 from study.services import content, design, instruments, studies
 
 store, caller = store_and_caller()
@@ -142,7 +143,7 @@ st.subheader(f"{step}. {STEPS[step - 1]}", anchor=False)
 if step == 1:
     if draft:
         st.markdown(
-            f"Designing **{draft.name}** (`{draft.study}`), status "
+            f"Designing **{markdown_text(draft.name)}** ({markdown_code(draft.study)}), status "
             f":blue-badge[{draft.status}]."
             + (
                 " Walk the steps in order; each can be revisited while it is a draft. The"

@@ -16,9 +16,11 @@ import polars as pl
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.rating_sheet import option_key
 from pages.components.study_picker import pick_study
 from study.access import allowed
 from study.errors import StudyError
+from study.rendering import markdown_code, markdown_text
 from study.services import analyses, instruments, lifecycle, monitoring
 
 store, caller = store_and_caller()
@@ -33,7 +35,10 @@ study_id, study_name = pick_study(
     none="You monitor no study: the coordinator's role in a study opens this screen.",
 )
 status = monitoring.study_status(store, caller, study_id, per_arm=False)
-st.markdown(f":blue-badge[:material/flag: {status['status'].capitalize()}] study id `{study_id}`")
+st.markdown(
+    f":blue-badge[:material/flag: {status['status'].capitalize()}] study id "
+    + markdown_code(study_id)
+)
 
 # --- progress --------------------------------------------------------------------------------
 
@@ -155,7 +160,7 @@ st.subheader("Flagged and skipped cases", anchor=False)
 case_flags = monitoring.case_flags(store, caller, study_id)
 if case_flags.height:
     st.dataframe(
-        case_flags,
+        case_flags.drop("flag"),
         hide_index=True,
         column_config={
             "kind": "Flag or skip",
@@ -166,6 +171,32 @@ if case_flags.height:
         },
         key="monitor_case_flags",
     )
+    opened = st.selectbox(
+        "Open a flagged or skipped case to read it",
+        case_flags.get_column("flag").to_list(),
+        index=None,
+        placeholder="Choose one: the case as the rater saw it, and why",
+        format_func=lambda flag: "{kind} of case {case_id} by {rater}".format(
+            **case_flags.row(by_predicate=pl.col("flag") == flag, named=True)
+        ),
+        key="monitor_open_flag",
+    )
+    if opened is not None:
+        flagged = monitoring.flagged_case(store, caller, study_id, opened)
+        with st.container(border=True, key="monitor_flagged_case"):
+            # every text here was imported or typed: shown as text, never as markdown
+            st.markdown(f"**{flagged['kind'].capitalize()}**, the rater's reason:")
+            st.text(flagged["reason"])
+            st.markdown("**Question.**")
+            st.text(flagged["question"])
+            if flagged["context"]:
+                st.markdown("**Context.**")
+                st.text(flagged["context"])
+            for turn in flagged["conversation"] or []:
+                st.text(f"{turn.get('role', '')}: {turn.get('content', '')}")
+            for response in flagged["responses"]:
+                with st.expander(response["label"]):  # the neutral label: no arm while blind
+                    st.text(response["text"])
 else:
     st.caption("No case flagged or skipped.")
 
@@ -180,32 +211,46 @@ if queue.height == 0:
 else:
     st.caption(
         f"{queue.height} rating(s) of severe harm, {open_alerts.height} not yet acknowledged. "
-        "Each shows the response as the rater saw it (its neutral label, no arm)."
+        "Each shows the response as the rater saw it (its neutral label, no arm) and the key "
+        "the rater pressed on the rating sheet, with its option."
     )
-option_labels = {
-    (key, str(option["value"])): option["label"]
+study_items = {
+    key: json.loads(definition)
     for key, definition in instruments.study_items(store, caller, study_id)
     .select("item_key", "definition")
     .iter_rows()
-    for option in json.loads(definition).get("options", [])
 }
 
 
-def shown_value(item: str, value: str) -> str:
-    """A rated value as its option's label ("2 (Death or severe harm)"), whole numbers without
-    the ".0" of their stored floating-point form."""
-    number = value[:-2] if value.endswith(".0") and value[:-2].lstrip("-").isdigit() else value
-    label = option_labels.get((item, number))
-    return f"{number} ({label})" if label else number
+def pressed(item_key: str, value: str) -> str:
+    """A rated value as the rater gave it: the key the rating sheet showed for the option and
+    its label ("3 · Severe harm or death"), not the stored code (a harm scale coded 0-2 is keyed
+    1-3 on the sheet: its third option was pressed, whatever number it stores). A value that
+    no option matches (a number typed in) is shown as stored, whole numbers without ".0"."""
+    item = study_items.get(item_key, {})
+    for index, option in enumerate(item.get("options", [])):
+        if same_value(option["value"], value):
+            key = option_key(item, index, option)
+            return f"{key} · {option['label']}" if key else str(option["label"])
+    return value[:-2] if value.endswith(".0") else value
+
+
+def same_value(option: object, stored: str) -> bool:
+    """Whether the option's value is the stored one (stored as text, numbers as floats)."""
+    try:
+        return float(option) == float(stored)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(option) == stored
 
 
 for alert in open_alerts.iter_rows(named=True):
     with st.container(border=True):
+        # ids and labels come from imported files: escaped, never read as markdown
         st.markdown(
-            f":red-badge[:material/warning: Severe harm] case `{alert['case_id']}`, "
-            f"{alert['label'] or 'the case'}, item `{alert['item']}` = "
-            f"{shown_value(alert['item'], alert['value'])}, "
-            f"rater `{alert['rater']}`, {alert['raised_at']:%Y-%m-%d %H:%M} UTC"
+            f":red-badge[:material/warning: Severe harm] case {markdown_code(alert['case_id'])}, "
+            f"{markdown_text(alert['label'] or 'the case')}, item {markdown_code(alert['item'])}: "
+            f"the rater pressed **{markdown_text(pressed(alert['item'], alert['value']))}**, "
+            f"rater {markdown_code(alert['rater'])}, {alert['raised_at']:%Y-%m-%d %H:%M} UTC"
         )
         # the question is untrusted text (an imported patient question): shown as text, never
         # as markdown, whose images would make the coordinator's browser fetch their address
@@ -233,10 +278,17 @@ acknowledged = queue.filter(pl.col("acknowledged_at").is_not_null())
 if acknowledged.height:
     with st.expander(f"Acknowledged alerts ({acknowledged.height})"):
         st.dataframe(
-            acknowledged.select(
-                "case_id", "label", "item", "value", "acknowledged_at", "acknowledged_by", "note"
+            acknowledged.with_columns(
+                pl.Series(
+                    "pressed",
+                    [pressed(i, v) for i, v in acknowledged.select("item", "value").iter_rows()],
+                    dtype=pl.String,
+                )
+            ).select(
+                "case_id", "label", "item", "pressed", "acknowledged_at", "acknowledged_by", "note"
             ),
             hide_index=True,
+            column_config={"pressed": "The rater pressed"},
             key="monitor_acknowledged",
         )
 
@@ -311,7 +363,7 @@ if status["status"] == "rating" and allowed(store, caller, "run_study", study=st
         "then unblind the study. This cannot be undone."
     )
     sure = st.checkbox(
-        f"I want to close rating of {study_name} now ({done:,} of {total:,} done).",
+        f"I want to close rating of {markdown_text(study_name)} now ({done:,} of {total:,} done).",
         key="monitor_close_sure",
     )
     if st.button("Close the study", type="primary", disabled=not sure, key="monitor_close"):

@@ -14,6 +14,7 @@ import streamlit as st
 from pages.components.handover import store_and_caller
 from study.access import allowed
 from study.errors import NotFoundError, PermissionDenied
+from study.rendering import markdown_code, markdown_text
 from study.services import (
     content,
     design,
@@ -58,7 +59,7 @@ if study["synthetic"]:
         icon=":material/science:",
     )
 
-st.header(study["name"], anchor=False)
+st.header(markdown_text(study["name"]), anchor=False)
 origin = rating_imports.ratings_origin(store, caller, study_id)["origin"]
 if origin in ("imported", "mixed"):
     st.info(
@@ -156,7 +157,9 @@ margin_box.metric(
 )
 if endpoint:
     details = [
-        f"{endpoint['name']} (item `{endpoint.get('item')}`)" if endpoint.get("name") else "",
+        f"{markdown_text(endpoint['name'])} (item {markdown_code(endpoint.get('item'))})"
+        if endpoint.get("name")
+        else "",
         endpoint.get("estimand", ""),
         direction,
         f"one-sided α = {endpoint['alpha']}" if endpoint.get("alpha") is not None else "",

@@ -13,6 +13,7 @@ import streamlit as st
 from pages.components.handover import store_and_caller
 from study.access import allowed
 from study.errors import StudyError, ValidationError
+from study.rendering import markdown_text
 from study.services import people, studies
 
 store, caller = store_and_caller()
@@ -49,16 +50,16 @@ if sent:
     except StudyError as error:
         st.error(str(error))
     else:
-        who = made["user_id"]
+        who, where = markdown_text(made["user_id"]), markdown_text(names[study_id])
         if made["created"]:
             st.success(
-                f"{who} is invited as {role} of {names[study_id]}. Ask them to sign in with "
+                f"{who} is invited as {role} of {where}. Ask them to sign in with "
                 "this address; their first sign-in makes them this person."
             )
         elif made["granted"]:
-            st.success(f"{who} was known already and is now {role} of {names[study_id]}.")
+            st.success(f"{who} was known already and is now {role} of {where}.")
         else:
-            st.info(f"{who} is {role} of {names[study_id]} already.")
+            st.info(f"{who} is {role} of {where} already.")
 st.caption(
     "An invitation binds to the first sign-in whose identity provider vouches for this address "
     "(email_verified); from then on only that identity is this person."

@@ -18,6 +18,13 @@ read the caller's roles in their own first statement instead of one of their own
 (``with_grants``, ``check_grants``); the roles are still read afresh on every call. ``tests/test_access.py`` iterates over the declaration: every public
 service is declared, every role is tried.
 
+Who may see arms when: a permission marked ``links_arms`` returns answers (their text) beside
+their arms, so that a rating outcome read while blind (the safety queue shows the rated answer's
+text) could be joined to its arm. It is held only while the study can hold no blind outcome:
+in ``draft`` and once ``unblinded`` (or later), never in ``BLIND_STATUSES``, for every person,
+admin included. What a coordinator reads while blind names no arm beside a rating outcome
+(``tests/test_blind_outcomes.py`` calls every service a coordinator holds during rating).
+
 ``admin`` holds every permission except those marked ``admin=False`` (rating, unblinding and
 amending a locked protocol are a rater's, a statistician's and a coordinator's own acts). A system
 actor acts as an admin that is no person: it is recorded as ``system:<name>`` in the audit trail.
@@ -50,6 +57,11 @@ _SYSTEM_PREFIX = "system:"
 
 Scope = Literal["study", "global", "any"]
 
+BLIND_STATUSES = frozenset({"locked", "rating", "closed"})
+"""A study's statuses in which it may hold rating outcomes (ratings, safety alerts, flags; ratings
+collected elsewhere are imported while it is locked) that nobody has unblinded yet: no person
+reads an answer beside its arm then (``Permission.links_arms``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Permission:
@@ -58,7 +70,10 @@ class Permission:
     ``scope``: ``"study"``, the role held in the study the call names (or globally);
     ``"global"``, held for every study; ``"any"``, held anywhere (a library-wide read).
     ``admin``: whether the admin role holds it too. ``services``: "module.function" names
-    under ``study.services`` that require it.
+    under ``study.services`` that require it. ``links_arms``: its services return answers beside
+    their arms, so it is held only while the study is in none of ``BLIND_STATUSES`` (whoever
+    the person; a system actor, which is no person, is not blinded: the operator holds the
+    database file, the demo builder is code).
     """
 
     roles: frozenset[str]
@@ -66,6 +81,7 @@ class Permission:
     help: str
     services: tuple[str, ...]
     admin: bool = True
+    links_arms: bool = False
 
 
 PERMISSIONS: dict[str, Permission] = {
@@ -124,9 +140,7 @@ PERMISSIONS: dict[str, Permission] = {
         frozenset({"coordinator"}),
         "study",
         "import cases, arms and answers (HealthBench files, and any table through a column "
-        "mapping, too), remove those a draft does not "
-        "use, see answers with "
-        "their arms and authors, attach instruments, preview a case as raters will see it, lock "
+        "mapping, too), remove those a draft does not use, attach instruments, lock "
         "the first protocol, preview and make assignments, and keep a draft's design settings "
         "between sittings",
         (
@@ -143,19 +157,26 @@ PERMISSIONS: dict[str, Permission] = {
             "content.remove_cases",
             "content.remove_arms",
             "content.remove_answers",
-            "content.list_answers",
             "instruments.attach_instrument",
             "design.lock_protocol",
             "design.persist_assignments",
             "design.make_assignments",
             "design.preview_assignments",
-            "design.preview_view",
             "design.leak_report",
             "design.leak_pairs",
             "design.seed_is_sealed",
             "design.save_design_draft",
             "design.design_draft",
         ),
+    ),
+    "view_answer_arms": Permission(
+        frozenset({"coordinator"}),
+        "study",
+        "see answers with their arms and authors, and preview a case as raters will see it with "
+        "the arm behind each label (while the study is a draft or once it is unblinded: never "
+        "while it may hold blind ratings)",
+        ("content.list_answers", "design.preview_view"),
+        links_arms=True,
     ),
     "import_ratings": Permission(
         frozenset({"coordinator"}),
@@ -187,7 +208,7 @@ PERMISSIONS: dict[str, Permission] = {
         frozenset({"coordinator", "statistician"}),
         "study",
         "see progress by rater and case, per-arm counts, the safety queue, flagged and skipped "
-        "cases, any rater's queue and calibration outcome (no results by arm), and the audit "
+        "cases (opened: the case as the rater saw it, no arm), any rater's queue and calibration outcome (no results by arm), and the audit "
         "chain's head hash",
         (
             "exports.audit_head",
@@ -199,6 +220,7 @@ PERMISSIONS: dict[str, Permission] = {
             "rating.rater_queue",
             "monitoring.safety_queue",
             "monitoring.case_flags",
+            "monitoring.flagged_case",
             "monitoring.calibration_status",
             "monitoring.time_on_task",
             "monitoring.rater_flags",
@@ -478,7 +500,20 @@ def _allowed_any(store: Store, caller: Caller, actions: tuple[str, ...], study: 
     grants = _grants(store, caller.user_id)
     if grants is None:
         return False
-    return any(_held(grants, PERMISSIONS[a], study) for a in actions)
+    held = [a for a in actions if _held(grants, PERMISSIONS[a], study)]
+    if held and all(PERMISSIONS[a].links_arms for a in held):
+        return study is not None and _study_status(store, study) not in BLIND_STATUSES
+    return bool(held)
+
+
+def _study_status(store: Store, study: str) -> str | None:
+    """The study's status, None when there is no such study (the service says so itself)."""
+    cur = store.cursor()
+    try:
+        found = cur.execute("SELECT status FROM studies WHERE id = ?", [study]).fetchall()
+    finally:
+        cur.close()
+    return found[0][0] if found else None
 
 
 def require(
@@ -568,6 +603,9 @@ def guarded(
     if params[:2] != ["store", "caller"]:
         raise TypeError(f"service {name} must take (store, caller, ...), not {params[:2]}")
     scoped = any(PERMISSIONS[a].scope == "study" for a in actions)
+    if in_query and any(PERMISSIONS[a].links_arms for a in actions):
+        # check_grants reads no status: a service that shows arms is checked before it runs
+        raise TypeError(f"service {name} shows arms and cannot be checked in its own query")
     if scoped and (len(params) < 3 or params[2] != "study"):
         raise TypeError(f"service {name} is study-scoped and must take the study third")
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import polars as pl
 
+from study.rendering import markdown_code, markdown_text
 from study.spreadsheet import neutralise_formulas
 
 FORMATS = ("csv", "parquet", "dta", "sav")
@@ -605,11 +606,12 @@ def _items(items: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def codebook_markdown(book: Mapping[str, Any]) -> str:
-    """The codebook as Markdown: variables, then items, then instruments and naming."""
+    """The codebook as Markdown: variables, then items, then instruments and naming.
 
-    def cell(text: Any) -> str:
-        # a table cell: no line breaks, no column separators
-        return " ".join(str("" if text is None else text).split()).replace("|", "\\|")
+    Every text that comes from a file or a form (study name, wording, labels, titles,
+    citations) goes through ``markdown_text`` or ``markdown_code``: inert in any viewer."""
+    cell = markdown_text
+    code = markdown_code
 
     lines = [
         f"# Codebook: ratings of study {cell(book['study'])}",
@@ -629,8 +631,8 @@ def codebook_markdown(book: Mapping[str, Any]) -> str:
             "| "
             + " | ".join(
                 [
-                    f"`{v['name']}`" if v["name"] else "—",
-                    f"`{v['stata_spss_name']}`" if v["stata_spss_name"] else "—",
+                    code(v["name"]) if v["name"] else "—",
+                    code(v["stata_spss_name"]) if v["stata_spss_name"] else "—",
                     ", ".join(v["formats"]),
                     v["type"],
                     cell(v["label"]),
@@ -643,7 +645,7 @@ def codebook_markdown(book: Mapping[str, Any]) -> str:
     lines += ["", "## Items", ""]
     for item in book["items"]:
         lines += [
-            f"### `{cell(item['key'])}` ({cell(item['instrument'])} "
+            f"### {code(item['key'])} ({cell(item['instrument'])} "
             f"{cell(item['instrument_version'])})",
             "",
             f"- wording: {cell(item['prompt'])}",
@@ -665,8 +667,8 @@ def codebook_markdown(book: Mapping[str, Any]) -> str:
     lines += ["## Instruments", ""]
     for inst in book["instruments"]:
         lines.append(
-            f"- `{cell(inst.get('key'))}` version {cell(inst.get('version'))}: "
-            f"{cell(inst.get('title'))}; content hash `{cell(inst.get('content_hash'))}`"
+            f"- {code(inst.get('key'))} version {cell(inst.get('version'))}: "
+            f"{cell(inst.get('title'))}; content hash {code(inst.get('content_hash'))}"
             + (f"; source: {cell(inst.get('citation'))}" if inst.get("citation") else "")
         )
     lines += ["", "## Names in .dta and .sav files", "", book["naming"], ""]

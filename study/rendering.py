@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import html
 import re
-from typing import Literal
+from typing import Any, Literal
 
 import nh3
 from markdown_it import MarkdownIt
@@ -101,3 +101,44 @@ def safe_html(text: str, *, mode: Mode = "markdown") -> str:
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#!|~:$])")
+_MARKDOWN_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_LINE_START = re.compile(r"^(\d*)([-+.)])")
+
+
+def markdown_text(text: Any) -> str:
+    r"""``text`` as inert Markdown on one line: it reads as the same characters and forms nothing.
+
+    Study names, instrument wording, option labels, arm and case ids, file names come from files
+    and forms: unescaped, ``<script>`` or ``<img src=http://...>`` is raw HTML to a Markdown
+    viewer (``codebook.md``) and ``![x](http://...)`` an image it fetches; on a screen too, as
+    Streamlit's ``st.markdown``, headers, captions, alerts and widget labels read Markdown (with
+    ``:color[...]`` and ``:material/...:`` directives and ``$...$`` math besides).
+
+    Each character that opens inline markup (emphasis, code, links and images, tables,
+    strikethrough, an autolink's scheme, Streamlit's directives and math) is backslash-escaped,
+    as CommonMark allows for any ASCII punctuation, and so is a list marker at the start;
+    ``&``, ``<`` and ``>`` become entities, so that no tag or entity forms whatever a viewer does
+    with a backslash; line breaks become spaces (a heading, a cell, a list item stays one line).
+    Sentence punctuation elsewhere is left alone: the text stays readable as plain text.
+
+    >>> markdown_text('![x](http://e.example/i.png) <b>|</b> a_b')
+    '\\!\\[x\\]\\(http\\://e.example/i.png\\) &lt;b&gt;\\|&lt;/b&gt; a\\_b'
+    >>> markdown_text("1. Severe"), markdown_text("- Mild")
+    ('1\\. Severe', '\\- Mild')
+    """
+    flat = " ".join(str("" if text is None else text).split())
+    escaped = _LINE_START.sub(r"\1\\\2", _MARKDOWN_PUNCTUATION.sub(r"\\\1", flat))
+    return "".join(_MARKDOWN_ENTITIES.get(c, c) for c in escaped)
+
+
+def markdown_code(text: Any) -> str:
+    """``text`` as a Markdown code span, which shows its content literally; fenced with one
+    backtick more than its longest run, so that a backtick in it cannot end the span."""
+    flat = " ".join(str("" if text is None else text).split())
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"

@@ -588,9 +588,10 @@ def test_what_was_never_recorded_is_one_warning_per_field_naming_its_arms(monkey
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 4, warnings  # model_version, generated_at, prompt, author_id
     (version,) = [w for w in warnings if w.startswith("`model_version`")]
-    assert "**llm_a**, **llm_b**" in version
+    # arm ids are imported text: escaped for markdown (llm_a reads as llm_a, never as emphasis)
+    assert "**llm\\_a**, **llm\\_b**" in version
     (dates,) = [w for w in warnings if w.startswith("`generated_at`")]
-    assert "**llm_a** (3 of its answers), **llm_b** (2 of its answers)" in dates
+    assert "**llm\\_a** (3 of its answers), **llm\\_b** (2 of its answers)" in dates
     (authors,) = [w for w in warnings if w.startswith("`author_id`")]
     assert "**doctors** (8 of its answers)" in authors and "a rater may be shown" in authors
     provenance = table(at, "arm_id", "model_name", "generated")
@@ -933,3 +934,21 @@ def test_a_binary_primary_takes_its_margin_in_percentage_points(monkeypatch, db)
         0.1,
         "lower",
     )
+
+
+def test_once_locked_the_design_screen_shows_no_answer_beside_its_arm_and_asks_for_nothing(
+    monkeypatch, db
+):
+    # Issue 19 item 4: a locked study may hold ratings (imported ones), so answers beside their
+    # arms are refused to every person; the screen does not ask (no access.denied event), it
+    # draws the arms' provenance without the answers' dates and prompts and holds the preview.
+    at = lock(plan(attach(import_demo(create(open_design(monkeypatch, db))))))
+    before = stored(db, "SELECT count(*) FROM audit_events WHERE action = 'access.denied'").item()
+    go(at, 2)
+    provenance = table(at, "arm_id", "model_name", "generated")
+    assert len(provenance) and set(provenance["generated"]) == {"—"}
+    go(at, 3)
+    assert any("preview waits for unblinding" in c.value for c in at.caption)
+    assert not [s for s in at.selectbox if s.key == key("preview-case")]
+    after = stored(db, "SELECT count(*) FROM audit_events WHERE action = 'access.denied'").item()
+    assert after == before

@@ -55,3 +55,104 @@ def test_export_is_long_format_with_arms_and_the_chosen_answer(store, rating):
     last = store.read("SELECT action, actor FROM audit_events ORDER BY seq DESC LIMIT 1")
     assert last.rows() == [("ratings.export", "system:cli:tests")]
     assert audit.verify(store).ok
+
+
+HOSTILE = [
+    "<script>fetch('http://evil.example/s')</script>",
+    "<img src=http://evil.example/i.png>",
+    "![harm](http://evil.example/m.png)",
+    "[click](javascript:alert(1)) | a cell | `code` *bold* _x_",
+    "Line one\n\n# Heading\n- item <b>&amp;</b>",
+]
+
+
+def test_the_codebook_markdown_shows_imported_wording_as_text_and_forms_nothing() -> None:
+    """Issue 19 item 6: wording, labels, titles and the study name are inert in codebook.md:
+    rendered as a Markdown viewer with raw HTML on would (markdown-it, GFM tables), no tag, image
+    or link forms, and each text reads back whole."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    from study.exporting import codebook_markdown
+
+    bad = " ".join(HOSTILE)
+    book = {
+        "study": bad,
+        "unit_of_observation": "one rating",
+        "rows": 1,
+        "formats": {"csv": "text"},
+        "variables": [
+            {
+                "name": "value",
+                "stata_spss_name": "value",
+                "formats": ["csv"],
+                "type": "float",
+                "label": bad,
+                "description": bad,
+                "values": [{"value": 1, "label": bad}],
+            }
+        ],
+        "items": [
+            {
+                "key": "harm`x",
+                "instrument": bad,
+                "instrument_version": bad,
+                "prompt": bad,
+                "help": bad,
+                "type": "likert",
+                "level": "ordinal",
+                "direction": "higher",
+                "scope": "answer",
+                "required": True,
+                "options": [{"value": 1, "label": bad}],
+            }
+        ],
+        "instruments": [
+            {
+                "key": "k`<img src=x>",
+                "version": 1,
+                "title": bad,
+                "citation": bad,
+                "content_hash": "h",
+            }
+        ],
+        "naming": "names as given",
+        "csv_text": "text as given",
+    }
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(codebook_markdown(book))
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[tuple[str, list]] = []
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, attrs))
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Tags()
+    parsed.feed(html)
+    formed = {tag for tag, _ in parsed.tags}
+    assert formed <= {
+        "h1",
+        "h2",
+        "h3",
+        "p",
+        "ul",
+        "li",
+        "code",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+    }, formed
+    assert all(attrs in ([], [("style", "text-align:left")]) for _, attrs in parsed.tags)
+    shown = "".join(parsed.text)
+    flat = " ".join(bad.split())
+    assert shown.count(flat) >= 8  # study, label, description, value, wording, help, option...

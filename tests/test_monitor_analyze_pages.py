@@ -235,4 +235,60 @@ def test_a_safety_alert_shows_its_question_as_text_and_its_value_by_label(monkey
     assert any("![x](https://tracker.example/p.png)" in t.value for t in at.text)
     badges = [m.value for m in at.markdown if "Severe harm]" in m.value]
     assert badges and not [b for b in badges if ".0," in b], badges
-    assert any("(Severe harm or death)" in b or "(Death or severe harm)" in b for b in badges)
+    assert any("Severe harm or death" in b or "Death or severe harm" in b for b in badges)
+
+
+def test_a_safety_alert_shows_the_key_the_rater_pressed_not_the_stored_code(monkeypatch, demo_db):
+    # Issue 23 item 6: the demo's harm scale stores 0-2 and the rating sheet keys its options
+    # 1-3 by position; "= 2 (Severe harm or death)" read as if the rater pressed 2.
+    with Store(demo_db) as store:
+        alerts = store.read(
+            "SELECT r.value_num, i.options FROM safety_alerts s"
+            " JOIN ratings r ON r.id = s.rating JOIN items i ON i.instrument_key ="
+            " r.instrument_key AND i.instrument_version = r.instrument_version"
+            " AND i.item_key = r.item_key WHERE s.study = $s AND s.acknowledged_at IS NULL",
+            {"s": DEMO},
+        )
+    assert alerts.height
+    expected = set()
+    for stored, options in alerts.iter_rows():
+        values = [float(o["value"]) for o in json.loads(options)]
+        position = values.index(stored) + 1  # the sheet's digit: the option's place, from 1
+        assert position != stored  # the codes start at 0: pressed and stored differ
+        label = json.loads(options)[position - 1]["label"]
+        expected.add(f"the rater pressed **{position} · {label}**")
+    at = open_page(monkeypatch, demo_db, COORDINATOR, MONITOR)
+    badges = " ".join(m.value for m in at.markdown if "Severe harm]" in m.value)
+    assert all(e in badges for e in expected), (expected, badges)
+    assert " = 2 " not in badges and "= 2 (" not in badges
+
+
+def test_a_flagged_case_opens_to_be_read_without_its_arm(monkeypatch, demo_db):
+    from conftest import sign_in
+
+    from study.services import rating
+
+    with Store(demo_db) as store:
+        rater = sign_in(store, RATER)
+        view = rating.next_assignment(store, rater, DEMO)
+        rating.flag_case(store, rater, DEMO, view["assignment"], "Response B stops mid-sentence.")
+        question = view["question"]
+        texts = [p["text"] for p in view["presentations"]]
+    at = open_page(monkeypatch, demo_db, COORDINATOR, MONITOR)
+    assert not [t for t in at.text if "stops mid-sentence" in t.value]  # closed until opened
+    flags = at.selectbox(key="monitor_open_flag")
+    assert flags.value is None
+    at.selectbox(key="monitor_open_flag").set_value(_newest_flag(demo_db)).run()
+    assert not at.exception
+    shown = [t.value for t in at.text]
+    assert "Response B stops mid-sentence." in shown
+    assert question in shown
+    assert all(text in shown for text in texts)  # the responses, under their neutral labels
+    assert {e.label for e in at.expander} >= {p["label"] for p in view["presentations"]}
+    leaked = {secret for secret in arm_secrets(demo_db) if secret in screen(at)}
+    assert not leaked, f"arm details beside the opened flag: {leaked}"
+
+
+def _newest_flag(db: Path) -> int:
+    with Store(db) as store:
+        return int(store.read("SELECT max(id) FROM case_flags").item())

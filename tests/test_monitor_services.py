@@ -117,3 +117,41 @@ def test_the_ratings_digest_moves_with_a_rating_and_only_then(store, rating):
         store, caller, rating, view["assignment"], full_values(quality_a=1), revise=True
     )
     assert analyses.ratings_digest(store, coordinator, rating) not in (before, after)
+
+
+def test_a_flagged_case_opens_as_its_rater_saw_it_without_an_arm(store, rating):
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    rating_service.flag_case(store, r1, rating, view["assignment"], "Response B is cut off.")
+    coordinator = sign_in(store, "coordinator")
+    flags = monitoring.case_flags(store, coordinator, rating)
+    assert flags.columns == ["flag", "kind", "case_id", "rater", "reason", "created_at"]
+    opened = monitoring.flagged_case(store, coordinator, rating, flags.item(0, "flag"))
+    assert set(opened) == {
+        "flag",
+        "kind",
+        "case_id",
+        "rater",
+        "reason",
+        "created_at",
+        "question",
+        "context",
+        "conversation",
+        "responses",
+    }
+    assert (opened["kind"], opened["case_id"], opened["rater"], opened["reason"]) == (
+        "flag",
+        view["case_id"],
+        "r1",
+        "Response B is cut off.",
+    )
+    assert opened["question"] == view["question"]
+    assert opened["responses"] == [
+        {"label": p["label"], "text": p["text"]} for p in view["presentations"]
+    ]
+    arms = set(store.read("SELECT arm_id FROM arms")["arm_id"])
+    assert not arms & {str(v) for r in opened["responses"] for v in r.values()}
+    with pytest.raises(NotFoundError, match="no flagged or skipped case 999"):
+        monitoring.flagged_case(store, coordinator, rating, 999)
+    with pytest.raises(PermissionDenied):
+        monitoring.flagged_case(store, r1, rating, flags.item(0, "flag"))

@@ -22,8 +22,10 @@ from pages.components.rating_sheet import (
     typed_fields,
 )
 from pages.components.status import status_words
+from study.access import allowed
 from study.errors import StudyError
 from study.instruments import Instrument, list_builtin, parse_instrument
+from study.rendering import markdown_code, markdown_text
 from study.services import content, design, instruments
 
 UPLOADS = (
@@ -71,10 +73,10 @@ def import_upload(draft: Draft, kind: str, importer, upload) -> None:
         try:
             result = importer(draft.store, draft.caller, draft.study, path)
         except StudyError as error:
-            st.markdown(f"**{path.name} was rejected.**")
+            st.markdown(f"**{markdown_text(path.name)} was rejected.**")
             show_error(error, key=draft.key(f"problems-{kind}"))
             return
-    st.success(f"{path.name}: {result}", icon=":material/check:")
+    st.success(f"{markdown_text(path.name)}: {markdown_text(result)}", icon=":material/check:")
 
 
 def stored(draft: Draft) -> None:
@@ -111,7 +113,7 @@ def stored(draft: Draft) -> None:
     unknown = content.unknown_provenance(draft.store, draft.caller, draft.study)
     for (field,), rows in unknown.group_by("field", maintain_order=True):
         arms = ", ".join(
-            f"**{row['arm_id']}**"
+            f"**{markdown_text(row['arm_id'])}**"
             + ("" if row["level"] == "arm" else f" ({row['answers']:,} of its answers)")
             for row in rows.iter_rows(named=True)
         )
@@ -125,7 +127,12 @@ def provenance(draft: Draft, coverage: pl.DataFrame) -> pl.DataFrame:
     """One row per arm: its own fields, the dates and prompts of its answers, its coverage, and
     the provenance fields it never recorded."""
     arms = content.list_arms(draft.store, draft.caller, draft.study)
-    answers = content.list_answers(draft.store, draft.caller, draft.study)
+    if allowed(draft.store, draft.caller, "view_answer_arms", study=draft.study):
+        answers = content.list_answers(draft.store, draft.caller, draft.study)
+    else:
+        # blind (study.access.BLIND_STATUSES): answers beside their arms would let the safety
+        # queue's answer text be joined to an arm; their dates and prompts show as a dash
+        answers = pl.DataFrame(schema=ANSWER_PROVENANCE)
     per_arm = answers.group_by("arm_id").agg(
         pl.col("model_name").drop_nulls().first().alias("answer_model"),
         pl.col("model_version").drop_nulls().first().alias("answer_version"),
@@ -178,7 +185,9 @@ def step_instrument(draft: Draft) -> None:
         st.markdown(
             "**Attached:** "
             + "; ".join(
-                f"{i.title} (`{i.key}` {i.version}, {len(i.items)} items)" for i in attached
+                f"{markdown_text(i.title)} ({markdown_code(i.key)} {markdown_text(i.version)}, "
+                f"{len(i.items)} items)"
+                for i in attached
             )
         )
     else:
@@ -211,7 +220,10 @@ def step_instrument(draft: Draft) -> None:
                 except StudyError as error:
                     show_error(error, key=draft.key("instrument-problems"))
                 else:
-                    st.markdown(f"**{instrument.title}** (`{instrument.key}` {instrument.version})")
+                    st.markdown(
+                        f"**{markdown_text(instrument.title)}** "
+                        f"({markdown_code(instrument.key)} {markdown_text(instrument.version)})"
+                    )
                     items_table(instrument, key=draft.key("custom-items"))
                     if st.button("Add and attach this instrument", key=draft.key("attach-custom")):
                         attach(draft, instrument)
@@ -253,6 +265,15 @@ def attach(draft: Draft, instrument: Instrument) -> None:
         st.rerun()
 
 
+# The columns of content.list_answers that the provenance table reads (empty while blind).
+ANSWER_PROVENANCE = {
+    "arm_id": pl.String,
+    "model_name": pl.String,
+    "model_version": pl.String,
+    "generated_at": pl.String,
+    "prompt": pl.String,
+}
+
 PREVIEW_KEY = "design-preview-sheet"
 
 
@@ -263,6 +284,12 @@ def preview(draft: Draft) -> None:
     cases = content.list_cases(draft.store, draft.caller, draft.study).get_column("case_id")
     if not cases.len():
         st.caption("Import cases and answers to preview a case.")
+        return
+    if not allowed(draft.store, draft.caller, "view_answer_arms", study=draft.study):
+        st.caption(
+            f"The study is {status_words(draft.status)}: while it may hold ratings nobody has unblinded, no "
+            "answer is shown beside its arm, so the preview waits for unblinding."
+        )
         return
     case_id = st.selectbox("Sample case", cases.to_list(), key=draft.key("preview-case"))
     try:
@@ -280,7 +307,7 @@ def preview(draft: Draft) -> None:
     st.caption(
         f"Screen of a {draft.settings['mode'].replace('_', ' ')} design (step 4). Behind the "
         "labels, for you only: "
-        + ", ".join(f"{label} = {arm}" for label, arm in view["arms"].items())
+        + ", ".join(f"{label} = {markdown_text(arm)}" for label, arm in view["arms"].items())
         + ". A rater's own screens put the answers in the order the design draws."
     )
     items = [

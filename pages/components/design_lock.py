@@ -18,6 +18,7 @@ from pages.components.design_endpoints import PlanCheck
 from pages.components.design_plan import design_seed
 from pages.components.status import status_words
 from study.errors import Problem, StudyError, ValidationError
+from study.rendering import markdown_text
 from study.services import design, instruments, lifecycle, monitoring, people
 
 
@@ -84,7 +85,8 @@ def lock(draft: Draft) -> None:
             icon=":material/info:",
         )
     sure = st.checkbox(
-        f"I have checked the protocol: lock {draft.name} now.", key=draft.key("lock-sure")
+        f"I have checked the protocol: lock {markdown_text(draft.name)} now.",
+        key=draft.key("lock-sure"),
     )
     if st.button(
         "Lock the protocol",
@@ -237,9 +239,10 @@ def step_open(draft: Draft) -> None:
             show_error(error, key=draft.key("invite-problems"))
         else:
             st.session_state["design_flash"] = (
-                f"{made['user_id']} is invited as a rater of {draft.name}."
+                f"{markdown_text(made['user_id'])} is invited as a rater of "
+                f"{markdown_text(draft.name)}."
                 if made["created"]
-                else f"{made['user_id']} is a rater of {draft.name}."
+                else f"{markdown_text(made['user_id'])} is a rater of {markdown_text(draft.name)}."
             )
             st.rerun()
     st.subheader("Open rating", anchor=False)
@@ -261,7 +264,9 @@ def step_open(draft: Draft) -> None:
         f"{plan.get('raters_per_case')} per case), with the sealed seed."
     )
     st.caption(todo + " From then on raters can rate; nothing in the design changes.")
-    sure = st.checkbox(f"Open rating of {draft.name} now.", key=draft.key("open-sure"))
+    sure = st.checkbox(
+        f"Open rating of {markdown_text(draft.name)} now.", key=draft.key("open-sure")
+    )
     if st.button(
         "Open rating",
         type="primary",
@@ -283,5 +288,5 @@ def step_open(draft: Draft) -> None:
         except StudyError as error:
             show_error(error, key=draft.key("open-problems"))
         else:
-            st.session_state["design_flash"] = f"Rating of {draft.name} is open."
+            st.session_state["design_flash"] = f"Rating of {markdown_text(draft.name)} is open."
             st.rerun()

@@ -38,6 +38,7 @@ from study.assignment import MODES
 from study.blinding import AUC_WARNING
 from study.errors import StudyError
 from study.keyfile import new_seed
+from study.rendering import markdown_text
 from study.services import analyses, content, design, instruments, people
 
 MODE_NAMES = {
@@ -304,7 +305,7 @@ def leaks(draft: Draft) -> None:
     )
     for row in report.filter(pl.col("warning")).iter_rows(named=True):
         st.warning(
-            f"Length and format alone tell arm **{row['arm_id']}** apart (cross-validated AUC "
+            f"Length and format alone tell arm **{markdown_text(row['arm_id'])}** apart (cross-validated AUC "
             f"{row['format_auc']:.2f} > {AUC_WARNING}): raters may guess the source. Normalise "
             "the answers' formatting and length before locking.",
             icon=":material/visibility:",
@@ -337,7 +338,8 @@ def leak_pairs(draft: Draft, arms: int) -> None:
     told = pairs.filter(pl.col("warning"))
     if told.height:
         named = ", ".join(
-            f"**{row['arm_a']}** from **{row['arm_b']}** ({row['format_auc']:.2f})"
+            f"**{markdown_text(row['arm_a'])}** from **{markdown_text(row['arm_b'])}** "
+            f"({row['format_auc']:.2f})"
             for row in told.iter_rows(named=True)
         )
         st.warning(
@@ -568,7 +570,7 @@ def secondary_fields(draft: Draft, key: str, item: dict[str, Any], title: str) -
     """One secondary endpoint: its own fields (first chosen: no margin, the item's declared
     direction), or, for a pairwise item, what is reported instead of a test."""
     with st.container(border=True):
-        st.markdown(f"**{title}**")
+        st.markdown(f"**{markdown_text(title)}**")  # the item's wording: imported text
         if statistic_of(item) == "win_rates":
             st.caption(
                 "Descriptive: how often each arm's answer is chosen (win rates), with no margin "

@@ -8,6 +8,7 @@ ratings each arm has, not what the ratings say; time on task and rater flags car
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import polars as pl
@@ -224,14 +225,54 @@ def safety_queue(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 def case_flags(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """Flagged and skipped cases with their reasons, newest first.
 
-    Columns: ``kind`` ("flag" or "skip"), ``case_id``, ``rater``, ``reason``, ``created_at``.
+    Columns: ``flag`` (id, what ``flagged_case`` opens), ``kind`` ("flag" or "skip"),
+    ``case_id``, ``rater``, ``reason``, ``created_at``.
     """
     return store.read(
-        "SELECT f.kind, a.case_id, a.rater, f.reason, f.created_at FROM case_flags f"
+        "SELECT f.id AS flag, f.kind, a.case_id, a.rater, f.reason, f.created_at FROM case_flags f"
         " JOIN assignments a ON a.id = f.assignment WHERE f.study = $s"
         " ORDER BY f.created_at DESC, f.id DESC",
         {"s": study},
     )
+
+
+@guarded
+def flagged_case(store: Store, caller: Caller, study: str, flag: int) -> dict[str, Any]:
+    """One flag or skip opened to be read: the case as its rater saw it, and why.
+
+    Keys: ``flag``, ``kind``, ``case_id``, ``rater``, ``reason``, ``created_at``, ``question``,
+    ``context``, ``conversation`` (the turns, or None), and ``responses``: [{label, text}] in
+    the order the rater's screen showed them, under their neutral labels. No arm, no answer id:
+    the coordinator reads it while blind (``study.access.BLIND_STATUSES``), and the rater's
+    reason may concern a response ("Response B is cut off"). ``NotFoundError`` for a flag that
+    is not the study's.
+    """
+    cur = store.cursor()
+    try:
+        found = cur.execute(
+            "SELECT f.id, f.kind, a.case_id, a.rater, f.reason, f.created_at, c.question,"
+            " c.context, c.conversation, a.id FROM case_flags f"
+            " JOIN assignments a ON a.id = f.assignment"
+            " JOIN cases c ON c.study = a.study AND c.case_id = a.case_id"
+            " WHERE f.study = ? AND f.id = ?",
+            [study, int(flag)],
+        ).fetchall()
+        if not found:
+            raise NotFoundError(f"Study '{study}' has no flagged or skipped case {flag}.")
+        *row, assignment = found[0]
+        responses = cur.execute(
+            "SELECT p.label, an.text FROM presentations p"
+            " JOIN answers an ON an.study = p.study AND an.answer_id = p.answer_id"
+            " WHERE p.assignment = ? ORDER BY p.position",
+            [assignment],
+        ).fetchall()
+    finally:
+        cur.close()
+    keys = ("flag", "kind", "case_id", "rater", "reason", "created_at", "question", "context")
+    opened: dict[str, Any] = dict(zip(keys, row[:8], strict=True))
+    opened["conversation"] = None if row[8] is None else json.loads(row[8])
+    opened["responses"] = [{"label": label, "text": text} for label, text in responses]
+    return opened
 
 
 @guarded
