@@ -268,25 +268,79 @@ def _event_hash(event: Mapping[str, Any], key: bytes | None = None) -> str:
     return keyfile.mac(key, text) if key is not None else sha256_hex(text)
 
 
-def _head_mac(key: bytes, seq: int, event_hash: str) -> str:
-    """The head's seal: moving the head back after cutting the tail needs the key."""
-    return keyfile.mac(key, f"audit head:{seq}:{event_hash}")
-
-
 class AuditKeyError(StudyError):
     """New events cannot be keyed: the key file is missing, or holds another database's key."""
 
 
+class ChainMarkError(AuditKeyError):
+    """The chain's own metadata (``audit_chain``, the head's seal) was altered or removed:
+    nothing more is written to a chain that may have been downgraded."""
+
+
 def _marker(cur: Cursor) -> tuple[int | None, str | None]:
     """(first keyed seq, key fingerprint) of the chain; (None, None) for a schema before the
-    chain was keyed (a database opened read-only that was never migrated)."""
+    chain was keyed (a database opened read-only that was never migrated). ``ChainMarkError``
+    when the table is there but its one row is not: the migration always writes it, so only
+    someone writing around the store removes it (to pass every event off as unkeyed)."""
     try:
         row = first(
             cur.execute("SELECT keyed_from, key_id FROM audit_chain WHERE id = 1").fetchall()
         )
     except MissingTable:
         return None, None
-    return (row[0], row[1]) if row else (None, None)
+    if row is None:
+        raise ChainMarkError(
+            "The audit trail cannot be trusted: the chain's metadata row (table audit_chain) is "
+            "missing, so its keying cannot be known. Nothing was stored."
+        )
+    return row[0], row[1]
+
+
+def seal_fault(
+    key: bytes,
+    head: tuple[int, str, str | None] | None,
+    marker: tuple[int | None, str | None],
+) -> str | None:
+    """Why the chain's head and metadata are not what ``key`` sealed, or None when they are.
+
+    ``head``: (seq, hash, seal) of ``audit_head`` (None for an empty chain); ``marker``:
+    (keyed_from, key_id). Once a chain is keyed its key mark is set and its head sealed over
+    (seq, hash, keyed_from, key_id) (``keyfile.head_seal``; a keyed head sealed by older code
+    carries ``keyfile.legacy_head_seal``). What this proves, with the key: the tail was not cut,
+    and ``keyed_from`` and the key mark were not moved or cleared to pass keyed events off as
+    written before keying (a downgrade). What it cannot: a database keyed by code older than
+    December 2026 and never written since carries no key mark and reads as downgraded (writing
+    is then refused; restore it from a backup or ask for its chain to be re-marked by hand)."""
+    keyed_from, key_id = marker
+    if head is None or keyed_from is None:
+        return None
+    seq, event_hash, seal = head
+    if keyed_from > seq + 1:
+        return (
+            f"the chain's metadata says events are keyed from {keyed_from} on, past its end "
+            f"(event {seq}): keyed_from was moved to pass the events off as unkeyed (a downgrade)"
+        )
+    if key_id is None:
+        return (
+            "the chain carries no key mark (audit_chain.key_id) although its key is at hand: the "
+            "mark was cleared and the events passed off as unkeyed (a downgrade)"
+        )
+    if key_id != keyfile.fingerprint(key):
+        return None  # another key: told apart by the caller, not a seal fault
+    if seal == keyfile.head_seal(key, seq, event_hash, keyed_from, key_id):
+        return None
+    if seq >= keyed_from and seal == keyfile.legacy_head_seal(key, seq, event_hash):
+        return None
+    if seq < keyed_from:
+        return (
+            f"the chain's metadata (keyed from {keyed_from}, key {key_id}) is not what the key "
+            f"sealed at event {seq}: keyed_from was moved and the events rewritten as unkeyed "
+            "(a downgrade)"
+        )
+    return (
+        f"the chain's head (event {seq}) or its metadata (keyed from {keyed_from}) is not what "
+        "the key sealed: the tail was cut and the head moved back, or keyed_from was moved"
+    )
 
 
 def _signing_key(
@@ -350,6 +404,7 @@ def append(
     payload_text = canonical_json(payload)
     head, marker = _head_and_marker(cur)
     seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+    _refuse_downgraded(head, marker)
     event = {
         "seq": seq,
         "occurred_at": utc_now(),
@@ -380,7 +435,11 @@ def append(
             event_hash,
         ],
     )
-    mac = None if key is None else _head_mac(key, seq, event_hash)
+    mac = (
+        None
+        if key is None
+        else keyfile.head_seal(key, seq, event_hash, marker[0], keyfile.fingerprint(key))
+    )
     # a plain UPDATE once the head row exists: DuckDB's upsert costs several times more, and
     # this runs for every rating stored
     if head:
@@ -395,21 +454,37 @@ def append(
     return seq
 
 
+def _refuse_downgraded(
+    head: tuple[int, str, str | None] | None, marker: tuple[int | None, str | None]
+) -> None:
+    """Write nothing more to a chain whose metadata was moved or cleared: the app's next keyed
+    event would otherwise seal a forger's downgrade as its own (one HMAC per event)."""
+    key = active_audit_key()
+    if key is None or head is None:
+        return
+    fault = seal_fault(key, head, marker)
+    if fault is not None:
+        raise ChainMarkError(
+            f"The audit trail cannot be written: {fault}. Nothing was stored. Run "
+            "`python -m study audit verify` and restore the database from a backup."
+        )
+
+
 def _head_and_marker(
     cur: Cursor,
-) -> tuple[tuple[int, str] | None, tuple[int | None, str | None]]:
-    """(the head's (seq, hash) or None for an empty chain, ``_marker``) in one statement: this
-    runs for every event appended."""
+) -> tuple[tuple[int, str, str | None] | None, tuple[int | None, str | None]]:
+    """(the head's (seq, hash, seal) or None for an empty chain, ``_marker``) in one statement:
+    this runs for every event appended."""
     row = first(
         cur.execute(
-            "SELECT h.seq, h.hash, c.keyed_from, c.key_id FROM audit_head h, audit_chain c"
+            "SELECT h.seq, h.hash, h.mac, c.keyed_from, c.key_id FROM audit_head h, audit_chain c"
             " WHERE h.id = 1 AND c.id = 1"
         ).fetchall()
     )
-    if row is None:  # an empty chain (no head yet): the two apart
-        head = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
+    if row is None:  # an empty chain (no head yet), or the chain's row removed: the two apart
+        head = first(cur.execute("SELECT seq, hash, mac FROM audit_head WHERE id = 1").fetchall())
         return head, _marker(cur)
-    return (row[0], row[1]), (row[2], row[3])
+    return (row[0], row[1], row[2]), (row[3], row[4])
 
 
 def head(store: Store) -> tuple[int, str]:
@@ -496,7 +571,19 @@ def verify(
             "SELECT " + ", ".join(_EVENT_FIELDS) + " FROM audit_events ORDER BY seq"
         ).fetchall()
         head_row = first(cur.execute("SELECT * FROM audit_head WHERE id = 1").fetchall())
-        keyed_from, key_id = _marker(cur)
+        try:
+            keyed_from, key_id = _marker(cur)
+        except ChainMarkError:
+            # never a note: without the row every event would pass as unkeyed and the row
+            # checks would be skipped as for a database never migrated
+            return AuditReport(
+                False,
+                len(rows),
+                head_row[1] if head_row else None,
+                "the audit chain's metadata row (table audit_chain: keyed_from, key id) is "
+                "missing: it was deleted to pass the keyed events off as unkeyed; the chain "
+                "cannot be vouched for",
+            )
         chain = _Chain(keyed_from, key_id, key)
         report = chain.verify(rows, head_row)
         if report.ok and chain.wrong_key:
@@ -565,18 +652,23 @@ class _Chain:
         )
         self.key = None if self.wrong_key else key
         self.unkeyed_checked = 0
+        # no key at hand for a chain with events: verify must say what that leaves unproven
+        self.withheld = False
 
     def keyed(self, seq: int) -> bool:
         return self.keyed_from is not None and seq >= self.keyed_from
 
     def unchecked(self) -> str | None:
-        if not self.unkeyed_checked:
+        if not (self.unkeyed_checked or self.withheld):
             return None
         return (
-            f"could not check the keys of {self.unkeyed_checked} events, the head's seal or the "
-            "sealed seeds: no audit key at hand (setting CLINVAL_AUDIT_KEY_FILE); a chain "
-            "recomputed by someone who can write the database, or its tail cut, is caught only "
-            "by --expect with a head hash recorded earlier"
+            f"could not check the keys of {self.unkeyed_checked} events, the head's seal over "
+            "the chain's metadata (keyed_from, key id) or the sealed seeds: no audit key at hand "
+            "(setting CLINVAL_AUDIT_KEY_FILE). Without it verify cannot tell a chain recomputed "
+            "by someone who can write the database (events rehashed, keyed_from moved to pass "
+            "them off as unkeyed, the tail cut) from a true one, nor rows changed together "
+            "with the events that record them; only --expect with a head hash recorded earlier "
+            "catches that"
         )
 
     def verify(self, rows: list[tuple], head: tuple | None) -> AuditReport:
@@ -632,20 +724,45 @@ class _Chain:
                 f"audit event {prev_seq} was altered or added outside the store: it does not "
                 "match the recorded head of the chain",
             )
-        if head is not None and self.keyed(head_seq):
-            seal = head[3] if len(head) > 3 else None
+        if head is not None and self.keyed_from is not None:
+            if self.keyed_from > head_seq + 1 or self.key is not None:
+                found = self._seal_fault(head_seq, head_hash, head[3] if len(head) > 3 else None)
+                if found is not None:
+                    return AuditReport(False, n, found[0], found[1])
             if self.key is None:
-                self.unkeyed_checked = max(self.unkeyed_checked, 1)
-            elif seal != _head_mac(self.key, head_seq, head_hash):
-                return AuditReport(
-                    False,
-                    n,
-                    head_seq + 1,
-                    f"audit events are missing from {head_seq + 1} on: the chain ends at event "
-                    f"{head_seq}, but its head was not sealed there (the tail was cut and the head "
-                    "moved back)",
-                )
+                self.withheld = True
         return AuditReport(True, n, head_hash=prev_hash)
+
+    def _seal_fault(
+        self, head_seq: int, head_hash: str, seal: str | None
+    ) -> tuple[int, str] | None:
+        """(seq to blame, problem) when the head's seal or the chain's metadata fails.
+
+        ``keyed_from`` past the chain's end is a failure with or without the key (no honest
+        chain has it: the migration sets it to the next seq, and every later event is keyed);
+        the seal itself needs the key."""
+        keyed_from = self.keyed_from or 1
+        if self.key is None:
+            # only the structure can be read: keyed_from past the end
+            if keyed_from <= head_seq + 1:
+                return None
+            return head_seq, (
+                f"the chain's metadata says events are keyed from {keyed_from} on, past its "
+                f"end (event {head_seq}): keyed_from was moved to pass the events off as unkeyed "
+                "(a downgrade)"
+            )
+        fault = seal_fault(self.key, (head_seq, head_hash, seal), (keyed_from, self.key_id))
+        if fault is None:
+            return None
+        if self.key_id is not None and head_seq >= self.keyed_from:
+            # the usual way to lose the seal of a keyed head: events cut off the tail
+            return head_seq + 1, (
+                f"audit events are missing from {head_seq + 1} on: the chain ends at event "
+                f"{head_seq}, but its head was not sealed there (the tail was cut and the head "
+                "moved back), or the chain's metadata (keyed from "
+                f"{self.keyed_from}) was altered"
+            )
+        return head_seq, fault
 
     def _hash_matches(self, event: Mapping[str, Any]) -> bool:
         if not self.keyed(event["seq"]):

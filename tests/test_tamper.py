@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 from conftest import OPERATOR
 
-from study import audit
+from study import audit, keyfile
 from study.canonical import canonical_json, content_hash, sha256_hex
 from study.demo import DEMO_STUDY_ID
 from study.services import exports
@@ -44,7 +44,12 @@ def _rechain(cur: Cursor, start: int, key: bytes | None = FORGER_KEY) -> None:
             )
         prev = event["hash"]
     seq = rows[-1][0]
-    mac = audit._head_mac(key, seq, prev) if key is not None else None
+    mark = cur.execute("SELECT keyed_from, key_id FROM audit_chain").fetchall()
+    mac = (
+        keyfile.head_seal(key, seq, prev, mark[0][0], mark[0][1])
+        if key is not None and mark
+        else None
+    )
     cur.execute("UPDATE audit_head SET seq = ?, hash = ?, mac = ?", [seq, prev, mac])
 
 
@@ -392,17 +397,60 @@ def test_a_key_mark_rewritten_with_the_chain_is_refused(demo):
     assert not report.ok and "not the key this chain records" in report.problem
 
 
-def test_a_chain_rewritten_as_unkeyed_shows_as_unkeyed_and_loses_its_anchor(demo):
-    recorded = audit.head(demo)[1]
-    events = audit.verify(demo).events
-    cur = demo.cursor()
+def _downgrade(cur: Cursor, keyed_from: str, key_id: str | None) -> None:
+    """Rewrite every event with plain SHA-256 (no key needed) after moving the chain's
+    metadata: ``keyed_from`` is SQL over the head's seq (``h``)."""
     cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
-    cur.execute("UPDATE audit_chain SET keyed_from = 1000000, key_id = NULL")
+    cur.execute(
+        f"UPDATE audit_chain SET keyed_from = (SELECT {keyed_from} FROM audit_head), key_id = ?",
+        [key_id],
+    )
     _rechain(cur, 1, key=None)
+
+
+@pytest.mark.parametrize(
+    ("keyed_from", "clear_mark", "caught_without_key"),
+    [
+        pytest.param("seq + 1000000", True, True, id="keyed_from far past the end"),
+        pytest.param("seq + 1", True, False, id="keyed_from just past the end, mark cleared"),
+        pytest.param("seq + 1", False, False, id="keyed_from just past the end, mark kept"),
+    ],
+)
+def test_a_chain_rewritten_as_unkeyed_is_a_failure_and_takes_no_more_events(
+    demo, keyed_from, clear_mark, caught_without_key
+):
+    from study.audit import ChainMarkError
+    from study.services import studies
+
+    recorded = audit.head(demo)[1]
+    cur = demo.cursor()
+    key_id = None if clear_mark else cur.execute("SELECT key_id FROM audit_chain").fetchall()[0][0]
+    _downgrade(cur, keyed_from, key_id)
     report = audit.verify(demo)
-    # everything a writer of the file controls now claims "written before keying": verify
-    # says how many events are unkeyed (all of them, in a database created keyed) ...
-    assert report.unkeyed == events
-    # ... and the head recorded outside shows the rewrite
-    anchored = audit.verify(demo, expect=recorded)
-    assert not anchored.ok and "no longer holds the head hash" in anchored.problem
+    assert not report.ok and report.seq is not None
+    assert "downgrade" in report.problem or "not sealed" in report.problem, report.problem
+    withheld = audit.verify(demo, key=None)
+    if caught_without_key:
+        assert not withheld.ok and "past its end" in withheld.problem
+    else:
+        # a true chain written before keying looks just like this: verify says it cannot tell
+        assert withheld.ok and "cannot tell a chain recomputed" in withheld.unchecked
+    # the head recorded outside shows the rewrite too
+    assert not audit.verify(demo, key=None, expect=recorded).ok
+    # and the app writes nothing more to it (its next keyed event would seal the downgrade)
+    events = audit.verify(demo, key=None).events
+    with pytest.raises(ChainMarkError, match="Nothing was stored"):
+        studies.create_study(demo, OPERATOR, "After the downgrade")
+    assert demo.read("SELECT count(*) FROM audit_events").item() == events
+
+
+def test_a_deleted_chain_row_is_a_failure_with_or_without_the_key(demo):
+    from study.audit import ChainMarkError
+    from study.services import studies
+
+    demo.cursor().execute("DELETE FROM audit_chain")
+    for key in (demo.audit_key, None):
+        report = audit.verify(demo, key=key)
+        assert not report.ok and "audit_chain" in report.problem and "missing" in report.problem
+    with pytest.raises(ChainMarkError):
+        studies.create_study(demo, OPERATOR, "After the row went")
