@@ -60,7 +60,9 @@ def _kind(name: str, help: str, covers: str = "") -> EventKind:
 
 
 STUDY_CREATE = _kind(
-    "study.create", "a study was created as a draft", "studies: one event per study"
+    "study.create",
+    "a study was created as a draft",
+    "studies: one event per study; the name and synthetic flag against it",
 )
 CASES_IMPORT = _kind(
     "cases.import",
@@ -80,10 +82,12 @@ ANSWERS_IMPORT = _kind(
 INSTRUMENT_ADD = _kind(
     "instrument.add",
     "an instrument version was added to the library (key, version, content hash)",
-    "instruments: one event per key and version",
+    "instruments: one event per key and version; the definition against the content hash; items (options and labels) against the definition",
 )
 INSTRUMENT_ATTACH = _kind(
-    "instrument.attach", "an instrument version was attached to a draft study (key, version)"
+    "instrument.attach",
+    "an instrument version was attached to a draft study (key, version, content hash)",
+    "study_instruments: exactly the links these events made (none is ever removed)",
 )
 DESIGN_DRAFT = _kind(
     "design.draft",
@@ -91,7 +95,15 @@ DESIGN_DRAFT = _kind(
     "values; the lock's protocol is the record of what was frozen)",
 )
 USER_ADD = _kind(
-    "user.add", "a person was added (issuer, subject, e-mail)", "users: one event per user"
+    "user.add",
+    "a person was added (issuer, subject, e-mail, name, specialty)",
+    "users: one event per user; issuer, subject and e-mail (unless a user.email changed it) against it; name and specialty where recorded",
+)
+USER_EMAIL = _kind(
+    "user.email",
+    "an administrator changed a person's e-mail address (the new address, the previous one)",
+    "users: the e-mail, against the newest of these or else the user.add event; sign-in binds "
+    "an invited person only through that address",
 )
 USER_BIND = _kind(
     "user.bind",
@@ -111,17 +123,13 @@ ROLE_REVOKE = _kind(
 )
 PROTOCOL_LOCK = _kind(
     "protocol.lock",
-    "a protocol version was locked (version, content hash, reason for a later version, "
-    "commitment of a sealed seed)",
-    "protocols: one event per study and version, and no event without its protocol; the content "
-    "against the hash; studies: the status (locked)",
+    "a protocol version was locked (version, content hash, time, reason for a later version, the attached instruments with their content hashes, commitment of a sealed seed)",
+    "protocols: one event per study and version, and no event without its protocol; the content against the hash; locked_by, locked_at and reason against the event; study_instruments: the instruments and hashes recorded; studies: the status (locked)",
 )
 ASSIGNMENTS_PERSIST = _kind(
     "assignments.persist",
-    "an assignment design was stored (seed commitment, algorithm, assignments, presentations, "
-    "digests of what is stored)",
-    "assignments and presentations: the rows stored, counted per study; each row (rater, which "
-    "answer behind which label) against its digest",
+    "an assignment design was stored (seed commitment, algorithm, assignments, presentations, digests of what is stored)",
+    "assignments and presentations: the rows stored, counted per study; each row (rater, which answer behind which label; phase and attempt) against its digest",
 )
 STUDY_RATING = _kind("study.rating", "rating was opened (locked -> rating)", "studies: the status")
 STUDY_CLOSED = _kind("study.closed", "rating was closed (rating -> closed)", "studies: the status")
@@ -132,9 +140,8 @@ STUDY_UNBLINDED = _kind(
 )
 RATING_SUBMIT = _kind(
     "rating.submit",
-    "a rater submitted an assignment (rater, seconds on task, every value with its revision)",
-    "ratings: every stored revision equals a recorded value, and every recorded value is stored; "
-    "the newest revision is current; assignments: done, and by the recorded rater",
+    "a rater submitted an assignment (rater, seconds on task, submission time, every value with its revision, the safety alerts raised)",
+    "ratings: every stored revision equals a recorded value, submitted, by the event's actor, with its seconds and time, and every recorded value is stored; the newest revision is current; assignments: done, at that time, by the recorded rater, never withdrawn; safety_alerts: exactly those the events raised",
 )
 RATING_REVISE = _kind(
     "rating.revise",
@@ -144,12 +151,12 @@ RATING_REVISE = _kind(
 CASE_FLAG = _kind(
     "case.flag",
     "a rater flagged a case as faulty (reason)",
-    "case_flags of kind flag: one event per row",
+    "case_flags of kind flag: one event per row; the row (assignment, reason, actor) as recorded",
 )
 CASE_SKIP = _kind(
     "case.skip",
     "a rater skipped a case, which leaves their queue (reason)",
-    "case_flags of kind skip: one event per row",
+    "case_flags of kind skip: one event per row; the row (assignment, reason, actor) as recorded",
 )
 CASES_REMOVE = _kind(
     "cases.remove",
@@ -169,6 +176,7 @@ ANSWERS_REMOVE = _kind(
 SAFETY_ACKNOWLEDGE = _kind(
     "safety.acknowledge",
     "a coordinator acknowledged a safety alert of a severe-harm rating (alert, note)",
+    "safety_alerts: acknowledged exactly when one of these records it, by its actor, with its note",
 )
 RATINGS_IMPORT = _kind(
     "ratings.import",
@@ -181,6 +189,7 @@ RATINGS_EXPORT = _kind(
 ASSIGNMENT_PRESENT = _kind(
     "assignment.present",
     "a case was first shown to its rater: time on task starts (rater, time)",
+    "assignments: the first showing's time against it",
 )
 CALIBRATION_PASS = _kind(
     "calibration.pass",
