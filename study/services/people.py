@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from study import audit
+from study import audit, audit_state
 from study.access import (
     ROLES,
     Caller,
@@ -107,14 +107,26 @@ def _is_text(value: object) -> bool:
 
 def _bind_invited(store: Store, issuer: str, subject: str, email: str) -> str | None:
     """Bind (issuer, subject) to the one unbound person invited under ``email``; their id, or
-    None when nobody was invited under it."""
+    None when nobody was invited under it.
+
+    Invited under it means: the person's row holds the address and so do their events (the
+    ``user.add``, or the newest ``user.email``, ``audit_state.PEOPLE_SQL``). A row rewritten
+    around the store to an attacker's address binds nobody; ``audit verify`` names it."""
     with store.transaction() as cur:
+        # the address must be the one the person's events record, not just the one in their
+        # row: someone who can write the file but not the audit chain must not be able to
+        # rewrite an e-mail and then sign in at it as that person
         waiting = column(
             cur,
-            "SELECT u.id FROM users u WHERE u.issuer IN (SELECT unnest($1))"
-            " AND lower(trim(u.email)) = $2"
+            f"WITH v AS ({audit_state.PEOPLE_SQL}) SELECT u.id FROM users u"
+            " JOIN v ON v.id = u.id WHERE u.issuer IN (SELECT unnest($issuers))"
+            " AND lower(trim(u.email)) = $address AND lower(trim(v.email)) = $address"
             " AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.user_id = u.id) ORDER BY u.id",
-            [list(UNBOUND_ISSUERS), email.strip().lower()],
+            {
+                "issuers": list(UNBOUND_ISSUERS),
+                "address": email.strip().lower(),
+                **audit_state.people_kinds(),
+            },
         )
         if not waiting:
             return None
@@ -270,7 +282,14 @@ def ensure_user(
             kind=audit.USER_ADD,
             object_type="user",
             object_id=wanted,
-            payload={"issuer": issuer, "subject": subject, "email": email},
+            # name and specialty too: audit verify holds the person's row to all of it
+            payload={
+                "issuer": issuer,
+                "subject": subject,
+                "email": email,
+                "display_name": display_name,
+                "specialty": specialty,
+            },
         )
     return wanted
 
@@ -344,11 +363,53 @@ def invite(
                 kind=audit.USER_ADD,
                 object_type="user",
                 object_id=address,
-                payload={"issuer": INVITED_ISSUER, "subject": address, "email": address},
+                payload={
+                    "issuer": INVITED_ISSUER,
+                    "subject": address,
+                    "email": address,
+                    "display_name": name,
+                    "specialty": None,
+                },
             )
         user_id = address if created else holders[0]
     granted = grant_role(store, caller, study, user_id, role)
     return {"user_id": user_id, "created": created, "granted": granted}
+
+
+@guarded
+def change_email(store: Store, caller: Caller, user_id: str, email: str) -> bool:
+    """Give the person ``user_id`` the e-mail address ``email`` (trimmed, lower case); an
+    administrator's act, audited as ``user.email`` with the new and the previous address.
+
+    Returns False when the person had that address already (nothing is written). An invited
+    person not bound yet then binds at their first sign-in with the new address verified, and
+    no longer with the old one. ``NotFoundError`` for an unknown person, ``ValidationError`` for
+    an address that is not one, ``ConflictError`` when someone else has it.
+    """
+    address = _checked_email(email)
+    with store.transaction() as cur:
+        row = first(cur.execute("SELECT email FROM users WHERE id = ?", [user_id]).fetchall())
+        if row is None:
+            raise NotFoundError(f"There is no person '{user_id}'.")
+        if row[0] == address:
+            return False
+        other = column(
+            cur,
+            "SELECT id FROM users WHERE lower(trim(email)) = ? AND id <> ? ORDER BY id",
+            [address, user_id],
+        )
+        if other:
+            raise ConflictError(f"{address} is the address of {', '.join(other)} already.")
+        cur.execute("UPDATE users SET email = ? WHERE id = ?", [address, user_id])
+        audit.append(
+            cur,
+            actor=caller.actor,
+            kind=audit.USER_EMAIL,
+            object_type="user",
+            object_id=user_id,
+            payload={"email": address, "previous": row[0]},
+        )
+    return True
 
 
 def _checked_email(email: str) -> str:
