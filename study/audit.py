@@ -592,6 +592,7 @@ def verify(
                 "the audit chain's metadata row (table audit_chain: keyed_from, key id) is "
                 "missing: it was deleted to pass the keyed events off as unkeyed; the chain "
                 "cannot be vouched for",
+                unchecked=None if key is not None else unchecked_without_key(len(rows)),
             )
         chain = _Chain(keyed_from, key_id, key)
         report = chain.verify(rows, head_row)
@@ -647,6 +648,19 @@ def _holds(rows: list[tuple], expect: str) -> bool:
     return expect == GENESIS_HASH or any(row[-1] == expect for row in rows)
 
 
+def unchecked_without_key(events: int) -> str:
+    """What verify without the audit key leaves unproven (``AuditReport.unchecked``)."""
+    return (
+        f"could not check the keys of {events} events, the head's seal over "
+        "the chain's metadata (keyed_from, key id) or the sealed seeds: no audit key at hand "
+        "(setting CLINVAL_AUDIT_KEY_FILE). Without it verify cannot tell a chain recomputed "
+        "by someone who can write the database (events rehashed, keyed_from moved to pass "
+        "them off as unkeyed, the tail cut) from a true one, nor rows changed together "
+        "with the events that record them; only --expect with a head hash recorded earlier "
+        "catches that"
+    )
+
+
 class _Chain:
     """The chain's keying: which events carry keyed hashes and whether the key is at hand."""
 
@@ -670,15 +684,7 @@ class _Chain:
     def unchecked(self) -> str | None:
         if not (self.unkeyed_checked or self.withheld):
             return None
-        return (
-            f"could not check the keys of {self.unkeyed_checked} events, the head's seal over "
-            "the chain's metadata (keyed_from, key id) or the sealed seeds: no audit key at hand "
-            "(setting CLINVAL_AUDIT_KEY_FILE). Without it verify cannot tell a chain recomputed "
-            "by someone who can write the database (events rehashed, keyed_from moved to pass "
-            "them off as unkeyed, the tail cut) from a true one, nor rows changed together "
-            "with the events that record them; only --expect with a head hash recorded earlier "
-            "catches that"
-        )
+        return unchecked_without_key(self.unkeyed_checked)
 
     def verify(self, rows: list[tuple], head: tuple | None) -> AuditReport:
         n = len(rows)
