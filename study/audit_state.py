@@ -37,16 +37,27 @@ def state_fault(cur: Cursor, *, key: bytes | None, migrated: bool = True) -> Fin
 
     ``migrated``: False for a database opened read-only before migration 2, which has no row
     digests and no sealed seeds yet (their checks are skipped; the rest apply)."""
+    columns = {
+        (t, c)
+        for t, c in cur.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+        ).fetchall()
+    }
+
+    def having(*needed: tuple[str, str]) -> bool:
+        # a database opened read-only before later migrations lacks what they added
+        return all(n in columns for n in needed)
+
     checks: tuple[Callable[[], Finding | None], ...] = (
         lambda: _protocols(cur),
         lambda: _digests(cur) if migrated else None,
         lambda: _assignments_done(cur),
         lambda: _current_ratings(cur),
         lambda: _ratings_as_recorded(cur),
-        lambda: _assignment_states(cur),
-        lambda: _safety_alerts(cur),
-        lambda: _acknowledgements(cur),
-        lambda: _flags(cur),
+        lambda: _assignment_states(cur) if having(("assignments", "presented_at")) else None,
+        lambda: _safety_alerts(cur) if having(("safety_alerts", "rating")) else None,
+        lambda: _acknowledgements(cur) if having(("safety_alerts", "note")) else None,
+        lambda: _flags(cur) if having(("case_flags", "reason")) else None,
         lambda: _instruments(cur),
         lambda: _attachments(cur),
         lambda: _studies(cur),
