@@ -54,6 +54,7 @@ def state_fault(cur: Cursor, *, key: bytes | None, migrated: bool = True) -> Fin
         lambda: _assignments_done(cur),
         lambda: _current_ratings(cur),
         lambda: _ratings_as_recorded(cur),
+        lambda: _imported_ratings(cur),
         lambda: _assignment_states(cur) if having(("assignments", "presented_at")) else None,
         lambda: _safety_alerts(cur) if having(("safety_alerts", "rating")) else None,
         lambda: _acknowledgements(cur) if having(("safety_alerts", "note")) else None,
@@ -297,6 +298,46 @@ def _ratings_as_recorded(cur: Cursor) -> Finding | None:
     return seq, (
         f"{what} records {seconds} seconds on task, but audit event {seq} recorded "
         f"{recorded_seconds}: it was altered"
+    )
+
+
+_IMPORTED_VALUES = """
+SELECT e.seq, TRY_CAST(e.object_id AS BIGINT) AS assignment, v.slot, v.item_key, v.revision,
+       TRY_CAST(v.submitted_at AS TIMESTAMP) AS submitted_at, v.seconds_on_task,
+       TRY_CAST(json_extract_string(e.payload, '$.done_at') AS TIMESTAMP) AS done_at
+FROM (SELECT seq, object_id, payload, unnest(from_json(json_extract(payload, '$.values'),
+        '[{"slot": "BIGINT", "item_key": "VARCHAR", "revision": "INTEGER",
+           "submitted_at": "VARCHAR", "seconds_on_task": "DOUBLE"}]')) AS v
+      FROM audit_events WHERE action = $submit
+      AND json_extract_string(payload, '$.imported') IS NOT NULL
+      AND json_extract_string(payload, '$.done_at') IS NOT NULL) e
+"""
+"""SQL: every value an import event recorded with its file's time and seconds ($submit), since
+December 2026 (older import events did not record them; their rows are not checked so)."""
+
+
+def _imported_ratings(cur: Cursor) -> Finding | None:
+    """Ratings imported from a file: each stored revision's submission time and seconds, and
+    its assignment's done time, against what the import event recorded from the file."""
+    row = first(
+        cur.execute(
+            f"WITH iv AS ({_IMPORTED_VALUES}) SELECT r.id, r.assignment, r.item_key, iv.seq"
+            " FROM ratings r JOIN iv ON iv.assignment = r.assignment AND iv.slot = r.slot"
+            "  AND iv.item_key = r.item_key AND iv.revision = r.revision"
+            " JOIN assignments a ON a.id = r.assignment"
+            " WHERE r.submitted_at IS DISTINCT FROM iv.submitted_at"
+            "  OR r.seconds_on_task IS DISTINCT FROM iv.seconds_on_task"
+            "  OR a.done_at IS DISTINCT FROM iv.done_at ORDER BY r.id LIMIT 1",
+            {"submit": audit.RATING_SUBMIT.name},
+        ).fetchall()
+    )
+    if row is None:
+        return None
+    rating, assignment, item, seq = row
+    return seq, (
+        f"rating {rating} (assignment {assignment}, item '{item}'), imported, or its "
+        f"assignment's done time, differs in time or seconds from what audit event {seq} "
+        "recorded from the file: it was altered"
     )
 
 
