@@ -56,6 +56,7 @@ def state_fault(cur: Cursor, *, key: bytes | None, migrated: bool = True) -> Fin
         lambda: _ratings_as_recorded(cur),
         lambda: _imported_ratings(cur),
         lambda: _assignment_states(cur) if having(("assignments", "presented_at")) else None,
+        lambda: _undigested_phases(cur) if migrated and having(("assignments", "phase")) else None,
         lambda: _safety_alerts(cur) if having(("safety_alerts", "rating")) else None,
         lambda: _acknowledgements(cur) if having(("safety_alerts", "note")) else None,
         lambda: _flags(cur) if having(("case_flags", "reason")) else None,
@@ -339,6 +340,49 @@ def _imported_ratings(cur: Cursor) -> Finding | None:
         f"assignment's done time, differs in time or seconds from what audit event {seq} "
         "recorded from the file: it was altered"
     )
+
+
+def _undigested_phases(cur: Cursor) -> Finding | None:
+    """Assignments whose phase no event digested (stored before December 2026): a calibration
+    assignment must be of a calibration case of its study's newest protocol, and a repeat must
+    repeat a live assignment of the same rater and case under a protocol that repeats. This is
+    what an older database can still prove of a phase; a calibration case set to live, or an
+    attempt number changed, it cannot."""
+    rows = cur.execute(
+        "SELECT a.id, a.study, a.case_id, a.phase, EXISTS (SELECT 1 FROM assignments l"
+        "  WHERE l.study = a.study AND l.rater = a.rater AND l.case_id = a.case_id"
+        "  AND l.phase = 'live') FROM assignments a WHERE a.phase <> 'live'"
+        " AND NOT EXISTS (SELECT 1 FROM stored_digests d WHERE d.study = a.study"
+        "  AND d.kind = 'assignment_phases' AND d.row_id = CAST(a.id AS VARCHAR))"
+        " ORDER BY a.id",
+    ).fetchall()
+    protocols: dict[str, tuple[int | None, dict]] = {}
+    for assignment, study, case, phase, has_live in rows:
+        if study not in protocols:
+            found = first(
+                cur.execute(
+                    "SELECT p.content, (SELECT max(seq) FROM audit_events e WHERE e.action = ?"
+                    "  AND e.object_id = p.study || '@' || p.version) FROM protocols p"
+                    " WHERE p.study = ? ORDER BY p.version DESC LIMIT 1",
+                    [audit.PROTOCOL_LOCK.name, study],
+                ).fetchall()
+            )
+            protocols[study] = (found[1], json.loads(found[0])) if found else (None, {})
+        seq, content = protocols[study]
+        calibration = (content.get("calibration") or {}).get("cases") or []
+        if phase == "calibration" and case not in calibration:
+            return seq, (
+                f"assignment {assignment} of study {study} is a calibration assignment, but case "
+                f"{case} is no calibration case of the protocol audit event {seq} locked: its "
+                "phase was altered"
+            )
+        if phase == "repeat" and (content.get("repeats") is None or not has_live):
+            return seq, (
+                f"assignment {assignment} of study {study} is a repeat, but its protocol (audit "
+                f"event {seq}) repeats nothing or its rater has no live assignment of case "
+                f"{case}: its phase was altered"
+            )
+    return None
 
 
 def _assignment_states(cur: Cursor) -> Finding | None:

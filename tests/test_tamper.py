@@ -793,3 +793,25 @@ def test_a_deleted_chain_row_is_a_failure_with_or_without_the_key(demo):
         assert not report.ok and "audit_chain" in report.problem and "missing" in report.problem
     with pytest.raises(ChainMarkError):
         studies.create_study(demo, OPERATOR, "After the row went")
+
+
+def test_an_older_database_without_phase_digests_still_proves_a_calibration_phase(demo):
+    # made older: its design events never recorded phase digests (as before December 2026),
+    # the chain rewritten under the true key, as the older code itself would have written it
+    cur = demo.cursor()
+    persisted = cur.execute(
+        "SELECT seq, payload FROM audit_events WHERE action = 'assignments.persist' ORDER BY seq"
+    ).fetchall()
+    for seq, payload in persisted:
+        payload = json.loads(payload)
+        del payload["stored_sha256"]["assignment_phases"]
+        cur.execute(
+            "UPDATE audit_events SET payload = ? WHERE seq = ?", [canonical_json(payload), seq]
+        )
+    cur.execute("DELETE FROM stored_digests WHERE kind = 'assignment_phases'")
+    _rechain(cur, persisted[0][0], key=demo.audit_key)
+    assert audit.verify(demo).ok
+    set_live_assignments_to_calibration(cur)
+    report = audit.verify(demo)
+    assert not report.ok and "is a calibration assignment" in report.problem, report.problem
+    assert "is no calibration case of the protocol" in report.problem
