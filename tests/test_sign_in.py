@@ -245,6 +245,22 @@ def test_audit_verify_names_an_identity_bound_without_its_event(store):
     assert "identity (https://evil, me) of user boss@hospital.example has no user.bind" in str(
         report
     )
+    # and signing in with it makes nobody the admin
+    evil = people.sign_in(store, issuer="https://evil", subject="me")
+    assert evil.user_id != "boss@hospital.example"
+    assert access.roles_of(store, evil.user_id) == set()
+
+
+def test_a_subject_rewritten_around_the_store_takes_nobody_over(store):
+    people.invite(store, OPERATOR, None, "ana@hospital.example", "admin")
+    ana = verified(store, "sub-ana", "ana@hospital.example")
+    people.ensure_user(store, OPERATOR, issuer=IDP, subject="sub-cole", user_id="cole")
+    # someone with write access to the file gives cole's row the attacker's identity
+    store.cursor().execute("UPDATE users SET subject = 'sub-mallory' WHERE id = 'cole'")
+    assert "user cole's issuer or subject differs" in audit.verify(store).problem
+    with pytest.raises(ConflictError, match="no audit event records it"):
+        people.sign_in(store, issuer=IDP, subject="sub-mallory")
+    assert verified(store, "sub-ana", "ana@hospital.example") == ana
 
 
 # --- the e-mail a person binds through is the one the audit chain vouches for ----------------

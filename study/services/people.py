@@ -265,6 +265,19 @@ def ensure_user(
             raise ConflictError(f"A user signed in as {subject} at {issuer} exists already.")
         if known is not None:
             return known
+        # stored, but no event vouches for it: a row rewritten around the store; refused
+        # rather than guessed at (verify names the row)
+        unvouched = first(
+            cur.execute(
+                "SELECT id FROM users WHERE issuer = ? AND subject = ?", [issuer, subject]
+            ).fetchall()
+        )
+        if unvouched is not None:
+            raise ConflictError(
+                f"The identity {subject} at {issuer} is stored for {unvouched[0]}, but no audit "
+                "event records it: the database was altered. An administrator must run "
+                "`python -m study audit verify`."
+            )
         wanted = user_id or (email.strip().lower() if email else subject)
         taken = first(cur.execute("SELECT 1 FROM users WHERE id = ?", [wanted]).fetchall())
         if taken is not None or is_system_id(wanted):
@@ -295,12 +308,29 @@ def ensure_user(
 
 
 def _user_by_identity(cur: Cursor, issuer: str, subject: str) -> str | None:
-    """The person stored under (issuer, subject), or bound to it, or None."""
+    """The person stored under (issuer, subject), or bound to it, or None.
+
+    Only where the audit chain vouches for it: the person's ``user.add`` event recorded that
+    identity, or a ``user.bind`` event bound it to them. A row rewritten around the store (a
+    person's subject set to an attacker's, an identity row inserted) makes nobody that person;
+    ``audit verify`` names the row. Runs once per session, so the events' scan is affordable."""
     row = first(
         cur.execute(
-            "SELECT id FROM users WHERE issuer = $1 AND subject = $2"
-            " UNION ALL SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2",
-            [issuer, subject],
+            "SELECT u.id FROM users u WHERE u.issuer = $issuer AND u.subject = $subject"
+            " AND EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $add"
+            "  AND e.object_id = u.id AND json_extract_string(e.payload, '$.issuer') = $issuer"
+            "  AND json_extract_string(e.payload, '$.subject') = $subject)"
+            " UNION ALL SELECT i.user_id FROM identities i WHERE i.issuer = $issuer"
+            " AND i.subject = $subject AND EXISTS (SELECT 1 FROM audit_events e"
+            "  WHERE e.action = $bind AND e.object_id = i.user_id"
+            "  AND json_extract_string(e.payload, '$.issuer') = $issuer"
+            "  AND json_extract_string(e.payload, '$.subject') = $subject)",
+            {
+                "issuer": issuer,
+                "subject": subject,
+                "add": audit.USER_ADD.name,
+                "bind": audit.USER_BIND.name,
+            },
         ).fetchall()
     )
     return None if row is None else row[0]
