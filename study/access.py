@@ -288,7 +288,7 @@ PERMISSIONS: dict[str, Permission] = {
     "manage_users": Permission(
         frozenset(),
         "global",
-        "add and invite people, list them, grant and revoke any role",
+        "add and invite people, list them, change their e-mail, grant and revoke any role",
         (
             "people.ensure_user",
             "people.invite",
@@ -299,6 +299,7 @@ PERMISSIONS: dict[str, Permission] = {
             "people.user_roles",
             "people.grant_role",
             "people.revoke_role",
+            "people.change_email",
         ),
     ),
     "own_tokens": Permission(

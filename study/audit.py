@@ -60,7 +60,9 @@ def _kind(name: str, help: str, covers: str = "") -> EventKind:
 
 
 STUDY_CREATE = _kind(
-    "study.create", "a study was created as a draft", "studies: one event per study"
+    "study.create",
+    "a study was created as a draft",
+    "studies: one event per study; the name and synthetic flag against it",
 )
 CASES_IMPORT = _kind(
     "cases.import",
@@ -85,10 +87,12 @@ MAPPING_SAVE = _kind(
 INSTRUMENT_ADD = _kind(
     "instrument.add",
     "an instrument version was added to the library (key, version, content hash)",
-    "instruments: one event per key and version",
+    "instruments: one event per key and version; the definition against the content hash; items (options and labels) against the definition",
 )
 INSTRUMENT_ATTACH = _kind(
-    "instrument.attach", "an instrument version was attached to a draft study (key, version)"
+    "instrument.attach",
+    "an instrument version was attached to a draft study (key, version, content hash)",
+    "study_instruments: exactly the links these events made (none is ever removed)",
 )
 DESIGN_DRAFT = _kind(
     "design.draft",
@@ -96,7 +100,15 @@ DESIGN_DRAFT = _kind(
     "values; the lock's protocol is the record of what was frozen)",
 )
 USER_ADD = _kind(
-    "user.add", "a person was added (issuer, subject, e-mail)", "users: one event per user"
+    "user.add",
+    "a person was added (issuer, subject, e-mail, name, specialty)",
+    "users: one event per user; issuer, subject and e-mail (unless a user.email changed it) against it; name and specialty where recorded",
+)
+USER_EMAIL = _kind(
+    "user.email",
+    "an administrator changed a person's e-mail address (the new address, the previous one)",
+    "users: the e-mail, against the newest of these or else the user.add event; sign-in binds "
+    "an invited person only through that address",
 )
 USER_BIND = _kind(
     "user.bind",
@@ -116,17 +128,13 @@ ROLE_REVOKE = _kind(
 )
 PROTOCOL_LOCK = _kind(
     "protocol.lock",
-    "a protocol version was locked (version, content hash, reason for a later version, "
-    "commitment of a sealed seed)",
-    "protocols: one event per study and version, and no event without its protocol; the content "
-    "against the hash; studies: the status (locked)",
+    "a protocol version was locked (version, content hash, time, reason for a later version, the attached instruments with their content hashes, commitment of a sealed seed)",
+    "protocols: one event per study and version, and no event without its protocol; the content against the hash; locked_by, locked_at and reason against the event; study_instruments: the instruments and hashes recorded; studies: the status (locked)",
 )
 ASSIGNMENTS_PERSIST = _kind(
     "assignments.persist",
-    "an assignment design was stored (seed commitment, algorithm, assignments, presentations, "
-    "digests of what is stored)",
-    "assignments and presentations: the rows stored, counted per study; each row (rater, which "
-    "answer behind which label) against its digest",
+    "an assignment design was stored (seed commitment, algorithm, assignments, presentations, digests of what is stored)",
+    "assignments and presentations: the rows stored, counted per study; each row (rater, which answer behind which label; phase and attempt) against its digest",
 )
 STUDY_RATING = _kind("study.rating", "rating was opened (locked -> rating)", "studies: the status")
 STUDY_CLOSED = _kind("study.closed", "rating was closed (rating -> closed)", "studies: the status")
@@ -137,9 +145,8 @@ STUDY_UNBLINDED = _kind(
 )
 RATING_SUBMIT = _kind(
     "rating.submit",
-    "a rater submitted an assignment (rater, seconds on task, every value with its revision)",
-    "ratings: every stored revision equals a recorded value, and every recorded value is stored; "
-    "the newest revision is current; assignments: done, and by the recorded rater",
+    "a rater submitted an assignment (rater, seconds on task, submission time, every value with its revision, the safety alerts raised)",
+    "ratings: every stored revision equals a recorded value, submitted, by the event's actor, with its seconds and time, and every recorded value is stored; the newest revision is current; assignments: done, at that time, by the recorded rater, never withdrawn; safety_alerts: exactly those the events raised",
 )
 RATING_REVISE = _kind(
     "rating.revise",
@@ -149,12 +156,12 @@ RATING_REVISE = _kind(
 CASE_FLAG = _kind(
     "case.flag",
     "a rater flagged a case as faulty (reason)",
-    "case_flags of kind flag: one event per row",
+    "case_flags of kind flag: one event per row; the row (assignment, reason, actor) as recorded",
 )
 CASE_SKIP = _kind(
     "case.skip",
     "a rater skipped a case, which leaves their queue (reason)",
-    "case_flags of kind skip: one event per row",
+    "case_flags of kind skip: one event per row; the row (assignment, reason, actor) as recorded",
 )
 CASES_REMOVE = _kind(
     "cases.remove",
@@ -174,6 +181,7 @@ ANSWERS_REMOVE = _kind(
 SAFETY_ACKNOWLEDGE = _kind(
     "safety.acknowledge",
     "a coordinator acknowledged a safety alert of a severe-harm rating (alert, note)",
+    "safety_alerts: acknowledged exactly when one of these records it, by its actor, with its note",
 )
 RATINGS_IMPORT = _kind(
     "ratings.import",
@@ -186,6 +194,7 @@ RATINGS_EXPORT = _kind(
 ASSIGNMENT_PRESENT = _kind(
     "assignment.present",
     "a case was first shown to its rater: time on task starts (rater, time)",
+    "assignments: the first showing's time against it",
 )
 CALIBRATION_PASS = _kind(
     "calibration.pass",
@@ -273,25 +282,79 @@ def _event_hash(event: Mapping[str, Any], key: bytes | None = None) -> str:
     return keyfile.mac(key, text) if key is not None else sha256_hex(text)
 
 
-def _head_mac(key: bytes, seq: int, event_hash: str) -> str:
-    """The head's seal: moving the head back after cutting the tail needs the key."""
-    return keyfile.mac(key, f"audit head:{seq}:{event_hash}")
-
-
 class AuditKeyError(StudyError):
     """New events cannot be keyed: the key file is missing, or holds another database's key."""
 
 
+class ChainMarkError(AuditKeyError):
+    """The chain's own metadata (``audit_chain``, the head's seal) was altered or removed:
+    nothing more is written to a chain that may have been downgraded."""
+
+
 def _marker(cur: Cursor) -> tuple[int | None, str | None]:
     """(first keyed seq, key fingerprint) of the chain; (None, None) for a schema before the
-    chain was keyed (a database opened read-only that was never migrated)."""
+    chain was keyed (a database opened read-only that was never migrated). ``ChainMarkError``
+    when the table is there but its one row is not: the migration always writes it, so only
+    someone writing around the store removes it (to pass every event off as unkeyed)."""
     try:
         row = first(
             cur.execute("SELECT keyed_from, key_id FROM audit_chain WHERE id = 1").fetchall()
         )
     except MissingTable:
         return None, None
-    return (row[0], row[1]) if row else (None, None)
+    if row is None:
+        raise ChainMarkError(
+            "The audit trail cannot be trusted: the chain's metadata row (table audit_chain) is "
+            "missing, so its keying cannot be known. Nothing was stored."
+        )
+    return row[0], row[1]
+
+
+def seal_fault(
+    key: bytes,
+    head: tuple[int, str, str | None] | None,
+    marker: tuple[int | None, str | None],
+) -> str | None:
+    """Why the chain's head and metadata are not what ``key`` sealed, or None when they are.
+
+    ``head``: (seq, hash, seal) of ``audit_head`` (None for an empty chain); ``marker``:
+    (keyed_from, key_id). Once a chain is keyed its key mark is set and its head sealed over
+    (seq, hash, keyed_from, key_id) (``keyfile.head_seal``; a keyed head sealed by older code
+    carries ``keyfile.legacy_head_seal``). What this proves, with the key: the tail was not cut,
+    and ``keyed_from`` and the key mark were not moved or cleared to pass keyed events off as
+    written before keying (a downgrade). What it cannot: a database keyed by code older than
+    December 2026 and never written since carries no key mark and reads as downgraded (writing
+    is then refused; restore it from a backup or ask for its chain to be re-marked by hand)."""
+    keyed_from, key_id = marker
+    if head is None or keyed_from is None:
+        return None
+    seq, event_hash, seal = head
+    if keyed_from > seq + 1:
+        return (
+            f"the chain's metadata says events are keyed from {keyed_from} on, past its end "
+            f"(event {seq}): keyed_from was moved to pass the events off as unkeyed (a downgrade)"
+        )
+    if key_id is None:
+        return (
+            "the chain carries no key mark (audit_chain.key_id) although its key is at hand: the "
+            "mark was cleared and the events passed off as unkeyed (a downgrade)"
+        )
+    if key_id != keyfile.fingerprint(key):
+        return None  # another key: told apart by the caller, not a seal fault
+    if seal == keyfile.head_seal(key, seq, event_hash, keyed_from, key_id):
+        return None
+    if seq >= keyed_from and seal == keyfile.legacy_head_seal(key, seq, event_hash):
+        return None
+    if seq < keyed_from:
+        return (
+            f"the chain's metadata (keyed from {keyed_from}, key {key_id}) is not what the key "
+            f"sealed at event {seq}: keyed_from was moved and the events rewritten as unkeyed "
+            "(a downgrade)"
+        )
+    return (
+        f"the chain's head (event {seq}) or its metadata (keyed from {keyed_from}) is not what "
+        "the key sealed: the tail was cut and the head moved back, or keyed_from was moved"
+    )
 
 
 def _signing_key(
@@ -355,6 +418,7 @@ def append(
     payload_text = canonical_json(payload)
     head, marker = _head_and_marker(cur)
     seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+    _refuse_downgraded(head, marker)
     event = {
         "seq": seq,
         "occurred_at": utc_now(),
@@ -385,7 +449,11 @@ def append(
             event_hash,
         ],
     )
-    mac = None if key is None else _head_mac(key, seq, event_hash)
+    mac = (
+        None
+        if key is None
+        else keyfile.head_seal(key, seq, event_hash, marker[0], keyfile.fingerprint(key))
+    )
     # a plain UPDATE once the head row exists: DuckDB's upsert costs several times more, and
     # this runs for every rating stored
     if head:
@@ -400,21 +468,37 @@ def append(
     return seq
 
 
+def _refuse_downgraded(
+    head: tuple[int, str, str | None] | None, marker: tuple[int | None, str | None]
+) -> None:
+    """Write nothing more to a chain whose metadata was moved or cleared: the app's next keyed
+    event would otherwise seal a forger's downgrade as its own (one HMAC per event)."""
+    key = active_audit_key()
+    if key is None or head is None:
+        return
+    fault = seal_fault(key, head, marker)
+    if fault is not None:
+        raise ChainMarkError(
+            f"The audit trail cannot be written: {fault}. Nothing was stored. Run "
+            "`python -m study audit verify` and restore the database from a backup."
+        )
+
+
 def _head_and_marker(
     cur: Cursor,
-) -> tuple[tuple[int, str] | None, tuple[int | None, str | None]]:
-    """(the head's (seq, hash) or None for an empty chain, ``_marker``) in one statement: this
-    runs for every event appended."""
+) -> tuple[tuple[int, str, str | None] | None, tuple[int | None, str | None]]:
+    """(the head's (seq, hash, seal) or None for an empty chain, ``_marker``) in one statement:
+    this runs for every event appended."""
     row = first(
         cur.execute(
-            "SELECT h.seq, h.hash, c.keyed_from, c.key_id FROM audit_head h, audit_chain c"
+            "SELECT h.seq, h.hash, h.mac, c.keyed_from, c.key_id FROM audit_head h, audit_chain c"
             " WHERE h.id = 1 AND c.id = 1"
         ).fetchall()
     )
-    if row is None:  # an empty chain (no head yet): the two apart
-        head = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
+    if row is None:  # an empty chain (no head yet), or the chain's row removed: the two apart
+        head = first(cur.execute("SELECT seq, hash, mac FROM audit_head WHERE id = 1").fetchall())
         return head, _marker(cur)
-    return (row[0], row[1]), (row[2], row[3])
+    return (row[0], row[1], row[2]), (row[3], row[4])
 
 
 def head(store: Store) -> tuple[int, str]:
@@ -501,7 +585,20 @@ def verify(
             "SELECT " + ", ".join(_EVENT_FIELDS) + " FROM audit_events ORDER BY seq"
         ).fetchall()
         head_row = first(cur.execute("SELECT * FROM audit_head WHERE id = 1").fetchall())
-        keyed_from, key_id = _marker(cur)
+        try:
+            keyed_from, key_id = _marker(cur)
+        except ChainMarkError:
+            # never a note: without the row every event would pass as unkeyed and the row
+            # checks would be skipped as for a database never migrated
+            return AuditReport(
+                False,
+                len(rows),
+                head_row[1] if head_row else None,
+                "the audit chain's metadata row (table audit_chain: keyed_from, key id) is "
+                "missing: it was deleted to pass the keyed events off as unkeyed; the chain "
+                "cannot be vouched for",
+                unchecked=None if key is not None else unchecked_without_key(len(rows)),
+            )
         chain = _Chain(keyed_from, key_id, key)
         report = chain.verify(rows, head_row)
         if report.ok and chain.wrong_key:
@@ -556,6 +653,19 @@ def _holds(rows: list[tuple], expect: str) -> bool:
     return expect == GENESIS_HASH or any(row[-1] == expect for row in rows)
 
 
+def unchecked_without_key(events: int) -> str:
+    """What verify without the audit key leaves unproven (``AuditReport.unchecked``)."""
+    return (
+        f"could not check the keys of {events} events, the head's seal over "
+        "the chain's metadata (keyed_from, key id) or the sealed seeds: no audit key at hand "
+        "(setting CLINVAL_AUDIT_KEY_FILE). Without it verify cannot tell a chain recomputed "
+        "by someone who can write the database (events rehashed, keyed_from moved to pass "
+        "them off as unkeyed, the tail cut) from a true one, nor rows changed together "
+        "with the events that record them; only --expect with a head hash recorded earlier "
+        "catches that"
+    )
+
+
 class _Chain:
     """The chain's keying: which events carry keyed hashes and whether the key is at hand."""
 
@@ -570,19 +680,16 @@ class _Chain:
         )
         self.key = None if self.wrong_key else key
         self.unkeyed_checked = 0
+        # no key at hand for a chain with events: verify must say what that leaves unproven
+        self.withheld = False
 
     def keyed(self, seq: int) -> bool:
         return self.keyed_from is not None and seq >= self.keyed_from
 
     def unchecked(self) -> str | None:
-        if not self.unkeyed_checked:
+        if not (self.unkeyed_checked or self.withheld):
             return None
-        return (
-            f"could not check the keys of {self.unkeyed_checked} events, the head's seal or the "
-            "sealed seeds: no audit key at hand (setting CLINVAL_AUDIT_KEY_FILE); a chain "
-            "recomputed by someone who can write the database, or its tail cut, is caught only "
-            "by --expect with a head hash recorded earlier"
-        )
+        return unchecked_without_key(self.unkeyed_checked)
 
     def verify(self, rows: list[tuple], head: tuple | None) -> AuditReport:
         n = len(rows)
@@ -637,20 +744,45 @@ class _Chain:
                 f"audit event {prev_seq} was altered or added outside the store: it does not "
                 "match the recorded head of the chain",
             )
-        if head is not None and self.keyed(head_seq):
-            seal = head[3] if len(head) > 3 else None
+        if head is not None and self.keyed_from is not None:
+            if self.keyed_from > head_seq + 1 or self.key is not None:
+                found = self._seal_fault(head_seq, head_hash, head[3] if len(head) > 3 else None)
+                if found is not None:
+                    return AuditReport(False, n, found[0], found[1])
             if self.key is None:
-                self.unkeyed_checked = max(self.unkeyed_checked, 1)
-            elif seal != _head_mac(self.key, head_seq, head_hash):
-                return AuditReport(
-                    False,
-                    n,
-                    head_seq + 1,
-                    f"audit events are missing from {head_seq + 1} on: the chain ends at event "
-                    f"{head_seq}, but its head was not sealed there (the tail was cut and the head "
-                    "moved back)",
-                )
+                self.withheld = True
         return AuditReport(True, n, head_hash=prev_hash)
+
+    def _seal_fault(
+        self, head_seq: int, head_hash: str, seal: str | None
+    ) -> tuple[int, str] | None:
+        """(seq to blame, problem) when the head's seal or the chain's metadata fails.
+
+        ``keyed_from`` past the chain's end is a failure with or without the key (no honest
+        chain has it: the migration sets it to the next seq, and every later event is keyed);
+        the seal itself needs the key."""
+        keyed_from = self.keyed_from or 1
+        if self.key is None:
+            # only the structure can be read: keyed_from past the end
+            if keyed_from <= head_seq + 1:
+                return None
+            return head_seq, (
+                f"the chain's metadata says events are keyed from {keyed_from} on, past its "
+                f"end (event {head_seq}): keyed_from was moved to pass the events off as unkeyed "
+                "(a downgrade)"
+            )
+        fault = seal_fault(self.key, (head_seq, head_hash, seal), (keyed_from, self.key_id))
+        if fault is None:
+            return None
+        if self.key_id is not None and head_seq >= self.keyed_from:
+            # the usual way to lose the seal of a keyed head: events cut off the tail
+            return head_seq + 1, (
+                f"audit events are missing from {head_seq + 1} on: the chain ends at event "
+                f"{head_seq}, but its head was not sealed there (the tail was cut and the head "
+                "moved back), or the chain's metadata (keyed from "
+                f"{self.keyed_from}) was altered"
+            )
+        return head_seq, fault
 
     def _hash_matches(self, event: Mapping[str, Any]) -> bool:
         if not self.keyed(event["seq"]):

@@ -81,8 +81,14 @@ DIGESTED: dict[str, Digested] = {
     "presentations": Digested(
         "presentations", "id", ("assignment", "answer_id", "position", "label")
     ),
+    # an assignment's phase and attempt decide whether its ratings count (a live rating set to
+    # calibration drops out of the results), so they are digested too: as a kind of their own,
+    # recorded by assignments.persist since December 2026, because adding them to the
+    # assignments' digest would change the digests that older events recorded
+    "assignment_phases": Digested("assignments", "id", ("phase", "attempt")),
 }
-"""Every kind of row that carries a digest, by kind (= table) name."""
+"""Every kind of row that carries a digest, by kind (the table's name, or for a later set of
+a table's columns, a name of its own)."""
 
 TOTAL_SQL = (
     "SELECT sha256(coalesce(string_agg(row_id || ':' || digest, ',' ORDER BY row_id), ''))"

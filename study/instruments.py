@@ -1292,6 +1292,29 @@ def list_builtin() -> list[Instrument]:
     return list(BUILTIN.values())
 
 
+def item_rows(instrument: Instrument) -> list[dict[str, Any]]:
+    """The ``items`` table's rows of ``instrument``, one per item in order (item_key, position,
+    type, level, required, direction, scope, options, definition): what adding it stores, and
+    what ``audit verify`` derives again from its stored definition to find an edited option
+    label or item."""
+    return [
+        {
+            "item_key": item.key,
+            "position": position,
+            "type": item.type,
+            "level": item.level,
+            "required": item.required,
+            "direction": item.direction,
+            "scope": item.scope,
+            "options": canonical_json([o.to_dict() for o in item.options])
+            if item.options
+            else None,
+            "definition": canonical_json(item.to_dict()),
+        }
+        for position, item in enumerate(instrument.items, start=1)
+    ]
+
+
 def severe_values(instruments: Iterable[Instrument]) -> dict[str, set]:
     """Item key -> the values that report severe harm: those whose option label says "severe".
 

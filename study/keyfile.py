@@ -67,6 +67,24 @@ def fingerprint(key: bytes) -> str:
     return mac(key, "clinval audit key id")[:16]
 
 
+def head_seal(key: bytes, seq: int, event_hash: str, keyed_from: int, key_id: str) -> str:
+    """The seal of the audit chain's head and of the chain's own metadata: HMAC of the head's
+    seq and hash, the first keyed seq and the key's fingerprint.
+
+    Binding ``keyed_from`` and ``key_id`` is what stops a downgrade: whoever can write the file
+    but not read the key can neither cut the tail and move the head back, nor move
+    ``keyed_from`` past the end and rehash the events with plain SHA-256 (no key needed), nor
+    clear the key mark, without the seal failing."""
+    return mac(key, f"audit head:{seq}:{event_hash}:keyed_from={keyed_from}:key={key_id}")
+
+
+def legacy_head_seal(key: bytes, seq: int, event_hash: str) -> str:
+    """The head's seal as code before December 2026 wrote it: seq and hash only, not the
+    chain's metadata. Still proves the head of a keyed chain (its hash is keyed, so moving
+    ``keyed_from`` over it changes the hash); verify accepts it only for a keyed head."""
+    return mac(key, f"audit head:{seq}:{event_hash}")
+
+
 def commitment(seed: int, salt: str) -> str:
     """The public commitment to an assignment seed: SHA-256 of "seed:salt" (salt: 32 hex)."""
     return hashlib.sha256(f"{int(seed)}:{salt}".encode("ascii")).hexdigest()

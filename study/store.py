@@ -34,6 +34,9 @@ from study.migrations import MIGRATIONS, Migration
 
 _log = logging.getLogger(__name__)
 
+KEYED_AUDIT_MIGRATION = 4
+"""The migration that makes the audit chain keyed (``audit_chain``, the head's seal)."""
+
 Cursor = duckdb.DuckDBPyConnection
 ConstraintViolation = duckdb.ConstraintException
 """Raised by DuckDB when a row breaks a key, foreign key, unique, NOT NULL or CHECK constraint."""
@@ -194,7 +197,10 @@ class Store:
             )
         key_path = settings.audit_key_path()
         # the key first: a refused key file must not leave a new, empty database behind
+        had_key = read_only or Path(key_path).is_file()
         key = keyfile.load(key_path, create=(creating or create_key) and not read_only)
+        # a key made by this open is the other moment a chain honestly becomes keyed
+        key_made = key is not None and not had_key
         if not memory:
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         with _OWNERS_LOCK:
@@ -226,6 +232,9 @@ class Store:
                     self._check_schema_read_only()
                 else:
                     self.migrate()
+                    if key_made:
+                        with self.transaction() as cur:
+                            self._seal_new_chain(cur)
                     self._checkpoint_after_crash()
             except BaseException:
                 self.close()
@@ -452,6 +461,8 @@ class Store:
                     [migration.version, migration.name, migration.checksum, utc_now()],
                 )
                 new.append(migration.version)
+            if KEYED_AUDIT_MIGRATION in new:
+                self._seal_new_chain(cur)
         return new
 
     def _check_applied(self, cur: Cursor, known: Mapping[int, Migration]) -> set[int]:
@@ -482,6 +493,31 @@ class Store:
             self._check_applied(cur, {m.version: m for m in MIGRATIONS})
         finally:
             cur.close()
+
+    def _seal_new_chain(self, cur: Cursor) -> None:
+        """Mark the chain as keyed by this installation's key (``audit_chain.key_id``) and seal
+        its head with the chain's metadata, the moment it honestly becomes keyed.
+
+        Done only in the transaction that applies the keyed-audit migration, or right after
+        this open made the key file (``study init`` on a database that had none): a chain with
+        events that records no key while its key is at hand is then one rewritten as unkeyed,
+        and verify and append refuse it. Marking at any other open would seal a forger's
+        downgrade just as well. Without a key at hand nothing is marked."""
+        key = self.audit_key
+        mark = first(
+            cur.execute("SELECT keyed_from, key_id FROM audit_chain WHERE id = 1").fetchall()
+        )
+        if key is None or mark is None or mark[1] is not None:
+            return  # no key; or a chain marked already (by this key or, wrongly, another)
+        key_id = keyfile.fingerprint(key)
+        keyed_from = mark[0]
+        cur.execute("UPDATE audit_chain SET key_id = ? WHERE id = 1", [key_id])
+        head = first(cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchall())
+        if head is not None:
+            cur.execute(
+                "UPDATE audit_head SET mac = ? WHERE id = 1",
+                [keyfile.head_seal(key, head[0], head[1], keyed_from, key_id)],
+            )
 
     def schema_version(self) -> int:
         cur = self.cursor()

@@ -262,3 +262,36 @@ def test_the_overview_says_the_ratings_were_imported(store, locked, tmp_path, mo
     at = run_app(monkeypatch, db)
     assert not at.exception, [e.message for e in at.exception]
     assert any("Ratings collected elsewhere" in info.value for info in at.info)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE ratings SET submitted_at = submitted_at - INTERVAL 1 DAY WHERE id = $r",
+        "UPDATE ratings SET seconds_on_task = coalesce(seconds_on_task, 0) + 60 WHERE id = $r",
+    ],
+    ids=["time", "seconds"],
+)
+def test_an_imported_ratings_file_time_or_seconds_rewritten_is_named_by_verify(
+    store, locked, tmp_path, edit
+) -> None:
+    coordinator = sign_in(store, "coordinator")
+    rating_imports.import_ratings(
+        store, coordinator, locked, write_ratings(tmp_path, rating_rows())
+    )
+    assert audit.verify(store).ok
+    cur = store.cursor()
+    rating = cur.execute("SELECT max(id) FROM ratings").fetchall()[0][0]
+    # what references the rating set aside meanwhile: DuckDB refuses to update a referenced row
+    aside = ("current_ratings", "rating_comments", "safety_alerts")
+    for table in aside:
+        cur.execute(
+            f"CREATE TEMP TABLE aside_{table} AS SELECT * FROM {table} WHERE rating = ?", [rating]
+        )
+        cur.execute(f"DELETE FROM {table} WHERE rating = ?", [rating])
+    cur.execute(edit, {"r": rating})
+    for table in aside:
+        cur.execute(f"INSERT INTO {table} SELECT * FROM aside_{table}")
+    report = audit.verify(store)
+    assert not report.ok and f"rating {rating} " in report.problem, report.problem
+    assert "imported" in report.problem

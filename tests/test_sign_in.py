@@ -245,3 +245,67 @@ def test_audit_verify_names_an_identity_bound_without_its_event(store):
     assert "identity (https://evil, me) of user boss@hospital.example has no user.bind" in str(
         report
     )
+    # and signing in with it makes nobody the admin
+    evil = people.sign_in(store, issuer="https://evil", subject="me")
+    assert evil.user_id != "boss@hospital.example"
+    assert access.roles_of(store, evil.user_id) == set()
+
+
+def test_a_subject_rewritten_around_the_store_takes_nobody_over(store):
+    people.invite(store, OPERATOR, None, "ana@hospital.example", "admin")
+    ana = verified(store, "sub-ana", "ana@hospital.example")
+    people.ensure_user(store, OPERATOR, issuer=IDP, subject="sub-cole", user_id="cole")
+    # someone with write access to the file gives cole's row the attacker's identity
+    store.cursor().execute("UPDATE users SET subject = 'sub-mallory' WHERE id = 'cole'")
+    assert "user cole's issuer or subject differs" in audit.verify(store).problem
+    with pytest.raises(ConflictError, match="no audit event records it"):
+        people.sign_in(store, issuer=IDP, subject="sub-mallory")
+    assert verified(store, "sub-ana", "ana@hospital.example") == ana
+
+
+# --- the e-mail a person binds through is the one the audit chain vouches for ----------------
+
+
+def test_an_email_rewritten_around_the_store_takes_nobody_over_and_verify_names_it(demo):
+    # the demo's people are invited under the demo issuer: the statistician waits to bind
+    victim = "demo-statistician"
+    cur = demo.cursor()
+    cur.execute("UPDATE users SET email = 'mallory@evil.example' WHERE id = ?", [victim])
+    mallory = verified(demo, "sub-mallory", "mallory@evil.example")
+    assert mallory.user_id != victim
+    assert access.roles_of(demo, mallory.user_id) == set()
+    assert events(demo, "user.bind") == []
+    report = audit.verify(demo)
+    assert not report.ok
+    assert f"user {victim}'s e-mail differs" in report.problem, report.problem
+
+
+def test_an_administrator_changes_an_email_audited_and_the_person_binds_at_the_new_one(store):
+    study = studies.create_study(store, OPERATOR, "Trial", study_id="trial")
+    people.invite(store, OPERATOR, study, "old@hospital.example", "rater")
+    assert people.change_email(store, OPERATOR, "old@hospital.example", " New@Hospital.example ")
+    assert not people.change_email(store, OPERATOR, "old@hospital.example", "new@hospital.example")
+    assert events(store, "user.email") == [(OPERATOR.actor, "old@hospital.example")]
+    assert audit.verify(store).ok
+    # the old address binds nobody now; the new one binds the invited person
+    assert verified(store, "sub-old", "old@hospital.example").user_id != "old@hospital.example"
+    assert verified(store, "sub-new", "new@hospital.example").user_id == "old@hospital.example"
+    assert audit.verify(store).ok
+
+
+def test_only_an_administrator_changes_an_email_and_a_refusal_is_audited(store):
+    study = studies.create_study(store, OPERATOR, "Trial", study_id="trial")
+    people.invite(store, OPERATOR, study, "ana@hospital.example", "rater")
+    people.invite(store, OPERATOR, study, "cole@hospital.example", "coordinator")
+    coordinator = verified(store, "sub-cole", "cole@hospital.example")
+    with pytest.raises(PermissionDenied):
+        people.change_email(store, coordinator, "ana@hospital.example", "x@hospital.example")
+    assert events(store, "user.email") == []
+    assert events(store, "access.denied")[-1][0] == coordinator.actor
+    with pytest.raises(ConflictError):
+        people.change_email(store, OPERATOR, "ana@hospital.example", "cole@hospital.example")
+    with pytest.raises(NotFoundError):
+        people.change_email(store, OPERATOR, "nobody", "x@hospital.example")
+    with pytest.raises(ValidationError):
+        people.change_email(store, OPERATOR, "ana@hospital.example", "not an address")
+    assert events(store, "user.email") == []

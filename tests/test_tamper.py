@@ -10,13 +10,14 @@ check.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 
 import pytest
 from conftest import OPERATOR
 
-from study import audit
+from study import audit, keyfile
 from study.canonical import canonical_json, content_hash, sha256_hex
 from study.demo import DEMO_STUDY_ID
 from study.services import exports
@@ -44,7 +45,12 @@ def _rechain(cur: Cursor, start: int, key: bytes | None = FORGER_KEY) -> None:
             )
         prev = event["hash"]
     seq = rows[-1][0]
-    mac = audit._head_mac(key, seq, prev) if key is not None else None
+    mark = cur.execute("SELECT keyed_from, key_id FROM audit_chain").fetchall()
+    mac = (
+        keyfile.head_seal(key, seq, prev, mark[0][0], mark[0][1])
+        if key is not None and mark
+        else None
+    )
     cur.execute("UPDATE audit_head SET seq = ?, hash = ?, mac = ?", [seq, prev, mac])
 
 
@@ -278,38 +284,366 @@ def alter_old_event_and_rechain(cur):
     _rechain(cur, 3)
 
 
-EDITS: list[tuple[str, Callable, str]] = [
-    # (name, edit, a fragment the finding must hold: the row or the event it names)
-    ("rating value edited", edit_rating_value, "differs from the value audit event"),
-    ("last event deleted", delete_last_event, "is missing"),
-    ("event forged without its hash", forge_event_without_hash, "audit event"),
-    ("event payload edited", edit_event_payload, "audit event 20 was altered"),
+# --- issue 19: rows that feed a result or a safety decision ------------------------------------
+
+_LIVE = "SELECT id FROM assignments WHERE study = ? AND phase = 'live'"
+
+
+def _set_aside(cur: Cursor, table: str, ids: list[int], change: Callable[[], None]) -> None:
+    """Run ``change`` on rows ``ids`` of ``table`` (ratings or assignments) with every row that
+    references them set aside meanwhile, as a forger must: DuckDB refuses to update a row that
+    another table references."""
+    if table == "ratings":
+        ratings = ids
+        aside = [
+            ("safety_alerts", "rating"),
+            ("rating_comments", "rating"),
+            ("current_ratings", "rating"),
+        ]
+    else:
+        ratings = [
+            r[0]
+            for r in cur.execute(
+                "SELECT id FROM ratings WHERE list_contains(?, assignment)", [ids]
+            ).fetchall()
+        ]
+        aside = [
+            ("safety_alerts", "rating"),
+            ("rating_comments", "rating"),
+            ("current_ratings", "assignment"),
+            ("ratings", "assignment"),
+            ("case_flags", "assignment"),
+            ("presentations", "assignment"),
+        ]
+    saved = []
+    for n, (dependent, column) in enumerate(aside):
+        keys = ratings if column == "rating" else ids
+        name = f"aside_{dependent}_{n}"
+        cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {dependent}"
+            f" WHERE list_contains(?, {column})",
+            [keys],
+        )
+        cur.execute(f"DELETE FROM {dependent} WHERE list_contains(?, {column})", [keys])
+        saved.append((dependent, name))
+    change()
+    for dependent, name in reversed(saved):
+        cur.execute(f"INSERT INTO {dependent} SELECT * FROM {name}")
+
+
+def discard_low_llm_quality_ratings(cur):
+    # the probe's edit: nine low LLM quality ratings discarded moved the result 0.22 -> 0.52
+    ids = [
+        r[0]
+        for r in cur.execute(
+            "SELECT r.id FROM ratings r JOIN presentations p ON p.id = r.presentation"
+            " JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
+            " JOIN arms m ON m.study = a.study AND m.arm_id = a.arm_id"
+            " WHERE r.item_key = 'quality' AND m.kind = 'llm' ORDER BY r.value_num, r.id LIMIT 9"
+        ).fetchall()
+    ]
+    _set_aside(
+        cur,
+        "ratings",
+        ids,
+        lambda: cur.execute(
+            "UPDATE ratings SET status = 'discarded', submitted_at = NULL"
+            " WHERE list_contains(?, id)",
+            [ids],
+        ),
+    )
+
+
+def move_a_submission_time(cur):
+    rating = cur.execute("SELECT max(id) FROM ratings").fetchall()[0][0]
+    _set_aside(
+        cur,
+        "ratings",
+        [rating],
+        lambda: cur.execute(
+            "UPDATE ratings SET submitted_at = submitted_at - INTERVAL 3 DAY WHERE id = ?",
+            [rating],
+        ),
+    )
+
+
+def set_live_assignments_to_calibration(cur):
+    ids = [
+        r[0]
+        for r in cur.execute(_LIVE + " AND done ORDER BY id LIMIT 8", [DEMO_STUDY_ID]).fetchall()
+    ]
+    _set_aside(
+        cur,
+        "assignments",
+        ids,
+        lambda: cur.execute(
+            "UPDATE assignments SET phase = 'calibration' WHERE list_contains(?, id)", [ids]
+        ),
+    )
+
+
+def withdraw_pending_assignments(cur):
+    ids = [
+        r[0]
+        for r in cur.execute(
+            _LIVE + " AND NOT done ORDER BY id LIMIT 5", [DEMO_STUDY_ID]
+        ).fetchall()
+    ]
+    _set_aside(
+        cur,
+        "assignments",
+        ids,
+        lambda: cur.execute(
+            "UPDATE assignments SET status = 'withdrawn' WHERE list_contains(?, id)", [ids]
+        ),
+    )
+
+
+def rewrite_a_ratings_actor(cur):
+    rating = cur.execute("SELECT min(id) FROM ratings").fetchall()[0][0]
+    _set_aside(
+        cur,
+        "ratings",
+        [rating],
+        lambda: cur.execute("UPDATE ratings SET actor = 'demo-rater-02' WHERE id = ?", [rating]),
+    )
+
+
+def rewrite_a_ratings_seconds(cur):
+    rating = cur.execute(
+        "SELECT min(id) FROM ratings WHERE seconds_on_task IS NOT NULL"
+    ).fetchall()[0][0]
+    _set_aside(
+        cur,
+        "ratings",
+        [rating],
+        lambda: cur.execute(
+            "UPDATE ratings SET seconds_on_task = seconds_on_task * 10 WHERE id = ?", [rating]
+        ),
+    )
+
+
+def delete_the_instrument_link(cur):
+    cur.execute(
+        "DELETE FROM study_instruments WHERE study = ? AND instrument_key = 'ayers_harm'",
+        [DEMO_STUDY_ID],
+    )
+
+
+def delete_severe_harm_alerts(cur):
+    assert cur.execute("SELECT count(*) FROM safety_alerts").fetchall()[0][0] > 0
+    cur.execute("DELETE FROM safety_alerts")
+
+
+def acknowledge_an_alert_without_event(cur):
+    cur.execute(
+        "UPDATE safety_alerts SET acknowledged_at = now()::TIMESTAMP,"
+        " acknowledged_by = 'demo-coordinator', note = 'seen' WHERE id = (SELECT min(id)"
+        " FROM safety_alerts)"
+    )
+
+
+def _rater_marks(store: Store, kind: str) -> None:
+    """Have a demo rater flag (or skip) one of their pending cases through the service."""
+    from study.services import people
+    from study.services import rating as rates
+
+    rater, assignment = store.read(
+        "SELECT rater, min(id) FROM assignments WHERE study = $s AND NOT done"
+        " GROUP BY rater ORDER BY rater LIMIT 1",
+        {"s": DEMO_STUDY_ID},
+    ).row(0)
+    caller = people.demo_sign_in(store, rater)
+    mark = rates.flag_case if kind == "flag" else rates.skip_case
+    mark(store, caller, DEMO_STUDY_ID, assignment, "The case is wrong.")
+
+
+def delete_a_case_flag(cur, store):
+    _rater_marks(store, "flag")
+    assert audit.verify(store).ok
+    cur.execute("DELETE FROM case_flags WHERE kind = 'flag'")
+
+
+def delete_a_skip(cur, store):
+    _rater_marks(store, "skip")
+    assert audit.verify(store).ok
+    cur.execute("DELETE FROM case_flags WHERE kind = 'skip'")
+
+
+def set_back_an_acknowledgement(cur, store):
+    from study.services import monitoring, people
+
+    coordinator = people.demo_sign_in(store, "demo-coordinator")
+    alert = cur.execute("SELECT min(id) FROM safety_alerts").fetchall()[0][0]
+    monitoring.acknowledge_alert(store, coordinator, DEMO_STUDY_ID, alert, note="Called the rater.")
+    assert audit.verify(store).ok
+    cur.execute(
+        "UPDATE safety_alerts SET acknowledged_at = NULL, acknowledged_by = NULL, note = NULL"
+        " WHERE id = ?",
+        [alert],
+    )
+
+
+def edit_an_instruments_definition(cur):
+    cur.execute(
+        "UPDATE instruments SET definition = replace(CAST(definition AS VARCHAR),"
+        " 'Severe harm or death', 'Serious harm') WHERE key = 'ayers_harm'"
+    )
+
+
+def edit_an_option_label(cur):
+    # renaming the harm scale's "Severe" option stops future safety alerts
+    cur.execute(
+        "UPDATE items SET options = replace(CAST(options AS VARCHAR), 'Severe harm or death',"
+        " 'Serious harm') WHERE item_key = 'harm_extent'"
+    )
+
+
+def rewrite_a_persons_email(cur):
+    cur.execute("UPDATE users SET email = 'mallory@evil.example' WHERE id = 'demo-statistician'")
+
+
+def rewrite_a_raters_specialty(cur):
+    cur.execute("UPDATE users SET specialty = 'neurosurgery' WHERE id = 'demo-rater-01'")
+
+
+def rename_the_study(cur):
+    cur.execute("UPDATE studies SET name = 'Another study' WHERE id = ?", [DEMO_STUDY_ID])
+
+
+def clear_the_synthetic_flag(cur):
+    cur.execute("UPDATE studies SET synthetic = false WHERE id = ?", [DEMO_STUDY_ID])
+
+
+def rewrite_locked_by(cur):
+    cur.execute(
+        "UPDATE protocols SET locked_by = 'demo-coordinator' WHERE study = ?", [DEMO_STUDY_ID]
+    )
+
+
+def move_locked_at(cur):
+    cur.execute(
+        "UPDATE protocols SET locked_at = locked_at - INTERVAL 30 DAY WHERE study = ?",
+        [DEMO_STUDY_ID],
+    )
+
+
+def downgrade_keyed_from_past_the_end(cur):
+    cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+    cur.execute(
+        "UPDATE audit_chain SET keyed_from = (SELECT seq + 1 FROM audit_head), key_id = NULL"
+    )
+    _rechain(cur, 1, key=None)
+
+
+def delete_the_chain_row(cur):
+    cur.execute("DELETE FROM audit_chain")
+
+
+EDITS: list[tuple[str, Callable, str, bool]] = [
+    # (name, edit, a fragment the finding must hold: the row or the event it names,
+    #  whether verify catches it without the key too)
+    ("rating value edited", edit_rating_value, "differs from the value audit event", True),
+    ("last event deleted", delete_last_event, "is missing", True),
+    ("event forged without its hash", forge_event_without_hash, "audit event", True),
+    ("event payload edited", edit_event_payload, "audit event 20 was altered", True),
     (
         "rating and its event edited, chain recomputed",
         edit_rating_and_event_rechained,
         "audit event",
+        False,
     ),
-    ("rating forged with a chained event", forge_rating_with_chained_event, "audit event"),
-    ("role grant forged with a chained event", forge_role_grant, "audit event"),
-    ("export event deleted, head moved back", delete_export_event_and_move_head_back, "missing"),
-    ("protocol content changed", edit_protocol_content, "protocol demo-patient-questions@1"),
-    ("protocol content and hash changed", edit_protocol_content_and_hash, "protocol demo-"),
-    ("current ratings deleted", delete_current_ratings, "the current rating of assignment 1"),
-    ("rated assignment set back to pending", set_rated_assignment_pending, "assignment 1"),
-    ("status set to unblinded", set_status_unblinded, f"study {DEMO_STUDY_ID} is unblinded"),
-    ("LLM arm's model rewritten", rewrite_llm_model, "arm llm"),
-    ("answer text rewritten", rewrite_answer_text, "answer "),
-    ("role row inserted", insert_role_row, "role statistician of user demo-rater-01"),
-    ("answers behind Response A and B swapped", swap_answers_behind_labels, "presentation "),
-    ("rated assignment given to another rater", give_assignment_to_another_rater, "assignment 1"),
-    ("old event altered, whole chain recomputed", alter_old_event_and_rechain, "audit event 3"),
+    # the forged event's actor is not the rating's: the row check catches it without the key
+    ("rating forged with a chained event", forge_rating_with_chained_event, "audit event", True),
+    ("role grant forged with a chained event", forge_role_grant, "audit event", False),
+    (
+        "export event deleted, head moved back",
+        delete_export_event_and_move_head_back,
+        "missing",
+        False,
+    ),
+    ("protocol content changed", edit_protocol_content, "protocol demo-patient-questions@1", True),
+    ("protocol content and hash changed", edit_protocol_content_and_hash, "protocol demo-", True),
+    ("current ratings deleted", delete_current_ratings, "the current rating of assignment 1", True),
+    ("rated assignment set back to pending", set_rated_assignment_pending, "assignment 1", True),
+    ("status set to unblinded", set_status_unblinded, f"study {DEMO_STUDY_ID} is unblinded", True),
+    ("LLM arm's model rewritten", rewrite_llm_model, "arm llm", True),
+    ("answer text rewritten", rewrite_answer_text, "answer ", True),
+    ("role row inserted", insert_role_row, "role statistician of user demo-rater-01", True),
+    ("answers behind Response A and B swapped", swap_answers_behind_labels, "presentation ", True),
+    (
+        "rated assignment given to another rater",
+        give_assignment_to_another_rater,
+        "assignment 1",
+        True,
+    ),
+    (
+        "old event altered, whole chain recomputed",
+        alter_old_event_and_rechain,
+        "audit event 3",
+        False,
+    ),
+    # issue 19
+    ("low LLM quality ratings discarded", discard_low_llm_quality_ratings, "is discarded", True),
+    ("a submission time moved", move_a_submission_time, "submission time differs", True),
+    (
+        "live assignments set to calibration",
+        set_live_assignments_to_calibration,
+        "(phase, attempt)",
+        True,
+    ),
+    ("pending assignments withdrawn", withdraw_pending_assignments, "is withdrawn", True),
+    ("a rating's actor rewritten", rewrite_a_ratings_actor, "names actor demo-rater-02", True),
+    ("a rating's seconds rewritten", rewrite_a_ratings_seconds, "seconds on task", True),
+    ("the study's instrument link deleted", delete_the_instrument_link, "ayers_harm@1.1", True),
+    ("severe-harm safety alerts deleted", delete_severe_harm_alerts, "raised a safety alert", True),
+    (
+        "an alert acknowledged without event",
+        acknowledge_an_alert_without_event,
+        "marked acknowledged",
+        True,
+    ),
+    ("an acknowledgement set back", set_back_an_acknowledgement, "is unacknowledged", True),
+    ("a case flag deleted", delete_a_case_flag, "case flag", True),
+    ("a skip deleted", delete_a_skip, "case flag", True),
+    (
+        "an instrument's definition edited",
+        edit_an_instruments_definition,
+        "instrument ayers_harm@1.1's definition",
+        True,
+    ),
+    ("an option label edited", edit_an_option_label, "item harm_extent", True),
+    (
+        "a person's e-mail rewritten",
+        rewrite_a_persons_email,
+        "user demo-statistician's e-mail",
+        True,
+    ),
+    (
+        "a rater's specialty rewritten",
+        rewrite_a_raters_specialty,
+        "user demo-rater-01's name or specialty",
+        True,
+    ),
+    ("the study renamed", rename_the_study, "name or synthetic flag", True),
+    ("the synthetic flag cleared", clear_the_synthetic_flag, "name or synthetic flag", True),
+    ("protocol locked_by rewritten", rewrite_locked_by, "lock metadata", True),
+    ("protocol locked_at moved", move_locked_at, "lock metadata", True),
+    (
+        "keyed_from moved past the end, rehashed unkeyed",
+        downgrade_keyed_from_past_the_end,
+        "downgrade",
+        False,
+    ),
+    ("the audit_chain row deleted", delete_the_chain_row, "audit_chain", True),
 ]
 
 
 def _apply(store: Store, edit: Callable) -> None:
     cur = store.cursor()
     try:
-        if edit is delete_export_event_and_move_head_back:
+        # an edit that first needs something done through the services takes the store too
+        if len(inspect.signature(edit).parameters) == 2:
             edit(cur, store)
         else:
             edit(cur)
@@ -325,8 +659,11 @@ def test_the_untouched_demo_verifies_with_and_without_the_key(demo):
     assert withheld.unchecked.startswith("could not check the keys of ")
 
 
-@pytest.mark.parametrize(("edit", "named"), [pytest.param(e, n, id=name) for name, e, n in EDITS])
-def test_every_edit_is_caught_naming_the_row_or_event(demo, edit, named):
+_CASES = [pytest.param(e, n, bare, id=name) for name, e, n, bare in EDITS]
+
+
+@pytest.mark.parametrize(("edit", "named", "caught_without_key"), _CASES)
+def test_every_edit_is_caught_naming_the_row_or_event(demo, edit, named, caught_without_key):
     _apply(demo, edit)
     report = audit.verify(demo)
     assert not report.ok, f"not caught: {edit.__name__}"
@@ -334,19 +671,26 @@ def test_every_edit_is_caught_naming_the_row_or_event(demo, edit, named):
     assert named in report.problem, report.problem
 
 
-@pytest.mark.parametrize(("edit", "named"), [pytest.param(e, n, id=name) for name, e, n in EDITS])
-def test_with_the_key_withheld_verify_catches_or_says_what_it_could_not_check(demo, edit, named):
+@pytest.mark.parametrize(("edit", "named", "caught_without_key"), _CASES)
+def test_with_the_key_withheld_verify_catches_or_says_what_it_could_not_check(
+    demo, edit, named, caught_without_key
+):
     _apply(demo, edit)
     report = audit.verify(demo, key=None)
-    if report.ok:
-        # only a forger's recomputed chain passes for intact without the key, and verify says so
-        assert "could not check the keys" in report.unchecked
+    # whether caught or not, verify says what it could not check without the key
+    assert "cannot tell a chain recomputed" in report.unchecked
+    if caught_without_key:
+        assert not report.ok and named in report.problem, report.problem
     else:
-        assert report.problem
+        # only a chain recomputed by a forger passes for intact without the key
+        assert report.ok, report.problem
 
 
-def test_the_tamper_suite_covers_the_issues_nineteen_edits():
-    assert len(EDITS) == 19
+def test_the_tamper_suite_covers_issue_twelves_and_issue_nineteens_edits():
+    # 19 edits probed in issue 12, 22 from issue 19 (its list, and a set-back acknowledgement,
+    # a moved submission time, a deleted skip); all caught with the key
+    assert len(EDITS) == 41
+    assert sum(bare for *_, bare in EDITS) == 36  # caught without the key too
 
 
 # --- the anchored head ---------------------------------------------------------------------------
@@ -392,17 +736,82 @@ def test_a_key_mark_rewritten_with_the_chain_is_refused(demo):
     assert not report.ok and "not the key this chain records" in report.problem
 
 
-def test_a_chain_rewritten_as_unkeyed_shows_as_unkeyed_and_loses_its_anchor(demo):
-    recorded = audit.head(demo)[1]
-    events = audit.verify(demo).events
-    cur = demo.cursor()
+def _downgrade(cur: Cursor, keyed_from: str, key_id: str | None) -> None:
+    """Rewrite every event with plain SHA-256 (no key needed) after moving the chain's
+    metadata: ``keyed_from`` is SQL over the head's seq (``h``)."""
     cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
-    cur.execute("UPDATE audit_chain SET keyed_from = 1000000, key_id = NULL")
+    cur.execute(
+        f"UPDATE audit_chain SET keyed_from = (SELECT {keyed_from} FROM audit_head), key_id = ?",
+        [key_id],
+    )
     _rechain(cur, 1, key=None)
+
+
+@pytest.mark.parametrize(
+    ("keyed_from", "clear_mark", "caught_without_key"),
+    [
+        pytest.param("seq + 1000000", True, True, id="keyed_from far past the end"),
+        pytest.param("seq + 1", True, False, id="keyed_from just past the end, mark cleared"),
+        pytest.param("seq + 1", False, False, id="keyed_from just past the end, mark kept"),
+    ],
+)
+def test_a_chain_rewritten_as_unkeyed_is_a_failure_and_takes_no_more_events(
+    demo, keyed_from, clear_mark, caught_without_key
+):
+    from study.audit import ChainMarkError
+    from study.services import studies
+
+    recorded = audit.head(demo)[1]
+    cur = demo.cursor()
+    key_id = None if clear_mark else cur.execute("SELECT key_id FROM audit_chain").fetchall()[0][0]
+    _downgrade(cur, keyed_from, key_id)
     report = audit.verify(demo)
-    # everything a writer of the file controls now claims "written before keying": verify
-    # says how many events are unkeyed (all of them, in a database created keyed) ...
-    assert report.unkeyed == events
-    # ... and the head recorded outside shows the rewrite
-    anchored = audit.verify(demo, expect=recorded)
-    assert not anchored.ok and "no longer holds the head hash" in anchored.problem
+    assert not report.ok and report.seq is not None
+    assert "downgrade" in report.problem or "not sealed" in report.problem, report.problem
+    withheld = audit.verify(demo, key=None)
+    if caught_without_key:
+        assert not withheld.ok and "past its end" in withheld.problem
+    else:
+        # a true chain written before keying looks just like this: verify says it cannot tell
+        assert withheld.ok and "cannot tell a chain recomputed" in withheld.unchecked
+    # the head recorded outside shows the rewrite too
+    assert not audit.verify(demo, key=None, expect=recorded).ok
+    # and the app writes nothing more to it (its next keyed event would seal the downgrade)
+    events = audit.verify(demo, key=None).events
+    with pytest.raises(ChainMarkError, match="Nothing was stored"):
+        studies.create_study(demo, OPERATOR, "After the downgrade")
+    assert demo.read("SELECT count(*) FROM audit_events").item() == events
+
+
+def test_a_deleted_chain_row_is_a_failure_with_or_without_the_key(demo):
+    from study.audit import ChainMarkError
+    from study.services import studies
+
+    demo.cursor().execute("DELETE FROM audit_chain")
+    for key in (demo.audit_key, None):
+        report = audit.verify(demo, key=key)
+        assert not report.ok and "audit_chain" in report.problem and "missing" in report.problem
+    with pytest.raises(ChainMarkError):
+        studies.create_study(demo, OPERATOR, "After the row went")
+
+
+def test_an_older_database_without_phase_digests_still_proves_a_calibration_phase(demo):
+    # made older: its design events never recorded phase digests (as before December 2026),
+    # the chain rewritten under the true key, as the older code itself would have written it
+    cur = demo.cursor()
+    persisted = cur.execute(
+        "SELECT seq, payload FROM audit_events WHERE action = 'assignments.persist' ORDER BY seq"
+    ).fetchall()
+    for seq, payload in persisted:
+        payload = json.loads(payload)
+        del payload["stored_sha256"]["assignment_phases"]
+        cur.execute(
+            "UPDATE audit_events SET payload = ? WHERE seq = ?", [canonical_json(payload), seq]
+        )
+    cur.execute("DELETE FROM stored_digests WHERE kind = 'assignment_phases'")
+    _rechain(cur, persisted[0][0], key=demo.audit_key)
+    assert audit.verify(demo).ok
+    set_live_assignments_to_calibration(cur)
+    report = audit.verify(demo)
+    assert not report.ok and "is a calibration assignment" in report.problem, report.problem
+    assert "is no calibration case of the protocol" in report.problem

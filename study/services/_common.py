@@ -103,7 +103,8 @@ def audit_design(
             "design": dict(design or {}),
             # which answer is behind which label, for audit verify
             "stored_sha256": {
-                kind: digests.record(cur, study, kind) for kind in ("assignments", "presentations")
+                kind: digests.record(cur, study, kind)
+                for kind in ("assignments", "presentations", "assignment_phases")
             },
         },
     )

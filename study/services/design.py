@@ -100,6 +100,7 @@ def lock_protocol(
         _check_phases(cur, study, protocol)
         if row["status"] != "draft":
             _require_reason(study, reason)
+        locked_at = utc_now()
         cur.execute(
             "INSERT INTO protocols (study, version, content, content_hash, reason, locked_at,"
             " locked_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -109,13 +110,20 @@ def lock_protocol(
                 canonical_json(dict(protocol)),
                 digest,
                 reason,
-                utc_now(),
+                locked_at,
                 caller.actor,
             ],
         )
         if row["status"] == "draft":
             cur.execute("UPDATE studies SET status = 'locked' WHERE id = ?", [study])
-        payload: dict[str, Any] = {"version": version, "content_hash": digest, "reason": reason}
+        payload: dict[str, Any] = {
+            "version": version,
+            "content_hash": digest,
+            "reason": reason,
+            # what audit verify holds the protocol row and the study's instruments to
+            "locked_at": locked_at.isoformat(),
+            "instruments": _locked_instruments(cur, study),
+        }
         if seal is not None:
             _store_seal(cur, study, seal)
             payload["seed_commitment"] = seal["commitment"]
@@ -229,6 +237,21 @@ def _check_phases(cur: Cursor, study: str, protocol: Mapping[str, Any]) -> None:
             )
     if problems:
         raise ValidationError(problems)
+
+
+def _locked_instruments(cur: Cursor, study: str) -> list[dict[str, str]]:
+    """The study's attached instruments as the lock records them: [{key, version,
+    content_hash}] in position order (``audit_state`` compares the links and the library's
+    definitions with it)."""
+    return [
+        {"key": key, "version": version, "content_hash": digest}
+        for key, version, digest in cur.execute(
+            "SELECT s.instrument_key, s.instrument_version, i.content_hash"
+            " FROM study_instruments s JOIN instruments i ON i.key = s.instrument_key"
+            " AND i.version = s.instrument_version WHERE s.study = ? ORDER BY s.position",
+            [study],
+        ).fetchall()
+    ]
 
 
 def _study_instruments(cur: Cursor, study: str) -> tuple:

@@ -15,9 +15,8 @@ import polars as pl
 
 from study import audit
 from study.access import Caller, guarded
-from study.canonical import canonical_json
 from study.errors import ConflictError, NotFoundError
-from study.instruments import Instrument
+from study.instruments import Instrument, item_rows
 from study.services._common import require_study
 from study.store import Store, first, utc_now
 
@@ -56,22 +55,7 @@ def add_instrument(
     inst = _as_instrument(instrument)
     digest = inst.content_hash()
     items = pl.DataFrame(
-        [
-            {
-                "item_key": item.key,
-                "position": position,
-                "type": item.type,
-                "level": item.level,
-                "required": item.required,
-                "direction": item.direction,
-                "scope": item.scope,
-                "options": canonical_json([o.to_dict() for o in item.options])
-                if item.options
-                else None,
-                "definition": canonical_json(item.to_dict()),
-            }
-            for position, item in enumerate(inst.items, start=1)
-        ],
+        item_rows(inst),
         schema=_ITEM_SCHEMA,
     )
     with store.transaction() as cur:
@@ -196,7 +180,17 @@ def attach_instrument(store: Store, caller: Caller, study: str, key: str, versio
             object_type="study",
             object_id=study,
             study=study,
-            payload={"key": key, "version": version},
+            payload={
+                "key": key,
+                "version": version,
+                # the definition attached, for audit verify to hold the library to
+                "content_hash": first(
+                    cur.execute(
+                        "SELECT content_hash FROM instruments WHERE key = ? AND version = ?",
+                        [key, version],
+                    ).fetchall()
+                )[0],
+            },
         )
 
 

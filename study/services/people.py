@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from study import audit
+from study import audit, audit_state
 from study.access import (
     ROLES,
     Caller,
@@ -107,14 +107,26 @@ def _is_text(value: object) -> bool:
 
 def _bind_invited(store: Store, issuer: str, subject: str, email: str) -> str | None:
     """Bind (issuer, subject) to the one unbound person invited under ``email``; their id, or
-    None when nobody was invited under it."""
+    None when nobody was invited under it.
+
+    Invited under it means: the person's row holds the address and so do their events (the
+    ``user.add``, or the newest ``user.email``, ``audit_state.PEOPLE_SQL``). A row rewritten
+    around the store to an attacker's address binds nobody; ``audit verify`` names it."""
     with store.transaction() as cur:
+        # the address must be the one the person's events record, not just the one in their
+        # row: someone who can write the file but not the audit chain must not be able to
+        # rewrite an e-mail and then sign in at it as that person
         waiting = column(
             cur,
-            "SELECT u.id FROM users u WHERE u.issuer IN (SELECT unnest($1))"
-            " AND lower(trim(u.email)) = $2"
+            f"WITH v AS ({audit_state.PEOPLE_SQL}) SELECT u.id FROM users u"
+            " JOIN v ON v.id = u.id WHERE u.issuer IN (SELECT unnest($issuers))"
+            " AND lower(trim(u.email)) = $address AND lower(trim(v.email)) = $address"
             " AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.user_id = u.id) ORDER BY u.id",
-            [list(UNBOUND_ISSUERS), email.strip().lower()],
+            {
+                "issuers": list(UNBOUND_ISSUERS),
+                "address": email.strip().lower(),
+                **audit_state.people_kinds(),
+            },
         )
         if not waiting:
             return None
@@ -259,6 +271,19 @@ def ensure_user(
             raise ConflictError(f"A user signed in as {subject} at {issuer} exists already.")
         if known is not None:
             return known
+        # stored, but no event vouches for it: a row rewritten around the store; refused
+        # rather than guessed at (verify names the row)
+        unvouched = first(
+            cur.execute(
+                "SELECT id FROM users WHERE issuer = ? AND subject = ?", [issuer, subject]
+            ).fetchall()
+        )
+        if unvouched is not None:
+            raise ConflictError(
+                f"The identity {subject} at {issuer} is stored for {unvouched[0]}, but no audit "
+                "event records it: the database was altered. An administrator must run "
+                "`python -m study audit verify`."
+            )
         wanted = user_id or (email.strip().lower() if email else subject)
         taken = first(cur.execute("SELECT 1 FROM users WHERE id = ?", [wanted]).fetchall())
         if taken is not None or is_system_id(wanted):
@@ -276,18 +301,42 @@ def ensure_user(
             kind=audit.USER_ADD,
             object_type="user",
             object_id=wanted,
-            payload={"issuer": issuer, "subject": subject, "email": email},
+            # name and specialty too: audit verify holds the person's row to all of it
+            payload={
+                "issuer": issuer,
+                "subject": subject,
+                "email": email,
+                "display_name": display_name,
+                "specialty": specialty,
+            },
         )
     return wanted
 
 
 def _user_by_identity(cur: Cursor, issuer: str, subject: str) -> str | None:
-    """The person stored under (issuer, subject), or bound to it, or None."""
+    """The person stored under (issuer, subject), or bound to it, or None.
+
+    Only where the audit chain vouches for it: the person's ``user.add`` event recorded that
+    identity, or a ``user.bind`` event bound it to them. A row rewritten around the store (a
+    person's subject set to an attacker's, an identity row inserted) makes nobody that person;
+    ``audit verify`` names the row. Runs once per session, so the events' scan is affordable."""
     row = first(
         cur.execute(
-            "SELECT id FROM users WHERE issuer = $1 AND subject = $2"
-            " UNION ALL SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2",
-            [issuer, subject],
+            "SELECT u.id FROM users u WHERE u.issuer = $issuer AND u.subject = $subject"
+            " AND EXISTS (SELECT 1 FROM audit_events e WHERE e.action = $add"
+            "  AND e.object_id = u.id AND json_extract_string(e.payload, '$.issuer') = $issuer"
+            "  AND json_extract_string(e.payload, '$.subject') = $subject)"
+            " UNION ALL SELECT i.user_id FROM identities i WHERE i.issuer = $issuer"
+            " AND i.subject = $subject AND EXISTS (SELECT 1 FROM audit_events e"
+            "  WHERE e.action = $bind AND e.object_id = i.user_id"
+            "  AND json_extract_string(e.payload, '$.issuer') = $issuer"
+            "  AND json_extract_string(e.payload, '$.subject') = $subject)",
+            {
+                "issuer": issuer,
+                "subject": subject,
+                "add": audit.USER_ADD.name,
+                "bind": audit.USER_BIND.name,
+            },
         ).fetchall()
     )
     return None if row is None else row[0]
@@ -350,11 +399,53 @@ def invite(
                 kind=audit.USER_ADD,
                 object_type="user",
                 object_id=address,
-                payload={"issuer": INVITED_ISSUER, "subject": address, "email": address},
+                payload={
+                    "issuer": INVITED_ISSUER,
+                    "subject": address,
+                    "email": address,
+                    "display_name": name,
+                    "specialty": None,
+                },
             )
         user_id = address if created else holders[0]
     granted = grant_role(store, caller, study, user_id, role)
     return {"user_id": user_id, "created": created, "granted": granted}
+
+
+@guarded
+def change_email(store: Store, caller: Caller, user_id: str, email: str) -> bool:
+    """Give the person ``user_id`` the e-mail address ``email`` (trimmed, lower case); an
+    administrator's act, audited as ``user.email`` with the new and the previous address.
+
+    Returns False when the person had that address already (nothing is written). An invited
+    person not bound yet then binds at their first sign-in with the new address verified, and
+    no longer with the old one. ``NotFoundError`` for an unknown person, ``ValidationError`` for
+    an address that is not one, ``ConflictError`` when someone else has it.
+    """
+    address = _checked_email(email)
+    with store.transaction() as cur:
+        row = first(cur.execute("SELECT email FROM users WHERE id = ?", [user_id]).fetchall())
+        if row is None:
+            raise NotFoundError(f"There is no person '{user_id}'.")
+        if row[0] == address:
+            return False
+        other = column(
+            cur,
+            "SELECT id FROM users WHERE lower(trim(email)) = ? AND id <> ? ORDER BY id",
+            [address, user_id],
+        )
+        if other:
+            raise ConflictError(f"{address} is the address of {', '.join(other)} already.")
+        cur.execute("UPDATE users SET email = ? WHERE id = ?", [address, user_id])
+        audit.append(
+            cur,
+            actor=caller.actor,
+            kind=audit.USER_EMAIL,
+            object_type="user",
+            object_id=user_id,
+            payload={"email": address, "previous": row[0]},
+        )
+    return True
 
 
 def _checked_email(email: str) -> str:

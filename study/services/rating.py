@@ -558,6 +558,9 @@ def submit_rating(
             payload={
                 "rater": caller.user_id,
                 "seconds": seconds,
+                # the time stored on the ratings (and, first time, the assignment's done_at):
+                # audit verify compares them with it
+                "submitted_at": now.isoformat(),
                 "values": sorted(
                     (
                         {

@@ -419,6 +419,7 @@ def _audit_values(
     ``audit verify`` checks the stored ratings against."""
     rater_of = dict(assignments.select("id", "rater").iter_rows())
     seconds_of = dict(assignments.select("id", "seconds").iter_rows())
+    done_at_of = dict(assignments.select("id", "done_at").iter_rows())
     grouped = ratings.sort("assignment", "slot", "item_key").group_by(
         "assignment", maintain_order=True
     )
@@ -434,8 +435,17 @@ def _audit_values(
                 "rater": rater_of[assignment],
                 "seconds": seconds_of[assignment],
                 "imported": file,
+                # the file's times and per-row seconds, which audit verify holds the stored
+                # ratings and the assignment's done_at to
+                "done_at": done_at_of[assignment].isoformat(),
                 "values": rows.select(
-                    "slot", "item_key", "value_num", "value_text", "revision"
+                    "slot",
+                    "item_key",
+                    "value_num",
+                    "value_text",
+                    "revision",
+                    pl.col("submitted_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"),
+                    "seconds_on_task",
                 ).to_dicts(),
             },
         )
