@@ -646,14 +646,18 @@ def _attachments(cur: Cursor) -> Finding | None:
 
 
 def _studies(cur: Cursor) -> Finding | None:
-    """Each study's name and synthetic flag against its ``study.create`` event (nothing
-    renames a study or changes the flag)."""
+    """Each study's name and synthetic flag against its ``study.create`` event, where the event
+    recorded them (nothing renames a study or changes the flag)."""
     row = first(
         cur.execute(
             "SELECT s.id, e.seq FROM studies s JOIN audit_events e ON e.action = ?"
-            " AND e.object_id = s.id WHERE s.name IS DISTINCT FROM"
-            "  json_extract_string(e.payload, '$.name') OR s.synthetic IS DISTINCT FROM"
-            "  TRY_CAST(json_extract_string(e.payload, '$.synthetic') AS BOOLEAN)"
+            # an event that recorded neither (written by hand, or by a tool that only counted
+            # studies) proves nothing about them; the service records both
+            " AND e.object_id = s.id WHERE (json_extract_string(e.payload, '$.name') IS NOT NULL"
+            "  AND s.name IS DISTINCT FROM json_extract_string(e.payload, '$.name'))"
+            " OR (json_extract_string(e.payload, '$.synthetic') IS NOT NULL"
+            "  AND s.synthetic IS DISTINCT FROM"
+            "  TRY_CAST(json_extract_string(e.payload, '$.synthetic') AS BOOLEAN))"
             " ORDER BY s.id LIMIT 1",
             [audit.STUDY_CREATE.name],
         ).fetchall()

@@ -80,6 +80,8 @@ def sensible_arguments(store: Store, study: str, tmp: Path) -> dict[str, Any]:
         "version": version,
         "instrument": INSTRUMENT,
         "path": file,
+        # a column mapping of the probe file (the table import refuses a study in rating)
+        "mapping_text": '[cases]\nid = "case_id"\n',
         "cases": pl.DataFrame({"case_id": ["probe"], "question": ["A probe?"]}),
         "arms": pl.DataFrame({"arm_id": ["probe-arm"], "kind": ["llm"], "label": ["Probe"]}),
         "answers": pl.DataFrame(
