@@ -57,9 +57,7 @@ def sensible_arguments(store: Store, study: str, tmp: Path) -> dict[str, Any]:
             " JOIN assignments a ON a.id = r.assignment WHERE s.study = $s",
             {"s": study},
         ).item(),
-        "flag": store.read(
-            "SELECT min(id) FROM case_flags WHERE study = $s", {"s": study}
-        ).item(),
+        "flag": store.read("SELECT min(id) FROM case_flags WHERE study = $s", {"s": study}).item(),
         "alert": store.read(
             "SELECT min(id) FROM safety_alerts WHERE study = $s AND acknowledged_at IS NULL",
             {"s": study},
