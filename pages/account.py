@@ -12,6 +12,7 @@ import polars as pl
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.plain import plain
 from study.errors import StudyError
 from study.rendering import markdown_text
 from study.services import tokens
@@ -51,7 +52,7 @@ if made:
     try:
         issued = tokens.create_token(store, caller, name=name, days=int(days))
     except StudyError as error:
-        st.error(str(error))
+        st.error(plain(error))
     else:
         # shown in this run only: the secret is kept nowhere, not even in the session
         st.success(
@@ -76,7 +77,7 @@ def revoke(token_id: str) -> None:
 
 kind, message = st.session_state.pop("token_message", (None, None))
 if kind == "error":
-    st.error(message)
+    st.error(plain(message))
 elif kind == "success":
     st.success(message)
 

@@ -15,6 +15,7 @@ import polars as pl
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.plain import plain
 from pages.components.results_cache import study_results
 from pages.components.status import status_words
 from pages.components.study_picker import pick_study
@@ -81,7 +82,7 @@ if status["status"] != "unblinded":
         try:
             lifecycle.unblind(store, caller, study_id)
         except StudyError as error:
-            st.error(str(error))
+            st.error(plain(error))
         else:
             st.toast("Study unblinded; the step is in the audit trail.")
             st.rerun()
@@ -152,7 +153,7 @@ else:
         (st.success if row["shown"] else st.warning)(row["conclusion"])
         st.caption(row.get("method_description") or "")
     else:
-        st.error(f"The primary analysis could not be run: {row['note']}")
+        st.error(plain(f"The primary analysis could not be run: {row['note']}"))
 same_item = endpoints.filter(
     pl.col("role").is_in(["primary", "sensitivity"]) & pl.col("estimate").is_not_null()
 )

@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.plain import plain
 from pages.components.study_picker import pick_study
 from study import exporting
 from study.errors import StateError, StudyError
@@ -95,7 +96,7 @@ if go:
                 "arms may not leave Clinval."
             )
         except StudyError as error:
-            st.error(str(error))
+            st.error(plain(error))
 
 prepared = st.session_state.get("export_files")
 if prepared and prepared["study"] == study_id:

@@ -16,6 +16,7 @@ import polars as pl
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.plain import plain
 from pages.components.rating_sheet import option_key
 from pages.components.study_picker import pick_study
 from study.access import allowed
@@ -270,7 +271,7 @@ for alert in open_alerts.iter_rows(named=True):
                             store, caller, study_id, alert["alert"], note=note
                         )
                     except StudyError as error:
-                        st.error(str(error))
+                        st.error(plain(error))
                     else:
                         st.toast("Alert acknowledged.")
                         st.rerun()
@@ -370,7 +371,7 @@ if status["status"] == "rating" and allowed(store, caller, "run_study", study=st
         try:
             lifecycle.close_rating(store, caller, study_id)
         except StudyError as error:
-            st.error(str(error))
+            st.error(plain(error))
         else:
             st.toast("Rating closed.")
             st.rerun()

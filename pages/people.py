@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.plain import plain
 from study.access import allowed
 from study.errors import StudyError, ValidationError
 from study.rendering import markdown_text
@@ -46,9 +47,9 @@ if sent:
     try:
         made = people.invite(store, caller, study_id, email, role, display_name=name)
     except ValidationError as error:
-        st.error(error.problems[0].reason)
+        st.error(plain(error.problems[0].reason))
     except StudyError as error:
-        st.error(str(error))
+        st.error(plain(error))
     else:
         who, where = markdown_text(made["user_id"]), markdown_text(names[study_id])
         if made["created"]:

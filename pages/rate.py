@@ -22,6 +22,7 @@ import time
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.plain import plain
 from pages.components.rating_sheet import (
     keyed_fields,
     rating_sheet,
@@ -348,7 +349,7 @@ def panel() -> None:
             else rating.next_assignment(store, caller, study_id)
         )
     except StudyError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     if view is None:
         standing = rating.rater_status(store, caller, study_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,8 @@ def table(at: AppTest, *columns: str):
 
 
 def errors(at: AppTest) -> str:
-    return "\n".join(e.value for e in at.error)
+    """The error messages as the screen shows them: their Markdown escapes (``plain``) undone."""
+    return "\n".join(re.sub(r"\\(.)", r"\1", e.value) for e in at.error)
 
 
 def stored(db: Path, sql: str):

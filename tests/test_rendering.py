@@ -106,3 +106,16 @@ def test_markdown_breaks_keeps_a_clinicians_paragraphs_that_markdown_runs_togeth
     # lists and blank-line paragraphs render as in markdown
     listed = "Take:\n\n- water\n- rest"
     assert _reaches_the_page(listed, "markdown_breaks") == _reaches_the_page(listed, "markdown")
+
+
+def test_an_error_message_quoting_imported_text_forms_no_markup() -> None:
+    """``st.error`` reads its text as Markdown: a refusal that quotes a study name or an arm label
+    from a file must show those characters and fetch nothing (``pages.components.plain``)."""
+    from markdown_it import MarkdownIt
+
+    from pages.components.plain import plain
+
+    hostile = "Study '![x](http://evil.example/a.png)' refused:\n<img src=http://evil.example/b>"
+    html = MarkdownIt("commonmark", {"html": True}).render(plain(hostile))
+    assert "<img" not in html and "evil.example/a.png" in html
+    assert html.count("<br") == 1  # the line break is kept, as a break

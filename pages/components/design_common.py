@@ -30,6 +30,7 @@ from pages.components.design_endpoints import (
     new_secondary,
     statistic_of,
 )
+from pages.components.plain import plain
 from study.access import Caller
 from study.assignment import ALGORITHM
 from study.errors import Problem, StateError, StudyError, ValidationError
@@ -222,7 +223,7 @@ def show_error(error: StudyError, *, key: str) -> None:
         )
         st.dataframe(problems_table(error.problems), hide_index=True, key=key)
     else:
-        st.error(str(error).replace("\n", "  \n"), icon=":material/error:")
+        st.error(plain(error), icon=":material/error:")
 
 
 def problems_table(problems: Sequence[Problem]) -> pl.DataFrame:

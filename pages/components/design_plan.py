@@ -33,6 +33,7 @@ from pages.components.design_endpoints import (
     unit_of,
     where_of,
 )
+from pages.components.plain import plain
 from pages.components.status import status_words
 from study.assignment import MODES
 from study.blinding import AUC_WARNING
@@ -501,7 +502,7 @@ class EndpointSlots:
             return
         with self.hypotheses.container():
             for reason in other:
-                st.error(sentence(reason), icon=":material/error:")
+                st.error(plain(sentence(reason)), icon=":material/error:")
             if check.hypotheses:
                 h0, h1 = check.hypotheses
                 st.caption(f"{h0}  \n{h1}")
