@@ -132,6 +132,11 @@ def import_demo(at: AppTest) -> AppTest:
     ):
         upload(at, kind, name, (DEMO_FILES / name).read_bytes())
         assert not at.error, errors(at)
+    # every file's confirmation is still on the screen, not the last one alone
+    confirmed = " ".join(s.value for s in at.success)
+    assert all(name.replace(".", "\\.") in confirmed or name in confirmed for _, name in (
+        ("arms", "arms.csv"), ("cases", "cases.jsonl"), ("answers", "answers.jsonl")
+    ))  # fmt: skip
     return at
 
 

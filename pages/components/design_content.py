@@ -54,6 +54,10 @@ def step_content(draft: Draft) -> None:
                     f"Import {kind}", key=draft.key(f"import-{kind}"), disabled=upload is None
                 ):
                     import_upload(draft, kind, importer, upload)
+                # each file's confirmation stays under its own upload: the next import's rerun
+                # used to leave only the last one on the screen
+                if done := st.session_state.get(draft.key(f"imported-{kind}")):
+                    st.success(done, icon=":material/check:")
         with st.container(border=True):
             st.markdown("**Any table, by mapping its columns** (cases, arms and answers at once)")
             mapped_import(draft)
@@ -76,7 +80,9 @@ def import_upload(draft: Draft, kind: str, importer, upload) -> None:
             st.markdown(f"**{markdown_text(path.name)} was rejected.**")
             show_error(error, key=draft.key(f"problems-{kind}"))
             return
-    st.success(f"{markdown_text(path.name)}: {markdown_text(result)}", icon=":material/check:")
+    st.session_state[draft.key(f"imported-{kind}")] = (
+        f"{markdown_text(path.name)}: {markdown_text(result)}"
+    )
 
 
 def stored(draft: Draft) -> None:
