@@ -4,7 +4,10 @@ Used by ``bench_rating.py``'s floor page (runs (c) and (d), served by Streamlit)
 ``profile_submit.py`` (in process), so that both measure the same statements. On the benchmark's
 database and schema, one transaction inserts the case's rating rows and current-rating pointers,
 marks the assignment done and appends one audit event row and head (a hash of the payload, no
-chain key); then the next assignment's case and answers are read back. No access check, no
+chain key for the event, but the head sealed with the audit key as the app seals it, one HMAC:
+an unsealed head makes the app refuse to write to the database afterwards, as it must for a
+chain cut or downgraded behind its back); then the next assignment's case and answers are read
+back. No access check, no
 validation, no instrument rules, no blinding: the least a rating screen can do per case.
 
 Plain DuckDB only (no ``study`` import): the floor must not share the code it is a floor for.
@@ -14,7 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 ITEMS_SQL = (
@@ -89,6 +95,34 @@ def store_case(cur: Any, assignment: int, presentations: list[int], items: list[
         [seq + 1, now, "floor", "rating.submit", "assignment", str(assignment), None,
          payload, digest, prev, event],
     )  # fmt: skip
-    cur.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq + 1, event])
+    cur.execute(
+        "UPDATE audit_head SET seq = ?, hash = ?, mac = ? WHERE id = 1",
+        [seq + 1, event, _head_seal(cur, seq + 1, event)],
+    )
     cur.execute("COMMIT")
     return len(rows)
+
+
+_CHAIN: dict[str, Any] = {}
+"""The audit key (``CLINVAL_AUDIT_KEY_FILE``: 64 hex digits), its fingerprint and the chain's
+first keyed seq, read once per process: none changes while a benchmark runs."""
+
+
+def _head_seal(cur: Any, seq: int, event_hash: str) -> str | None:
+    """The head's seal as the app writes it (``study.keyfile.head_seal``: HMAC-SHA256 of the head
+    and the chain's metadata under the audit key), or None without a key (an unkeyed chain)."""
+    if not _CHAIN:
+        path = os.environ.get("CLINVAL_AUDIT_KEY_FILE")
+        key = (
+            bytes.fromhex(Path(path).read_text().strip()) if path and Path(path).is_file() else None
+        )
+        keyed_from = cur.execute("SELECT keyed_from FROM audit_chain WHERE id = 1").fetchall()[0][0]
+        fingerprint = (
+            hmac.new(key, b"clinval audit key id", hashlib.sha256).hexdigest()[:16] if key else None
+        )
+        _CHAIN.update(key=key, keyed_from=keyed_from, key_id=fingerprint)
+    key = _CHAIN["key"]
+    if key is None:
+        return None
+    text = f"audit head:{seq}:{event_hash}:keyed_from={_CHAIN['keyed_from']}:key={_CHAIN['key_id']}"
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
