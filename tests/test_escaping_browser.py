@@ -29,6 +29,7 @@ from conftest import (
     write_jsonl,
 )
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from serving import chromium, serve
 
 from study.instruments import Option
@@ -157,7 +158,18 @@ def test_hostile_text_is_shown_as_text_on_every_screen(browser: Browser, tmp_pat
             f"<img src=http://{OUTSIDE}/tag.png> [l](http://{OUTSIDE}/link) :red[red] $x^2$"
         )
         # a flagged case opened: its hostile question and the rater's reason, as text
-        page.get_by_test_id("stSelectbox").filter(has_text="Open a flagged").click()
+        # the screen may still be finishing a run when the box is first clicked (its list then
+        # closes again): wait for it to settle, and open the list until it shows
+        page.wait_for_function(IDLE, timeout=60_000)
+        chooser = page.get_by_test_id("stSelectbox").filter(has_text="Open a flagged")
+        chooser.scroll_into_view_if_needed()
+        for _ in range(3):
+            chooser.click()
+            try:
+                page.get_by_role("option").first.wait_for(state="visible", timeout=8_000)
+                break
+            except PlaywrightTimeout:
+                page.wait_for_function(IDLE, timeout=60_000)
         page.get_by_role("option").first.click()
         opened = page.locator(".st-key-monitor_flagged_case")
         expect(opened.get_by_text("reason ![reason]", exact=False)).to_be_visible(timeout=30_000)
