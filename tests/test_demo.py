@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from conftest import OPERATOR, sign_in
 
+from analysis.leakage import leak_report
 from study import audit_verify, importing
 from study.assignment import design_assignments
-from study.blinding import leak_report
 from study.demo import (
     DEMO_DIR,
     DEMO_STUDY_ID,
