@@ -630,7 +630,7 @@ def _answer_slot_conflicts(cur: Cursor, study_id: str, file: str) -> list[Proble
 @guarded
 def list_cases(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """The study's cases: case_id, question, context, specialty, tags, conversation, criteria
-    (the last two canonical JSON text or null; see ``study.rubric``)."""
+    (the last two canonical JSON text or null; see ``study.case_json``)."""
     return store.read(_STORED_SELECT["cases"] + " ORDER BY case_id", {"s": study})
 
 
