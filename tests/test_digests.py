@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import OPERATOR, write_jsonl
 
-from study import audit, digests
+from study import audit_verify, digests
 from study.services import content, studies
 from study.store import Store
 
@@ -102,7 +102,7 @@ def test_digests_of_the_frame_are_those_of_the_stored_rows(imported: Store, kind
 
 
 def test_a_study_imported_with_awkward_values_verifies(imported: Store) -> None:
-    report = audit.verify(imported)
+    report = audit_verify.verify(imported)
     assert report.ok, report
 
 
