@@ -210,6 +210,9 @@ def main() -> None:
                 f"  (best baseline over both rounds {base:.3f} s)"
             )
             if peer_time:
+                if STORED["import"] != STORED["peer"]:
+                    sys.exit(f"the peer stored {STORED['peer']}, the import {STORED['import']}")
+                print(f"[{fmt}] stored by both: %d arms, %d cases, %d answers" % STORED["peer"])
                 csv_import, csv_peer = imp, peer_time[0]
                 print(f"[{fmt}] peer: DuckDB read_csv into the same tables: {csv_peer:.3f} s")
             if args.profile:
@@ -290,6 +293,7 @@ def _peer_load(db: Path, arms: Path, cases: Path, answers: Path) -> None:
         for path, sql in statements:
             with store.transaction() as cur:
                 cur.execute(sql, {"path": str(path)})
+        STORED["peer"] = _counts(store)
     finally:
         store.close()
 
@@ -310,8 +314,20 @@ def _full_import(db: Path, arms: Path, cases: Path, answers: Path, max_bytes: in
         content.import_arms(store, caller, "bench", arms)
         content.import_cases(store, caller, "bench", cases)
         content.import_answers(store, caller, "bench", answers)
+        STORED["import"] = _counts(store)
     finally:
         store.close()
+
+
+STORED: dict[str, tuple[int, int, int]] = {}
+"""(arms, cases, answers) stored by the last run of the import and of its peer."""
+
+
+def _counts(store) -> tuple[int, int, int]:
+    return tuple(
+        int(store.read(f"SELECT count(*) AS n FROM {table} WHERE study = 'bench'").item())
+        for table in ("arms", "cases", "answers")
+    )
 
 
 if __name__ == "__main__":
