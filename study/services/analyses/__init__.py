@@ -38,6 +38,7 @@ from study.services.analyses.interim import interim_agreement
 from study.services.analyses.power import POWER_TARGETS, design_power
 from study.services.analyses.results import (
     GUESS_CODES,
+    PAIRWISE_KEYS,
     PER_CASE,
     SUBGROUP_METHOD,
     results_rows,
@@ -60,6 +61,7 @@ __all__ = [
     "LONG_FORMAT",
     "MIXED_MAX_LEVELS",
     "ONE_SAMPLE",
+    "PAIRWISE_KEYS",
     "PER_CASE",
     "PLAN_METHODS",
     "POWER_TARGETS",
