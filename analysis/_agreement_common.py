@@ -54,9 +54,9 @@ def prevalence_note(rat: Ratings) -> str | None:
     top = int(np.argmax(share))
     if share[top] > LOW_PREVALENCE_SHARE:
         return (
-            f"low prevalence: {category_text(rat.categories[top])!s} is {share[top]:.0%} of ratings, so "
-            "chance-corrected kappa-type values can be low despite high agreement; read them "
-            "with percent agreement, Gwet's AC1 and Randolph's kappa"
+            f"low prevalence: {category_text(rat.categories[top])!s} is {share[top]:.0%} of "
+            "ratings, so chance-corrected kappa-type values can be low despite high agreement; "
+            "read them with percent agreement, Gwet's AC1 and Randolph's kappa"
         )
     return None
 

@@ -21,9 +21,7 @@ import polars as pl
 from scipy import stats
 
 from analysis import columns as C
-from analysis._agreement_common import (
-    agreement_frame,
-)
+from analysis._agreement_common import agreement_frame
 from analysis._common import check_ci, not_applicable, result_row
 from analysis._pivot import Ratings, check_level, read_ratings
 from analysis.errors import AnalysisError

@@ -82,8 +82,8 @@ def _single_category_reason(rat: Ratings) -> str | None:
     used = np.flatnonzero(rat.category_counts())
     if used.size == 1:
         return (
-            f"every rating is {category_text(rat.categories[int(used[0])])}: with a single category "
-            "chance-corrected agreement is undefined (raw agreement is 100%)"
+            f"every rating is {category_text(rat.categories[int(used[0])])}: with a single "
+            "category chance-corrected agreement is undefined (raw agreement is 100%)"
         )
     return None
 
@@ -335,7 +335,7 @@ def gwet_ac2(
 
 
 def ac_row(rat: Ratings, ci: float, weights: str = "unweighted") -> dict[str, Any]:
-    """The row of ``gwet_ac1`` (``weights="unweighted"``) or ``gwet_ac2`` for ratings already read."""
+    """The row of ``gwet_ac1`` (``weights="unweighted"``) or ``gwet_ac2``, ratings already read."""
     name = "AC1" if weights == "unweighted" else "AC2"
     return _gwet_row(
         rat,
