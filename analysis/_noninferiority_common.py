@@ -125,7 +125,59 @@ def two_arms(df, *, arm, value, test, reference, columns, binary=False):
     return frame, dropped
 
 
-def paired_means(frame, *, unit, arm, value, test, reference) -> tuple[pl.DataFrame, int]:
+class Paired(NamedTuple):
+    """The units rated in both arms: ``d`` (n,) each unit's mean test rating minus its mean
+    reference rating, ``used`` the ratings of those units, ``notes`` on what was left out."""
+
+    d: pl.Series
+    used: pl.DataFrame
+    notes: list[str]
+
+
+def pair_arms(frame, *, unit, arm, value, test, reference, dropped, units="cases") -> Paired:
+    """The units of ``frame`` (column ``unit``) rated in both arms, with the notes on what was
+    left out: ``dropped`` missing values (counted by the caller), units rated in one arm only.
+    Fewer than ``MIN_UNITS`` such units raise ``AnalysisError`` (naming them ``units``)."""
+    paired, n_seen = _paired_means(
+        frame, unit=unit, arm=arm, value=value, test=test, reference=reference
+    )
+    n = paired.height
+    if n < MIN_UNITS:
+        raise AnalysisError(
+            f"too few {units} rated in both arms {test!r} and {reference!r}: {n} "
+            f"(need at least {MIN_UNITS}; {'pair' if units == 'pairs' else 'unit'} column {unit!r})"
+        )
+    # Every unit paired (none null, none in one arm only): the semi join would return frame as is.
+    used = frame if n_seen == n else frame.join(paired.select(unit), on=unit, how="semi")
+    return Paired(paired["d"], used, dropped_notes(dropped, n_seen - n, unit))
+
+
+def mean_and_se(d: pl.Series) -> tuple[float, float]:
+    """The mean of the n differences ``d`` and its standard error sd(d) / sqrt(n) (ddof 1)."""
+    values = d.to_numpy()
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def check_arm_sizes(n_test: int, n_reference: int, test: object, reference: object) -> None:
+    """Refuse fewer than ``MIN_UNITS`` ratings in either arm."""
+    if min(n_test, n_reference) < MIN_UNITS:
+        raise AnalysisError(
+            f"too few ratings: {n_test} for {test!r} and {n_reference} for {reference!r} "
+            f"(need at least {MIN_UNITS} in each arm)"
+        )
+
+
+def counted(used: pl.DataFrame, *, rater: str, **options: object) -> dict[str, object]:
+    """``options`` (test, reference, margin, direction, alpha) and two of the counts a row
+    repeats, for the ratings ``used``: raters (null without a ``rater`` column) and ratings."""
+    return {
+        **options,
+        "n_raters": used[rater].n_unique() if rater in used.columns else None,
+        "n_values": used.height,
+    }
+
+
+def _paired_means(frame, *, unit, arm, value, test, reference) -> tuple[pl.DataFrame, int]:
     """Per ``unit``: mean rating of each arm and d = test - reference, units rated in both; and
     the number of distinct units in ``frame`` (a null unit counts once and is never paired).
     """

@@ -17,20 +17,20 @@ from scipy import stats
 from analysis import columns as cols
 from analysis._common import join_notes, result_row
 from analysis._noninferiority_common import (
-    MIN_UNITS,
     STATISTIC_TOST,
+    check_arm_sizes,
     check_options,
     dropped_notes,
+    mean_and_se,
     num_text,
     p_text,
-    paired_means,
+    pair_arms,
     pct_text,
     repeated_columns,
     result_rows_frame,
     signed_ratio,
     two_arms,
 )
-from analysis.errors import AnalysisError
 
 
 def tost(
@@ -66,26 +66,21 @@ def tost(
     frame, dropped = two_arms(
         df, arm=arm, value=value, test=test, reference=reference, columns=needed
     )
-    notes = dropped_notes(dropped)
     if pair is not None:
-        paired, n_seen = paired_means(
-            frame, unit=pair, arm=arm, value=value, test=test, reference=reference
+        pairs = pair_arms(
+            frame,
+            unit=pair,
+            arm=arm,
+            value=value,
+            test=test,
+            reference=reference,
+            dropped=dropped,
+            units="pairs",
         )
-        n = paired.height
-        if n < MIN_UNITS:
-            raise AnalysisError(
-                f"too few pairs rated in both arms {test!r} and {reference!r}: {n} "
-                f"(need at least {MIN_UNITS}; pair column {pair!r})"
-            )
-        d = paired["d"].to_numpy()
-        est, se, dof = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n)), float(n - 1)
-        variant, n_units = "paired", n
-        n_values = (
-            frame.height
-            if n_seen == n
-            else frame.join(paired.select(pair), on=pair, how="semi").height
-        )
-        notes = dropped_notes(dropped, n_seen - n, pair)
+        n = pairs.d.len()
+        est, se = mean_and_se(pairs.d)
+        dof = float(n - 1)
+        variant, n_units, n_values, notes = "paired", n, pairs.used.height, pairs.notes
         if welch:
             notes.append("welch=True ignored: the paired design has one variance")
         how = f"paired t on the {n} per-{pair} differences of arm means"
@@ -93,11 +88,8 @@ def tost(
         x = frame.filter(pl.col(arm) == test)[value].to_numpy()
         y = frame.filter(pl.col(arm) == reference)[value].to_numpy()
         n1, n2 = len(x), len(y)
-        if min(n1, n2) < MIN_UNITS:
-            raise AnalysisError(
-                f"too few ratings: {n1} for {test!r} and {n2} for {reference!r} "
-                f"(need at least {MIN_UNITS} in each arm)"
-            )
+        check_arm_sizes(n1, n2, test, reference)
+        notes = dropped_notes(dropped)
         est = float(x.mean() - y.mean())
         v1, v2 = float(x.var(ddof=1)), float(y.var(ddof=1))
         if welch:

@@ -29,12 +29,14 @@ from analysis._noninferiority_common import (
     STATISTIC_MEAN,
     Estimate,
     check_options,
+    counted,
     dropped_notes,
     hypotheses,
+    mean_and_se,
     ni_frame,
     num_text,
     numeric_values,
-    paired_means,
+    pair_arms,
     pct_text,
     repeated_columns,
     result_rows_frame,
@@ -112,28 +114,20 @@ def mean_difference(
         df, arm=arm, value=value, test=test, reference=reference, columns=needed
     )
     unit = pair or case
-    paired, n_seen = paired_means(
-        frame, unit=unit, arm=arm, value=value, test=test, reference=reference
+    pairs = pair_arms(
+        frame, unit=unit, arm=arm, value=value, test=test, reference=reference, dropped=dropped
     )
-    n = paired.height
-    if n < MIN_UNITS:
-        raise AnalysisError(
-            f"too few cases rated in both arms {test!r} and {reference!r}: {n} "
-            f"(need at least {MIN_UNITS}; unit column {unit!r})"
-        )
-    # Every unit paired (none null, none in one arm only): the semi join would return frame as is.
-    used = frame if n_seen == n else frame.join(paired.select(unit), on=unit, how="semi")
     columns = {"case": case, "rater": rater, "arm": arm, "value": value}
     options = {"test": test, "reference": reference, "margin": margin, "direction": direction}
     return _mean_row(
         method,
-        used,
-        paired["d"],
+        pairs.used,
+        pairs.d,
         unit=unit,
-        notes=dropped_notes(dropped, n_seen - n, unit),
+        notes=pairs.notes,
         bootstrap={"boot": boot, "seed": seed},
         **columns,
-        **_repeated(used, rater=rater, alpha=alpha, **options),
+        **counted(pairs.used, rater=rater, alpha=alpha, **options),
     )
 
 
@@ -201,7 +195,7 @@ def mean_difference_one_sample(
         arm=None,
         value=value,
         delta=f"mean({test} - {reference})",
-        **_repeated(frame, rater=rater, alpha=alpha, **options),
+        **counted(frame, rater=rater, alpha=alpha, **options),
     )
     if method != "t":
         return row
@@ -219,16 +213,6 @@ def _check(*, margin: float, alpha: float, direction: str, method: str) -> None:
     check_options(margin=margin, alpha=alpha, direction=direction)
     if method not in MEAN_METHODS:
         raise AnalysisError(f"unknown method {method!r}; choose one of: {', '.join(MEAN_METHODS)}")
-
-
-def _repeated(used: pl.DataFrame, *, rater: str, **options: object) -> dict[str, object]:
-    """``options`` (test, reference, margin, direction, alpha) and two of the counts a row
-    repeats, for the ratings ``used``: raters and ratings (``_mean_row`` adds the units)."""
-    return {
-        **options,
-        "n_raters": used[rater].n_unique() if rater in used.columns else None,
-        "n_values": used.height,
-    }
 
 
 def _mean_row(
@@ -253,9 +237,8 @@ def _mean_row(
     common["n_units"] = n
     columns = {"case": case, "rater": rater, "arm": arm, "value": value}
     if method == "t":
-        values = d.to_numpy()
-        se = float(values.std(ddof=1) / math.sqrt(n))
-        found = _mean_t(est=float(values.mean()), se=se, df=n - 1, unit=unit, notes=notes, **common)
+        est, se = mean_and_se(d)
+        found = _mean_t(est=est, se=se, df=n - 1, unit=unit, notes=notes, **common)
     elif method == "bootstrap":
         found = _mean_bootstrap(
             used, **columns, **bootstrap, est=float(d.mean()), notes=notes, **common

@@ -22,10 +22,11 @@ from scipy import optimize, stats
 from analysis import columns as cols
 from analysis._common import wilson_interval
 from analysis._noninferiority_common import (
-    MIN_UNITS,
     STATISTIC_RISK,
     Estimate,
+    check_arm_sizes,
     check_options,
+    counted,
     dropped_notes,
     ni_frame,
     pct_text,
@@ -87,11 +88,7 @@ def risk_difference(
     )
     x1, n1 = _count(frame, arm, value, test)
     x0, n0 = _count(frame, arm, value, reference)
-    if min(n1, n0) < MIN_UNITS:
-        raise AnalysisError(
-            f"too few ratings: {n1} for {test!r} and {n0} for {reference!r} "
-            f"(need at least {MIN_UNITS} in each arm)"
-        )
+    check_arm_sizes(n1, n0, test, reference)
     notes = dropped_notes(dropped)
     if case in frame.columns:
         per_answer = frame.group_by(case, arm).len()["len"]
@@ -128,16 +125,9 @@ def risk_difference(
             else "Farrington-Manning (1990) score test, variance under the restricted MLE, and "
             "the inverted score interval (Mee 1984)"
         )
-    common = dict(
-        test=test,
-        reference=reference,
-        margin=margin,
-        direction=direction,
-        alpha=alpha,
-        n_units=n1 + n0,
-        n_raters=frame[rater].n_unique() if rater in frame.columns else None,
-        n_values=n1 + n0,
-    )
+    # every rating is one trial: the units are the ratings, all of which frame holds
+    options = {"test": test, "reference": reference, "margin": margin, "direction": direction}
+    common = {**counted(frame, rater=rater, alpha=alpha, **options), "n_units": n1 + n0}
     how = f"{how}; {pct_text(level)} interval; {x1}/{n1} vs {x0}/{n0}"
     found = Estimate(method, est, lo, hi, p, how, notes, stat_value=stat_value)
     return ni_frame(STATISTIC_RISK, found, **common)
