@@ -117,7 +117,6 @@ def mean_difference(
     pairs = pair_arms(
         frame, unit=unit, arm=arm, value=value, test=test, reference=reference, dropped=dropped
     )
-    columns = {"case": case, "rater": rater, "arm": arm, "value": value}
     options = {"test": test, "reference": reference, "margin": margin, "direction": direction}
     return _mean_row(
         method,
@@ -125,8 +124,8 @@ def mean_difference(
         pairs.d,
         unit=unit,
         notes=pairs.notes,
+        columns={"case": case, "rater": rater, "arm": arm, "value": value},
         bootstrap={"boot": boot, "seed": seed},
-        **columns,
         **counted(pairs.used, rater=rater, alpha=alpha, **options),
     )
 
@@ -189,11 +188,8 @@ def mean_difference_one_sample(
         means["d"],
         unit=case,
         notes=dropped_notes(dropped),
+        columns={"case": case, "rater": rater, "arm": None, "value": value},
         bootstrap={"boot": boot, "seed": seed},
-        case=case,
-        rater=rater,
-        arm=None,
-        value=value,
         delta=f"mean({test} - {reference})",
         **counted(frame, rater=rater, alpha=alpha, **options),
     )
@@ -222,20 +218,17 @@ def _mean_row(
     *,
     unit: str,
     notes: list[str],
+    columns: dict[str, str | None],
     bootstrap: dict[str, object],
-    case: str,
-    rater: str,
-    arm: str | None,
-    value: str,
     delta: str | None = None,
     **common: object,
 ) -> pl.DataFrame:
     """The one-row frame of ``method`` on the ratings ``used``, whose per-``unit`` differences are
     ``d`` (n units; one sample, ``arm`` None: each case's mean of a value that is already a
-    difference). ``bootstrap``: boot and seed; ``common``: as for ``ni_frame`` but n_units (n)."""
+    difference). ``columns``: the case, rater, arm and value columns of ``used``; ``bootstrap``:
+    boot and seed; ``common``: as for ``ni_frame`` but n_units (n)."""
     n = d.len()
     common["n_units"] = n
-    columns = {"case": case, "rater": rater, "arm": arm, "value": value}
     if method == "t":
         est, se = mean_and_se(d)
         found = _mean_t(est=est, se=se, df=n - 1, unit=unit, notes=notes, **common)
