@@ -254,7 +254,7 @@ def _span(counts: pl.Series) -> str:
 
 
 def _print_leaks(report: pl.DataFrame, out: TextIO) -> None:
-    from study.blinding import AUC_WARNING
+    from study.services.analyses import AUC_WARNING
 
     print("\nblinding leak report per arm", file=out)
     rows = [

@@ -113,13 +113,13 @@ def _print_calibration(table: pl.DataFrame, width: int, out: TextIO) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
-    from study import audit
+    from study import audit_verify
 
     expect = args.expect
     if expect is not None and not _is_hash(expect):
         raise CliError("--expect takes a head hash: 64 hexadecimal digits")
     with open_store(args.db, create=False, read_only=True) as store:
-        report = audit.verify(store, expect=expect)
+        report = audit_verify.verify(store, expect=expect)
     if report.ok:
         # The head hash is what lets someone prove later that the chain was not rewritten as a
         # whole: it is meant to be copied somewhere outside the database.
