@@ -198,6 +198,26 @@ def examples(doc: Path, tokens: dict[str, str]) -> list[Example]:
     return found
 
 
+@pytest.mark.parametrize("doc", DOCS, ids=_name)
+def test_every_block_says_whether_its_commands_run(doc: Path) -> None:
+    """A command is either run (``$ `` in a ``console`` block) or plainly not (a ``text``
+    block): no block without a language, no ``bash`` block, no ``console`` command without
+    its ``$``."""
+    _, blocks = split_markdown(doc.read_text(encoding="utf-8"))
+    problems = []
+    for block in blocks:
+        where = f"{_name(doc)}, line {block.first_line - 1}"
+        if block.info in ("", "bash", "sh", "shell"):
+            problems.append(f"{where}: a ```{block.info} block; use ```console or ```text")
+        if block.info == "console":
+            problems += [
+                f"{where}: a command without its '$ ': {line}"
+                for line in block.lines
+                if line.startswith("python -m ")
+            ]
+    assert not problems, "\n".join(problems)
+
+
 DOCS_WITH_EXAMPLES = [d for d in DOCS if examples(d, dict.fromkeys(TOKEN_VARIABLES, "t"))]
 
 
