@@ -808,13 +808,13 @@ def _print_calibration(table: pl.DataFrame, width: int, out: TextIO) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
-    from study import audit
+    from study import audit_verify
 
     expect = args.expect
     if expect is not None and not _is_hash(expect):
         raise CliError("--expect takes a head hash: 64 hexadecimal digits")
     with _open_store(args.db, create=False, read_only=True) as store:
-        report = audit.verify(store, expect=expect)
+        report = audit_verify.verify(store, expect=expect)
     if report.ok:
         # The head hash is what lets someone prove later that the chain was not rewritten as a
         # whole: it is meant to be copied somewhere outside the database.
@@ -923,7 +923,7 @@ def _span(counts: pl.Series) -> str:
 
 
 def _print_leaks(report: pl.DataFrame, out: TextIO) -> None:
-    from study.blinding import AUC_WARNING
+    from study.services.analyses import AUC_WARNING
 
     print("\nblinding leak report per arm", file=out)
     rows = [

@@ -1040,7 +1040,7 @@ def _leak(leak: Mapping[str, pl.DataFrame | None]) -> str:
     """The leak report's figures (``exports._leak_figures``): could the answers' form alone
     tell raters their source? Per arm, then pair by pair (three arms or more), each with a
     sentence saying what the figures mean for the blinding."""
-    from study.blinding import AUC_WARNING
+    from study.services.analyses import AUC_WARNING
 
     arms = leak.get("arms")
     if arms is None or arms.height == 0:

@@ -19,7 +19,7 @@ import pytest
 from conftest import OPERATOR, RATERS, add_person, full_values, make_draft, open_rating, sign_in
 
 import study.services
-from study import access, audit
+from study import access, audit, audit_verify
 from study.access import PERMISSIONS, SERVICE_PERMISSIONS, SIGN_IN_STEP, Caller
 from study.errors import PermissionDenied, StateError, StudyError
 from study.services import (
@@ -219,7 +219,7 @@ def test_a_rater_of_another_study_and_a_person_with_no_role_are_refused(
         with pytest.raises(PermissionDenied):
             call_with_placeholders(GUARDED[name], world, sign_in(world, user_id))
         assert [d["object_id"] for d in denials(world)[before:]] == [name]
-    assert audit.verify(world).ok
+    assert audit_verify.verify(world).ok
 
 
 def test_a_system_actor_is_refused_what_only_a_person_may_do(world: Store) -> None:

@@ -276,7 +276,7 @@ def test_ui_scripts_hold_no_bare_string_that_streamlit_would_print(path: Path) -
 PROTOCOL_READERS = {
     ROOT / "study" / "protocol.py",
     # the audit verifier compares the stored protocols with their lock events, row by row
-    ROOT / "study" / "audit.py",
+    ROOT / "study" / "audit_verify.py",
     ROOT / "study" / "audit_state.py",
 }
 

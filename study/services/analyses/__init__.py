@@ -15,10 +15,15 @@ One module per job:
 - ``digest``: the results' cache key (``ratings_digest``);
 - ``long_format``: the long format exports and analyses read, rubric ratings one row per
   criterion (``per_criterion``; ``criteria_items``, the one query naming the rubric items).
+
+The door also passes on ``analysis.leakage``'s blinding leak report (``leak_report``,
+``pairwise_format_auc``, ``AUC_WARNING``), which the Design screen and the report compute from
+a study's answers.
 """
 
 from __future__ import annotations
 
+from analysis.leakage import AUC_WARNING, leak_report, pairwise_format_auc
 from analysis.noninferiority import MEAN_METHODS, RISK_METHODS
 from study.protocol import ONE_SAMPLE
 from study.services.analyses._endpoints import (
@@ -49,6 +54,7 @@ PLAN_METHODS = {
 for a design screen's choices."""
 
 __all__ = [
+    "AUC_WARNING",
     "DEFAULT_METHODS",
     "GUESS_CODES",
     "LONG_FORMAT",
@@ -62,6 +68,8 @@ __all__ = [
     "design_power",
     "endpoint_hypotheses",
     "interim_agreement",
+    "leak_report",
+    "pairwise_format_auc",
     "ratings_digest",
     "results_rows",
     "rubric_results",
