@@ -12,7 +12,8 @@ Checked in README.md and docs/*.md:
   (``python -m study demo --tokens FILE``), from a folder whose ``data/`` and ``tests/`` are the
   project's, with ``$COORDINATOR_TOKEN`` and ``$STATISTICIAN_TOKEN`` set to the demo people's
   tokens;
-- every ``python -m study`` command (and sub-command) has its section in docs/cli.md.
+- every ``python -m study`` and ``python -m analysis`` command (and sub-command) has its
+  section in docs/cli.md, and every option of it is named there.
 """
 
 from __future__ import annotations
@@ -288,15 +289,29 @@ def cli_parser(main: Callable[[list[str]], int]) -> argparse.ArgumentParser:
     return parsed.value.parser
 
 
-def commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
-    """Every command and sub-command, e.g. ``status``, ``audit``, ``audit verify``."""
+def commands(
+    parser: argparse.ArgumentParser, prefix: str = ""
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every command and sub-command with its parser, e.g. ``status``, ``audit``,
+    ``audit verify``."""
     found = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
-                found.append(f"{prefix}{name}")
+                found.append((f"{prefix}{name}", sub))
                 found += commands(sub, f"{prefix}{name} ")
     return found
+
+
+def cli_sections() -> dict[str, str]:
+    """docs/cli.md's command sections: ``### `name` `` or ``#### `name sub` `` -> its text."""
+    text = CLI_DOC.read_text(encoding="utf-8")
+    parts = re.split(r"(?m)^#{2,4} ", text)
+    return {m.group(1): part for part in parts if (m := re.match(r"`([^`]+)`\n", part)) is not None}
+
+
+SHARED_OPTIONS = {"-h", "--help", "--db", "--token"}
+"""Options every ``python -m study`` command takes, documented once at the top of cli.md."""
 
 
 @pytest.mark.parametrize(
@@ -305,8 +320,17 @@ def commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
     ids=["study", "analysis"],
 )
 def test_every_command_has_its_section_in_the_cli_reference(program: str, main) -> None:
-    names = commands(cli_parser(main))
-    assert names, f"no commands found in python -m {program}'s parser"
+    found = commands(cli_parser(main))
+    assert found, f"no commands found in python -m {program}'s parser"
     headings = anchors(CLI_DOC)
-    missing = [name for name in names if slug(f"`{name}`") not in headings]
+    missing = [name for name, _ in found if slug(f"`{name}`") not in headings]
     assert not missing, f"docs/cli.md has no section for python -m {program} {missing}"
+    sections = cli_sections()
+    undocumented = [
+        f"{name} {option}"
+        for name, parser in found
+        for action in parser._actions
+        for option in action.option_strings
+        if option not in SHARED_OPTIONS and f"`{option}" not in sections[name]
+    ]
+    assert not undocumented, f"docs/cli.md does not describe python -m {program} {undocumented}"
