@@ -9,6 +9,7 @@ the caller; these functions do the work.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -188,26 +189,29 @@ def _refuse_own_answers(cur: Cursor, study: str, first_id: int) -> None:
         )
 
 
-def make_assignments(
-    store: Store,
-    caller: Caller,
-    study: str,
-    *,
-    raters: list[str] | None = None,
-    raters_per_case: int,
-    seed: int | None = None,
-    mode: str = "side_by_side",
-    match_specialty: bool = False,
-) -> int:
+@dataclass(frozen=True, slots=True)
+class DesignSettings:
+    """How a design is made (``design.make_assignments`` and ``design.preview_assignments`` say
+    what each means): ``raters`` (None: every rater of the study), ``raters_per_case``, ``seed``
+    (None: the one sealed at the lock), ``mode``, ``match_specialty``."""
+
+    raters: list[str] | None
+    raters_per_case: int
+    seed: int | None
+    mode: str
+    match_specialty: bool
+
+
+def make_assignments(store: Store, caller: Caller, study: str, settings: DesignSettings) -> int:
     """Design the study's assignments and store them (``design.make_assignments``); returns
     the assignments stored."""
-    seed = _seal.seed_for(store, study, seed)
-    raters = _raters(store, study) if raters is None else raters
-    a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty)
+    seed = _seal.seed_for(store, study, settings.seed)
+    raters = _raters(store, study) if settings.raters is None else settings.raters
+    a, p = _design(store, study, raters, settings, seed)
     parameters = {
-        "mode": mode,
-        "raters_per_case": raters_per_case,
-        "match_specialty": match_specialty,
+        "mode": settings.mode,
+        "raters_per_case": settings.raters_per_case,
+        "match_specialty": settings.match_specialty,
         "raters": sorted(raters),
     }
     gold, share = _phases(store, study)
@@ -220,19 +224,15 @@ def make_assignments(
 def preview_assignments(
     store: Store,
     study: str,
+    settings: DesignSettings,
     *,
-    raters: list[str] | None = None,
-    raters_per_case: int,
-    seed: int | None = None,
-    mode: str = "side_by_side",
-    match_specialty: bool = False,
-    calibration_cases: list[str] | None = None,
-    repeat_share: float | None = None,
+    calibration_cases: list[str] | None,
+    repeat_share: float | None,
 ) -> dict[str, pl.DataFrame]:
     """The design ``make_assignments`` would store, summarised (``design.preview_assignments``)."""
     from study.assignment import design_summary
 
-    seed = _seal.seed_for(store, study, seed)
+    seed = _seal.seed_for(store, study, settings.seed)
     phases = None
     if calibration_cases is not None or repeat_share is not None:
         gold, share = _phases(store, study)
@@ -240,7 +240,7 @@ def preview_assignments(
             gold if calibration_cases is None else list(calibration_cases),
             share if repeat_share is None else float(repeat_share),
         )
-    a, p = _design(store, study, raters, raters_per_case, seed, mode, match_specialty, phases)
+    a, p = _design(store, study, settings.raters, settings, seed, phases)
     return design_summary(a, p)
 
 
@@ -259,14 +259,13 @@ def _design(
     store: Store,
     study: str,
     raters: list[str] | None,
-    raters_per_case: int,
+    settings: DesignSettings,
     seed: int,
-    mode: str,
-    match_specialty: bool,
     phases: tuple[list[str], float] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The design's tables; ``phases``: (calibration cases, repeat share), default the locked
-    protocol's."""
+    """The design's tables for ``raters`` (None: the study's) with ``settings`` and ``seed``
+    (the settings' own resolved); ``phases``: (calibration cases, repeat share), default the
+    locked protocol's."""
     from study.assignment import design_assignments
 
     bare = store.read(
@@ -299,13 +298,13 @@ def _design(
     return design_assignments(
         case_spec.get_column("case_id").to_list(),
         raters,
-        raters_per_case=raters_per_case,
+        raters_per_case=settings.raters_per_case,
         answers=answers,
         seed=seed,
         rater_specialty=dict(specialties.iter_rows()),
         case_specialty=dict(case_spec.iter_rows()),
-        mode=mode,
-        match_specialty=match_specialty,
+        mode=settings.mode,
+        match_specialty=settings.match_specialty,
         calibration_cases=gold,
         repeat_share=share,
     )

@@ -29,6 +29,7 @@ import polars as pl
 
 from study.access import Caller, guarded
 from study.services import _assignments, _drafts, _leaks, _lock, _rater_view, _seal
+from study.services._assignments import DesignSettings
 from study.services._drafts import MAX_DRAFT_BYTES
 from study.services._seal import MAX_SEED
 from study.store import Store
@@ -171,16 +172,9 @@ def preview_assignments(
     none before the lock); the same seed then gives the design ``make_assignments`` stores
     after the lock.
     """
+    settings = DesignSettings(raters, raters_per_case, seed, mode, match_specialty)
     return _assignments.preview_assignments(
-        store,
-        study,
-        raters=raters,
-        raters_per_case=raters_per_case,
-        seed=seed,
-        mode=mode,
-        match_specialty=match_specialty,
-        calibration_cases=calibration_cases,
-        repeat_share=repeat_share,
+        store, study, settings, calibration_cases=calibration_cases, repeat_share=repeat_share
     )
 
 
@@ -206,16 +200,8 @@ def make_assignments(
     repeat share (``study.phases``), if any, go to the design too (none before the lock).
     Returns the number of assignments stored (calibration and repeats included).
     """
-    return _assignments.make_assignments(
-        store,
-        caller,
-        study,
-        raters=raters,
-        raters_per_case=raters_per_case,
-        seed=seed,
-        mode=mode,
-        match_specialty=match_specialty,
-    )
+    settings = DesignSettings(raters, raters_per_case, seed, mode, match_specialty)
+    return _assignments.make_assignments(store, caller, study, settings)
 
 
 @guarded
