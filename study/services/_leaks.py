@@ -1,6 +1,7 @@
 """The pre-launch blinding leak report: how far the study's answers, by their length and
-format alone, give away the arm behind them (``study.blinding`` computes it), kept per set of
-answers so that the Design screen can redraw it on every change of a setting.
+format alone, give away the arm behind them (computed by ``analysis.leakage`` through the
+analyses door), kept per set of answers so that the Design screen can redraw it on every
+change of a setting.
 
 The design's services (``study.services.design``) check the caller; these functions do the work.
 """
@@ -16,7 +17,7 @@ from study.store import Store
 
 def leak_report(store: Store, study: str) -> pl.DataFrame:
     """The blinding leak report of the study's answers, per arm (``design.leak_report``)."""
-    from study.blinding import leak_report as report
+    from study.services.analyses import leak_report as report
 
     return _by_answers(
         store,
@@ -30,7 +31,7 @@ def leak_report(store: Store, study: str) -> pl.DataFrame:
 
 def leak_pairs(store: Store, study: str) -> pl.DataFrame:
     """How well length and format tell each pair of arms apart (``design.leak_pairs``)."""
-    from study.blinding import pairwise_format_auc
+    from study.services.analyses import pairwise_format_auc
 
     return _by_answers(
         store,

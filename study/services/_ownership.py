@@ -36,7 +36,7 @@ class AssignmentFacts:
     study: str
     rater: str
     phase: str
-    criteria: str | None  # the case's rubric, as stored (``study.rubric.stored_criteria``)
+    criteria: str | None  # the case's rubric, as stored (``study.case_json.stored_criteria``)
     labels: tuple[tuple[int, str], ...]  # (presentation id, label) in screen order
     authors: tuple[str | None, ...]  # each answer shown's author id, as person_key_sql has it
 

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from study.case_json import stored_criteria
 from study.errors import NotFoundError, Problem, ValidationError
-from study.rubric import stored_criteria
 from study.services import _queue
 from study.services._common import person_key_sql, require_study, rubric_items
 from study.services._ownership import AssignmentFacts, keep_facts
@@ -217,8 +217,7 @@ def case_preview(
         rubric = rubric_items(cur, study)
     finally:
         cur.close()
-    # imported here: the rating screen's path needs none of the leak report's numpy
-    from study.blinding import neutral_label
+    from study.shuffle import neutral_label
 
     shown = answers[: SHOWN_PER_MODE[mode]] if SHOWN_PER_MODE[mode] else answers
     return _screen(

@@ -238,7 +238,7 @@ def persist_assignments(
 @guarded
 def leak_report(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """The pre-launch blinding leak report of the study's answers, per arm
-    (``study.blinding.leak_report``: length, markdown, self-identifying phrases, signatures, and
+    (``analysis.leakage.leak_report``: length, markdown, self-identifying phrases, signatures, and
     how well length and format alone tell the arms apart, with a warning above 0.7)."""
     return _leaks.leak_report(store, study)
 
@@ -246,7 +246,7 @@ def leak_report(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 @guarded
 def leak_pairs(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """How well length and format alone tell each pair of the study's arms apart on the cases
-    both answered (``study.blinding.pairwise_format_auc``): columns arm_a, arm_b, shared_cases,
+    both answered (``analysis.leakage.pairwise_format_auc``): columns arm_a, arm_b, shared_cases,
     format_auc, warning (above 0.7); no row for two arms that share no case."""
     return _leaks.leak_pairs(store, study)
 
