@@ -79,13 +79,15 @@ def assignment_view(
         shown_order,
         done,
         phase,
+        presented_at,
         question,
         context,
         conversation,
         criteria,
         shown,
     ) = cur.execute(
-        "SELECT s.study, s.rater, s.case_id, s.shown_order, s.done, s.phase, c.question,"
+        "SELECT s.study, s.rater, s.case_id, s.shown_order, s.done, s.phase, s.presented_at,"
+        " c.question,"
         " c.context, c.conversation, c.criteria, (SELECT list((p.id, p.position, p.label, a.text,"
         f"  {person_key_sql('a.author_id')}) ORDER BY p.position) FROM presentations p"
         "  JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
@@ -130,6 +132,7 @@ def assignment_view(
         "total": total,
         "comment": comment,
         "phase": phase,
+        "presented_at": presented_at,
     }
 
 

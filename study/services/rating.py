@@ -34,7 +34,7 @@ from study.protocol import NEWEST_VERSION_SQL, read_plan
 from study.services import _queue, _rater_view
 from study.services._ownership import as_id
 from study.services._ownership import own_assignment as _own_assignment
-from study.store import ConstraintViolation, Cursor, Store, utc_now
+from study.store import ConstraintViolation, Cursor, Store, first, utc_now
 
 _SUBMIT = "rating.submit_rating"
 
@@ -152,24 +152,34 @@ def mark_presented(store: Store, caller: Caller, study: str, assignment: int) ->
         )
     with store.transaction() as cur:
         now = utc_now()
-        # writers are serialised, and the stamp is set only where none is and the study still
-        # rates: a stamp set, a submission or a close since the read above leaves no row changed
-        # (no RETURNING: DuckDB 2.0 runs an UPDATE ... RETURNING as a delete and insert, which
-        # the foreign keys onto assignments refuse)
-        (changed,) = cur.execute(
-            "UPDATE assignments SET presented_at = ? WHERE id = ? AND presented_at IS NULL"
-            " AND NOT done AND (SELECT status FROM studies WHERE id = ?) = 'rating'",
-            [now, assignment, study],
+        if _stamp_presented(cur, caller, study, assignment, now):
+            return now
+        stamp, done, status = cur.execute(
+            "SELECT s.presented_at, s.done, t.status FROM assignments s"
+            " JOIN studies t ON t.id = s.study WHERE s.id = ?",
+            [assignment],
         ).fetchall()[0]
-        if not changed:
-            stamp, done, status = cur.execute(
-                "SELECT s.presented_at, s.done, t.status FROM assignments s"
-                " JOIN studies t ON t.id = s.study WHERE s.id = ?",
-                [assignment],
-            ).fetchall()[0]
-            if stamp is None and not done and status != "rating":
-                raise StateError(f"Study '{study}' is {status}; cases are shown only while rating.")
-            return stamp
+        if stamp is None and not done and status != "rating":
+            raise StateError(f"Study '{study}' is {status}; cases are shown only while rating.")
+        return stamp
+
+
+def _stamp_presented(
+    cur: Cursor, caller: Caller, study: str, assignment: int, now: dt.datetime
+) -> bool:
+    """Stamp the caller's ``assignment`` as presented at ``now`` and append its
+    ``assignment.present`` event, inside the caller's transaction ``cur``; False (nothing
+    written) when it has a stamp already, is done, or the study no longer rates."""
+    # writers are serialised, and the stamp is set only where none is and the study still
+    # rates: a stamp set, a submission or a close since the caller's read leaves no row changed
+    # (no RETURNING: DuckDB 2.0 runs an UPDATE ... RETURNING as a delete and insert, which
+    # the foreign keys onto assignments refuse)
+    (changed,) = cur.execute(
+        "UPDATE assignments SET presented_at = ? WHERE id = ? AND presented_at IS NULL"
+        " AND NOT done AND (SELECT status FROM studies WHERE id = ?) = 'rating'",
+        [now, assignment, study],
+    ).fetchall()[0]
+    if changed:
         audit.append(
             cur,
             actor=caller.actor,
@@ -179,7 +189,19 @@ def mark_presented(store: Store, caller: Caller, study: str, assignment: int) ->
             study=study,
             payload={"rater": caller.user_id, "presented_at": now.isoformat()},
         )
-        return now
+    return bool(changed)
+
+
+def _present_next(store: Store, cur: Cursor, caller: Caller, study: str, now: dt.datetime) -> None:
+    """In a first submission's transaction: stamp the case the caller's queue offers next as
+    presented now, as ``mark_presented`` would when the screen shows it a moment later (the
+    rating screen shows the next case in the same server round trip), saving that call its
+    own transaction, access check and commit."""
+    (version,) = first(cur.execute(f"SELECT {NEWEST_VERSION_SQL}", {"study": study}).fetchall())
+    content = _protocol_content(store, cur, study, version)
+    head = _queue.next_id(cur, study, caller.user_id, now, content=dict(content))
+    if head is not None:
+        _stamp_presented(cur, caller, study, head, now)
 
 
 _PRESENT = "rating.mark_presented"
@@ -351,6 +373,7 @@ def submit_rating(
     seconds: float | None = None,
     revise: bool = False,
     comment: str | None = None,
+    present_next: bool = False,
 ) -> int:
     """Submit the caller's values for one of their assignments; return the audit event's seq.
 
@@ -377,6 +400,9 @@ def submit_rating(
     rater's free-text comment on the case (the rating screen's comment box), stored with the
     first rating row written (``rating_comments``, as an imported rating's comment) and in the
     audit event; a revision's comment is stored with its own rows, so earlier ones stay.
+    ``present_next``: a first submission also stamps the case the queue offers next as
+    presented (``mark_presented``), in the same transaction: for the rating screen, which shows
+    that case in the same round trip.
     """
     row = _own_assignment(store, caller, study, assignment, service=_SUBMIT, sheet=True)
     _check_seconds(seconds)
@@ -427,7 +453,7 @@ def submit_rating(
         if comment:  # a statement only when there is a comment
             cur.execute("INSERT INTO rating_comments VALUES (?, ?)", [rows[0]["id"], comment])
         alerts = _raise_safety_alerts(store, cur, study, sheet, rows)
-        return audit.append(
+        seq = audit.append(
             cur,
             actor=caller.actor,
             kind=audit.RATING_REVISE if revise else audit.RATING_SUBMIT,
@@ -454,6 +480,9 @@ def submit_rating(
             | ({"comment": comment} if comment else {})
             | ({"safety_alerts": alerts} if alerts else {}),
         )
+        if present_next and not revise:
+            _present_next(store, cur, caller, study, now)
+        return seq
 
 
 def _raise_safety_alerts(
