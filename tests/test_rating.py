@@ -345,8 +345,8 @@ def test_a_revision_replaces_the_current_rating_and_keeps_history(store, rating)
 def test_a_revision_keeps_unchanged_values_as_they_are_and_one_that_changes_nothing_is_refused(
     store, rating
 ):
-    # found in review: the screen re-sent every value, and each became a new revision (with the
-    # revision's time on task, and a severe-harm value raising its alert again)
+    # a screen that re-sends every value must not make each a new revision (with the revision's
+    # time on task, and a severe-harm value raising its alert again)
     r1 = sign_in(store, "r1")
     a = rating_service.next_assignment(store, r1, rating)["assignment"]
     rating_service.submit_rating(store, r1, rating, a, full_values(), seconds=60.0)
