@@ -16,28 +16,23 @@ import streamlit as st
 
 from pages.components.handover import store_and_caller
 from pages.components.plain import plain
+from pages.components.progress import pick_study_with_status
 from pages.components.results_cache import study_results
 from pages.components.status import status_words
-from pages.components.study_picker import pick_study
 from study.errors import NotFoundError, StudyError
 from study.rendering import markdown_code, markdown_text
-from study.services import analyses, design, lifecycle, monitoring
+from study.services import analyses, design, lifecycle
 
 store, caller = store_and_caller()
 
 st.title("Analysis")
 
-study_id, study_name = pick_study(
+study_id, study_name, status = pick_study_with_status(
     store,
     caller,
     "analyze",
     key="analyze_study",
     none="You analyse no study: the statistician's role in a study opens this screen.",
-)
-status = monitoring.study_status(store, caller, study_id, per_arm=False)
-st.markdown(
-    f":blue-badge[:material/flag: {status['status'].capitalize()}] study id "
-    + markdown_code(study_id)
 )
 
 try:

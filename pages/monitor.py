@@ -17,8 +17,8 @@ import streamlit as st
 
 from pages.components.handover import store_and_caller
 from pages.components.plain import plain
+from pages.components.progress import pick_study_with_status, show_rater_progress
 from pages.components.rating_sheet import option_key
-from pages.components.study_picker import pick_study
 from study.access import allowed
 from study.errors import StudyError
 from study.rendering import markdown_code, markdown_text
@@ -28,17 +28,12 @@ store, caller = store_and_caller()
 
 st.title("Monitoring")
 
-study_id, study_name = pick_study(
+study_id, study_name, status = pick_study_with_status(
     store,
     caller,
     "monitor_study",
     key="monitor_study",
     none="You monitor no study: the coordinator's role in a study opens this screen.",
-)
-status = monitoring.study_status(store, caller, study_id, per_arm=False)
-st.markdown(
-    f":blue-badge[:material/flag: {status['status'].capitalize()}] study id "
-    + markdown_code(study_id)
 )
 
 # --- progress --------------------------------------------------------------------------------
@@ -52,29 +47,7 @@ times = monitoring.time_on_task(store, caller, study_id)
 by_rater, by_case = st.columns(2)
 with by_rater:
     st.markdown("**By rater**")
-    if per_rater.height:
-        long = per_rater.unpivot(
-            index="name", on=["done", "to_do"], variable_name="state", value_name="assignments"
-        ).with_columns(pl.col("state").replace({"to_do": "to do"}))
-        figure = px.bar(
-            long.to_pandas(),
-            x="assignments",
-            y="name",
-            color="state",
-            orientation="h",
-            category_orders={"state": ["done", "to do"]},
-            color_discrete_map={"done": "#2e7d32", "to do": "#cfd8dc"},
-            labels={"assignments": "Assignments", "name": "", "state": ""},
-        )
-        figure.update_layout(
-            height=max(240, 28 * per_rater.height),
-            yaxis={"categoryorder": "category descending"},
-            margin={"l": 0, "r": 0, "t": 10, "b": 0},
-            legend={"orientation": "h", "y": -0.35},
-        )
-        st.plotly_chart(figure, key="monitor_by_rater")
-    else:
-        st.caption("No assignments yet: they are made when the protocol is locked.")
+    show_rater_progress(per_rater, key="monitor_by_rater")
 with by_case:
     st.markdown("**By case: raters done**")
     # from the assignments, not the times: imported ratings are done without a recorded time

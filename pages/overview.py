@@ -8,10 +8,10 @@ protocol, progress by rater and the arms.
 from __future__ import annotations
 
 import plotly.express as px
-import polars as pl
 import streamlit as st
 
 from pages.components.handover import store_and_caller
+from pages.components.progress import show_rater_progress
 from study.access import allowed
 from study.errors import NotFoundError, PermissionDenied
 from study.rendering import markdown_code, markdown_text
@@ -205,11 +205,7 @@ share = done / total if total else 0.0
 st.progress(share, text=f"{done:,} of {total:,} assignments done ({share:.0%})")
 
 per_specialty = monitoring.cases_by_specialty(store, caller, study_id)
-per_rater = (
-    monitoring.rater_progress(store, caller, study_id)
-    .unpivot(index="name", on=["done", "to_do"], variable_name="state", value_name="assignments")
-    .with_columns(pl.col("state").replace({"to_do": "to do"}))
-)
+per_rater = monitoring.rater_progress(store, caller, study_id)
 
 chart_left, chart_right = st.columns(2)
 with chart_left:
@@ -232,26 +228,7 @@ with chart_left:
         st.caption("No cases imported yet.")
 with chart_right:
     st.markdown("**Progress per rater**")
-    if per_rater.height:
-        figure = px.bar(
-            per_rater.to_pandas(),
-            x="assignments",
-            y="name",
-            color="state",
-            orientation="h",
-            category_orders={"state": ["done", "to do"]},
-            color_discrete_map={"done": "#2e7d32", "to do": "#cfd8dc"},
-            labels={"assignments": "Assignments", "name": "", "state": ""},
-        )
-        figure.update_layout(
-            height=max(240, 28 * per_rater.get_column("name").n_unique()),
-            yaxis={"categoryorder": "category descending"},
-            margin={"l": 0, "r": 0, "t": 10, "b": 0},
-            legend={"orientation": "h", "y": -0.2},
-        )
-        st.plotly_chart(figure, key="progress_per_rater")
-    else:
-        st.caption("No assignments yet: they are made when the protocol is locked.")
+    show_rater_progress(per_rater, key="progress_per_rater")
 
 # --- arms and instrument ---------------------------------------------------------------------
 

@@ -228,7 +228,7 @@ def test_a_system_actor_is_refused_what_only_a_person_may_do(world: Store) -> No
             call_with_placeholders(fn, world, OPERATOR)
 
 
-# --- the probes that found the holes (issue "One door per job") --------------------------------
+# --- probes of services that once let a caller through a side door ----------------------------
 
 
 def _first_assignment(store: Store, rater: str) -> int:

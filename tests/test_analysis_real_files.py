@@ -1,4 +1,4 @@
-"""The analysis command line on files as statisticians get them (issue 10): a margin of 0
+"""The analysis command line on files as statisticians get them: a margin of 0
 (superiority), a value that is already test - reference (one-sample t, bootstrap, mixed model),
 ``--by`` per item, negative scale values as written, ignored options refused, ``describe``.
 Every statistic is checked against another package or a closed form, cited where it is used."""
@@ -109,7 +109,7 @@ def test_one_sample_mixed_model_matches_the_balanced_anova_closed_form() -> None
 
 
 def test_a_fake_zero_arm_is_not_needed_and_would_overstate_the_evidence() -> None:
-    # The workaround the issue reports: a reference arm of zeros in a two-arm mixed model. Its
+    # A workaround statisticians reach for: a reference arm of zeros in a two-arm mixed model. Its
     # standard error ignores the case and rater variance of the difference; the one-sample
     # model keeps it, so its interval is wider.
     from analysis.noninferiority import mean_difference

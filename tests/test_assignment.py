@@ -413,8 +413,8 @@ def test_the_design_summary_counts_loads_cases_positions_and_overlap():
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 @pytest.mark.parametrize("n_arms", [3, 4])
 def test_pairwise_screens_balance_each_arm_over_positions_across_pairs(seed, n_arms):
-    # found in review: with three or more arms a rater meets several pairs, and balancing each
-    # pair on its own left totals off by two; the pairs are now oriented together
+    # with three or more arms a rater meets several pairs, and balancing each pair on its own
+    # leaves totals off by two: the pairs are oriented together
     arms = ("clinician", "llm_a", "llm_b", "llm_c")[:n_arms]
     cases, answers = make_answers(10 * n_arms, arms=arms)
     a, p = design_assignments(

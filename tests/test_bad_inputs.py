@@ -1,5 +1,6 @@
-"""Every bad input probed in issue 12 fails safely: exit 2, one short line on stderr, no
-traceback, and neither the database nor the file system changed.
+"""Every bad input to the two command lines (and the service calls that no command makes) fails
+safely: exit 2, one short line on stderr, no traceback, and neither the database nor the file
+system changed.
 
 Run in-process (``main(argv)``), so that a fault such as a full disk can be simulated; a bug
 would raise here instead of returning 2.
@@ -241,7 +242,7 @@ def test_bad_input_exits_2_with_one_short_line_and_changes_nothing(
     assert (folder / "other.duckdb").read_bytes() == other_before
 
 
-def test_the_table_covers_the_issues_bad_inputs():
+def test_the_command_table_keeps_its_sixteen_bad_inputs():
     assert len(BAD_INPUTS) == 16
 
 
@@ -269,7 +270,7 @@ def test_control_characters_in_names_are_escaped_on_the_terminal(tmp_path, capsy
 
 @pytest.mark.parametrize("fmt", ["table", "json"])
 def test_analysis_escapes_the_files_names_on_the_terminal(tmp_path, capsys, fmt):
-    # issue 19: python -m analysis printed rater names with their ANSI escapes, raw
+    # a rater name read from a file may carry ANSI escapes that would clear or recolour the terminal
     ratings = tmp_path / "ratings.csv"
     evil = "\x1b[2J\x1b[31mdr\u202eevil"
     ratings.write_text(
@@ -310,7 +311,7 @@ def test_csv_exports_neutralise_formula_cells_unless_raw(demo_db, tmp_path, caps
     assert ",-1.0" in safe.read_text()  # numbers are left alone
 
 
-# --- issue 19: the last nine bad inputs --------------------------------------------------------
+# --- bad inputs on a prepared database, or through a service no command calls -----------------
 
 
 def _alter_a_migration_checksum(db: Path, folder: Path) -> None:  # noqa: ARG001
@@ -346,7 +347,7 @@ def _revise_with_seconds(db: Path) -> None:
 SERVICE = "service"
 # (name, which CLI (or the service, for a call no command makes), what to do before the snapshot,
 # argv given (db, folder) or the call given db, fragment of the one-line message)
-ISSUE_19_INPUTS: list[tuple[str, str, Callable | None, Callable, str]] = [
+PREPARED_INPUTS: list[tuple[str, str, Callable | None, Callable, str]] = [
     (
         "1. analysis --seed past 64 bits",
         ANALYSIS,
@@ -429,9 +430,9 @@ ISSUE_19_INPUTS: list[tuple[str, str, Callable | None, Callable, str]] = [
 
 @pytest.mark.parametrize(
     ("which", "prepare", "given", "expected"),
-    [pytest.param(w, p, g, e, id=name) for name, w, p, g, e in ISSUE_19_INPUTS],
+    [pytest.param(w, p, g, e, id=name) for name, w, p, g, e in PREPARED_INPUTS],
 )
-def test_issue_19s_bad_inputs_exit_2_with_one_line_and_change_nothing(
+def test_prepared_bad_inputs_exit_2_with_one_line_and_change_nothing(
     world, which, prepare, given, expected, capsys
 ):
     db, folder = world
@@ -463,8 +464,8 @@ def test_issue_19s_bad_inputs_exit_2_with_one_line_and_change_nothing(
     assert _files(folder) == files_before
 
 
-def test_the_table_covers_issue_19s_nine_inputs():
-    assert {name.split(".")[0] for name, *_ in ISSUE_19_INPUTS} == {str(n) for n in range(1, 10)}
+def test_the_prepared_table_keeps_its_nine_numbered_inputs():
+    assert {name.split(".")[0] for name, *_ in PREPARED_INPUTS} == {str(n) for n in range(1, 10)}
 
 
 def test_a_refused_permission_leaves_its_access_denied_event_and_nothing_else(demo_db, tmp_path):

@@ -1,4 +1,4 @@
-"""Outcomes blind to arms while rating is open (issue 19, item 4).
+"""Outcomes blind to arms while rating is open (``study.access``, the services a coordinator holds).
 
 A coordinator during rating calls every service that a permission held by the coordinator's role
 declares, with sensible arguments, and everything those calls return (frames, dicts, refusals'

@@ -245,7 +245,7 @@ def test_build_demo_stores_a_synthetic_study_in_rating(built):
         0.025,
     )
     assert protocol["assignment"]["raters_per_case"] == 3
-    # the seed is sealed until unblinding (issue 12): the protocol shows its commitment only
+    # the seed is sealed until unblinding: the protocol shows its commitment only
     assert "seed" not in protocol["assignment"]
     assert len(protocol["assignment_seed_commitment"]) == 64
 

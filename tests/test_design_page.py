@@ -2,7 +2,8 @@
 locked protocol and open rating, with the demo's own files (data/demo).
 
 - A rejected upload shows the importer's full report (file, row, column, problem) and stores
-  nothing; the demo's arms, cases and answers import.
+  nothing; the demo's arms, cases and answers import; K-QA's two shapes go in through step 2's
+  column mapping (previewed, nothing stored, then imported), without a script.
 - An instrument attaches (a built-in one, or a custom file, whose problems are shown when it is
   broken), and its preview renders the case and the rating sheet; submitting the preview stores
   nothing.
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 from conftest import OPERATOR, ROOT, picker_place
 from streamlit.testing.v1 import AppTest
+from test_mapping import MODELS_TOML, models_csv, physicians_jsonl
 
 from study.access import system_caller
 from study.services import people, studies
@@ -223,6 +225,79 @@ def test_unknown_provenance_is_highlighted(monkeypatch, db, tmp_path):
     assert not at.error, errors(at)
     warnings = " ".join(w.value for w in at.warning)
     assert "llm" in warnings and "model_name" in warnings, warnings
+
+
+def test_step_2_maps_previews_and_imports_both_kqa_shapes_without_a_script(
+    monkeypatch, db, tmp_path
+):
+    at = go(create(open_design(monkeypatch, db, COORDINATOR)), 2)
+
+    def upload_table(path: Path) -> None:
+        at.file_uploader(key=key("upload-table")).set_value(
+            (path.name, path.read_bytes(), "text/plain")
+        ).run()
+        assert_no_exception(at)
+
+    def counts() -> tuple[int, int, int]:
+        return stored(
+            db,
+            "SELECT (SELECT count(*) FROM cases WHERE study = $s),"
+            " (SELECT count(*) FROM arms WHERE study = $s),"
+            " (SELECT count(*) FROM answers WHERE study = $s)",
+        ).row(0)
+
+    # the wide file: a hash of the question, one answer column for the physicians' arm
+    upload_table(physicians_jsonl(tmp_path))
+    at.selectbox(key=key("map-question")).set_value("Question").run()
+    at.selectbox(key=key("map-specialty")).set_value("ICD_10_diag").run()
+    at.multiselect(key=key("map-answer-columns")).set_value(["Free_form_answer"]).run()
+    arm = "map-arm:Free_form_answer"
+    at.text_input(key=key(f"{arm}:id")).input("kqa_physicians").run()
+    at.selectbox(key=key(f"{arm}:kind")).set_value("clinician").run()
+    at.text_input(key=key(f"{arm}:clinician:author_role")).input("physician").run()
+    at.button(key=key("map-preview")).click().run()
+    assert_no_exception(at)
+    assert not at.error, errors(at)
+    shown = " ".join(i.value for i in at.info)
+    assert "3 rows read as 3 cases, 1 arm, 2 answers" in shown, shown
+    assert counts() == (0, 0, 0)  # a preview stores nothing
+    at.text_input(key=key("map-name")).input("physicians").run()
+    at.button(key=key("map-import")).click().run()
+    assert not at.error, errors(at)
+    assert counts() == (3, 1, 2)
+
+    # the long file: an arm column and an answer column, a row per claim folded
+    upload_table(models_csv(tmp_path))
+    at.radio(key=key("map-source")).set_value("Map the columns here").run()
+    at.radio(key=key("map-layout")).set_value("long").run()
+    at.selectbox(key=key("map-arm-column")).set_value("llm_x").run()
+    at.selectbox(key=key("map-text-column")).set_value("answer").run()
+    at.checkbox(key=key("map-only-known")).check().run()
+    for model in ("gpt35", "gpt4"):
+        at.text_input(key=key(f"map-arm:{model}:llm:model_name")).input(model).run()
+    at.button(key=key("map-preview")).click().run()
+    assert not at.error, errors(at)
+    shown = " ".join(i.value for i in at.info)
+    assert "6 rows repeated a case, arm and text" in shown and "2 rows left out" in shown, shown
+    at.text_input(key=key("map-name")).input("models").run()
+    at.button(key=key("map-import")).click().run()
+    assert not at.error, errors(at)
+    assert counts() == (3, 3, 5)
+    kept = stored(db, "SELECT name FROM import_mappings WHERE study = $s ORDER BY name")
+    assert kept.get_column("name").to_list() == ["models", "physicians"]
+
+    # a wrong mapping from a file: its key named, nothing stored
+    at.radio(key=key("map-source")).set_value("Upload a mapping (TOML)").run()
+    at.file_uploader(key=key("map-file")).set_value(
+        (
+            "bad.toml",
+            MODELS_TOML.replace('text = "answer"', 'text = "answr"').encode(),
+            "text/plain",
+        )
+    ).run()
+    at.button(key=key("map-import")).click().run()
+    assert "'answr' is not in" in " ".join(str(d.value) for d in at.dataframe)
+    assert counts() == (3, 3, 5)
 
 
 def test_an_instrument_attaches_and_its_preview_renders_and_stores_nothing(monkeypatch, db):
@@ -439,8 +514,7 @@ def test_the_demo_coordinator_sees_every_step_of_a_study_in_rating(monkeypatch, 
 
 def test_a_coordinator_of_one_study_is_told_why_there_is_no_create_form(monkeypatch, demo_db):
     """Only a coordinator for every study creates studies; one who coordinates a single study
-    reads why the create form is missing instead of finding nothing (issue: the demo's
-    coordinator could not create a study and was not told why)."""
+    reads why the create form is missing instead of finding nothing."""
     from study.demo import COORDINATOR, DEMO_STUDY_ID
 
     with Store(demo_db) as store:
@@ -548,7 +622,10 @@ def test_cases_with_a_single_answer_can_be_rated_when_the_coordinator_says_so(mo
     at.selectbox(key=key("primary_item")).set_value("harm_extent").run()
     at.radio(key=key("direction")).set_value("lower").run()
     go(at, 4)
-    assert any("3 case(s) have a single answer" in c.value for c in at.caption)
+    assert (
+        "3 case(s) have a single answer: rate them (tick the box above), or remove them before "
+        "the lock (`python -m study remove`)."
+    ) in [c.value for c in at.caption]
     go(at, 6)
     at.checkbox(key=key("lock-sure")).check().run()
     at.button(key=key("lock")).click().run()
@@ -632,7 +709,12 @@ def test_the_demo_says_which_invited_raters_can_be_tried(monkeypatch, db):
     # In the demo without sign-in an invited address is nobody the picker offers: a coordinator
     # who invites ann@hospital.example cannot then rate as her to try the screen.
     at = go(create(open_design(monkeypatch, db)), 7)
-    assert any("@demo.clinval.example" in c.value for c in at.caption)
+    assert (
+        'Demo without sign-in: only the demo\'s people can be picked under "Acting as". To try '
+        "rating yourself, invite a demo rater by address (e.g. "
+        "`ada.example@demo.clinval.example`, all in `data/demo/raters.csv`); someone invited "
+        "with another address rates once sign-in is configured."
+    ) in [c.value for c in at.caption]
 
 
 def test_the_display_choices_are_the_renderings_modes(monkeypatch, db):
@@ -946,8 +1028,8 @@ def test_a_binary_primary_takes_its_margin_in_percentage_points(monkeypatch, db)
 def test_once_locked_the_design_screen_shows_no_answer_beside_its_arm_and_asks_for_nothing(
     monkeypatch, db
 ):
-    # Issue 19 item 4: a locked study may hold ratings (imported ones), so answers beside their
-    # arms are refused to every person; the screen does not ask (no access.denied event), it
+    # A locked study may hold ratings (imported ones), so answers beside their arms are refused
+    # to every person (outcomes stay blind until unblinding); the screen does not ask (no access.denied event), it
     # draws the arms' provenance without the answers' dates and prompts and holds the preview.
     at = lock(plan(attach(import_demo(create(open_design(monkeypatch, db))))))
     before = stored(db, "SELECT count(*) FROM audit_events WHERE action = 'access.denied'").item()
@@ -955,7 +1037,10 @@ def test_once_locked_the_design_screen_shows_no_answer_beside_its_arm_and_asks_f
     provenance = table(at, "arm_id", "model_name", "generated")
     assert len(provenance) and set(provenance["generated"]) == {"—"}
     go(at, 3)
-    assert any("preview waits for unblinding" in c.value for c in at.caption)
+    assert (
+        "The study is locked: while it may hold ratings nobody has unblinded, no answer is shown "
+        "beside its arm, so the preview waits for unblinding."
+    ) in [c.value for c in at.caption]
     assert not [s for s in at.selectbox if s.key == key("preview-case")]
     after = stored(db, "SELECT count(*) FROM audit_events WHERE action = 'access.denied'").item()
     assert after == before

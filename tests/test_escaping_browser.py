@@ -1,4 +1,4 @@
-"""Imported and typed text is shown as text on every screen (issue 19, item 6), in Chromium.
+"""Imported and typed text is shown as text on every screen, in Chromium.
 
 A study whose name, case questions, arm label, item wording, option labels and a rater's flag
 reason are hostile Markdown and HTML (an image, a tag, a link, Streamlit's directives and math)

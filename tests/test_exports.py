@@ -67,7 +67,7 @@ HOSTILE = [
 
 
 def test_the_codebook_markdown_shows_imported_wording_as_text_and_forms_nothing() -> None:
-    """Issue 19 item 6: wording, labels, titles and the study name are inert in codebook.md:
+    """Wording, labels, titles and the study name are inert in codebook.md:
     rendered as a Markdown viewer with raw HTML on would (markdown-it, GFM tables), no tag, image
     or link forms, and each text reads back whole."""
     from html.parser import HTMLParser

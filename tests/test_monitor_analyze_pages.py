@@ -239,7 +239,7 @@ def test_a_safety_alert_shows_its_question_as_text_and_its_value_by_label(monkey
 
 
 def test_a_safety_alert_shows_the_key_the_rater_pressed_not_the_stored_code(monkeypatch, demo_db):
-    # Issue 23 item 6: the demo's harm scale stores 0-2 and the rating sheet keys its options
+    # The demo's harm scale stores 0-2 and the rating sheet keys its options
     # 1-3 by position; "= 2 (Severe harm or death)" read as if the rater pressed 2.
     with Store(demo_db) as store:
         alerts = store.read(

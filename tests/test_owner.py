@@ -39,7 +39,7 @@ def test_one_file_opened_twice_in_one_process_loses_no_submit(store, rating):
                 outcome = "stored"
             except ConflictError as exc:
                 outcome = "conflict" if "submitted already" in str(exc) else f"other: {exc}"
-            except Exception as exc:  # noqa: BLE001  (what the issue saw: raw DuckDB errors)
+            except Exception as exc:  # noqa: BLE001  (raw DuckDB errors must not escape)
                 outcome = f"error: {type(exc).__name__}: {exc}"
             with lock:
                 outcomes.setdefault(assignment, []).append(outcome)
@@ -302,8 +302,8 @@ def test_a_malformed_key_file_is_refused_not_replaced(tmp_path, monkeypatch, tex
 def test_a_hard_link_a_symlink_and_the_path_share_one_owner_and_lose_no_submit(
     tmp_path, store, rating
 ):
-    # found in issue 19: the owner was keyed by the resolved path, so a hard link opened a second
-    # DuckDB connection in the process and 20 of 40 acknowledged submits were gone on reopening
+    # an owner keyed by the resolved path would let a hard link open a second DuckDB connection in
+    # the process, and acknowledged submits (20 of 40, once) would be gone on reopening
     path = Path(store.path)
     hard, soft = tmp_path / "hard.duckdb", tmp_path / "soft.duckdb"
     hard.hardlink_to(path)

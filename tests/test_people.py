@@ -25,7 +25,7 @@ def test_users_are_keyed_by_issuer_and_subject(store):
 
 @pytest.mark.parametrize("user_id", ["r\x07x", "\x1b[31mr7", "r\u202e7", "r\u200b7"])
 def test_a_user_id_with_control_or_invisible_characters_is_refused(store, user_id):
-    # issue 19: add-raters stored an id with a bell in it; the service refuses it for every caller
+    # an id with a bell or an escape in it would reach terminals and screens: refused for everyone
     before = audit_verify.verify(store).events
     with pytest.raises(ValidationError, match="control or invisible characters"):
         people.ensure_user(store, OPERATOR, issuer="iss", subject="s", user_id=user_id)

@@ -12,13 +12,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from conftest import ISSUER, OPERATOR, full_values, picker_place, sign_in, write_jsonl
 from playwright.sync_api import Page, expect
 from serving import chromium, serve
 
 from study import audit_verify
-from study.demo import COORDINATOR, STATISTICIAN, read_raters
+from study.demo import COORDINATOR, DEMO_STUDY_ID, STATISTICIAN, read_raters
 from study.instruments import get_builtin
 from study.services import content, design, instruments, lifecycle, people, rating, studies
 from study.services.people import DEMO_ISSUER
@@ -105,7 +106,8 @@ def test_a_demo_rater_rates_three_cases_by_keyboard_reloads_and_resumes_at_the_f
     browser_page: Page, tmp_path: Path
 ) -> None:
     page = browser_page
-    with serve(tmp_path / "demo.duckdb", tmp_path, demo_on_start=True) as served:
+    db = tmp_path / "demo.duckdb"
+    with serve(db, tmp_path, demo_on_start=True) as served:
         open_as(page, served.url, demo_place(DEMO_RATER))
         start, total = case_number(page)
         # Enter with nothing picked: each field says what is missing, nothing is sent
@@ -123,7 +125,7 @@ def test_a_demo_rater_rates_three_cases_by_keyboard_reloads_and_resumes_at_the_f
         expect(page.locator('.sheet .field[data-field="0"] .option.chosen')).to_contain_text("Poor")
         page.reload()
         expect(page.get_by_role("heading", name="Rate")).to_be_visible(timeout=30_000)
-        # issue 23: the reload keeps the pick (it used to start the case afresh)
+        # the reload keeps the pick: the case does not start afresh
         expect(page.locator('.sheet .field[data-field="0"] .option.chosen')).to_contain_text(
             "Poor", timeout=30_000
         )
@@ -137,6 +139,29 @@ def test_a_demo_rater_rates_three_cases_by_keyboard_reloads_and_resumes_at_the_f
         expect(page.get_by_role("heading", name="Rate")).to_be_visible(timeout=30_000)
         assert case_number(page) == (start + 3, total)
         expect(page.get_by_test_id("stException")).to_have_count(0)
+    # what was stored is what the keys picked: digit 1 is each scale's first option (1 on quality
+    # and empathy; 0, no harm / low / no, on the harm items), A is Response A; the first case
+    # keeps the 2 ("Poor") typed on its first field before the reload
+    with Store(db) as store:
+        rater = sign_in(store, DEMO_RATER)
+        rated = (
+            rating.rater_queue(store, rater, DEMO_STUDY_ID)
+            .filter(pl.col("shown_order").is_between(start, start + 2))
+            .sort("shown_order")
+            .get_column("assignment")
+            .to_list()
+        )
+        stored = [rating.assignment_view(store, rater, DEMO_STUDY_ID, a)["values"] for a in rated]
+    ones, zeros = {"Response A": 1, "Response B": 1}, {"Response A": 0, "Response B": 0}
+    keyed = {
+        "quality": ones,
+        "empathy": ones,
+        "harm_extent": zeros,
+        "harm_likelihood": zeros,
+        "could_cause_harm": zeros,
+        "better_response": "A",
+    }
+    assert stored == [keyed | {"quality": {"Response A": 2, "Response B": 1}}, keyed, keyed]
 
 
 # --- blinding in every byte ------------------------------------------------------------------
@@ -236,7 +261,7 @@ def test_nothing_the_browser_receives_names_the_source(browser_page: Page, tmp_p
         rate_by_keyboard(page, FIELDS)
         expect(progress(page)).to_contain_text(f"Case {start + 1} of {total}")
         # open the list of rated cases and the flag form too: more of the page to inspect (the
-        # flag form is the sheet's own since issue 23, opened by F)
+        # flag form is the sheet's own, opened by F)
         page.get_by_text("Revise a case you have rated").click()
         settle(page)
         page.evaluate("document.activeElement && document.activeElement.blur()")
@@ -307,7 +332,7 @@ def test_a_rating_acknowledged_on_screen_survives_a_sigkill_of_the_server(
 def test_a_demo_rater_grades_a_conversation_s_criteria_by_keyboard(
     browser_page: Page, tmp_path: Path
 ) -> None:
-    # issue 11: the synthetic rubric study of the demo, a two-turn conversation per case, each
+    # the synthetic rubric study of the demo, a two-turn conversation per case, each
     # criterion of the case marked met (Y) or not met (N) for each response
     from study.demo import RUBRIC_STUDY_ID
 
@@ -344,7 +369,7 @@ def test_a_demo_rater_grades_a_conversation_s_criteria_by_keyboard(
     assert all(stamped for _, stamped in stored)  # time on task ran from the first showing
 
 
-# --- issue 23: the rater's keys, messages where the eye is, drafts, the side-by-side sheet ----
+# --- the rater's keys, messages where the eye is, drafts, the side-by-side sheet ---------------
 
 LAPTOP = {"width": 1280, "height": 800}
 REVISING = re.compile(r"Revising rated case (\d+) of (\d+)")
@@ -433,7 +458,7 @@ def test_flag_by_keyboard_a_refused_flag_is_said_in_view_and_the_case_stays(
 ) -> None:
     db = tmp_path / "demo.duckdb"
     with chromium() as browser, serve(db, tmp_path, demo_on_start=True) as served:
-        # the issue's 900 px screen
+        # a laptop's 900 px screen
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         open_as(page, served.url, demo_place(DEMO_RATER))
         start, total = case_number(page)

@@ -152,8 +152,8 @@ def test_a_submission_for_another_sheet_is_ignored(monkeypatch, demo_db):
 
 
 def test_skipping_with_a_reason_takes_the_case_out_of_the_queue(monkeypatch, demo_db):
-    # issue 23: skip (and flag) are sheet actions now, sent with the reason typed in the sheet
-    # (key S), no longer a Streamlit text box and button under an expander
+    # skip (and flag) are sheet actions, sent with the reason typed in the sheet (key S), not a
+    # Streamlit text box and button under an expander
     at = open_as(monkeypatch, demo_db)
     first_case = at.get("progress")[0].proto.text
     actions = sheet_data(at)["actions"]

@@ -383,15 +383,15 @@ def test_a_revision_replaces_the_current_rating_and_keeps_history(store, rating)
 def test_a_revision_keeps_unchanged_values_as_they_are_and_one_that_changes_nothing_is_refused(
     store, rating
 ):
-    # found in review: the screen re-sent every value, and each became a new revision (with the
-    # revision's time on task, and a severe-harm value raising its alert again)
+    # a screen that re-sends every value must not make each a new revision (with the revision's
+    # time on task, and a severe-harm value raising its alert again)
     r1 = sign_in(store, "r1")
     a = rating_service.next_assignment(store, r1, rating)["assignment"]
     rating_service.submit_rating(store, r1, rating, a, full_values(), seconds=60.0)
     with pytest.raises(ValidationError, match="no value changed"):
         rating_service.submit_rating(store, r1, rating, a, full_values(), revise=True)
-    # a revision records no time on task (issue 19: the screen stored the revision's 5.8 s,
-    # which a time-per-case summary then counted beside the first submission's)
+    # a revision records no time on task: a revision's few seconds would be counted beside the
+    # first submission's in a time-per-case summary
     with pytest.raises(ValidationError, match="a revision records no time on task"):
         rating_service.submit_rating(
             store, r1, rating, a, full_values(quality_a=1), seconds=2.0, revise=True
@@ -571,7 +571,7 @@ def test_a_rating_that_breaks_a_consistency_rule_is_refused(store, harm_rating):
         rating_service.submit_rating(
             store, sign_in(store, "r1"), study, assignment, harm_values(extent_b=2)
         )
-    # issue 23: in the words the rater read, named by the item to change (so the screen puts
+    # in the words the rater read, named by the item to change (so the screen puts
     # it beside that field); check_consistency keeps the importer's terse form
     [problem] = caught.value.problems
     assert problem.column == "harm_extent"
@@ -584,7 +584,7 @@ def test_a_rating_that_breaks_a_consistency_rule_is_refused(store, harm_rating):
 
 
 def test_a_comment_is_stored_with_the_submission_and_a_revision_keeps_the_first(store, harm_rating):
-    # issue 23: the rating screen's comment box; stored as an imported rating's comment is
+    # the rating screen's comment box; stored as an imported rating's comment is
     # (rating_comments, with the submission's first row), audited, and shown on revision
     study, assignment = harm_rating
     r1 = sign_in(store, "r1")

@@ -26,8 +26,8 @@ NASTY = [
     "<iframe src=https://evil.example></iframe>",
     '<p onclick="alert(1)">x</p>',
     "[x][r]\n\n[r]: https://evil.example/",
-    # found in review: a blank line inside a quoted or listed code block ended the HTML block, so
-    # the escaped text after it was read as markdown again
+    # a blank line inside a quoted or listed code block ends an HTML block, and the escaped text
+    # after it must not be read as markdown again
     "> ```\n> a\n>\n> ![x](https://tracker.example/p.png)\n> ```",
     "- ```\n  a\n\n  [l](https://evil.example/)\n  ```",
     "See below\r\r![x](https://tracker.example/plain.png)",

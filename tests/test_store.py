@@ -226,7 +226,8 @@ def test_migrations_apply_once_and_are_recorded(tmp_path):
 
 @pytest.mark.parametrize("read_only", [False, True])
 def test_a_database_whose_applied_migration_changed_is_refused(tmp_path, read_only):
-    # read-only too (issue 19): `audit verify` said "intact" on a database the app refuses
+    # read-only too: `audit verify` opens read-only, and must not say "intact" on a database the
+    # app refuses
     path = tmp_path / "db.duckdb"
     with Store(path) as s:
         s.cursor().execute("UPDATE schema_migrations SET checksum = 'tampered' WHERE version = 1")
