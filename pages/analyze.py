@@ -14,12 +14,13 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from pages.components.confirm import confirmed_step
 from pages.components.handover import store_and_caller
 from pages.components.plain import plain
 from pages.components.progress import pick_study_with_status
 from pages.components.results_cache import study_results
 from pages.components.status import status_words
-from study.errors import NotFoundError, StudyError
+from study.errors import NotFoundError
 from study.rendering import markdown_code, markdown_text
 from study.services import analyses, design, lifecycle
 
@@ -69,18 +70,13 @@ if status["status"] != "unblinded":
         "Unblinding reveals which arm wrote each response and the sealed assignment seed. It is "
         "recorded in the audit trail under your name and cannot be undone."
     )
-    sure = st.checkbox(
+    confirmed_step(
         f"I am the study's statistician and unblind {markdown_text(study_name)} now.",
-        key="unblind_sure",
+        "Unblind the study",
+        lambda: lifecycle.unblind(store, caller, study_id),
+        "Study unblinded; the step is in the audit trail.",
+        key="unblind",
     )
-    if st.button("Unblind the study", type="primary", disabled=not sure, key="unblind"):
-        try:
-            lifecycle.unblind(store, caller, study_id)
-        except StudyError as error:
-            st.error(plain(error))
-        else:
-            st.toast("Study unblinded; the step is in the audit trail.")
-            st.rerun()
     st.stop()
 
 

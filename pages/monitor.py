@@ -15,6 +15,7 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
+from pages.components.confirm import confirmed_step
 from pages.components.handover import store_and_caller
 from pages.components.plain import plain
 from pages.components.progress import pick_study_with_status, show_rater_progress
@@ -336,15 +337,10 @@ if status["status"] == "rating" and allowed(store, caller, "run_study", study=st
         "Closing stops all rating: raters can no longer submit or revise. The statistician can "
         "then unblind the study. This cannot be undone."
     )
-    sure = st.checkbox(
+    confirmed_step(
         f"I want to close rating of {markdown_text(study_name)} now ({done:,} of {total:,} done).",
-        key="monitor_close_sure",
+        "Close the study",
+        lambda: lifecycle.close_rating(store, caller, study_id),
+        "Rating closed.",
+        key="monitor_close",
     )
-    if st.button("Close the study", type="primary", disabled=not sure, key="monitor_close"):
-        try:
-            lifecycle.close_rating(store, caller, study_id)
-        except StudyError as error:
-            st.error(plain(error))
-        else:
-            st.toast("Rating closed.")
-            st.rerun()
