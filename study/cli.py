@@ -599,7 +599,7 @@ def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
     the library."""
     from study.access import require
     from study.instruments import get_builtin, load_instrument
-    from study.services import instruments
+    from study.services import instrument_library
 
     _check_id_text("--study", args.study)
     given = Path(args.instrument)
@@ -612,13 +612,17 @@ def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
         caller = _caller(args, store)
         # asked before the transaction: a refusal's access.denied event is written in its own
         # transaction, and the one below would roll it back with everything else
-        require(store, caller, "manage_instruments", service="instruments.add_instrument")
+        require(store, caller, "manage_instruments", service="instrument_library.add_instrument")
         require(
-            store, caller, "design_study", study=args.study, service="instruments.attach_instrument"
+            store,
+            caller,
+            "design_study",
+            study=args.study,
+            service="instrument_library.attach_instrument",
         )
         with store.transaction():
-            key, version = instruments.add_instrument(store, caller, instrument)
-            instruments.attach_instrument(store, caller, args.study, key, version)
+            key, version = instrument_library.add_instrument(store, caller, instrument)
+            instrument_library.attach_instrument(store, caller, args.study, key, version)
     print(f"{args.study}: instrument {key} {version} attached", file=out)
     return EXIT_OK
 
@@ -983,7 +987,7 @@ def _format_list(given: str | None) -> list[str] | None:
 
 def _export_file(args: argparse.Namespace, given: str | None, out: TextIO) -> int:
     from study import exporting
-    from study.services import exports, instruments
+    from study.services import exports, instrument_library
 
     fmt = _export_format(args.out, given)
     # A temporary file next to --out, renamed only once the export and its audit event are
@@ -994,7 +998,7 @@ def _export_file(args: argparse.Namespace, given: str | None, out: TextIO) -> in
 
         with _open_store(args.db, create=False) as store:
             # the items give the value labels of .dta and .sav files
-            items = instruments.study_items(store, _caller(args, store), args.study)
+            items = instrument_library.study_items(store, _caller(args, store), args.study)
 
             def write(frame: pl.DataFrame, head: str) -> None:
                 heads.append(head)

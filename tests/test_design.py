@@ -17,7 +17,8 @@ from conftest import (
 )
 
 from study.errors import NotFoundError, PermissionDenied, StateError, ValidationError
-from study.services import content, design, instruments, people, studies
+from study.services import content, design, people, studies
+from study.services import instrument_library as instruments
 
 
 def _answers_frame(rows):

@@ -34,7 +34,7 @@ from study.protocol import NEWEST_VERSION_SQL, read_plan
 from study.rubric import stored_criteria
 from study.services import _queue
 from study.services._common import person_key_sql, rubric_items
-from study.services.instruments import instrument_from_json
+from study.services.instrument_library import instrument_from_json
 from study.store import ConstraintViolation, Cursor, Store, utc_now
 
 _SUBMIT = "rating.submit_rating"
@@ -741,7 +741,7 @@ def _own_assignment(
         instruments = tuple(
             instrument_from_json(d, digest) for d, digest in row.pop("instruments") or []
         )
-        # instruments are attached to a draft only (instruments.attach_instrument), and an
+        # instruments are attached to a draft only (instrument_library.attach_instrument), and an
         # instrument version is never changed once added: past the draft the list is final
         # (the status is the study named, which is the assignment's once checked below)
         if row["study_status"] != "draft" and facts.study == study:
