@@ -311,53 +311,28 @@ def finish_generated_at(
 
 
 def finish_parameters(checks: Checks, df: pl.DataFrame) -> pl.DataFrame:
-    """Validate distinct ``parameters`` values with ``json`` (answers repeat a handful of
-    settings, so this loops over distinct values, not rows) and store them canonically."""
-    distinct = df.select(pl.col("parameters").filter(~blank("parameters")).unique()).to_series()
-    texts: list[str | None] = []
-    reasons: list[str | None] = []
-    for value in distinct.to_list():
-        try:
-            obj = json.loads(value)
-        except ValueError as err:
-            texts.append(None)
-            reasons.append(f"parameters is not valid JSON ({getattr(err, 'msg', err)})")
-            continue
-        if not isinstance(obj, dict):
-            texts.append(None)
-            reasons.append(f"parameters must be a JSON object {{...}}, got {python_type_word(obj)}")
-            continue
-        try:
-            texts.append(canonical_json(obj))
-        except ValueError:  # NaN or Infinity, which Python's json reads but JSON has not
-            texts.append(None)
-            reasons.append("parameters holds NaN or Infinity, which JSON does not allow")
-            continue
-        reasons.append(None)
-    df = df.with_columns(
-        pl.col("parameters")
-        .replace_strict(distinct, pl.Series(values, dtype=pl.String), default=None)
-        .alias(name)
-        for name, values in (("__params", texts), ("__params_reason", reasons))
-    )
-    checks.add(
-        "parameters",
-        pl.col("__params_reason").is_not_null(),
-        lambda row: row["__params_reason"],
-        columns=["__params_reason"],
-    )
-    checks.run(df)
-    return df.with_columns(pl.col("__params").alias("parameters"))
+    """Validate ``parameters`` (a JSON object: answers repeat a handful of settings, so each
+    distinct value is parsed once) and store it as canonical JSON."""
+    return finish_json(checks, df, "parameters", _canonical_parameters)
 
 
-def finish_json_list(
+def _canonical_parameters(value: Any) -> tuple[str | None, str | None]:
+    if not isinstance(value, dict):
+        return None, f"parameters must be a JSON object {{...}}, got {python_type_word(value)}"
+    try:
+        return canonical_json(value), None
+    except ValueError:  # NaN or Infinity, which Python's json reads but JSON has not
+        return None, "parameters holds NaN or Infinity, which JSON does not allow"
+
+
+def finish_json(
     checks: Checks,
     df: pl.DataFrame,
     column: str,
     canonical: Callable[[Any], tuple[str | None, str | None]],
 ) -> pl.DataFrame:
-    """Validate ``column``'s JSON arrays with ``canonical`` (value -> (canonical text, problem))
-    once per distinct value, and store the canonical text; each problem names its row."""
+    """Validate ``column``'s JSON text with ``canonical`` (parsed value -> (canonical text,
+    problem)) once per distinct value, and store the canonical text; each problem names its row."""
     distinct = df.select(pl.col(column).filter(~blank(column)).unique()).to_series()
     texts: list[str | None] = []
     reasons: list[str | None] = []

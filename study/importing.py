@@ -141,7 +141,7 @@ from study.import_checks import (
     duplicate_check,
     field_checks,
     finish_generated_at,
-    finish_json_list,
+    finish_json,
     finish_parameters,
     finish_tags,
     id_series,
@@ -202,8 +202,8 @@ def read_cases(path: str | Path | Table, *, max_bytes: int | None = None) -> pl.
     field_checks(checks, df, CASE_FIELDS)
     duplicate_check(checks, df, "case_id", "case_id")
     df = finish_tags(checks, df)
-    df = finish_json_list(checks, df, "conversation", rubric.canonical_conversation)
-    df = finish_json_list(checks, df, "criteria", rubric.canonical_criteria)
+    df = finish_json(checks, df, "conversation", rubric.canonical_conversation)
+    df = finish_json(checks, df, "criteria", rubric.canonical_criteria)
     checks.raise_if_any()
     return df.select(
         pl.col("case_id"),
