@@ -183,9 +183,6 @@ from study.import_schemas import (  # noqa: F401
 _Reader = FileReader  # the name tests patch a reader method through
 
 
-# --- public API ---------------------------------------------------------------------------------
-
-
 def read_cases(path: str | Path | Table, *, max_bytes: int | None = None) -> pl.DataFrame:
     """Read and validate a cases file.
 

@@ -91,12 +91,14 @@ class Fault:
 
 
 def instrument_error(faults: list[Fault], source: str | None) -> InstrumentError:
+    """One ``InstrumentError`` listing ``faults`` a line each, prefixed by ``source``."""
     err = InstrumentError("\n".join(f.render(source) for f in faults))
     err.faults = list(faults)  # type: ignore[attr-defined]  # the loader re-renders with a file
     return err
 
 
 def is_number(value: Any) -> bool:
+    """A finite real number that is not a bool (numpy scalars included)."""
     # bool is an int subclass; a True in a TOML options list is a mistake, not the number 1.
     # numbers.Real also admits numpy scalars, which is what values read from frames are.
     return (
@@ -118,10 +120,8 @@ def normal_number(value: Any) -> Any:
 
 
 def listing(values: Iterable[Any]) -> str:
+    """``values`` joined with commas, for a message."""
     return ", ".join(str(v) for v in values)
-
-
-# --- values ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +291,7 @@ class Item:
 
 
 def text_fault(value: Any, *, max_len: int, blank_ok: bool = False) -> str | None:
+    """Why ``value`` is not acceptable text of at most ``max_len`` characters, or None."""
     if not isinstance(value, str):
         return f"must be text, got {type(value).__name__}"
     if not blank_ok and not value.strip():
@@ -490,6 +491,7 @@ def _option_faults(item: Item, add: Any) -> None:
 
 
 def item_from_dict(raw: Any, index: int) -> tuple[Item | None, list[Fault]]:
+    """The item a file's ``index``-th item table describes, or None and every fault found."""
     if not isinstance(raw, Mapping):
         return None, [
             Fault(f"item #{index}", None, "must be a table with key, prompt, type, level, ...")
