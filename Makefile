@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 # Loopback only unless told otherwise (`make run HOST=0.0.0.0`): a deployment puts a reverse
-# proxy with TLS in front (README, "Deployment") instead of exposing Streamlit itself.
+# proxy with TLS in front (docs/administrator.md, "Deployment") instead of exposing Streamlit itself.
 HOST   ?= 127.0.0.1
 
 .PHONY: run test lint demo bench clean

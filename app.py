@@ -252,7 +252,7 @@ if require_auth and auth is None:
     stop_with(
         "Clinval cannot start: this installation requires sign-in (CLINVAL_REQUIRE_AUTH=1), but "
         "`.streamlit/secrets.toml` has no `[auth]` block. The administrator must configure the "
-        'hospital\'s identity provider (see the README, "Sign-in").'
+        'hospital\'s identity provider (see docs/administrator.md, "Sign-in").'
     )
 
 db_path = str(settings.db_path())

@@ -299,11 +299,7 @@ if pairwise.height and "statistic" in pairwise.columns:
         pairwise.select(
             c
             for c in (
-                "item",
-                "statistic",
-                "variant",
-                "competitor",
-                "opponent",
+                *analyses.PAIRWISE_KEYS,
                 "estimate",
                 "ci_low",
                 "ci_high",

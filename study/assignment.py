@@ -29,7 +29,7 @@ Rules, all checked:
    of a rater's pairs whichever arms they show (pairwise with three or more arms, partial
    coverage); screens of three or more answers are balanced within each set of arms they show;
 5. the same inputs and seed give the same tables, on any Python version (see
-   :class:`study.blinding.SeededRandom`).
+   :class:`study.shuffle.SeededRandom`).
 
 Two optional phases wrap the live design (``PHASES``), each drawn from its own seed derived from
 the design's seed, so that adding them leaves the live allocation as it was:
@@ -57,8 +57,8 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from study.blinding import SeededRandom, neutral_label, shuffled
 from study.errors import StudyError
+from study.shuffle import SeededRandom, neutral_label, shuffled
 
 ALGORITHM = "clinval-assign-3"
 """Name of this algorithm; stored with the seed so an audit knows which code replays it.

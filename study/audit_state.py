@@ -1,6 +1,6 @@
 """What is stored, against what the audit events say: the state half of ``audit verify``.
 
-``audit.verify`` first checks the chain (every event whole, linked and keyed) and that audited
+``audit_verify.verify`` first checks the chain (every event whole, linked and keyed) and that audited
 rows have their events; then ``state_fault`` here checks that the rows are what the events
 recorded:
 
@@ -261,7 +261,7 @@ END"""
 
 def _ratings_as_recorded(cur: Cursor) -> Finding | None:
     """Each stored revision's status, actor, seconds on task and submission time against the
-    rating event that recorded its value (the values themselves: ``audit._coverage_fault``).
+    rating event that recorded its value (the values themselves: ``audit_verify._coverage_fault``).
 
     Proves that no recorded rating was discarded, re-timed, given to another actor or given
     other seconds around the store. Not for ratings imported from a file: their submission
@@ -521,7 +521,7 @@ def _acknowledgements(cur: Cursor) -> Finding | None:
 
 def _flags(cur: Cursor) -> Finding | None:
     """Every case flag and skip an event recorded is stored as recorded (assignment, kind,
-    reason, actor). Rows without their event: ``audit._coverage_fault``."""
+    reason, actor). Rows without their event: ``audit_verify._coverage_fault``."""
     row = first(
         cur.execute(
             "SELECT e.seq, e.object_id, f.id IS NULL FROM audit_events e"
@@ -551,7 +551,7 @@ def _instruments(cur: Cursor) -> Finding | None:
     ``instrument.add`` event recorded, and its items (option labels included: they decide
     which values raise safety alerts) against that definition. Proves the instrument raters see
     and the safety queue reads is the one added; an instrument without its event is
-    ``audit._coverage_fault``'s."""
+    ``audit_verify._coverage_fault``'s."""
     rows = cur.execute(
         "SELECT i.key, i.version, i.definition, i.content_hash, min(e.seq),"
         " arg_min(json_extract_string(e.payload, '$.content_hash'), e.seq)"

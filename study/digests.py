@@ -14,9 +14,13 @@ design (an assignment's done flag) are not in it; ``audit_state`` checks those a
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from study.store import Cursor, first
+import polars as pl
+
+from study.store import Cursor, Store, first, scratch_query
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,20 @@ class Digested:
         wider = ", ".join(f"'{c}': t.{c}" for c in (*self.columns, *self.later))
         unset = " AND ".join(f"t.{c} IS NULL" for c in self.later)
         return f"CASE WHEN {unset} THEN {plain} ELSE sha256(to_json({{{wider}}})::VARCHAR) END"
+
+    def frame_sql(self, types: Mapping[str, str]) -> str:
+        """SQL over a frame ``incoming`` of rows about to be stored in ``table``: (row_id, the
+        JSON that ``row_digest_sql`` hashes). Each column is cast to its stored type first
+        (``types``: column -> DuckDB type name), since ``to_json`` writes a JSON column as JSON
+        and text as a string."""
+        cast = ", ".join(
+            f"CAST(i.{c} AS {types[c]}) AS {c}" for c in (self.row_id, *self.columns, *self.later)
+        )
+        digested = self.row_digest_sql().replace("sha256(", "(")
+        return (
+            f"SELECT CAST(t.{self.row_id} AS VARCHAR) AS row_id, {digested} AS json"
+            f" FROM (SELECT {cast} FROM incoming i) t"
+        )
 
     def rows_sql(self) -> str:
         """SQL: (row_id, digest) of the study's rows ($study)."""
@@ -112,6 +130,47 @@ def record(cur: Cursor, study: str, kind: str) -> str:
         {"study": study, "kind": kind},
     )
     return total(cur, study, kind)
+
+
+def of_frame(kind: str, frame: pl.DataFrame, types: Mapping[str, str]) -> pl.DataFrame:
+    """(row_id, digest) of each row of ``frame``, rows of ``kind`` about to be stored, as
+    ``record`` would compute them from the stored rows; ``types`` maps each stored column to its
+    DuckDB type. Computed apart from the database (``to_json`` in a scratch DuckDB, SHA-256 with
+    hashlib, which uses the CPU's SHA instructions): an import runs it on a second thread while
+    its transaction inserts the rows, then stores the result with ``record_frame``."""
+    json = scratch_query(DIGESTED[kind].frame_sql(types), {"incoming": frame})
+    sha256 = hashlib.sha256
+    return pl.DataFrame(
+        {
+            "row_id": json.get_column("row_id"),
+            "digest": [sha256(text.encode()).hexdigest() for text in json.get_column("json")],
+        },
+        schema={"row_id": pl.String, "digest": pl.String},
+    )
+
+
+def record_frame(cur: Cursor, study: str, kind: str, rows: pl.DataFrame) -> str:
+    """``record`` with the digests already computed (``of_frame``) for the rows the
+    transaction stores: digests of rows that have one already are not stored again. Returns the
+    digest over all of the study's digests of ``kind``."""
+    with Store.registered(cur, "new_digests", rows):
+        cur.execute(
+            "INSERT INTO stored_digests (study, kind, row_id, digest)"
+            " SELECT $study, $kind, r.row_id, r.digest FROM new_digests r"
+            " WHERE NOT EXISTS (SELECT 1 FROM stored_digests d WHERE d.study = $study"
+            "  AND d.kind = $kind AND d.row_id = r.row_id)",
+            {"study": study, "kind": kind},
+        )
+    return total(cur, study, kind)
+
+
+def column_types(cur: Cursor, kind: str) -> dict[str, str]:
+    """Column -> DuckDB type name of the table that holds rows of ``kind``."""
+    rows = cur.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t",
+        {"t": DIGESTED[kind].table},
+    ).fetchall()
+    return dict(rows)
 
 
 def total(cur: Cursor, study: str, kind: str) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 
 import polars as pl
 
-from study import importing, rubric
+from study import case_json, importing
 from study.errors import Problem, ValidationError
 
 ARM_ID = "healthbench_physicians"
@@ -169,7 +169,7 @@ def _case(
         faults += 1
         conversation = None
     else:
-        conversation, reason = rubric.canonical_conversation(obj["prompt"])
+        conversation, reason = case_json.canonical_conversation(obj["prompt"])
         if reason:
             problem("prompt", reason)
             faults += 1
@@ -178,7 +178,7 @@ def _case(
         faults += 1
         criteria = None
     else:
-        criteria, reason = rubric.canonical_criteria(obj["rubrics"])
+        criteria, reason = case_json.canonical_criteria(obj["rubrics"])
         if reason:
             problem("rubrics", reason.replace("criterion ", "rubric ", 1))
             faults += 1
@@ -190,7 +190,7 @@ def _case(
         return None
     return {
         "case_id": prompt_id,
-        "question": rubric.last_user_turn(conversation),
+        "question": case_json.last_user_turn(conversation),
         "context": None,
         "specialty": None,
         "tags": [t.strip() for t in tags],

@@ -61,7 +61,7 @@ tags           no        CSV: ``;``-separated (``a; b``); JSON/Parquet: list of 
                          or a ``;``-separated string. Spaces around each tag are
                          removed and empty tags (``a;;b``) are dropped.
 conversation   no        the chat before the answers: JSON array of {role, content}
-                         ending with a user turn (``study.rubric``); JSONL: an array;
+                         ending with a user turn (``study.case_json``); JSONL: an array;
                          Parquet: a list of structs or JSON text; CSV: JSON text.
                          ``question`` may then be empty: it is the last user turn.
 criteria       no        the case's rubric: JSON array of {criterion, points, tags,
@@ -132,7 +132,7 @@ from typing import Any
 
 import polars as pl
 
-from study import rubric
+from study import case_json
 from study.canonical import canonical_json
 from study.errors import StudyError
 from study.import_checks import (
@@ -189,7 +189,7 @@ def read_cases(path: str | Path | Table, *, max_bytes: int | None = None) -> pl.
     Returns one row per case with columns ``case_id`` (str), ``question`` (str), ``context``
     (str | null), ``specialty`` (str | null), ``tags`` (list[str], possibly empty),
     ``conversation`` and ``criteria`` (canonical JSON text | null; see
-    ``study.rubric.conversation_problems`` and ``criteria_problems``), in file order. A
+    ``study.case_json.conversation_problems`` and ``criteria_problems``), in file order. A
     conversation case may leave ``question`` empty: it is then the conversation's last user turn.
     Raises ``ValidationError`` listing every problem.
     """
@@ -199,15 +199,15 @@ def read_cases(path: str | Path | Table, *, max_bytes: int | None = None) -> pl.
     field_checks(checks, df, CASE_FIELDS)
     duplicate_check(checks, df, "case_id", "case_id")
     df = finish_tags(checks, df)
-    df = finish_json(checks, df, "conversation", rubric.canonical_conversation)
-    df = finish_json(checks, df, "criteria", rubric.canonical_criteria)
+    df = finish_json(checks, df, "conversation", case_json.canonical_conversation)
+    df = finish_json(checks, df, "criteria", case_json.canonical_criteria)
     checks.raise_if_any()
     return df.select(
         pl.col("case_id"),
         pl.when(blank("question"))
         .then(
             pl.col("conversation").map_elements(
-                rubric.last_user_turn, return_dtype=pl.String, skip_nulls=True
+                case_json.last_user_turn, return_dtype=pl.String, skip_nulls=True
             )
         )
         .otherwise(pl.col("question"))

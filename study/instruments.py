@@ -45,7 +45,7 @@ rubric_criterion   nominal | ordinal   >= 2 numeric values = points awarded, inc
 
 A ``rubric_criterion`` item with ``criteria = "case"`` takes its criteria from the case (a
 HealthBench-style rubric: each case has its own criteria with points, negative for behaviour to
-avoid; see ``study.rubric``). It is nominal, scope ``answer`` and has no options: for each answer
+avoid; see ``study.case_json``). It is nominal, scope ``answer`` and has no options: for each answer
 shown, every criterion of the case is rated met (``True``) or not met (``False``), checked by
 ``Item.validate_criteria`` and stored as one JSON object per answer (``{"c1": true, "c2":
 false}``). The built-in ``healthbench_rubric`` is such an item.
@@ -55,7 +55,7 @@ whether value 1 is good (``higher_is_better``) or bad (``lower_is_better``, e.g.
 harm"). For a pairwise item it says what being chosen means: ``higher_is_better`` = the chosen
 response is the better one ("which is better?"), ``lower_is_better`` = the chosen response is the
 worse one ("which has greater harm?"). Pairwise values "A" and "B" are screen positions, matching
-the neutral labels "Response A" / "Response B" of ``study.blinding``; a pairwise item therefore
+the neutral labels "Response A" / "Response B" of ``study.shuffle``; a pairwise item therefore
 needs exactly two answers per case.
 
 Custom instrument files (TOML; JSON has the same fields)

@@ -32,9 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from study.blinding import neutral_label
 from study.errors import Problem, StudyError
 from study.instruments import Item
+from study.shuffle import neutral_label
 
 _WHERE = "protocol"
 

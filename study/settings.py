@@ -1,6 +1,6 @@
 """Settings, declared once as (name, default, help) and read from the environment.
 
-Every setting is documented in the README's settings table; ``tests/test_settings_docs.py``
+Every setting is documented in the settings table of docs/administrator.md; ``tests/test_settings_docs.py``
 fails when the table and this list drift apart.
 """
 

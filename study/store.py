@@ -638,6 +638,23 @@ class _JoinedCursor:
         pass
 
 
+def scratch_query(sql: str, frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Run ``sql`` over ``frames`` (each queryable under its key) in a private in-memory DuckDB,
+    apart from any study database: for computing with DuckDB's own functions (the row digests'
+    ``to_json``) on a thread of its own, while a transaction on the study file goes on.
+
+    Holds no study data beyond the frames and writes nothing anywhere; closed on return.
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        for name, frame in frames.items():
+            _check_identifier(name)
+            con.register(name, _arrow(frame))
+        return con.sql(sql).pl()
+    finally:
+        con.close()
+
+
 def _arrow(frame: pl.DataFrame):
     """``frame`` as an Arrow table without copying its strings.
 

@@ -35,6 +35,8 @@ from statsmodels.stats import inter_rater
 
 from analysis import _pivot
 from analysis import agreement as A
+from analysis import icc as icc_module
+from analysis import krippendorff_alpha as alpha_module
 from analysis._pivot import distinct_rows, read_ratings
 from analysis.errors import AnalysisError
 
@@ -276,7 +278,7 @@ def test_alpha_bootstrap_in_chunks_equals_one_draw(bootstrap, monkeypatch):
     # replicates are drawn in chunks so memory stays bounded; the stream must not change
     df = long_from_wide(KRIPP)
     whole = A.krippendorff_alpha(df, level="interval", boot=300, seed=4, bootstrap=bootstrap)
-    monkeypatch.setattr(A, "BOOT_CHUNK", 7)
+    monkeypatch.setattr(alpha_module, "BOOT_CHUNK", 7)
     chunked = A.krippendorff_alpha(df, level="interval", boot=300, seed=4, bootstrap=bootstrap)
     assert chunked.equals(whole)
 
@@ -990,7 +992,7 @@ def test_icc_skips_the_block_search_when_no_block_can_cover_half_the_units(monke
     def searched(*_args, **_kwargs):
         raise AssertionError("the largest-complete-block search ran")
 
-    monkeypatch.setattr(A, "_largest_complete_block", searched)
+    monkeypatch.setattr(icc_module, "_largest_complete_block", searched)
     rows = [
         {"unit": u, "rater": f"r{(u + j) % 20}", "value": float((u * 7 + j * 3) % 5)}
         for u in range(40)

@@ -8,9 +8,10 @@ import polars as pl
 import pytest
 from scipy.stats import binomtest, chisquare
 
+from analysis.leakage import leak_report
 from study.assignment import ALGORITHM, design_assignments, design_summary, load_spread
-from study.blinding import SeededRandom, leak_report, neutral_label, neutral_labels, shuffled
 from study.errors import StudyError
+from study.shuffle import SeededRandom, neutral_label, neutral_labels, shuffled
 
 
 def make_answers(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import OPERATOR, sign_in
 
-from study import audit
+from study import audit, audit_verify
 from study.audit import GENESIS_HASH
 from study.canonical import canonical_json
 from study.errors import ConflictError
@@ -40,7 +40,7 @@ def store(tmp_path):
 
 
 def test_an_untouched_chain_verifies(store):
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert report.ok
     assert report.events == 5
     assert report.problem is None
@@ -49,8 +49,8 @@ def test_an_untouched_chain_verifies(store):
 
 def test_an_empty_chain_verifies(tmp_path):
     with Store(tmp_path / "empty.duckdb") as s:
-        assert audit.verify(s).ok
-        assert audit.verify(s).events == 0
+        assert audit_verify.verify(s).ok
+        assert audit_verify.verify(s).events == 0
 
 
 def test_events_link_to_their_predecessor_and_digest_their_payload(store):
@@ -83,7 +83,7 @@ DIGEST_MISMATCH = "audit event 3 was altered: its payload does not match its dig
 def test_editing_any_field_of_an_event_names_that_event(store, column, value, message):
     # the SQL text is built from test constants only
     store.cursor().execute(f"UPDATE audit_events SET {column} = {value} WHERE seq = 3")
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert not report.ok
     assert report.seq == 3
     assert report.problem == message
@@ -93,7 +93,7 @@ def test_editing_a_payload_names_that_event(store):
     store.cursor().execute(
         "UPDATE audit_events SET payload = ? WHERE seq = 4", [canonical_json({"n": 40})]
     )
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert (report.ok, report.seq) == (False, 4)
     assert "payload does not match its digest" in report.problem
 
@@ -101,7 +101,7 @@ def test_editing_a_payload_names_that_event(store):
 def test_rewriting_an_event_with_a_fresh_hash_is_caught_at_the_link(store):
     # a forger who also recomputes the event's own hash still breaks the next event's prev_hash
     store.cursor().execute("UPDATE audit_events SET hash = repeat('f', 64) WHERE seq = 2")
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert not report.ok
     assert report.seq == 2
 
@@ -116,13 +116,13 @@ def test_rewriting_an_event_with_a_fresh_hash_is_caught_at_the_link(store):
 )
 def test_removing_an_event_names_it(store, removed, message):
     store.cursor().execute("DELETE FROM audit_events WHERE seq = ?", [removed])
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert (report.ok, report.seq, report.problem) == (False, removed, message)
 
 
 def test_only_the_first_damage_is_reported(store):
     store.cursor().execute("UPDATE audit_events SET actor = 'x' WHERE seq IN (2, 4)")
-    assert audit.verify(store).seq == 2
+    assert audit_verify.verify(store).seq == 2
 
 
 def test_an_event_appended_outside_the_store_is_detected(store):
@@ -131,7 +131,7 @@ def test_an_event_appended_outside_the_store_is_detected(store):
         "INSERT INTO audit_events SELECT 6, occurred_at, actor, action, object_type, object_id,"
         " study, payload, payload_digest, hash, repeat('e', 64) FROM audit_events WHERE seq = 5"
     )
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert not report.ok
     assert last["hash"] != "e" * 64
     assert report.seq == 6
@@ -146,7 +146,7 @@ def test_every_service_change_is_audited_in_its_transaction(tmp_path):
         events = audit.events(s, study=study)
         assert events.get_column("action").to_list() == ["arms.import", "study.create"]
         assert events.get_column("actor").to_list() == [OPERATOR.actor, OPERATOR.actor]
-        assert audit.verify(s).ok
+        assert audit_verify.verify(s).ok
 
 
 # --- truncation, reordering and rows without events ----------------------------------------
@@ -154,14 +154,14 @@ def test_every_service_change_is_audited_in_its_transaction(tmp_path):
 
 def test_the_report_carries_the_head_hash_to_record_elsewhere(store):
     last = store.read("SELECT hash FROM audit_events WHERE seq = 5").item()
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert report.head_hash == last
     assert str(report) == f"audit trail intact: 5 events, head hash {last}"
 
 
 def test_an_empty_chain_has_the_genesis_head(tmp_path):
     with Store(tmp_path / "empty.duckdb") as s:
-        assert audit.verify(s).head_hash == GENESIS_HASH
+        assert audit_verify.verify(s).head_hash == GENESIS_HASH
 
 
 def test_swapping_two_events_names_the_first_one_moved(store):
@@ -169,7 +169,7 @@ def test_swapping_two_events_names_the_first_one_moved(store):
     cur.execute("UPDATE audit_events SET seq = 1000 WHERE seq = 3")
     cur.execute("UPDATE audit_events SET seq = 3 WHERE seq = 4")
     cur.execute("UPDATE audit_events SET seq = 4 WHERE seq = 1000")
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert (report.ok, report.seq) == (False, 3)
     assert report.problem == HASH_MISMATCH
 
@@ -182,7 +182,7 @@ def test_deleting_every_event_and_the_head_is_detected(demo):
     cur = demo.cursor()
     cur.execute("DELETE FROM audit_events")
     cur.execute("DELETE FROM audit_head")
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert (report.ok, report.events, report.seq) == (False, 0, 1)
     assert "no study.create event" in report.problem
 
@@ -196,7 +196,7 @@ def test_cutting_the_tail_and_moving_the_head_back_is_detected(demo, keep):
         "UPDATE audit_head SET seq = ?, hash = (SELECT hash FROM audit_events WHERE seq = ?)",
         [keep, keep],
     )
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert (report.ok, report.seq) == (False, keep + 1)
     assert report.problem.startswith("audit events are missing"), report.problem
 
@@ -229,7 +229,7 @@ def test_a_rating_revision_altered_in_place_names_the_event_that_recorded_it(dem
         " WHERE assignment = ? AND position = 1)",
         [assignment, assignment],
     )
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert (report.ok, report.seq) == (False, first_submit)
     assert "differs from the value audit event" in report.problem
 
@@ -239,9 +239,9 @@ def test_rows_removed_around_the_store_are_detected(tmp_path):
         study = studies.create_study(s, OPERATOR, "Rows")
         content.add_arm(s, OPERATOR, study, arm_id="doc", kind="clinician", label="Doctors")
         content.add_arm(s, OPERATOR, study, arm_id="gp", kind="clinician", label="GPs")
-        assert audit.verify(s).ok
+        assert audit_verify.verify(s).ok
         s.cursor().execute("DELETE FROM arms WHERE arm_id = 'gp'")
-        report = audit.verify(s)
+        report = audit_verify.verify(s)
     assert not report.ok
     assert report.problem == (
         "study rows stores 1 arms but its arms.import events record 2: rows were removed "
@@ -253,7 +253,7 @@ def test_a_study_inserted_around_the_store_is_detected(store):
     store.cursor().execute(
         "INSERT INTO studies (id, name, created_at, created_by) VALUES ('s9', 'S', now(), 'x')"
     )
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert (report.ok, report.seq) == (False, 6)
     assert "study s9 has no study.create event" in report.problem
 
@@ -271,7 +271,7 @@ def test_concurrent_writers_are_serialised_and_keep_the_chain_whole(store):
         t.start()
     for t in threads:
         t.join()
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert report.ok, report.problem
     assert report.events == 5 + 40  # the fixture's five, then ten from each of four threads
 
@@ -279,20 +279,20 @@ def test_concurrent_writers_are_serialised_and_keep_the_chain_whole(store):
 # --- the declared event kinds ----------------------------------------------------------------
 
 
-def _readme_kinds() -> dict[str, str]:
-    """Kind name -> its row in the README's table of audit event kinds."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def _documented_kinds() -> dict[str, str]:
+    """Kind name -> its row in the table of audit event kinds (docs/administrator.md)."""
+    text = (ROOT / "docs" / "administrator.md").read_text(encoding="utf-8")
     section = text.split("### Audit event kinds", 1)[1].split("\n#", 1)[0]
     return {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z_.]+)` \|.*$", section, re.M)}
 
 
 @pytest.mark.parametrize("kind", list(audit.EVENT_KINDS.values()), ids=str)
-def test_every_declared_kind_is_documented_in_the_readme(kind):
-    assert kind.name in _readme_kinds(), f"README's event kinds table lacks {kind.name}"
+def test_every_declared_kind_is_documented_in_the_guide(kind):
+    assert kind.name in _documented_kinds(), f"the guide's event kinds table lacks {kind.name}"
 
 
-def test_the_readme_documents_no_kind_that_is_not_declared():
-    assert set(_readme_kinds()) <= set(audit.EVENT_KINDS)
+def test_the_guide_documents_no_kind_that_is_not_declared():
+    assert set(_documented_kinds()) <= set(audit.EVENT_KINDS)
 
 
 @pytest.mark.parametrize("kind", list(audit.EVENT_KINDS.values()), ids=str)
@@ -301,13 +301,13 @@ def test_verify_counts_every_declared_kind(tmp_path, kind):
         with s.transaction() as cur:
             for _ in range(2):
                 audit.append(cur, actor="t", kind=kind, object_type="test")
-        report = audit.verify(s)
+        report = audit_verify.verify(s)
     # whether the rows a kind covers are there is coverage's question; the count is asked here
     assert report.counts == {name: 2 if name == kind.name else 0 for name in audit.EVENT_KINDS}
 
 
 def test_verify_counts_the_demo_events_by_kind(demo):
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert report.ok
     assert sum(report.counts.values()) == report.events
     stored = dict(
@@ -335,19 +335,19 @@ def test_an_event_of_an_undeclared_kind_breaks_the_chain(store):
     cur = store.cursor()
     row = dict(
         zip(
-            audit._EVENT_FIELDS,
+            audit.EVENT_FIELDS,
             cur.execute(
-                "SELECT " + ", ".join(audit._EVENT_FIELDS) + " FROM audit_events WHERE seq = 5"
+                "SELECT " + ", ".join(audit.EVENT_FIELDS) + " FROM audit_events WHERE seq = 5"
             ).fetchall()[0],
             strict=True,
         )
     )
     row["action"] = "study.delete"
-    row["hash"] = audit._event_hash(row, store.audit_key)
+    row["hash"] = audit.event_hash(row, store.audit_key)
     cur.execute(
         "UPDATE audit_events SET action = ?, hash = ? WHERE seq = 5", [row["action"], row["hash"]]
     )
     cur.execute("UPDATE audit_head SET hash = ? WHERE id = 1", [row["hash"]])
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert (report.ok, report.seq) == (False, 5)
     assert "study.delete" in report.problem

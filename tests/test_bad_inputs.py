@@ -468,7 +468,7 @@ def test_the_table_covers_issue_19s_nine_inputs():
 
 
 def test_a_refused_permission_leaves_its_access_denied_event_and_nothing_else(demo_db, tmp_path):
-    # the one exception to "exit 2 changes nothing", as the README says where it gives the exit
+    # the one exception to "exit 2 changes nothing", as docs/cli.md says where it gives the exit
     # codes: the audit trail keeps every refused attempt (and the token records its last use)
     tokens = tmp_path / "tokens.json"
     assert study_cli.main(["demo", "--tokens", str(tokens), "--db", str(demo_db)]) == 0
@@ -487,6 +487,6 @@ def test_a_refused_permission_leaves_its_access_denied_event_and_nothing_else(de
     assert study_cli.main([*argv[:3], "--token", coordinator, "--db", str(demo_db)]) == 2
     after = _snapshot(demo_db)
     assert {t for t in after if after[t] != before[t]} <= {"personal_tokens"}
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    exit_codes = readme[readme.index("Exit codes: 0 done") :].split("\n\n")[0]
+    reference = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    exit_codes = reference[reference.index("Exit codes: 0 done") :].split("\n\n")[0]
     assert "access.denied" in exit_codes

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 LAST = re.compile(
-    r"^p95_ms=(\S+) throughput_ratio=(\S+) lost=(\d+) duplicated=(\d+) peak_rss_mb=(\d+)$"
+    r"^p95_ms=(\S+) throughput_ratio=(\S+) lost=(\d+) duplicated=(\d+) peak_rss_mb=(\d+)"
+    r" app_floor_ratio=(\S+) p95_floor_ratio=(\S+)$"
 )
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from conftest import OPERATOR, full_values, sign_in
 
-from study import audit
+from study import audit, audit_verify
 from study.assignment import ALGORITHM, design_assignments, repeats_for
 from study.errors import ConflictError, PermissionDenied, StateError, ValidationError
 from study.services import (
@@ -366,7 +366,7 @@ def test_the_coordinator_lets_a_failed_rater_retry_audited(store, phased):
         ("retry", 1, "misread")
     ]
     # the second attempt's ratings are kept beside the first's, and the chain holds them all
-    assert audit.verify(store).ok, audit.verify(store).problem
+    assert audit_verify.verify(store).ok, audit_verify.verify(store).problem
     with pytest.raises(ConflictError, match="passed calibration attempt 2 already"):
         calibration.pass_rater(store, coordinator, phased, "r2", reason="again")
 
@@ -390,7 +390,7 @@ def test_the_coordinator_passes_a_failed_rater_audited(store, phased):
         .item(0, "decision")
         == "pass"
     )
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 def test_a_rater_cannot_pass_themselves_not_even_as_a_coordinator(store, phased):
@@ -573,7 +573,7 @@ def test_time_on_task_runs_from_the_first_presentation_across_reloads(store, rat
         ).item()
         == 7
     )
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 def test_an_unmarked_case_has_no_time_on_task(store, rating):

@@ -117,7 +117,7 @@ def test_criteria_keys_are_unique_and_shaped(tmp_path):
 def test_stored_conversation_cases_are_idempotent_digested_and_verified(store, tmp_path):
     from conftest import new_study, sign_in
 
-    from study import audit, digests
+    from study import audit_verify, digests
     from study.services import content
 
     study = new_study(store, "conversations")
@@ -143,9 +143,9 @@ def test_stored_conversation_cases_are_idempotent_digested_and_verified(store, t
             for spec in (digests.DIGESTED["cases"], older)
         )
         assert (now == before) is same
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
     # a conversation edited in place is caught by verify
     store.cursor().execute(
         "UPDATE cases SET conversation = replace(conversation, 'sleepy', 'fine') WHERE case_id = 'fever'"
     )
-    assert not audit.verify(store).ok
+    assert not audit_verify.verify(store).ok

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from conftest import ARMS, CASES, INSTRUMENT, OPERATOR, add_person, answers_rows, new_study, sign_in
 
-from study import audit
+from study import audit_verify
 from study.errors import StateError, ValidationError
 from study.services import content, design, people
 from study.services import instrument_library as instruments
@@ -91,7 +91,7 @@ def test_unused_answers_arms_and_cases_are_removed_with_an_audit_event(store) ->
     assert content.remove_cases(store, coordinator, study, ["c4"]) == 1
     assert content.list_arms(store, coordinator, study).get_column("arm_id").to_list() == ["clin"]
     assert content.list_cases(store, coordinator, study).height == 3
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert report.ok, report.problem
     assert (
         report.counts["answers.remove"],
@@ -114,7 +114,7 @@ def test_removal_refuses_unknown_and_used_rows(store, remove, ids, reason) -> No
     with pytest.raises(ValidationError) as info:
         remove(store, sign_in(store, "coordinator"), study, ids)
     assert reason in str(info.value)
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 def test_removal_is_for_drafts_and_shown_answers_stay(store, rating) -> None:
@@ -126,7 +126,7 @@ def test_removal_is_for_drafts_and_shown_answers_stay(store, rating) -> None:
 def test_a_rows_removal_around_the_store_is_still_caught(store, tmp_path: Path) -> None:
     study = _partial_study(store)
     store.cursor().execute("DELETE FROM answers WHERE answer_id = 'c1-llm'")
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert not report.ok
     assert f"study {study} stores 5 answers but its answers.import events record 6" in (
         report.problem

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from conftest import OPERATOR, sign_in
 
-from study import audit, importing
+from analysis.leakage import leak_report
+from study import audit_verify, importing
 from study.assignment import design_assignments
-from study.blinding import leak_report
 from study.demo import (
     DEMO_DIR,
     DEMO_STUDY_ID,
@@ -376,7 +376,7 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_build_succeeds(
             with pytest.raises(type(error)):
                 build_demo(store, seed=SEED)
         assert _traces(store) == (0, 0, 0, 0)
-        assert audit.verify(store).ok
+        assert audit_verify.verify(store).ok
         study_id = build_demo(store, seed=SEED)
         assert studies.get_study(store, OPERATOR, study_id)["status"] == "rating"
-        assert audit.verify(store).ok
+        assert audit_verify.verify(store).ok

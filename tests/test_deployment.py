@@ -1,6 +1,6 @@
-"""The deployment the README describes: ``deploy/nginx.conf`` (TLS, the headers Streamlit cannot
+"""The deployment docs/administrator.md describes: ``deploy/nginx.conf`` (TLS, the headers Streamlit cannot
 set, ``/_stcore/metrics`` kept inside), ``.streamlit/config.toml``, the secrets example and the
-README's provider blocks.
+guide's provider blocks.
 
 nginx is not installed here, so its configuration is parsed (a small reader of nginx's syntax)
 and its location matching is replayed by nginx's documented rules (exact ``=``, then the longest
@@ -25,7 +25,7 @@ from serving import CHROMIUM_ARGS, chromium_path, serve
 from study import signin
 
 NGINX = ROOT / "deploy" / "nginx.conf"
-README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "administrator.md"
 
 
 @dataclass
@@ -206,16 +206,16 @@ def test_the_secrets_example_is_refused_until_filled_in() -> None:
     assert [p.name for p in config.providers] == ["microsoft"]
 
 
-def readme_auths() -> list[dict]:
-    """The ``[auth]`` tables of the TOML blocks in the README's "Sign-in" section."""
-    section = README.read_text(encoding="utf-8").split("\n## Sign-in", 1)[1].split("\n## ", 1)[0]
+def guide_auths() -> list[dict]:
+    """The ``[auth]`` tables of the TOML blocks in the administrator's guide, "Sign-in"."""
+    section = GUIDE.read_text(encoding="utf-8").split("\n## Sign-in", 1)[1].split("\n## ", 1)[0]
     parsed = [tomllib.loads(block) for block in re.findall(r"```toml\n(.*?)```", section, re.S)]
     return [p["auth"] for p in parsed if "auth" in p]
 
 
 @pytest.mark.parametrize("provider", ["microsoft", "google", "okta", "keycloak"])
-def test_the_readme_shows_a_working_block_per_provider(provider: str) -> None:
-    auths = [a for a in readme_auths() if isinstance(a.get(provider), dict)]
+def test_the_guide_shows_a_working_block_per_provider(provider: str) -> None:
+    auths = [a for a in guide_auths() if isinstance(a.get(provider), dict)]
     assert len(auths) == 1, f"{provider}: {len(auths)} blocks"
     config = signin.read_auth(auths[0] | {"cookie_secret": FILLED})
     (found,) = [p for p in config.providers if p.name == provider]

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from conftest import RATERS, answers_rows, sign_in, write_jsonl
 
-from study import audit
+from study import audit_verify
 from study.errors import NotFoundError, StateError, ValidationError
 from study.keyfile import new_seed
 from study.services import analyses, content, design, people
@@ -17,7 +17,7 @@ from study.services import analyses, content, design, people
 
 def test_a_case_is_previewed_under_neutral_labels_and_nothing_is_stored(store, draft):
     coordinator = sign_in(store, "coordinator")
-    before = audit.verify(store).head_hash
+    before = audit_verify.verify(store).head_hash
     view = design.preview_view(store, coordinator, draft, case_id="c2")
     assert view["case_id"] == "c2" and view["question"] == "Question 2?"
     # answer-id order: c2-clin sorts before c2-llm
@@ -28,7 +28,7 @@ def test_a_case_is_previewed_under_neutral_labels_and_nothing_is_stored(store, d
     assert design.preview_view(store, coordinator, draft)["case_id"] == "c1"  # the first case
     separate = design.preview_view(store, coordinator, draft, mode="separate")
     assert [p["label"] for p in separate["presentations"]] == ["Response A"]
-    assert audit.verify(store).head_hash == before
+    assert audit_verify.verify(store).head_hash == before
     with pytest.raises(NotFoundError, match="no case with answers"):
         design.preview_view(store, coordinator, draft, case_id="c9")
     with pytest.raises(ValidationError):
@@ -129,9 +129,9 @@ def test_a_drafts_design_settings_are_kept_between_sittings_and_audited(store, d
     kept = design.design_draft(store, coordinator, draft)
     assert kept["settings"] == plan and kept["saved_by"] == coordinator.actor
     # the same settings again write nothing: no row change, no event
-    head = audit.verify(store).head_hash
+    head = audit_verify.verify(store).head_hash
     assert design.save_design_draft(store, coordinator, draft, dict(plan)) == []
-    assert audit.verify(store).head_hash == head
+    assert audit_verify.verify(store).head_hash == head
     # a change records only what changed, a dropped setting as null
     changed = {"mode": "pairwise", "raters_per_case": 2, "margin": 0.5}
     assert design.save_design_draft(store, coordinator, draft, changed) == [
@@ -145,7 +145,7 @@ def test_a_drafts_design_settings_are_kept_between_sittings_and_audited(store, d
     assert event[0] == coordinator.actor
     assert json.loads(event[1]) == {"changed": {"raters_per_case": 2, "secondary": None}}
     assert design.design_draft(store, coordinator, draft)["settings"] == changed
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 @pytest.mark.parametrize(
@@ -164,12 +164,12 @@ def test_bad_draft_settings_are_refused_with_the_reason_and_nothing_is_kept(
 ):
     coordinator = sign_in(store, "coordinator")
     design.save_design_draft(store, coordinator, draft, {"mode": "separate"})
-    head = audit.verify(store).head_hash
+    head = audit_verify.verify(store).head_hash
     with pytest.raises(ValidationError, match=reason) as refused:
         design.save_design_draft(store, coordinator, draft, settings)
     assert refused.value.problems[0].file == "design settings"
     assert design.design_draft(store, coordinator, draft)["settings"] == {"mode": "separate"}
-    assert audit.verify(store).head_hash == head
+    assert audit_verify.verify(store).head_hash == head
 
 
 def test_only_a_drafts_settings_change_and_the_last_draft_stays_readable(store, rating):

@@ -20,7 +20,7 @@ import pyreadstat
 import pytest
 from conftest import OPERATOR, RATERS, attach_source_guess, full_values, open_rating, sign_in
 
-from study import audit
+from study import audit, audit_verify
 from study.canonical import seed_from_hash
 from study.exporting import FORMATS, stata_names
 from study.instruments import get_builtin
@@ -155,7 +155,7 @@ def test_the_manifest_matches_the_files_and_the_zip_holds_everything(demo) -> No
     # the head the bundle records is the chain's head after the export, and the chain holds
     seq, head = audit.head(demo)
     assert manifest["audit_chain_head"] == {"seq": seq, "hash": head}
-    assert audit.verify(demo, expect=head).ok
+    assert audit_verify.verify(demo, expect=head).ok
     last = demo.read("SELECT action, payload FROM audit_events ORDER BY seq DESC LIMIT 1").row(0)
     assert last[0] == "ratings.export"
     assert json.loads(last[1])["formats"] == ["bundle", *FORMATS]

@@ -11,7 +11,7 @@ import pytest
 from conftest import picker_place, sign_in
 from streamlit.testing.v1 import AppTest
 
-from study import audit
+from study import audit_verify
 from study.services import lifecycle, studies
 from study.store import Store
 
@@ -45,7 +45,7 @@ def test_before_unblinding_the_statistician_is_sent_to_unblind_first(monkeypatch
     assert not at.exception, [e.message for e in at.exception]
     assert any("Unblind the study" in info.value for info in at.info), [i.value for i in at.info]
     with Store(demo_db) as store:
-        kinds = audit.verify(store).counts
+        kinds = audit_verify.verify(store).counts
     assert kinds.get("ratings.export", 0) == 0  # nothing left Clinval
 
 
@@ -68,7 +68,7 @@ def test_after_unblinding_every_file_and_the_zip_are_offered(monkeypatch, demo_d
     with zipfile.ZipFile(io.BytesIO(files[f"{study}-bundle.zip"])) as bundle:
         assert "manifest.json" in bundle.namelist()
     with Store(demo_db) as store:
-        report = audit.verify(store)
+        report = audit_verify.verify(store)
     assert report.ok and report.counts.get("ratings.export") == 1
 
 

@@ -7,7 +7,7 @@ import polars as pl
 from conftest import OPERATOR, full_values, sign_in
 
 from analysis import columns as col
-from study import audit
+from study import audit_verify
 from study.services import exports
 from study.services import rating as rating_service
 
@@ -54,7 +54,7 @@ def test_export_is_long_format_with_arms_and_the_chosen_answer(store, rating):
     assert len(shown) == 2
     last = store.read("SELECT action, actor FROM audit_events ORDER BY seq DESC LIMIT 1")
     assert last.rows() == [("ratings.export", "system:cli:tests")]
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 HOSTILE = [

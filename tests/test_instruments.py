@@ -610,7 +610,7 @@ def test_medpalm2_prompts_are_the_published_instruction_text() -> None:
 
 
 def test_every_pairwise_option_uses_the_screen_labels() -> None:
-    # The rating screen shows the answers as "Response A" / "Response B" (study.blinding).
+    # The rating screen shows the answers as "Response A" / "Response B" (study.shuffle).
     for inst in list_builtin():
         for item in inst.items:
             if item.type == "pairwise_choice":

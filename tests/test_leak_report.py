@@ -1,5 +1,5 @@
 """The pre-launch leak report's distinguishability: how well length and format alone tell the
-arms apart (``study.blinding.format_auc``), with a warning above 0.7."""
+arms apart (``analysis.leakage.format_auc``), with a warning above 0.7."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from scipy.stats import mannwhitneyu
 
-from study.blinding import AUC_WARNING, auc, format_auc, leak_report, pairwise_format_auc
+from analysis.leakage import AUC_WARNING, auc, format_auc, leak_report, pairwise_format_auc
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -416,9 +416,9 @@ def test_design_step_2_maps_previews_and_imports_both_kqa_shapes_without_a_scrip
     assert counts() == (3, 3, 5)
 
 
-def test_the_readme_recipe_mappings_parse_and_match_the_shapes_tested_here():
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    recipe = readme[readme.index("Recipe, K-QA") :]
+def test_the_guide_s_recipe_mappings_parse_and_match_the_shapes_tested_here():
+    guide = (Path(__file__).parent.parent / "docs" / "coordinator.md").read_text(encoding="utf-8")
+    recipe = guide[guide.index("Recipe, K-QA") :]
     blocks = [b.split("```", 1)[0] for b in recipe.split("```toml\n")[1:3]]
     physicians, models = (mapping.parse_mapping(b) for b in blocks)
     assert physicians.layout == "wide" and models.layout == "long"

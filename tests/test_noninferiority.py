@@ -45,6 +45,7 @@ from statsmodels.stats import proportion as sm_proportion
 from statsmodels.stats.multitest import multipletests
 
 from analysis import columns as cols
+from analysis import mean_difference as mean_methods
 from analysis import noninferiority as ni
 from analysis.errors import AnalysisError
 from analysis.noninferiority import (
@@ -651,7 +652,7 @@ def test_vectorised_bootstrap_equals_a_per_replicate_loop(df, balanced, block, m
     # Reference: the definition written out as a loop over replicates on the same random draws
     # (conftest.pigeonhole_by_loop). Only float summation order differs: tolerance 1e-12. The block
     # size (replicates per vectorised step) must not change the result.
-    monkeypatch.setattr(ni, "_BOOT_BLOCK", block)
+    monkeypatch.setattr(mean_methods, "_BOOT_BLOCK", block)
     cells = ni._case_rater_cells(
         df, case="case", rater="rater", arm="arm", value="value", test="llm"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import RATERS, full_values, sign_in
 
-from study import audit, cli
+from study import audit, audit_verify, cli
 from study.errors import ConflictError, StudyError
 from study.services import rating as rating_service
 from study.store import DatabaseUnavailable, Store
@@ -61,7 +61,7 @@ def test_one_file_opened_twice_in_one_process_loses_no_submit(store, rating):
         stored = second.read("SELECT count(DISTINCT assignment) FROM current_ratings").item()
         assert stored == 8  # every "submitted already" refers to a stored rating
         assert store.read("SELECT count(*) FROM assignments WHERE done").item() == 8
-        assert audit.verify(second).ok
+        assert audit_verify.verify(second).ok
     finally:
         second.close()
     # the first Store still works after the second one closed: the connection is shared
@@ -133,7 +133,7 @@ def test_after_a_crash_the_write_ahead_log_is_checkpointed(tmp_path):
     with Store(path) as s:
         assert s.read("SELECT count(*) FROM studies").item() == 1
         assert not wal.exists() or wal.stat().st_size == 0
-        assert audit.verify(s).ok
+        assert audit_verify.verify(s).ok
 
 
 def test_a_duckdb_file_that_is_not_clinvals_is_refused_and_left_alone(tmp_path):
@@ -188,7 +188,7 @@ def _v1_database(path: Path) -> None:
                 "payload_digest": sha256_hex(payload),
                 "prev_hash": prev,
             }
-            event["hash"] = audit._event_hash(event)
+            event["hash"] = audit.event_hash(event)
             con.execute(
                 "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [*list(event.values())[:7], payload, *list(event.values())[7:]],
@@ -210,24 +210,24 @@ def test_an_existing_chain_is_read_as_it_is_then_keyed_from_its_next_event(tmp_p
         assert s.read("SELECT keyed_from FROM audit_chain").item() == 4
         with s.transaction() as cur:
             audit.append(cur, actor="new", kind=audit.INSTRUMENT_ATTACH, object_type="thing")
-        assert audit.verify(s).ok and audit.verify(s).unchecked is None
-        assert "of 1 events" in audit.verify(s, key=None).unchecked
-        assert audit.verify(s).unkeyed == 3
+        assert audit_verify.verify(s).ok and audit_verify.verify(s).unchecked is None
+        assert "of 1 events" in audit_verify.verify(s, key=None).unchecked
+        assert audit_verify.verify(s).unkeyed == 3
         # an old event rewritten with its plain hashes recomputed breaks the first keyed link
         cur = s.cursor()
         cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
-        fields = ", ".join(audit._EVENT_FIELDS)
+        fields = ", ".join(audit.EVENT_FIELDS)
         prev = cur.execute("SELECT hash FROM audit_events WHERE seq = 1").fetchall()[0][0]
         for seq in (2, 3):
             row = cur.execute(f"SELECT {fields} FROM audit_events WHERE seq = ?", [seq]).fetchall()
-            event = dict(zip(audit._EVENT_FIELDS, row[0], strict=True))
+            event = dict(zip(audit.EVENT_FIELDS, row[0], strict=True))
             event["prev_hash"] = prev
-            prev = audit._event_hash(event)
+            prev = audit.event_hash(event)
             cur.execute(
                 "UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?",
                 [event["prev_hash"], prev, seq],
             )
-        report = audit.verify(s)
+        report = audit_verify.verify(s)
         assert (report.ok, report.seq) == (False, 3)
         assert "prev_hash mismatch between events 3 and 4" in report.problem
 
@@ -276,7 +276,7 @@ def test_without_its_key_a_keyed_database_refuses_new_events_and_stores_nothing(
                 studies.create_study(s, OPERATOR, "Unkeyed")
             assert s.read("SELECT count(*) FROM audit_events").item() == before
             assert s.read("SELECT count(*) FROM studies WHERE name = 'Unkeyed'").item() == 0
-            report = audit.verify(s)
+            report = audit_verify.verify(s)
             if key_file.name == "other.key":
                 assert not report.ok and "not the key this chain records" in report.problem
             else:
@@ -349,7 +349,7 @@ def test_a_hard_link_a_symlink_and_the_path_share_one_owner_and_lose_no_submit(
         ).item()
         assert done.to_list() == sorted(acknowledged)
         assert submitted == 8
-        assert audit.verify(reopened).ok
+        assert audit_verify.verify(reopened).ok
     # and as the command line checks it, through the hard link
     assert cli.main(["audit", "verify", "--db", str(hard)], out=io.StringIO()) == 0
 

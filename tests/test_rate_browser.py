@@ -17,7 +17,7 @@ from conftest import ISSUER, OPERATOR, full_values, picker_place, sign_in, write
 from playwright.sync_api import Page, expect
 from serving import chromium, serve
 
-from study import audit
+from study import audit_verify
 from study.demo import COORDINATOR, STATISTICIAN, read_raters
 from study.instruments import get_builtin
 from study.services import content, design, lifecycle, people, rating, studies
@@ -300,7 +300,7 @@ def test_a_rating_acknowledged_on_screen_survives_a_sigkill_of_the_server(
         done = store.read(
             "SELECT count(*) FROM assignments WHERE rater = $r AND done", {"r": DEMO_RATER}
         ).item()
-        report = audit.verify(store)
+        report = audit_verify.verify(store)
     assert done == start  # the cases done before, and the one acknowledged
     assert report.ok, report.problem
 
@@ -339,7 +339,7 @@ def test_a_demo_rater_grades_a_conversation_s_criteria_by_keyboard(
             " WHERE a.study = $s AND a.rater = 'demo-rater-05' ORDER BY r.slot",
             {"s": RUBRIC_STUDY_ID},
         ).rows()
-        assert audit.verify(store).ok
+        assert audit_verify.verify(store).ok
     labels = [json.loads(text) for text, _ in stored]
     assert [met for label in labels for met in label.values()] == [m == "Y" for m in marks]
     assert all(stamped for _, stamped in stored)  # time on task ran from the first showing
@@ -424,7 +424,7 @@ def test_the_case_just_rated_is_revised_by_keyboard_and_counts_agree_after_a_ski
             {"r": DEMO_RATER, "o": start},
         ).rows()
         skipped = store.read("SELECT kind, reason FROM case_flags").rows()
-        assert audit.verify(store).ok
+        assert audit_verify.verify(store).ok
     assert (2, 2.0) in revisions and (1, 1.0) in revisions
     assert skipped == [("skip", "Outside my specialty")]
 

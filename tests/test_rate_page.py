@@ -13,7 +13,7 @@ import pytest
 from conftest import picker_place
 from streamlit.testing.v1 import AppTest
 
-from study import audit
+from study import audit_verify
 from study.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +114,7 @@ def test_rating_every_field_by_key_and_submitting_stores_one_rating(monkeypatch,
     assert done_count(demo_db) == before + 1
     assert at.get("progress")[0].proto.text != first_case
     with Store(demo_db) as store:
-        report = audit.verify(store)
+        report = audit_verify.verify(store)
         seconds = store.read(
             "SELECT max(r.seconds_on_task) FROM ratings r JOIN assignments a"
             " ON a.id = r.assignment WHERE a.rater = $r AND r.actor = $r"
@@ -162,7 +162,7 @@ def test_skipping_with_a_reason_takes_the_case_out_of_the_queue(monkeypatch, dem
     assert not at.exception, [e.message for e in at.exception]
     with Store(demo_db) as store:
         flags = store.read("SELECT kind, reason FROM case_flags").rows()
-        assert audit.verify(store).ok
+        assert audit_verify.verify(store).ok
     assert flags == [("skip", "Outside my specialty")]
     assert at.get("progress")[0].proto.text != first_case
 
@@ -210,7 +210,7 @@ def test_a_comment_is_stored_with_the_rating_and_shown_again_when_revising(monke
     assert not at.exception, [e.message for e in at.exception]
     with Store(demo_db) as store:
         stored = store.read("SELECT comment FROM rating_comments").rows()
-        assert audit.verify(store).ok
+        assert audit_verify.verify(store).ok
     assert stored == [("Both miss the red flags.",)]
     # R: the case just rated opens for revision, with its comment, numbered as the picker is
     assert sheet_data(at)["actions"]["revise"]

@@ -26,7 +26,7 @@ from conftest import (
 )
 
 from analysis import columns as col
-from study import audit
+from study import audit, audit_verify
 from study.errors import ConflictError, NotFoundError, PermissionDenied, StateError, ValidationError
 from study.facts import Facts
 from study.instruments import get_builtin
@@ -151,7 +151,7 @@ def test_a_second_tab_that_read_the_case_before_the_first_stored_it_is_refused(
         {"a": view["assignment"]},
     )
     assert stored.rows() == [(3, 1)]
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 def test_rating_closed_between_the_checks_and_the_write_stores_nothing(store, rating, monkeypatch):
@@ -164,7 +164,7 @@ def test_rating_closed_between_the_checks_and_the_write_stores_nothing(store, ra
     assert store.read("SELECT count(*) FROM ratings").item() == 0
     done = store.read("SELECT done FROM assignments WHERE id = $a", {"a": view["assignment"]})
     assert done.item() is False
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 def test_a_case_shown_after_rating_closed_is_not_stamped(store, rating):
@@ -366,7 +366,7 @@ def test_a_revision_keeps_unchanged_values_as_they_are_and_one_that_changes_noth
         {"a": a},
     ).rows()
     assert revisions == [("quality", 2, None)]
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 @pytest.mark.parametrize(
@@ -389,7 +389,7 @@ def test_a_revision_keeps_unchanged_values_as_they_are_and_one_that_changes_noth
 def test_invalid_values_are_refused_and_nothing_is_stored(store, rating, values, column, reason):
     r1 = sign_in(store, "r1")
     view = rating_service.next_assignment(store, r1, rating)
-    before = audit.verify(store).events
+    before = audit_verify.verify(store).events
     with pytest.raises(ValidationError) as info:
         rating_service.submit_rating(store, r1, rating, view["assignment"], values)
     assert any(p.column == column and reason in p.reason for p in info.value.problems), (
@@ -397,7 +397,7 @@ def test_invalid_values_are_refused_and_nothing_is_stored(store, rating, values,
     )
     assert store.read("SELECT count(*) FROM ratings").item() == 0
     assert rating_service.next_assignment(store, r1, rating)["assignment"] == view["assignment"]
-    assert audit.verify(store).events == before
+    assert audit_verify.verify(store).events == before
 
 
 def test_only_the_assigned_rater_may_submit(store, rating):

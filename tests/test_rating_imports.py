@@ -12,7 +12,7 @@ from conftest import OPERATOR, RATERS, make_draft, sign_in
 
 from analysis.agreement import krippendorff_alpha
 from analysis.noninferiority import mean_difference
-from study import audit, cli
+from study import audit_verify, cli
 from study.errors import StateError, ValidationError
 from study.services import design, exports, monitoring, rating_imports
 
@@ -109,7 +109,7 @@ def test_imported_ratings_are_exported_audited_and_analysed_like_app_ratings(
     )
     assert (result.ratings, result.assignments, result.raters) == (24, 8, 3)
     assert rating_imports.ratings_origin(store, coordinator, locked)["origin"] == "imported"
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert report.ok, report.problem
     assert report.counts["ratings.import"] == 1 and report.counts["rating.submit"] == 8
     status = monitoring.study_status(store, coordinator, locked)
@@ -279,7 +279,7 @@ def test_an_imported_ratings_file_time_or_seconds_rewritten_is_named_by_verify(
     rating_imports.import_ratings(
         store, coordinator, locked, write_ratings(tmp_path, rating_rows())
     )
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
     cur = store.cursor()
     rating = cur.execute("SELECT max(id) FROM ratings").fetchall()[0][0]
     # what references the rating set aside meanwhile: DuckDB refuses to update a referenced row
@@ -292,6 +292,6 @@ def test_an_imported_ratings_file_time_or_seconds_rewritten_is_named_by_verify(
     cur.execute(edit, {"r": rating})
     for table in aside:
         cur.execute(f"INSERT INTO {table} SELECT * FROM aside_{table}")
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert not report.ok and f"rating {rating} " in report.problem, report.problem
     assert "imported" in report.problem

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 from conftest import OPERATOR
 
+from analysis.leakage import leak_report, pairwise_format_auc
 from study import report
-from study.blinding import leak_report, pairwise_format_auc
 from study.services import design, exports, lifecycle, people
 
 DEMO = "demo-patient-questions"

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from conftest import new_study, sign_in
 
-from study import audit
+from study import audit_verify
 from study.access import system_caller
 from study.demo import RUBRIC_RATERS, RUBRIC_SIMULATED, RUBRIC_STUDY_ID
 from study.errors import ConflictError, StateError, ValidationError
@@ -83,7 +83,7 @@ def test_every_criterion_needs_a_label_and_a_submission_reads_back(demo):
         ][first]["c4"]
         is True
     )
-    assert audit.verify(demo).ok
+    assert audit_verify.verify(demo).ok
 
 
 def test_the_export_has_one_row_per_answer_and_criterion(demo):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import OPERATOR, RATERS, sign_in
 
-from study import audit, keyfile
+from study import audit_verify, keyfile
 from study.errors import StateError, ValidationError
 from study.services import design, lifecycle
 
@@ -86,7 +86,7 @@ def test_unblinding_reveals_the_seed_and_verify_checks_it(store, locked):
         " WHERE action = 'study.unblinded'"
     ).item()
     assert revealed == str(SEED)
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 def test_a_sealed_seed_swapped_for_another_is_caught(store, locked):
@@ -96,15 +96,15 @@ def test_a_sealed_seed_swapped_for_another_is_caught(store, locked):
         "UPDATE sealed_seeds SET salt = ?, sealed = ?, commitment = ?",
         [salt, keyfile.seal_seed(key, 1, salt), keyfile.commitment(1, salt)],
     )
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert not report.ok
     assert f"sealed seed of study {locked}" in report.problem
 
 
 def test_a_sealed_box_altered_under_its_commitment_is_caught_with_the_key(store, locked):
     store.cursor().execute("UPDATE sealed_seeds SET sealed = '0000000000000001'")
-    assert "does not open to its commitment" in audit.verify(store).problem
-    withheld = audit.verify(store, key=None)
+    assert "does not open to its commitment" in audit_verify.verify(store).problem
+    withheld = audit_verify.verify(store, key=None)
     assert withheld.ok and "sealed seeds" in withheld.unchecked
 
 

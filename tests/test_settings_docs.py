@@ -1,4 +1,5 @@
-"""The README's settings table and study.settings.SETTINGS must list the same settings."""
+"""The settings table of docs/administrator.md and study.settings.SETTINGS must list the same
+settings."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import pytest
 from study import settings
 from study.errors import ConfigError
 
-README = settings.PROJECT_ROOT / "README.md"
+GUIDE = settings.PROJECT_ROOT / "docs" / "administrator.md"
 ROW = re.compile(r"^\|\s*`(CLINVAL_[A-Z0-9_]+)`\s*\|\s*`([^`]*)`\s*\|\s*(.+?)\s*\|\s*$")
 
 
 def _documented() -> dict[str, tuple[str, str]]:
     rows = {}
-    for line in README.read_text(encoding="utf-8").splitlines():
+    for line in GUIDE.read_text(encoding="utf-8").splitlines():
         m = ROW.match(line)
         if m:
             rows[m.group(1)] = (m.group(2), m.group(3))
@@ -30,8 +31,10 @@ def test_every_setting_is_documented_with_its_default():
         f"documented but not declared: {sorted(set(documented) - set(declared))}"
     )
     for name, (default, meaning) in documented.items():
-        assert default == declared[name].default, f"{name}: README default {default!r}"
-        assert meaning == declared[name].help, f"{name}: README meaning differs from the help text"
+        assert default == declared[name].default, f"{name}: documented default {default!r}"
+        assert meaning == declared[name].help, (
+            f"{name}: documented meaning differs from the help text"
+        )
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import OPERATOR, RATERS, full_values, sign_in
 
-from study import access, audit
+from study import access, audit, audit_verify
 from study.errors import (
     ConflictError,
     NotFoundError,
@@ -232,7 +232,7 @@ def test_an_assignment_id_that_does_not_exist_reads_nothing(store, rating, bogus
 def test_audit_verify_names_an_identity_bound_without_its_event(store):
     people.invite(store, OPERATOR, None, "ana@hospital.example", "admin")
     verified(store, "sub-ana", "ana@hospital.example")
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
     # someone with write access to the file binds their own identity to the admin
     people.invite(store, OPERATOR, None, "boss@hospital.example", "admin")
     with store.transaction() as cur:
@@ -240,7 +240,7 @@ def test_audit_verify_names_an_identity_bound_without_its_event(store):
             "INSERT INTO identities VALUES ('https://evil', 'me', 'boss@hospital.example',"
             " 'boss@hospital.example', now())"
         )
-    report = audit.verify(store)
+    report = audit_verify.verify(store)
     assert not report.ok
     assert "identity (https://evil, me) of user boss@hospital.example has no user.bind" in str(
         report
@@ -257,7 +257,7 @@ def test_a_subject_rewritten_around_the_store_takes_nobody_over(store):
     people.ensure_user(store, OPERATOR, issuer=IDP, subject="sub-cole", user_id="cole")
     # someone with write access to the file gives cole's row the attacker's identity
     store.cursor().execute("UPDATE users SET subject = 'sub-mallory' WHERE id = 'cole'")
-    assert "user cole's issuer or subject differs" in audit.verify(store).problem
+    assert "user cole's issuer or subject differs" in audit_verify.verify(store).problem
     with pytest.raises(ConflictError, match="no audit event records it"):
         people.sign_in(store, issuer=IDP, subject="sub-mallory")
     assert verified(store, "sub-ana", "ana@hospital.example") == ana
@@ -275,7 +275,7 @@ def test_an_email_rewritten_around_the_store_takes_nobody_over_and_verify_names_
     assert mallory.user_id != victim
     assert access.roles_of(demo, mallory.user_id) == set()
     assert events(demo, "user.bind") == []
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert not report.ok
     assert f"user {victim}'s e-mail differs" in report.problem, report.problem
 
@@ -286,11 +286,11 @@ def test_an_administrator_changes_an_email_audited_and_the_person_binds_at_the_n
     assert people.change_email(store, OPERATOR, "old@hospital.example", " New@Hospital.example ")
     assert not people.change_email(store, OPERATOR, "old@hospital.example", "new@hospital.example")
     assert events(store, "user.email") == [(OPERATOR.actor, "old@hospital.example")]
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
     # the old address binds nobody now; the new one binds the invited person
     assert verified(store, "sub-old", "old@hospital.example").user_id != "old@hospital.example"
     assert verified(store, "sub-new", "new@hospital.example").user_id == "old@hospital.example"
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 def test_only_an_administrator_changes_an_email_and_a_refusal_is_audited(store):

@@ -20,7 +20,7 @@ from conftest import picker_place, sign_in
 from playwright.sync_api import Page, expect
 from serving import chromium, serve
 
-from study import audit
+from study import audit, audit_verify
 from study.demo import COORDINATOR, DEMO_STUDY_ID, STATISTICIAN
 from study.services import lifecycle
 from study.store import Store
@@ -117,7 +117,7 @@ def test_a_statistician_unblinds_sees_the_forest_plot_and_downloads_the_bundle(
 
     with Store(demo_db) as store:
         trail = audit.events(store, study=DEMO_STUDY_ID)
-        report = audit.verify(store)
+        report = audit_verify.verify(store)
     unblinded = trail.filter(trail["action"] == "study.unblinded")
     assert unblinded.height == 1
     assert unblinded["actor"][0] == STATISTICIAN["user_id"]

@@ -7,7 +7,7 @@ import threading
 import polars as pl
 import pytest
 
-from study import audit
+from study import audit, audit_verify
 from study.errors import StudyError
 from study.migrations import MIGRATIONS, Migration
 from study.store import ConstraintViolation, DatabaseError, SchemaError, Store, first
@@ -281,7 +281,7 @@ def test_rollback_leaves_rows_and_audit_untouched(store):
         raise RuntimeError("boom")
     assert store.read("SELECT status FROM studies").item() == "draft"
     assert store.read("SELECT count(*) FROM audit_events").item() == 1
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
 
 
 def test_a_constraint_failure_inside_a_transaction_rolls_back_earlier_writes(store):

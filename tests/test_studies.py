@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import OPERATOR
 
-from study import audit
+from study import audit_verify
 from study.errors import ConflictError, NotFoundError, ValidationError
 from study.services import studies
 
@@ -42,7 +42,7 @@ def test_study_ids_are_validated(store, study_id, reason):
         studies.create_study(store, OPERATOR, "Named", study_id=study_id)
     assert reason in info.value.problems[0].reason
     assert studies.list_studies(store, OPERATOR).height == 0
-    assert audit.verify(store).events == 0
+    assert audit_verify.verify(store).events == 0
 
 
 def test_a_study_id_of_200_characters_is_accepted(store):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 from conftest import OPERATOR
 
-from study import audit, keyfile
+from study import audit, audit_verify, keyfile
 from study.canonical import canonical_json, content_hash, sha256_hex
 from study.demo import DEMO_STUDY_ID
 from study.services import exports
@@ -30,15 +30,15 @@ FORGER_KEY = bytes(range(32))
 def _rechain(cur: Cursor, start: int, key: bytes | None = FORGER_KEY) -> None:
     """Recompute digests, links and hashes of every event from ``start`` on, and the head, as a
     forger would after editing an event or inserting one."""
-    fields = ", ".join(audit._EVENT_FIELDS)
+    fields = ", ".join(audit.EVENT_FIELDS)
     rows = cur.execute(f"SELECT {fields} FROM audit_events ORDER BY seq").fetchall()
     prev = audit.GENESIS_HASH
     for row in rows:
-        event = dict(zip(audit._EVENT_FIELDS, row, strict=True))
+        event = dict(zip(audit.EVENT_FIELDS, row, strict=True))
         if event["seq"] >= start:
             event["payload_digest"] = sha256_hex(event["payload"])
             event["prev_hash"] = prev
-            event["hash"] = audit._event_hash(event, key)
+            event["hash"] = audit.event_hash(event, key)
             cur.execute(
                 "UPDATE audit_events SET payload_digest = ?, prev_hash = ?, hash = ? WHERE seq = ?",
                 [event["payload_digest"], prev, event["hash"], event["seq"]],
@@ -460,13 +460,13 @@ def _rater_marks(store: Store, kind: str) -> None:
 
 def delete_a_case_flag(cur, store):
     _rater_marks(store, "flag")
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
     cur.execute("DELETE FROM case_flags WHERE kind = 'flag'")
 
 
 def delete_a_skip(cur, store):
     _rater_marks(store, "skip")
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
     cur.execute("DELETE FROM case_flags WHERE kind = 'skip'")
 
 
@@ -476,7 +476,7 @@ def set_back_an_acknowledgement(cur, store):
     coordinator = people.demo_sign_in(store, "demo-coordinator")
     alert = cur.execute("SELECT min(id) FROM safety_alerts").fetchall()[0][0]
     monitoring.acknowledge_alert(store, coordinator, DEMO_STUDY_ID, alert, note="Called the rater.")
-    assert audit.verify(store).ok
+    assert audit_verify.verify(store).ok
     cur.execute(
         "UPDATE safety_alerts SET acknowledged_at = NULL, acknowledged_by = NULL, note = NULL"
         " WHERE id = ?",
@@ -652,9 +652,9 @@ def _apply(store: Store, edit: Callable) -> None:
 
 
 def test_the_untouched_demo_verifies_with_and_without_the_key(demo):
-    assert audit.verify(demo).ok
-    assert audit.verify(demo).unchecked is None
-    withheld = audit.verify(demo, key=None)
+    assert audit_verify.verify(demo).ok
+    assert audit_verify.verify(demo).unchecked is None
+    withheld = audit_verify.verify(demo, key=None)
     assert withheld.ok
     assert withheld.unchecked.startswith("could not check the keys of ")
 
@@ -665,7 +665,7 @@ _CASES = [pytest.param(e, n, bare, id=name) for name, e, n, bare in EDITS]
 @pytest.mark.parametrize(("edit", "named", "caught_without_key"), _CASES)
 def test_every_edit_is_caught_naming_the_row_or_event(demo, edit, named, caught_without_key):
     _apply(demo, edit)
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert not report.ok, f"not caught: {edit.__name__}"
     assert report.seq is not None
     assert named in report.problem, report.problem
@@ -676,7 +676,7 @@ def test_with_the_key_withheld_verify_catches_or_says_what_it_could_not_check(
     demo, edit, named, caught_without_key
 ):
     _apply(demo, edit)
-    report = audit.verify(demo, key=None)
+    report = audit_verify.verify(demo, key=None)
     # whether caught or not, verify says what it could not check without the key
     assert "cannot tell a chain recomputed" in report.unchecked
     if caught_without_key:
@@ -712,11 +712,11 @@ def test_a_recorded_head_is_held_by_the_grown_chain_and_lost_by_a_rewritten_one(
     assert in_file == audit.head(demo)[1] != recorded  # the export's own event is in the head
     assert exports.audit_head(demo, OPERATOR, DEMO_STUDY_ID)["hash"] == in_file
     # the chain grew since the head was recorded: it still holds it
-    assert audit.verify(demo, expect=recorded).ok
-    assert audit.verify(demo, key=None, expect=in_file).ok
+    assert audit_verify.verify(demo, expect=recorded).ok
+    assert audit_verify.verify(demo, key=None, expect=in_file).ok
     # rewritten with a forger's key: without the key, only the anchor shows it
     alter_old_event_and_rechain(demo.cursor())
-    withheld = audit.verify(demo, key=None, expect=in_file)
+    withheld = audit_verify.verify(demo, key=None, expect=in_file)
     assert not withheld.ok and withheld.seq is None
     assert "no longer holds the head hash" in withheld.problem
     path = demo.path
@@ -732,7 +732,7 @@ def test_a_key_mark_rewritten_with_the_chain_is_refused(demo):
     cur.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
     cur.execute("UPDATE audit_chain SET key_id = 'feedfeedfeedfeed'")
     _rechain(cur, 3)
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert not report.ok and "not the key this chain records" in report.problem
 
 
@@ -765,19 +765,19 @@ def test_a_chain_rewritten_as_unkeyed_is_a_failure_and_takes_no_more_events(
     cur = demo.cursor()
     key_id = None if clear_mark else cur.execute("SELECT key_id FROM audit_chain").fetchall()[0][0]
     _downgrade(cur, keyed_from, key_id)
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert not report.ok and report.seq is not None
     assert "downgrade" in report.problem or "not sealed" in report.problem, report.problem
-    withheld = audit.verify(demo, key=None)
+    withheld = audit_verify.verify(demo, key=None)
     if caught_without_key:
         assert not withheld.ok and "past its end" in withheld.problem
     else:
         # a true chain written before keying looks just like this: verify says it cannot tell
         assert withheld.ok and "cannot tell a chain recomputed" in withheld.unchecked
     # the head recorded outside shows the rewrite too
-    assert not audit.verify(demo, key=None, expect=recorded).ok
+    assert not audit_verify.verify(demo, key=None, expect=recorded).ok
     # and the app writes nothing more to it (its next keyed event would seal the downgrade)
-    events = audit.verify(demo, key=None).events
+    events = audit_verify.verify(demo, key=None).events
     with pytest.raises(ChainMarkError, match="Nothing was stored"):
         studies.create_study(demo, OPERATOR, "After the downgrade")
     assert demo.read("SELECT count(*) FROM audit_events").item() == events
@@ -789,7 +789,7 @@ def test_a_deleted_chain_row_is_a_failure_with_or_without_the_key(demo):
 
     demo.cursor().execute("DELETE FROM audit_chain")
     for key in (demo.audit_key, None):
-        report = audit.verify(demo, key=key)
+        report = audit_verify.verify(demo, key=key)
         assert not report.ok and "audit_chain" in report.problem and "missing" in report.problem
     with pytest.raises(ChainMarkError):
         studies.create_study(demo, OPERATOR, "After the row went")
@@ -810,8 +810,8 @@ def test_an_older_database_without_phase_digests_still_proves_a_calibration_phas
         )
     cur.execute("DELETE FROM stored_digests WHERE kind = 'assignment_phases'")
     _rechain(cur, persisted[0][0], key=demo.audit_key)
-    assert audit.verify(demo).ok
+    assert audit_verify.verify(demo).ok
     set_live_assignments_to_calibration(cur)
-    report = audit.verify(demo)
+    report = audit_verify.verify(demo)
     assert not report.ok and "is a calibration assignment" in report.problem, report.problem
     assert "is no calibration case of the protocol" in report.problem

@@ -14,6 +14,7 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
+from analysis.leakage import AUC_WARNING
 from pages.components.design_common import (
     Draft,
     kept,
@@ -36,7 +37,6 @@ from pages.components.design_endpoints import (
 from pages.components.plain import plain
 from pages.components.status import status_words
 from study.assignment import MODES
-from study.blinding import AUC_WARNING
 from study.errors import StudyError
 from study.keyfile import new_seed
 from study.rendering import markdown_text

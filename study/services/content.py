@@ -299,6 +299,7 @@ def _write_mapped(
                     _conform(frame, spec),
                     path.name,
                     digest,
+                    None,
                     _unknown_fields(frame, spec),
                 )
             )
@@ -422,13 +423,27 @@ def _import_frame(
     file = source.name if source is not None else kind
     spec = _TABLES[kind]
     unknown = _unknown_fields(frame, spec)
-    # hashlib releases the GIL: the file's digest is taken while DuckDB inserts (~0.1 s per
-    # 170 MB of answers off the critical path)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    conformed = _conform(frame, spec)
+    cur = store.cursor()
+    try:
+        types = digests.column_types(cur, kind)
+    finally:
+        cur.close()
+    # Two jobs beside the transaction, on threads (hashlib and DuckDB release the GIL): the
+    # file's SHA-256, and the rows' digests for audit verify (to_json and SHA-256 of 300,000
+    # answers cost about as much CPU as storing them; computed in the transaction they were
+    # 1.9x DuckDB's own loader's time, beside it the import stays within it)
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
         digest = pool.submit(_file_digest, source) if source is not None else None
-        return _store_frame(
-            store, caller, study_id, spec, _conform(frame, spec), file, digest, unknown
-        )
+        rows = pool.submit(digests.of_frame, kind, conformed, types)
+        result = _store_frame(store, caller, study_id, spec, conformed, file, digest, rows, unknown)
+    except BaseException:
+        # a refused import answers at once; the threads' work is thrown away when done
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return result
 
 
 _UNKNOWN_SCHEMA = {"object_id": pl.String, "field": pl.String}
@@ -458,12 +473,13 @@ def _store_frame(
     frame: pl.DataFrame,
     file: str,
     digest: Future[str] | None,
+    rows: Future[pl.DataFrame],
     unknown: pl.DataFrame,
 ) -> ImportResult:
-    """``_import_frame`` once the file's digest is under way in ``digest``; ``unknown`` holds the
-    (object_id, field) pairs given as not recorded."""
+    """``_import_frame`` once the file's digest is under way in ``digest`` and the rows' digests
+    in ``rows``; ``unknown`` holds the (object_id, field) pairs given as not recorded."""
     with store.transaction() as cur:
-        return _write_frame(store, cur, caller, study_id, spec, frame, file, digest, unknown)
+        return _write_frame(store, cur, caller, study_id, spec, frame, file, digest, rows, unknown)
 
 
 def _write_frame(
@@ -475,10 +491,12 @@ def _write_frame(
     frame: pl.DataFrame,
     file: str,
     digest: Future[str] | None,
+    rows: Future[pl.DataFrame] | None,
     unknown: pl.DataFrame,
 ) -> ImportResult:
     """``_store_frame``'s work inside the caller's transaction ``cur`` (several kinds imported
-    together are stored all or nothing)."""
+    together are stored all or nothing). ``rows``: the new rows' digests being computed beside
+    the transaction (``digests.of_frame``), or None to compute them here from the stored rows."""
     kind, table, key, what = spec.name, spec.name, spec.key, spec.what
     duplicated = frame.filter(pl.col(key).is_duplicated()).get_column(key).unique().sort()
     if duplicated.len():
@@ -567,7 +585,11 @@ def _write_frame(
                 "skipped": matched.height,
                 "not_recorded": unknown.height,
                 # what is stored, for audit verify (the file's SHA-256 says what was read)
-                "stored_sha256": digests.record(cur, study_id, kind),
+                "stored_sha256": (
+                    digests.record(cur, study_id, kind)
+                    if rows is None
+                    else digests.record_frame(cur, study_id, kind, rows.result())
+                ),
             },
         )
     return ImportResult(kind, study_id, file, frame.height, added, matched.height, seq)
@@ -600,7 +622,7 @@ def _answer_slot_conflicts(cur: Cursor, study_id: str, file: str) -> list[Proble
 @guarded
 def list_cases(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """The study's cases: case_id, question, context, specialty, tags, conversation, criteria
-    (the last two canonical JSON text or null; see ``study.rubric``)."""
+    (the last two canonical JSON text or null; see ``study.case_json``)."""
     return store.read(_STORED_SELECT["cases"] + " ORDER BY case_id", {"s": study})
 
 

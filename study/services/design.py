@@ -892,7 +892,7 @@ def leak_report(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """The pre-launch blinding leak report of the study's answers, per arm
     (``study.blinding.leak_report``: length, markdown, self-identifying phrases, signatures, and
     how well length and format alone tell the arms apart, with a warning above 0.7)."""
-    from study.blinding import leak_report as report
+    from study.services.analyses import leak_report as report
 
     return _by_answers(
         store,
@@ -909,7 +909,7 @@ def leak_pairs(store: Store, caller: Caller, study: str) -> pl.DataFrame:
     """How well length and format alone tell each pair of the study's arms apart on the cases
     both answered (``study.blinding.pairwise_format_auc``): columns arm_a, arm_b, shared_cases,
     format_auc, warning (above 0.7); no row for two arms that share no case."""
-    from study.blinding import pairwise_format_auc
+    from study.services.analyses import pairwise_format_auc
 
     return _by_answers(
         store,
@@ -1015,8 +1015,8 @@ def preview_view(
         rubric = rubric_items(cur, study)
     finally:
         cur.close()
-    from study.blinding import neutral_label
-    from study.rubric import stored_criteria
+    from study.case_json import stored_criteria
+    from study.shuffle import neutral_label
 
     question, context, conversation, criteria = row
     shown = answers[: _SHOWN_PER_MODE[mode]] if _SHOWN_PER_MODE[mode] else answers

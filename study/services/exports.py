@@ -439,9 +439,9 @@ def _report_facts(store: Store, caller: Caller, study: str, status: str) -> dict
 
 def _leak_figures(store: Store, study: str) -> dict[str, pl.DataFrame | None]:
     """The blinding leak report's figures for the report: ``arms``, one row per arm
-    (``study.blinding.leak_report``: length, markdown, self-identifying phrases, sign-offs and
+    (``analysis.leakage.leak_report``: length, markdown, self-identifying phrases, sign-offs and
     the cross-validated AUC of length and format against the other arms), and ``pairs``, one
-    row per pair of arms on the cases both answered (``study.blinding.pairwise_format_auc``),
+    row per pair of arms on the cases both answered (``analysis.leakage.pairwise_format_auc``),
     computed only with three arms or more (with two, the pair is the per-arm figure); either is
     None for a study without answers.
 
@@ -452,7 +452,7 @@ def _leak_figures(store: Store, study: str) -> dict[str, pl.DataFrame | None]:
     services call, on the same query (no order: the folds of the AUC follow the rows' order, so
     the figures match what the coordinator read on the Design screen). What it shows is the
     form of each arm's answers, aggregated, in a report that names the arms anyway."""
-    from study.blinding import leak_report, pairwise_format_auc
+    from study.services.analyses import leak_report, pairwise_format_auc
 
     answers = store.read("SELECT arm_id, case_id, text FROM answers WHERE study = $s", {"s": study})
     if answers.height == 0:

@@ -21,6 +21,7 @@ import polars as pl
 
 from study import audit
 from study.access import Caller, check_grants, guarded, refuse, require, with_grants
+from study.case_json import stored_criteria
 from study.errors import (
     ConflictError,
     NotFoundError,
@@ -31,7 +32,6 @@ from study.errors import (
 )
 from study.instruments import Instrument, Item, broken_rules, rule_in_words, severe_values
 from study.protocol import NEWEST_VERSION_SQL, read_plan
-from study.rubric import stored_criteria
 from study.services import _queue
 from study.services._common import person_key_sql, rubric_items
 from study.services.instrument_library import instrument_from_json
@@ -198,7 +198,7 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     not tell a rater that a case is a repeat: knowing it would change the second rating). Never
     the arm, the answer's id or its author (blinding).
 
-    Rubric cases (``study.rubric``): ``conversation`` is the chat before the answers, a list of
+    Rubric cases (``study.case_json``): ``conversation`` is the chat before the answers, a list of
     {role, content} (role "system", "user" or "assistant"), or None for a plain question;
     ``criteria`` the case's rubric criteria in order, [{key, criterion}] (empty for a case
     without a rubric): raters see what each criterion says, not its points (they judge whether
@@ -636,7 +636,7 @@ class _Facts:
     study: str
     rater: str
     phase: str
-    criteria: str | None  # the case's rubric, as stored (``study.rubric.stored_criteria``)
+    criteria: str | None  # the case's rubric, as stored (``study.case_json.stored_criteria``)
     labels: tuple[tuple[int, str], ...]  # (presentation id, label) in screen order
     authors: tuple[str | None, ...]  # each answer shown's author id, as person_key_sql has it
 

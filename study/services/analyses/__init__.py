@@ -15,10 +15,15 @@ One module per job:
 - ``digest``: the results' cache key (``ratings_digest``);
 - ``long_format``: the long format exports and analyses read, rubric ratings one row per
   criterion (``per_criterion``; ``criteria_items``, the one query naming the rubric items).
+
+The door also passes on ``analysis.leakage``'s blinding leak report (``leak_report``,
+``pairwise_format_auc``, ``AUC_WARNING``), which the Design screen and the report compute from
+a study's answers.
 """
 
 from __future__ import annotations
 
+from analysis.leakage import AUC_WARNING, leak_report, pairwise_format_auc
 from analysis.noninferiority import MEAN_METHODS, RISK_METHODS
 from study.protocol import ONE_SAMPLE
 from study.services.analyses._endpoints import (
@@ -33,6 +38,7 @@ from study.services.analyses.interim import interim_agreement
 from study.services.analyses.power import POWER_TARGETS, design_power
 from study.services.analyses.results import (
     GUESS_CODES,
+    PAIRWISE_KEYS,
     PER_CASE,
     SUBGROUP_METHOD,
     results_rows,
@@ -49,11 +55,13 @@ PLAN_METHODS = {
 for a design screen's choices."""
 
 __all__ = [
+    "AUC_WARNING",
     "DEFAULT_METHODS",
     "GUESS_CODES",
     "LONG_FORMAT",
     "MIXED_MAX_LEVELS",
     "ONE_SAMPLE",
+    "PAIRWISE_KEYS",
     "PER_CASE",
     "PLAN_METHODS",
     "POWER_TARGETS",
@@ -62,6 +70,8 @@ __all__ = [
     "design_power",
     "endpoint_hypotheses",
     "interim_agreement",
+    "leak_report",
+    "pairwise_format_auc",
     "ratings_digest",
     "results_rows",
     "rubric_results",

@@ -2,7 +2,7 @@
 each answer's score, the raters' agreement on met / not met, HealthBench's scores by arm.
 
 A rubric rating is stored as one JSON object per answer, {"c1": true, "c2": false}; the
-criteria's points and tags come from the case (``study.rubric``).
+criteria's points and tags come from the case (``study.case_json``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import polars as pl
 
 from analysis import columns as col
 from analysis.errors import AnalysisError
-from study.rubric import stored_criteria
+from study.case_json import stored_criteria
 from study.services.analyses._long_format import (
     CRITERION,
     CRITERION_TAGS,

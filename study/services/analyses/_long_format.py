@@ -13,7 +13,7 @@ import json
 import polars as pl
 
 from analysis import columns as col
-from study.rubric import stored_criteria
+from study.case_json import stored_criteria
 from study.services._common import rubric_items
 from study.store import Store
 

@@ -50,6 +50,10 @@ no arm. Agreement on such an item takes the case as the unit."""
 SUBGROUP_METHOD = "t"
 """Subgroup estimates use the paired t interval over cases: quick, and defined for small groups."""
 
+PAIRWISE_KEYS = (col.ITEM, col.STATISTIC, col.VARIANT, col.COMPETITOR, col.OPPONENT)
+"""The columns that say what a row of the pairwise table (``study_results``' ``pairwise``) is
+about: the Analysis screen and the report show them first, in this order, then its figures."""
+
 GUESS_ITEM = "source_guess"
 GUESS_CODES = {1: "llm", 2: "clinician", 0: "dont_know"}
 """The built-in ``source_guess`` item's codes as the blinding indices name the sources."""

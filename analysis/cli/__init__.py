@@ -23,37 +23,36 @@ NaN and infinities are written as null.
 Bad input (missing or unreadable file, missing column, text where numbers are needed, a single
 rater, an arm not in the file, a method that does not fit the outcome, ...) prints ONE line on
 stderr and exits with code 2; no traceback.
+
+This module holds the commands, the parser and ``main``; ``reading`` reads FILE and ``output``
+prints the results.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 import polars as pl
 
 from analysis import columns as C
 from analysis._common import DIRECTIONS, require_columns
-from analysis._pivot import LEVELS, MISSING_TOKENS
+from analysis._pivot import LEVELS
+from analysis.cli.output import plain_table, to_json, to_table
+from analysis.cli.reading import first_ratings, read_table
 from analysis.errors import AnalysisError, first_line
 from analysis.terminal import escape
 
 EXIT_BAD_INPUT = 2
 CONTINUOUS_METHODS = ("t", "bootstrap", "mixed", "tost")
 BINARY_METHODS = ("newcombe", "farrington-manning", "miettinen-nurminen")
-PARQUET_SUFFIXES = (".parquet", ".pq")
 MAX_BOOT = 100_000
 """Most bootstrap replicates a command accepts (percentile limits are stable long before)."""
-MAX_FILE_MB = 200
-"""Largest input file, in megabytes (as the study importers' default): a bigger file is refused
-before it is read, not after it has cost minutes and gigabytes."""
 MAX_MESSAGE_CHARS = 300
 """Longest error line printed; the rest is counted ("and N more characters")."""
 
@@ -63,63 +62,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise AnalysisError(f"{self.prog}: {message} (see --help)")
-
-
-# --- reading ------------------------------------------------------------------------------------
-
-
-def read_table(path: str) -> pl.DataFrame:
-    """Read a CSV or Parquet file into polars; every failure becomes one ``AnalysisError`` line."""
-    file = Path(path)
-    if not file.exists():
-        raise AnalysisError(f"file not found: {path}")
-    if not file.is_file():
-        raise AnalysisError(f"not a file: {path}")
-    size = file.stat().st_size
-    if size > MAX_FILE_MB * 1_000_000:
-        raise AnalysisError(
-            f"{path} is {size / 1_000_000:,.0f} MB; files up to {MAX_FILE_MB} MB are read"
-        )
-    suffix = file.suffix.lower()
-    if suffix not in PARQUET_SUFFIXES:
-        with file.open("rb") as handle:
-            if b"\x00" in handle.read(65_536):
-                raise AnalysisError(f"{path} is not a text (CSV) file: it holds NUL bytes")
-    try:
-        if suffix in PARQUET_SUFFIXES:
-            frame = pl.read_parquet(file)
-            # The same markers as in CSV, so a file means the same whatever its format.
-            frame = frame.with_columns(
-                pl.when(pl.col(pl.String).is_in(MISSING_TOKENS))
-                .then(None)
-                .otherwise(pl.col(pl.String))
-                .name.keep()
-            )
-        else:
-            # Whole-file type inference: a column that turns textual on row 10,001 must not
-            # fail half-way through the parse. R's write.csv writes NA, pandas NaN: missing,
-            # never a category of its own (and a numeric column stays numeric).
-            frame = pl.read_csv(
-                file,
-                separator="\t" if suffix == ".tsv" else ",",
-                infer_schema_length=None,
-                null_values=list(MISSING_TOKENS),
-            )
-    except Exception as exc:  # polars/pyarrow raise many types for unreadable input
-        kind = "Parquet" if suffix in PARQUET_SUFFIXES else "CSV"
-        raise AnalysisError(f"cannot read {path} as {kind}: {first_line(exc)}") from exc
-    if frame.width == 0:
-        raise AnalysisError(f"{path} has no columns")
-    return frame
-
-
-def _first_ratings(frame: pl.DataFrame) -> pl.DataFrame:
-    """The file's rows without repeats: a Clinval export's ``phase`` column marks a rater's
-    second rating of a case after a washout ("repeat"), which would count that rater twice on
-    one unit; every statistic here compares raters or arms, so it reads the first ratings."""
-    if C.PHASE not in frame.columns or frame.schema[C.PHASE] != pl.String:
-        return frame
-    return frame.filter(pl.col(C.PHASE).is_null() | (pl.col(C.PHASE) != "repeat"))
 
 
 def require_plain_columns(df: pl.DataFrame, columns: Sequence[str], *, value: str) -> None:
@@ -188,9 +130,6 @@ def _arm_values(df: pl.DataFrame, arm: str) -> list[str]:
     return sorted(v for v in df[arm].cast(pl.String).unique().to_list() if v is not None)
 
 
-# --- subcommands --------------------------------------------------------------------------------
-
-
 def run_agreement(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
     from analysis.agreement import agreement_table
 
@@ -219,18 +158,7 @@ def run_agreement(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
         ci=args.ci,
         seed=args.seed,
     )
-    return _with_parameters(
-        result,
-        {
-            C.LEVEL: args.level,
-            "scale": args.scale,
-            "boot": args.boot,
-            C.SEED: _used_seed(result, args.seed),
-            "unit_column": args.unit,
-            "rater_column": args.rater,
-            "value_column": args.value,
-        },
-    )
+    return _with_agreement_parameters(result, args)
 
 
 def _run_intra(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
@@ -248,6 +176,13 @@ def _run_intra(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
         ci=args.ci,
         seed=args.seed,
     )
+    return _with_agreement_parameters(result, args, intra=True)
+
+
+def _with_agreement_parameters(
+    result: pl.DataFrame, args: argparse.Namespace, **extra: Any
+) -> pl.DataFrame:
+    """``result`` with the agreement options it was computed with, and ``extra``."""
     return _with_parameters(
         result,
         {
@@ -258,7 +193,7 @@ def _run_intra(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
             "unit_column": args.unit,
             "rater_column": args.rater,
             "value_column": args.value,
-            "intra": True,
+            **extra,
         },
     )
 
@@ -556,36 +491,23 @@ def run_rubric(args: argparse.Namespace, df: pl.DataFrame) -> pl.DataFrame:
         from analysis._random import draw_seed
 
         seed = draw_seed()  # one seed for both statistics, reported on every row
+    shared = {
+        "unit": args.unit,
+        "rater": args.rater,
+        "met": args.met,
+        "boot": args.boot,
+        "ci": args.ci,
+        "seed": seed,
+    }
     frames = []
     if args.case is not None:
         frames.append(
             rubric_score(
-                df,
-                unit=args.unit,
-                rater=args.rater,
-                met=args.met,
-                case=args.case,
-                points=args.points,
-                arm=args.arm,
-                tag=args.tag,
-                boot=args.boot,
-                ci=args.ci,
-                seed=seed,
+                df, case=args.case, points=args.points, arm=args.arm, tag=args.tag, **shared
             )
         )
     try:
-        frames.append(
-            healthbench_agreement(
-                df,
-                unit=args.unit,
-                rater=args.rater,
-                met=args.met,
-                grader=args.grader,
-                boot=args.boot,
-                ci=args.ci,
-                seed=seed,
-            )
-        )
+        frames.append(healthbench_agreement(df, grader=args.grader, **shared))
     except AnalysisError as exc:
         if args.case is None:
             raise  # agreement is all that was asked for
@@ -663,126 +585,6 @@ def _used_seed(frame: pl.DataFrame, given: int | None) -> int | None:
         return given
     drawn = frame[C.SEED].drop_nulls()
     return int(drawn[0]) if drawn.len() else None
-
-
-# --- output -------------------------------------------------------------------------------------
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    return str(value)  # dates, decimals: as text
-
-
-def to_json(frame: pl.DataFrame) -> str:
-    """``{"results": [...]}`` with NaN/inf as null; strict JSON (``allow_nan=False``)."""
-    rows = [_clean(row) for row in frame.to_dicts()]
-    return json.dumps({"results": rows}, allow_nan=False, indent=2)
-
-
-_KEY_COLUMNS = (
-    C.STATISTIC,
-    C.VARIANT,
-    C.ARM,
-    C.RATER,
-    C.COMPETITOR,
-    C.OPPONENT,
-    C.RATER_A,
-    C.RATER_B,
-    C.ESTIMATE,
-    C.CI_LOW,
-    C.CI_HIGH,
-    C.P_VALUE,
-    C.SHOWN,
-    C.APPLICABLE,
-)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "-"
-        # p-values such as 3e-07 must not print as 0.0000
-        return f"{value:.3g}" if value and abs(value) < 1e-3 else f"{value:.4f}"
-    return str(value)
-
-
-def to_table(frame: pl.DataFrame, *, lead: Sequence[str] = ()) -> str:
-    """A plain-text table of the key columns, then each row's method, note and parameters;
-    ``lead``: columns shown first (the ``--by`` column)."""
-    keys = [*lead, *(c for c in _KEY_COLUMNS if c not in lead)]
-    shown = [c for c in keys if c in frame.columns and frame[c].null_count() < frame.height]
-    cells = [[_cell(v) for v in row] for row in frame.select(shown).rows()]
-    header = ["#", *shown]
-    body = [[str(i + 1), *row] for i, row in enumerate(cells)]
-    widths = [max(len(r[k]) for r in [header, *body]) for k in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
-    rest = [c for c in frame.columns if c not in shown and c not in (C.METHOD, C.NOTE)]
-    methods: dict[str, list[int]] = {}
-    for i, row in enumerate(frame.iter_rows(named=True), start=1):
-        if row.get(C.METHOD):
-            methods.setdefault(row[C.METHOD], []).append(i)
-    if methods:
-        lines.append("")
-        lines += [f"method ({_ranges(rows)}): {text}" for text, rows in methods.items()]
-    notes = [
-        f"note {i}: {row[C.NOTE]}"
-        for i, row in enumerate(frame.iter_rows(named=True), start=1)
-        if row.get(C.NOTE)
-    ]
-    if notes:
-        lines += ["", *notes]
-    # Sentences (h0, h1, conclusion) get a line each; short constants go on one parameters line.
-    sentences = [
-        c
-        for c in rest
-        if frame[c].dtype == pl.String and (frame[c].str.len_chars().max() or 0) > 40
-    ]
-    for column in sentences:
-        values: dict[str, list[int]] = {}
-        for i, value in enumerate(frame[column].to_list(), start=1):
-            if value:
-                values.setdefault(value, []).append(i)
-        lines += [""] + [f"{column} ({_ranges(rows)}): {text}" for text, rows in values.items()]
-    first = frame.row(0, named=True)
-    constant = [
-        c for c in rest if c not in sentences and frame[c].n_unique() == 1 and first[c] is not None
-    ]
-    if constant:
-        lines += ["", "parameters: " + ", ".join(f"{c}={_cell(first[c])}" for c in constant)]
-    return "\n".join(lines)
-
-
-def plain_table(frame: pl.DataFrame) -> str:
-    """Every column of ``frame`` as a plain-text table (for ``describe``)."""
-    header = frame.columns
-    body = [[_cell(v) for v in row] for row in frame.rows()]
-    widths = [max(len(r[k]) for r in [header, *body]) for k in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
-    return "\n".join(lines)
-
-
-def _ranges(rows: list[int]) -> str:
-    if len(rows) == 1:
-        return f"row {rows[0]}"
-    if rows == list(range(rows[0], rows[-1] + 1)):
-        return f"rows {rows[0]}-{rows[-1]}"
-    return "rows " + ", ".join(map(str, rows))
-
-
-# --- parser -------------------------------------------------------------------------------------
 
 
 BY_HELP = "repeat the analysis for each value of this column (e.g. item in a long export)"
@@ -984,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(_negative_values_attached(argv))
         table = read_table(args.file)
         if not getattr(args, "intra", False):
-            table = _first_ratings(table)
+            table = first_ratings(table)
         grouped = getattr(args, "by", None) is not None and args.command != "describe"
         frame = run_by(args, table) if grouped else args.run(args, table)
         if args.format == "json":

@@ -1,92 +1,28 @@
-"""Blinding: neutral labels, seeded presentation order, and a pre-launch leak report.
+"""Leak statistics: whether an answer's surface gives its source away, per arm and pair by pair.
 
-Raters must not learn which arm wrote an answer. Two things carry that promise here:
+Blinding promises that raters cannot tell which arm wrote an answer; the labels and order hide the
+arm, but an answer's own form may not (length, markdown, "As an AI", a clinician's sign-off).
+Before launch the coordinator reads :func:`leak_report`, per arm: those surface features, and how
+well length and format alone tell the arm from the others (:func:`format_auc`, a cross-validated
+AUC of a ridge logistic regression), with a warning above :data:`AUC_WARNING`;
+:func:`pairwise_format_auc` takes each pair of arms alone on the cases both answered.
 
-- every answer is shown under a neutral label ("Response A", "Response B", ...) that depends only
-  on its position on screen, and the position is drawn at random per assignment
-  (:func:`shuffled`, driven by a :class:`SeededRandom`), so a label says nothing about the arm;
-- before launch the coordinator reads :func:`leak_report`: per arm, the surface features that
-  would let a rater guess the source anyway (length, markdown, "As an AI", signatures).
-
-Pure: no DuckDB, no streamlit.
+Input: one row per answer, with its arm and text (and its case for the pairs). Pure: no DuckDB,
+no streamlit, nothing of ``study``. Raters' own guesses of the source are
+``analysis.blinding``'s (Bang's and James' indices).
 """
 
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections.abc import Sequence
-from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
-from study.errors import StudyError
-
-T = TypeVar("T")
-
-_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-class SeededRandom:
-    """A replayable source of uniform numbers built only on ``random.Random.random()``.
-
-    Python guarantees that ``random.Random(seed).random()`` yields the same sequence in every
-    future version, but not ``shuffle``, ``choice`` or ``sample``. Drawing everything from
-    ``random()`` keeps a study's recorded seed replayable for an audit years later.
-    """
-
-    def __init__(self, seed: int) -> None:
-        import random
-
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise StudyError(f"The seed must be a whole number, got {seed!r}.")
-        self.seed = seed
-        self._rng = random.Random(seed)
-
-    def random(self) -> float:
-        """A float uniform on [0, 1)."""
-        return self._rng.random()
-
-    def below(self, n: int) -> int:
-        """An integer uniform on 0..n-1 (bias below 2**-40 for any n a study uses)."""
-        if n < 1:
-            raise StudyError(f"Cannot draw from an empty range (n={n}).")
-        return min(int(self._rng.random() * n), n - 1)
-
-
-def neutral_label(position: int) -> str:
-    """The label shown for the answer at 1-based ``position``: 1 -> "Response A", 27 -> "Response AA".
-
-    Spreadsheet-style letters, so any number of answers gets a distinct label.
-    """
-    if position < 1:
-        raise StudyError(f"Positions start at 1, got {position}.")
-    letters = ""
-    n = position
-    while n > 0:
-        n, rem = divmod(n - 1, 26)
-        letters = _LETTERS[rem] + letters
-    return f"Response {letters}"
-
-
-def neutral_labels(n: int) -> list[str]:
-    """Labels for ``n`` answers in screen order: ["Response A", "Response B", ...]."""
-    if n < 0:
-        raise StudyError(f"The number of answers cannot be negative, got {n}.")
-    return [neutral_label(i) for i in range(1, n + 1)]
-
-
-def shuffled(items: Sequence[T], rng: SeededRandom) -> list[T]:
-    """A uniformly random permutation of ``items`` (Fisher-Yates), leaving ``items`` unchanged."""
-    out = list(items)
-    for i in range(len(out) - 1, 0, -1):
-        j = rng.below(i + 1)
-        out[i], out[j] = out[j], out[i]
-    return out
-
-
-# --- leak report ---------------------------------------------------------------------------------
+from analysis._common import require_columns
 
 # Phrases by which an answer gives its source away. Lower-case regular expressions.
 SELF_IDENTIFYING = (
@@ -138,9 +74,7 @@ def leak_report(answers: pl.DataFrame, *, arm: str = "arm_id", text: str = "text
     [0, 1]. A large gap between arms on any column is a blinding risk: normalise formatting or
     strip signatures before launch.
     """
-    missing = [c for c in (arm, text) if c not in answers.columns]
-    if missing:
-        raise StudyError(f"The answers table has no column(s) {', '.join(missing)}.")
+    require_columns(answers, (arm, text))
     texts = answers.get_column(text).fill_null("").to_list()
     features = pl.DataFrame(
         {
@@ -231,6 +165,23 @@ def _ridge_logistic(x: np.ndarray, y: np.ndarray, penalty: float = 1.0) -> np.nd
     return minimize(loss, np.zeros(design.shape[1]), jac=True, method="L-BFGS-B").x
 
 
+def _stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold (0..k-1) of each answer, shape (n,): each class (``y`` true, then false) in a random
+    order dealt round the folds. The order is a Fisher-Yates shuffle on
+    ``random.Random(seed).random()``, whose sequence Python keeps the same in every version, so a
+    figure the coordinator read before launch is the one the report shows later."""
+    rng = random.Random(seed)
+    fold = np.empty(len(y), dtype=int)
+    for cls in (True, False):
+        members = list(np.flatnonzero(y == cls))
+        for i in range(len(members) - 1, 0, -1):
+            j = min(int(rng.random() * (i + 1)), i)
+            members[i], members[j] = members[j], members[i]
+        for position, index in enumerate(members):
+            fold[index] = position % k
+    return fold
+
+
 def format_auc(
     answers: pl.DataFrame, *, arm: str = "arm_id", text: str = "text", folds: int = 5, seed: int = 0
 ) -> pl.DataFrame:
@@ -255,12 +206,7 @@ def format_auc(
         if len(names) < 2 or k < 2:
             result.append(None)
             continue
-        rng = SeededRandom(seed)
-        fold = np.empty(len(y), dtype=int)
-        for cls in (True, False):
-            members = shuffled(list(np.flatnonzero(y == cls)), rng)
-            for i, index in enumerate(members):
-                fold[index] = i % k
+        fold = _stratified_folds(y, k, seed)
         scores = np.empty(len(y))
         for f in range(k):
             train, test = fold != f, fold == f
@@ -301,9 +247,7 @@ def pairwise_format_auc(
     null when one side has fewer than two answers there) and ``warning`` (above
     :data:`AUC_WARNING`).
     """
-    missing = [c for c in (arm, text, case) if c not in answers.columns]
-    if missing:
-        raise StudyError(f"The answers table has no column(s) {', '.join(missing)}.")
+    require_columns(answers, (arm, text, case))
     frame = answers.select(
         pl.col(arm).cast(pl.String).alias("arm"),
         pl.col(case).cast(pl.String).alias("case"),
