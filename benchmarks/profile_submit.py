@@ -3,8 +3,9 @@
 Not the benchmark (``bench_rating.py`` drives the served app over websockets); this times only
 the services the rating screen calls per case, on a copy of a benchmark database, to see where a
 submission's time goes. Per case, as ``pages/rate.py`` does after Enter:
-``rating.submit_rating`` for the shown assignment, ``rating.next_assignment`` for the next one
-and ``rating.mark_presented`` for it (its first showing). ``--extras`` adds
+``rating.submit_rating`` for the shown assignment (with ``present_next``: it stamps the next
+case's first showing in its own transaction), ``rating.next_assignment`` for the next one, and
+``rating.mark_presented`` only where that case has no stamp yet. ``--extras`` adds
 ``rating.assignment_view`` and ``rating.rater_status`` of the next case (what a revision and the
 end of the queue read).
 
@@ -165,9 +166,9 @@ def profile(db: Path, cases: int, extras: bool, raters_wanted: int) -> dict[str,
         tally.by_sql.clear()
         tally.seconds.clear()
 
-        def timed(name: str, fn: Any, *args: Any) -> Any:
+        def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
-            out = fn(*args)
+            out = fn(*args, **kwargs)
             per_service.setdefault(name, []).append(time.perf_counter() - started)
             return out
 
@@ -187,9 +188,10 @@ def profile(db: Path, cases: int, extras: bool, raters_wanted: int) -> dict[str,
                 STUDY,
                 view["assignment"],
                 _values(view, items, n),
+                present_next=True,
             )
             view = timed("next_assignment", rating.next_assignment, store, caller, STUDY)
-            if view is not None:
+            if view is not None and view["presented_at"] is None:
                 timed(
                     "mark_presented",
                     rating.mark_presented,
@@ -198,16 +200,16 @@ def profile(db: Path, cases: int, extras: bool, raters_wanted: int) -> dict[str,
                     STUDY,
                     view["assignment"],
                 )
-                if extras:
-                    timed(
-                        "assignment_view",
-                        rating.assignment_view,
-                        store,
-                        caller,
-                        STUDY,
-                        view["assignment"],
-                    )
-                    timed("rater_status", rating.rater_status, store, caller, STUDY)
+            if view is not None and extras:
+                timed(
+                    "assignment_view",
+                    rating.assignment_view,
+                    store,
+                    caller,
+                    STUDY,
+                    view["assignment"],
+                )
+                timed("rater_status", rating.rater_status, store, caller, STUDY)
             times.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)
             counts.append(tally.count - before)

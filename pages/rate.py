@@ -97,9 +97,10 @@ def sheet_state(view: dict) -> dict:
     ``mark_presented``), the sheet's token, and the server's refusals."""
     key = f"sheet-{view['assignment']}"
     if key not in st.session_state:
-        if not view["done"]:
+        if not view["done"] and view.get("presented_at") is None:
             # time on task runs on the server from the case's first showing, kept with the
-            # assignment: a reload or another device does not restart it
+            # assignment: a reload or another device does not restart it (after a submit the
+            # next case was stamped with it, in the same transaction)
             rating.mark_presented(store, caller, study_id, view["assignment"])
         shows = st.session_state["rate_shows"] = st.session_state.get("rate_shows", 0) + 1
         st.session_state[key] = {
@@ -178,6 +179,7 @@ def store_sheet(view: dict, state: dict, payload: dict) -> None:
             submission(view, payload),
             revise=view["done"],
             comment=comment,
+            present_next=True,
         )
     except ValidationError as error:
         state["problems"] = beside_fields(error, fields, texts, payload.get("values") or {})

@@ -165,6 +165,7 @@ PERMISSIONS: dict[str, Permission] = {
             "design.leak_report",
             "design.leak_pairs",
             "design.seed_is_sealed",
+            "design.draw_seed",
             "design.save_design_draft",
             "design.design_draft",
         ),

@@ -57,7 +57,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from study.errors import StudyError
+from study.errors import StudyError, listed
 from study.shuffle import SeededRandom, neutral_label, shuffled
 
 ALGORITHM = "clinval-assign-3"
@@ -720,9 +720,8 @@ def _grouped(problems: list[tuple[str, str]], *, shown: int = 5) -> list[str]:
     for what, ids in cases.items():
         line = f"case {ids[0]!r} {what}"
         if others := ids[1:]:
-            named = ", ".join(repr(c) for c in others[:shown])
-            more = f" and {len(others) - shown} more" if len(others) > shown else ""
+            named = listed([repr(c) for c in others[:shown]], len(others), aside=False)
             noun = "case" if len(others) == 1 else "cases"
-            line += f"; so do {len(others)} other {noun} ({named}{more})"
+            line += f"; so do {len(others)} other {noun} ({named})"
         lines.append(line)
     return lines

@@ -132,28 +132,49 @@ def record(cur: Cursor, study: str, kind: str) -> str:
     return total(cur, study, kind)
 
 
-def of_frame(kind: str, frame: pl.DataFrame, types: Mapping[str, str]) -> pl.DataFrame:
-    """(row_id, digest) of each row of ``frame``, rows of ``kind`` about to be stored, as
-    ``record`` would compute them from the stored rows; ``types`` maps each stored column to its
-    DuckDB type. Computed apart from the database (``to_json`` in a scratch DuckDB, SHA-256 with
+@dataclass(frozen=True, slots=True)
+class FrameDigests:
+    """The digests of rows about to be stored (``of_frame``): ``rows`` (row_id, digest) and
+    ``total``, the digest over them alone, which is the study's total when it holds no digest
+    of the kind yet (its first import of the kind)."""
+
+    rows: pl.DataFrame
+    total: str
+
+
+def of_frame(kind: str, frame: pl.DataFrame, types: Mapping[str, str]) -> FrameDigests:
+    """The digest of each row of ``frame``, rows of ``kind`` about to be stored, as ``record``
+    would compute them from the stored rows; ``types`` maps each stored column to its DuckDB
+    type. Computed apart from the database (``to_json`` in a scratch DuckDB, SHA-256 with
     hashlib, which uses the CPU's SHA instructions): an import runs it on a second thread while
     its transaction inserts the rows, then stores the result with ``record_frame``."""
     json = scratch_query(DIGESTED[kind].frame_sql(types), {"incoming": frame})
     sha256 = hashlib.sha256
-    return pl.DataFrame(
+    rows = pl.DataFrame(
         {
             "row_id": json.get_column("row_id"),
             "digest": [sha256(text.encode()).hexdigest() for text in json.get_column("json")],
         },
         schema={"row_id": pl.String, "digest": pl.String},
     )
+    # TOTAL_SQL over these rows alone: row ids in code-point order (DuckDB orders VARCHAR by
+    # its UTF-8 bytes, which is the same order)
+    pairs = sorted(zip(rows.get_column("row_id"), rows.get_column("digest"), strict=True))
+    joined = ",".join(f"{row_id}:{digest}" for row_id, digest in pairs)
+    return FrameDigests(rows, sha256(joined.encode()).hexdigest())
 
 
-def record_frame(cur: Cursor, study: str, kind: str, rows: pl.DataFrame) -> str:
+def record_frame(cur: Cursor, study: str, kind: str, computed: FrameDigests) -> str:
     """``record`` with the digests already computed (``of_frame``) for the rows the
     transaction stores: digests of rows that have one already are not stored again. Returns the
     digest over all of the study's digests of ``kind``."""
-    with Store.registered(cur, "new_digests", rows):
+    (held,) = first(
+        cur.execute(
+            "SELECT count(*) FROM stored_digests WHERE study = $study AND kind = $kind",
+            {"study": study, "kind": kind},
+        ).fetchall()
+    )
+    with Store.registered(cur, "new_digests", computed.rows):
         cur.execute(
             "INSERT INTO stored_digests (study, kind, row_id, digest)"
             " SELECT $study, $kind, r.row_id, r.digest FROM new_digests r"
@@ -161,7 +182,9 @@ def record_frame(cur: Cursor, study: str, kind: str, rows: pl.DataFrame) -> str:
             "  AND d.kind = $kind AND d.row_id = r.row_id)",
             {"study": study, "kind": kind},
         )
-    return total(cur, study, kind)
+    # the first digests of the kind: the study's total is theirs (an import's row ids are
+    # distinct, it refuses a file that repeats one)
+    return computed.total if held == 0 else total(cur, study, kind)
 
 
 def column_types(cur: Cursor, kind: str) -> dict[str, str]:

@@ -21,8 +21,11 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def listed(shown: Sequence[str], total: int | None = None, *, sep: str = ", ") -> str:
-    """``shown`` joined by ``sep``, then "(and M more)" when ``total`` exceeds what is shown.
+def listed(
+    shown: Sequence[str], total: int | None = None, *, sep: str = ", ", aside: bool = True
+) -> str:
+    """``shown`` joined by ``sep``, then "(and M more)" when ``total`` exceeds what is shown;
+    ``aside=False`` leaves out the parentheses, for a list a message already encloses.
 
     The one way a message lists the first few of many things:
 
@@ -30,10 +33,14 @@ def listed(shown: Sequence[str], total: int | None = None, *, sep: str = ", ") -
     "'c1', 'c2' (and 3 more)"
     >>> listed(["a", "b"], sep="; ")
     'a; b'
+    >>> f"so do 4 other cases ({listed(['a', 'b'], 4, aside=False)})"
+    'so do 4 other cases (a, b and 2 more)'
     """
     text = sep.join(shown)
     more = (total or 0) - len(shown)
-    return f"{text} (and {more:,} more)" if more > 0 else text
+    if more <= 0:
+        return text
+    return f"{text} (and {more:,} more)" if aside else f"{text} and {more:,} more"
 
 
 class StudyError(Exception):

@@ -97,13 +97,30 @@ def test_digests_of_the_frame_are_those_of_the_stored_rows(imported: Store, kind
         types = digests.column_types(cur, kind)
     finally:
         cur.close()
-    of_frame = digests.of_frame(kind, frame, types).sort("row_id")
-    assert of_frame.rows() == stored.rows()
+    of_frame = digests.of_frame(kind, frame, types)
+    assert of_frame.rows.sort("row_id").rows() == stored.rows()
+    # the total over them alone is the study's (what the storing event records)
+    assert of_frame.total == digests.total(cur := imported.cursor(), "dg", kind)
+    cur.close()
 
 
 def test_a_study_imported_with_awkward_values_verifies(imported: Store) -> None:
     report = audit_verify.verify(imported)
     assert report.ok, report
+
+
+def test_a_second_import_of_a_kind_adds_to_the_study_total(imported: Store, tmp_path: Path) -> None:
+    more = [{"case_id": "later", "question": "q é"}]
+    content.import_cases(imported, OPERATOR, "dg", write_jsonl(tmp_path / "more.jsonl", more))
+    payload = imported.read(
+        "SELECT payload FROM audit_events WHERE action = 'cases.import' ORDER BY seq DESC LIMIT 1"
+    ).item()
+    cur = imported.cursor()
+    try:
+        assert json.loads(payload)["stored_sha256"] == digests.total(cur, "dg", "cases")
+    finally:
+        cur.close()
+    assert audit_verify.verify(imported).ok
 
 
 def test_a_refused_import_stores_no_digest(imported: Store, tmp_path: Path) -> None:

@@ -241,6 +241,44 @@ def test_a_case_rated_and_the_next_shown_cost_few_statements(store, rating, monk
     assert not any("SELECT content FROM protocols" in s for s in statements)
 
 
+def test_a_submission_presents_the_next_case_in_its_own_transaction(store, rating, monkeypatch):
+    """The rating screen submits with ``present_next``: the case the queue offers next is
+    stamped as presented, with its ``assignment.present`` event, in the submission's
+    transaction, so the screen needs no first-showing call (its own transaction, access check
+    and commit) for it: one commit per case, and fewer statements than submit + next + first
+    showing. The record still proves itself (``audit verify``)."""
+    r1 = sign_in(store, "r1")
+    view = rating_service.next_assignment(store, r1, rating)
+    assert view["presented_at"] is None
+    rating_service.mark_presented(store, r1, rating, view["assignment"])
+    rating_service.submit_rating(
+        store, r1, rating, view["assignment"], full_values(), present_next=True
+    )
+    view = rating_service.next_assignment(store, r1, rating)
+    assert view["presented_at"] is not None  # stamped by the submission
+    statements: list[str] = []
+    owner = store._owner
+    monkeypatch.setattr(owner, "conn", _Counted(owner.conn, statements))
+    rating_service.submit_rating(
+        store, r1, rating, view["assignment"], full_values(), present_next=True
+    )
+    after = rating_service.next_assignment(store, r1, rating)
+    assert after["assignment"] != view["assignment"] and after["presented_at"] is not None
+    assert sum(s.strip() == "COMMIT" for s in statements) <= 1, "\n".join(statements)
+    assert len(statements) <= 19, "\n".join(statements)
+    events = store.read(
+        "SELECT object_id, payload FROM audit_events WHERE action = 'assignment.present'"
+        " ORDER BY seq"
+    )
+    assert events.get_column("object_id").to_list()[-1] == str(after["assignment"])
+    # the screen's first-showing call, were it made, changes nothing: the stamp stays
+    assert (
+        rating_service.mark_presented(store, r1, rating, after["assignment"])
+        == (after["presented_at"])
+    )
+    assert audit_verify.verify(store).ok
+
+
 def _warm(store, caller, study) -> int:
     """Show ``caller`` their next case as the rating screen does; its assignment id, whose facts
     are then kept (``store.facts``)."""

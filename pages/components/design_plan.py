@@ -38,7 +38,6 @@ from pages.components.plain import plain
 from pages.components.status import status_words
 from study.assignment import MODES
 from study.errors import StudyError
-from study.keyfile import new_seed
 from study.rendering import markdown_text
 from study.services import analyses, content, design, instrument_library, people
 
@@ -56,11 +55,14 @@ DISPLAYS = {  # study.rendering.MODES, by what a coordinator sees
 
 
 def design_seed(draft: Draft) -> int | None:
-    """The seed of the draft's design: drawn once per draft in this session and sealed at the
-    lock, so that the dry run shows the design that will be stored; None once sealed."""
+    """The seed of the draft's design: drawn once per draft in this session (by the service,
+    ``design.draw_seed``) and sealed at the lock, so that the dry run shows the design that will
+    be stored; None once sealed."""
     if not draft.editable:
         return None
-    return draft.settings.setdefault("seed", new_seed())
+    if "seed" not in draft.settings:
+        draft.settings["seed"] = design.draw_seed(draft.store, draft.caller, draft.study)
+    return draft.settings["seed"]
 
 
 def step_assignment(draft: Draft) -> None:

@@ -473,7 +473,7 @@ def _store_frame(
     frame: pl.DataFrame,
     file: str,
     digest: Future[str] | None,
-    rows: Future[pl.DataFrame],
+    rows: Future[digests.FrameDigests],
     unknown: pl.DataFrame,
 ) -> ImportResult:
     """``_import_frame`` once the file's digest is under way in ``digest`` and the rows' digests
@@ -491,7 +491,7 @@ def _write_frame(
     frame: pl.DataFrame,
     file: str,
     digest: Future[str] | None,
-    rows: Future[pl.DataFrame] | None,
+    rows: Future[digests.FrameDigests] | None,
     unknown: pl.DataFrame,
 ) -> ImportResult:
     """``_store_frame``'s work inside the caller's transaction ``cur`` (several kinds imported

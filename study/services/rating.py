@@ -10,7 +10,6 @@ assignment's done flag and the audit event.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ from study.errors import (
 )
 from study.instruments import Instrument, Item, broken_rules, rule_in_words, severe_values
 from study.protocol import NEWEST_VERSION_SQL, read_plan
-from study.services import _queue
-from study.services._common import person_key_sql, rubric_items
-from study.services.instrument_library import instrument_from_json
-from study.store import ConstraintViolation, Cursor, Store, utc_now
+from study.services import _queue, _rater_view
+from study.services._ownership import as_id
+from study.services._ownership import own_assignment as _own_assignment
+from study.store import ConstraintViolation, Cursor, Store, first, utc_now
 
 _SUBMIT = "rating.submit_rating"
 
@@ -77,11 +76,15 @@ def next_assignment(
         if content.get("calibration") is None and content.get("repeats") is None:
             if head is None:
                 return None
-            return _view(
+            return _rater_view.assignment_view(
                 store, cur, study, caller.user_id, head, content, counts=(remaining, total)
             )
         head = _queue.next_id(cur, study, caller.user_id, now or utc_now(), content=content)
-        return None if head is None else _view(store, cur, study, caller.user_id, head, content)
+        return (
+            None
+            if head is None
+            else _rater_view.assignment_view(store, cur, study, caller.user_id, head, content)
+        )
     finally:
         cur.close()
 
@@ -149,24 +152,34 @@ def mark_presented(store: Store, caller: Caller, study: str, assignment: int) ->
         )
     with store.transaction() as cur:
         now = utc_now()
-        # writers are serialised, and the stamp is set only where none is and the study still
-        # rates: a stamp set, a submission or a close since the read above leaves no row changed
-        # (no RETURNING: DuckDB 2.0 runs an UPDATE ... RETURNING as a delete and insert, which
-        # the foreign keys onto assignments refuse)
-        (changed,) = cur.execute(
-            "UPDATE assignments SET presented_at = ? WHERE id = ? AND presented_at IS NULL"
-            " AND NOT done AND (SELECT status FROM studies WHERE id = ?) = 'rating'",
-            [now, assignment, study],
+        if _stamp_presented(cur, caller, study, assignment, now):
+            return now
+        stamp, done, status = cur.execute(
+            "SELECT s.presented_at, s.done, t.status FROM assignments s"
+            " JOIN studies t ON t.id = s.study WHERE s.id = ?",
+            [assignment],
         ).fetchall()[0]
-        if not changed:
-            stamp, done, status = cur.execute(
-                "SELECT s.presented_at, s.done, t.status FROM assignments s"
-                " JOIN studies t ON t.id = s.study WHERE s.id = ?",
-                [assignment],
-            ).fetchall()[0]
-            if stamp is None and not done and status != "rating":
-                raise StateError(f"Study '{study}' is {status}; cases are shown only while rating.")
-            return stamp
+        if stamp is None and not done and status != "rating":
+            raise StateError(f"Study '{study}' is {status}; cases are shown only while rating.")
+        return stamp
+
+
+def _stamp_presented(
+    cur: Cursor, caller: Caller, study: str, assignment: int, now: dt.datetime
+) -> bool:
+    """Stamp the caller's ``assignment`` as presented at ``now`` and append its
+    ``assignment.present`` event, inside the caller's transaction ``cur``; False (nothing
+    written) when it has a stamp already, is done, or the study no longer rates."""
+    # writers are serialised, and the stamp is set only where none is and the study still
+    # rates: a stamp set, a submission or a close since the caller's read leaves no row changed
+    # (no RETURNING: DuckDB 2.0 runs an UPDATE ... RETURNING as a delete and insert, which
+    # the foreign keys onto assignments refuse)
+    (changed,) = cur.execute(
+        "UPDATE assignments SET presented_at = ? WHERE id = ? AND presented_at IS NULL"
+        " AND NOT done AND (SELECT status FROM studies WHERE id = ?) = 'rating'",
+        [now, assignment, study],
+    ).fetchall()[0]
+    if changed:
         audit.append(
             cur,
             actor=caller.actor,
@@ -176,7 +189,19 @@ def mark_presented(store: Store, caller: Caller, study: str, assignment: int) ->
             study=study,
             payload={"rater": caller.user_id, "presented_at": now.isoformat()},
         )
-        return now
+    return bool(changed)
+
+
+def _present_next(store: Store, cur: Cursor, caller: Caller, study: str, now: dt.datetime) -> None:
+    """In a first submission's transaction: stamp the case the caller's queue offers next as
+    presented now, as ``mark_presented`` would when the screen shows it a moment later (the
+    rating screen shows the next case in the same server round trip), saving that call its
+    own transaction, access check and commit."""
+    (version,) = first(cur.execute(f"SELECT {NEWEST_VERSION_SQL}", {"study": study}).fetchall())
+    content = _protocol_content(store, cur, study, version)
+    head = _queue.next_id(cur, study, caller.user_id, now, content=dict(content))
+    if head is not None:
+        _stamp_presented(cur, caller, study, head, now)
 
 
 _PRESENT = "rating.mark_presented"
@@ -210,11 +235,11 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
     try:
         grants, known, owner = cur.execute(
             with_grants("SELECT rater FROM assignments WHERE id = $assignment AND study = $study"),
-            {"caller": caller.user_id, "assignment": _as_id(assignment), "study": study},
+            {"caller": caller.user_id, "assignment": as_id(assignment), "study": study},
         ).fetchall()[0]
         check_grants(store, caller, grants, known)
         if owner == caller.user_id:
-            return _view(store, cur, study, caller.user_id, int(assignment))
+            return _rater_view.assignment_view(store, cur, study, caller.user_id, int(assignment))
     finally:
         cur.close()
     if owner is None:
@@ -226,130 +251,6 @@ def assignment_view(store: Store, caller: Caller, study: str, assignment: int) -
         study=study,
         service="rating.assignment_view",
     )
-
-
-def _view(
-    store: Store,
-    cur: Cursor,
-    study: str,
-    rater: str,
-    assignment: int,
-    content: Mapping[str, Any] | None = None,
-    *,
-    counts: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """``assignment_view``'s dict; ``content``: the newest protocol's, and ``counts``:
-    (remaining, total), when the caller has them already."""
-    content = _queue.protocol(cur, study) if content is None else content
-    # the assignment, its case and the answers it shows in one statement (every case rated
-    # reads this); the answers come as a list in screen order
-    (
-        owner_study,
-        owner,
-        case_id,
-        shown_order,
-        done,
-        phase,
-        question,
-        context,
-        conversation,
-        criteria,
-        shown,
-    ) = cur.execute(
-        "SELECT s.study, s.rater, s.case_id, s.shown_order, s.done, s.phase, c.question,"
-        " c.context, c.conversation, c.criteria, (SELECT list((p.id, p.position, p.label, a.text,"
-        f"  {person_key_sql('a.author_id')}) ORDER BY p.position) FROM presentations p"
-        "  JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
-        "  WHERE p.assignment = $assignment) AS shown"
-        " FROM assignments s JOIN cases c ON c.study = s.study AND c.case_id = s.case_id"
-        " WHERE s.id = $assignment",
-        {"assignment": assignment},
-    ).fetchall()[0]
-    shown = shown or []
-    # the case shown is the one checked next (its first showing, its submission): its facts
-    # come with this read for free, so those checks need not read them again
-    store.remember(
-        ("assignment", assignment),
-        _Facts(
-            owner_study,
-            owner,
-            phase,
-            criteria,
-            tuple((pid, label) for pid, _, label, _, _ in shown),
-            tuple(author for *_, author in shown),
-        ),
-    )
-    if counts is not None:
-        remaining, total = counts
-    else:
-        remaining, total = cur.execute(
-            "SELECT count(*) FILTER (WHERE NOT done), count(*)"
-            " FROM assignments a WHERE study = ? AND rater = ? AND a.status <> 'withdrawn'"
-            f" AND NOT {_queue.SKIPPED}",
-            [study, rater],
-        ).fetchall()[0]
-        if content.get("repeats") is not None:
-            # a repeat of a case skipped or withdrawn is never offered: no part of the work;
-            # counted apart, only where repeats exist (a combined query cost 3x per key press)
-            gone, gone_pending = cur.execute(
-                "SELECT count(*), count(*) FILTER (WHERE NOT a.done) FROM assignments a"
-                " WHERE a.study = ? AND a.rater = ? AND a.phase = 'repeat'"
-                f" AND a.status <> 'withdrawn' AND NOT {_queue.SKIPPED} AND {_queue.LIVE_GONE}",
-                [study, rater],
-            ).fetchall()[0]
-            remaining, total = remaining - gone_pending, total - gone
-    rubric = rubric_items(cur, study) if criteria is not None else []
-    display = content.get("display") or "markdown"
-    labels = {pid: label for pid, _, label, _, _ in shown}
-    values: dict[str, Any] = {}
-    # with them, the newest comment on the case (kept with the rows of the submission that
-    # gave it), in the same statement
-    stored = (
-        cur.execute(
-            "SELECT r.slot, r.item_key, r.value_num, r.value_text,"
-            " (SELECT arg_max(k.comment, k.rating) FROM rating_comments k"
-            "  JOIN ratings o ON o.id = k.rating WHERE o.assignment = $a)"
-            " FROM current_ratings c JOIN ratings r ON r.id = c.rating WHERE c.assignment = $a"
-            " ORDER BY r.slot, r.item_key",
-            {"a": assignment},
-        ).fetchall()
-        if done  # nothing is stored before the first submit
-        else []
-    )
-    comment = stored[0][4] if stored else None
-    for slot, item, num, text, _ in stored:
-        value = text if text is not None else (int(num) if float(num).is_integer() else num)
-        if item in rubric:
-            value = json.loads(value)
-        if slot == 0:
-            values[item] = value
-        else:
-            values.setdefault(item, {})[labels[slot]] = value
-    return {
-        "assignment": assignment,
-        "case_id": case_id,
-        "question": question,
-        "context": context,
-        "shown_order": shown_order,
-        "done": bool(done),
-        "remaining": remaining,
-        "total": total,
-        "presentations": [
-            {"presentation": pid, "position": pos, "label": label, "text": text}
-            for pid, pos, label, text, _ in shown
-        ],
-        "values": values,
-        "comment": comment,
-        # how the answers' text is shown, as the protocol says (study.rendering.MODES; default
-        # "markdown")
-        "display": display,
-        "phase": phase,
-        "conversation": None if conversation is None else json.loads(conversation),
-        "criteria": [
-            {"key": c["key"], "criterion": c["criterion"]} for c in stored_criteria(criteria)
-        ],
-        "rubric_items": rubric,
-    }
 
 
 @guarded
@@ -472,6 +373,7 @@ def submit_rating(
     seconds: float | None = None,
     revise: bool = False,
     comment: str | None = None,
+    present_next: bool = False,
 ) -> int:
     """Submit the caller's values for one of their assignments; return the audit event's seq.
 
@@ -498,6 +400,9 @@ def submit_rating(
     rater's free-text comment on the case (the rating screen's comment box), stored with the
     first rating row written (``rating_comments``, as an imported rating's comment) and in the
     audit event; a revision's comment is stored with its own rows, so earlier ones stay.
+    ``present_next``: a first submission also stamps the case the queue offers next as
+    presented (``mark_presented``), in the same transaction: for the rating screen, which shows
+    that case in the same round trip.
     """
     row = _own_assignment(store, caller, study, assignment, service=_SUBMIT, sheet=True)
     _check_seconds(seconds)
@@ -548,7 +453,7 @@ def submit_rating(
         if comment:  # a statement only when there is a comment
             cur.execute("INSERT INTO rating_comments VALUES (?, ?)", [rows[0]["id"], comment])
         alerts = _raise_safety_alerts(store, cur, study, sheet, rows)
-        return audit.append(
+        seq = audit.append(
             cur,
             actor=caller.actor,
             kind=audit.RATING_REVISE if revise else audit.RATING_SUBMIT,
@@ -575,6 +480,9 @@ def submit_rating(
             | ({"comment": comment} if comment else {})
             | ({"safety_alerts": alerts} if alerts else {}),
         )
+        if present_next and not revise:
+            _present_next(store, cur, caller, study, now)
+        return seq
 
 
 def _raise_safety_alerts(
@@ -609,163 +517,6 @@ def _check_seconds(seconds: float | None) -> None:
         isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0
     ):
         raise ValidationError([Problem("rating", None, "seconds", "must be a number >= 0")])
-
-
-def _as_id(assignment: Any) -> int | None:
-    """An assignment id as given (an int, or text of one), or None for anything else."""
-    try:
-        return int(assignment)
-    except (TypeError, ValueError):
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Facts:
-    """What never changes about an assignment once it is stored, kept between calls in
-    ``store.facts`` under ("assignment", id) so that a rater's checks on it (its first showing,
-    its submission) re-read only its state.
-
-    Why these cannot change: assignments are never deleted, and their only updates are the
-    state (``done``, ``status``, ``done_at``, ``presented_at``; read afresh on every call), never
-    study, rater or phase (a calibration retry makes new assignments); presentations, answers
-    (their author ids) and cases are never updated, and are removed only from a draft when no
-    assignment uses them (``content.remove_*``), so even a draft's assignments keep theirs.
-    Facts are kept only when read outside a transaction (``Store.remember``).
-    """
-
-    study: str
-    rater: str
-    phase: str
-    criteria: str | None  # the case's rubric, as stored (``study.case_json.stored_criteria``)
-    labels: tuple[tuple[int, str], ...]  # (presentation id, label) in screen order
-    authors: tuple[str | None, ...]  # each answer shown's author id, as person_key_sql has it
-
-
-def _person_keys(row: tuple[str | None, ...] | None) -> frozenset[str]:
-    """The caller's names an answer's author id is compared with (``author_owner_sql``)."""
-    return frozenset(k for k in row or () if k is not None)
-
-
-def _own_assignment(
-    store: Store, caller: Caller, study: str, assignment: Any, *, service: str, sheet: bool = False
-) -> dict[str, Any]:
-    """The caller's assignment as it stands, read with the caller's roles in one statement: the
-    guard's check (``check_grants``) first, then refuse (audited) an assignment of another study
-    or rater and one showing the caller's own answer. Before any transaction, so that a
-    refusal's event is kept.
-
-    Keys: id, study, rater, done, status, study_status, phase, presented_at; with ``sheet`` also
-    what a submission is checked against: criteria (the case's rubric, null for most cases),
-    labels ([(presentation id, label)] in screen order) and instruments (``Instrument``s in the
-    study's order).
-
-    The statement reads afresh what can change: the caller's roles (a revoke counts at once),
-    the study's status, the assignment's state. What cannot (``_Facts``, the study's
-    instruments once it left its draft, the caller's names) comes from ``store.facts`` once it
-    was read: the check is then one short statement (about 2 ms against 8 on a 1M-rating
-    database, where each sub-plan costs a millisecond whatever the table's size).
-    """
-    assignment_id = _as_id(assignment)
-    facts: _Facts | None = (
-        store.facts.get(("assignment", assignment_id)) if assignment_id is not None else None
-    )
-    # a person's id, e-mail and subject are never updated (people.ensure_user and invite insert
-    # them; sign-in binds a provider's identity in ``identities`` and stamps first_sign_in only),
-    # so whether an answer is theirs needs no fresh read of them
-    me: frozenset[str] | None = store.facts.get(("person", caller.user_id))
-    instruments: tuple[Instrument, ...] | None = (
-        store.facts.get(("instruments", study)) if sheet else None
-    )
-    params: dict[str, Any] = {"caller": caller.user_id, "assignment": assignment_id}
-    if facts is not None and me is not None and (instruments is not None or not sheet):
-        # the study's status by the study named: if the assignment is another study's, the
-        # call is refused below before the status is used
-        sql = (
-            "SELECT s.id, s.done, s.status, s.presented_at,"
-            " (SELECT status FROM studies WHERE id = $study) AS study_status"
-            " FROM assignments s WHERE s.id = $assignment"
-        )
-        params["study"] = study
-    else:
-        # everything at once: the facts (then kept) and the state
-        sql = (
-            "SELECT s.id, s.study, s.rater, s.done, s.status, t.status AS study_status, s.phase,"
-            " s.presented_at, c.criteria, (SELECT list((p.id, p.label,"
-            f" {person_key_sql('a.author_id')}) ORDER BY p.position) FROM presentations p"
-            "  JOIN answers a ON a.study = p.study AND a.answer_id = p.answer_id"
-            "  WHERE p.assignment = $assignment) AS shown"
-        )
-        if me is None:
-            sql += (
-                f", (SELECT [{person_key_sql('u.id')}, {person_key_sql('u.email')},"
-                f" {person_key_sql('u.subject')}] FROM users u WHERE u.id = $caller) AS me"
-            )
-        if sheet and instruments is None:
-            sql += (
-                ", (SELECT list((i.definition, i.content_hash) ORDER BY si.position)"
-                "  FROM study_instruments si JOIN instruments i ON i.key = si.instrument_key"
-                "  AND i.version = si.instrument_version WHERE si.study = $study) AS instruments"
-            )
-            params["study"] = study
-        sql += (
-            " FROM assignments s JOIN studies t ON t.id = s.study"
-            " JOIN cases c ON c.study = s.study AND c.case_id = s.case_id"
-            " WHERE s.id = $assignment"
-        )
-        facts = None
-    cur = store.cursor()
-    try:
-        result = cur.execute(with_grants(sql), params)
-        names = [d[0] for d in result.description]
-        row = dict(zip(names, result.fetchall()[0], strict=True))
-    finally:
-        cur.close()
-    check_grants(store, caller, row.pop("grants"), row.pop("known"))
-    if row["id"] is None:
-        raise NotFoundError(f"There is no assignment {assignment}.")
-    if facts is None:
-        shown = row.pop("shown") or []
-        facts = _Facts(
-            row["study"],
-            row["rater"],
-            row["phase"],
-            row["criteria"],
-            tuple((pid, label) for pid, label, _ in shown),
-            tuple(author for _, _, author in shown),
-        )
-        store.remember(("assignment", row["id"]), facts)
-    if "me" in row:
-        me = _person_keys(row.pop("me"))
-        store.remember(("person", caller.user_id), me)
-    if "instruments" in row:
-        instruments = tuple(
-            instrument_from_json(d, digest) for d, digest in row.pop("instruments") or []
-        )
-        # instruments are attached to a draft only (instrument_library.attach_instrument), and an
-        # instrument version is never changed once added: past the draft the list is final
-        # (the status is the study named, which is the assignment's once checked below)
-        if row["study_status"] != "draft" and facts.study == study:
-            store.remember(("instruments", study), instruments)
-    if (facts.study, facts.rater) != (study, caller.user_id):
-        refuse(
-            store,
-            caller,
-            f"Assignment {assignment} belongs to another rater.",
-            study=study,
-            service=service,
-        )
-    if any(author is not None and author in (me or ()) for author in facts.authors):
-        refuse(
-            store,
-            caller,
-            "A rater may not rate an answer they wrote.",
-            study=study,
-            service=service,
-        )
-    row.update(study=facts.study, rater=facts.rater, phase=facts.phase)
-    if sheet:
-        row.update(criteria=facts.criteria, labels=list(facts.labels), instruments=instruments)
-    return row
 
 
 def _state(cur: Cursor, assignment: int) -> dict[str, Any]:
