@@ -219,7 +219,7 @@ def build_database(db: Path, layout: Layout, folder: Path, *, audited: bool = Fa
     from study.services import (
         content,
         design,
-        instruments,
+        instrument_library,
         lifecycle,
         people,
         rating_imports,
@@ -273,8 +273,8 @@ def build_database(db: Path, layout: Layout, folder: Path, *, audited: bool = Fa
         content.import_cases(store, builder, STUDY, jsonl("cases.jsonl", cases))
         content.import_answers(store, builder, STUDY, jsonl("answers.jsonl", answers))
         instrument = get_builtin("ayers_harm")
-        key, version = instruments.add_instrument(store, builder, instrument)
-        instruments.attach_instrument(store, builder, STUDY, key, version)
+        key, version = instrument_library.add_instrument(store, builder, instrument)
+        instrument_library.attach_instrument(store, builder, STUDY, key, version)
         protocol = {
             "title": "Rating benchmark (synthetic)",
             "instrument": {"key": key, "version": version},

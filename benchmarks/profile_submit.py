@@ -129,7 +129,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def profile(db: Path, cases: int, extras: bool, raters_wanted: int) -> dict[str, Any]:
     from study.access import Caller
-    from study.services import instruments, people, rating
+    from study.services import instrument_library, people, rating
     from study.store import Store
 
     store = Store(db)
@@ -151,7 +151,9 @@ def profile(db: Path, cases: int, extras: bool, raters_wanted: int) -> dict[str,
         callers: list[Caller] = [people.demo_sign_in(store, r) for r in raters]
         items = [
             json.loads(d)
-            for d in instruments.study_items(store, callers[0], STUDY).get_column("definition")
+            for d in instrument_library.study_items(store, callers[0], STUDY).get_column(
+                "definition"
+            )
         ]
         views = {}
         for caller in callers:

@@ -35,7 +35,7 @@ from pages.components.handover import store_and_caller
 from study.access import allowed
 from study.errors import StudyError
 from study.rendering import markdown_code, markdown_text
-from study.services import content, design, instruments, studies
+from study.services import content, design, instrument_library, studies
 
 store, caller = store_and_caller()
 
@@ -116,7 +116,7 @@ def done_steps(draft: Draft) -> set[int]:
     done = {1}
     if cases and coverage.height and coverage.get_column("answers").min() > 0:
         done.add(2)
-    if instruments.study_instruments(store, caller, draft.study):
+    if instrument_library.study_instruments(store, caller, draft.study):
         done.add(3)
     if draft.settings.get("dry_run_ok"):
         done.add(4)

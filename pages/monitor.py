@@ -23,7 +23,7 @@ from pages.components.rating_sheet import option_key
 from study.access import allowed
 from study.errors import StudyError
 from study.rendering import markdown_code, markdown_text
-from study.services import analyses, instruments, lifecycle, monitoring
+from study.services import analyses, instrument_library, lifecycle, monitoring
 
 store, caller = store_and_caller()
 
@@ -191,7 +191,7 @@ else:
     )
 study_items = {
     key: json.loads(definition)
-    for key, definition in instruments.study_items(store, caller, study_id)
+    for key, definition in instrument_library.study_items(store, caller, study_id)
     .select("item_key", "definition")
     .iter_rows()
 }

@@ -19,7 +19,7 @@ from study.services import (
     content,
     design,
     exports,
-    instruments,
+    instrument_library,
     monitoring,
     rating,
     rating_imports,
@@ -100,7 +100,7 @@ except NotFoundError:
     protocol = None
     st.info("The protocol is not locked yet: the study is still being designed.")
 
-items = instruments.study_items(store, caller, study_id)
+items = instrument_library.study_items(store, caller, study_id)
 attached = ", ".join(
     f"{key} {version}"
     for key, version in items.select("instrument_key", "instrument_version")

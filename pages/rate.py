@@ -34,7 +34,7 @@ from pages.components.rating_sheet import (
 )
 from study.access import allowed
 from study.errors import ConflictError, StudyError, ValidationError
-from study.services import instruments, rating, studies
+from study.services import instrument_library, rating, studies
 
 store, caller = store_and_caller()
 
@@ -62,7 +62,9 @@ study_id = (
 # the database only to store the rating and fetch the next case.
 items = [
     json.loads(definition)
-    for definition in instruments.study_items(store, caller, study_id).get_column("definition")
+    for definition in instrument_library.study_items(store, caller, study_id).get_column(
+        "definition"
+    )
 ]
 KEYED = [item for item in items if item["type"] != "free_text"]
 TYPED = [item for item in items if item["type"] == "free_text"]

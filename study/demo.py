@@ -388,7 +388,7 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
     from study.access import system_caller
     from study.assignment import design_assignments
     from study.instruments import get_builtin
-    from study.services import content, design, instruments, lifecycle, people, studies
+    from study.services import content, design, instrument_library, lifecycle, people, studies
 
     builder = system_caller("demo")
     raters = read_raters()
@@ -441,8 +441,8 @@ def _build(store: Any, *, seed: int, study_id: str) -> str:
             f"Built-in instrument '{DEMO_INSTRUMENT}' lacks the items the demo rates: "
             + ", ".join(missing)
         )
-    key, version = instruments.add_instrument(store, builder, instrument)
-    instruments.attach_instrument(store, builder, study_id, key, version)
+    key, version = instrument_library.add_instrument(store, builder, instrument)
+    instrument_library.attach_instrument(store, builder, study_id, key, version)
 
     protocol = demo_protocol(
         instrument={"key": key, "version": version, "content_hash": instrument.content_hash()},
@@ -539,7 +539,7 @@ def _fill_rubric(store: Any, builder: Any, study_id: str, *, seed: int) -> None:
     the other's open."""
     from study.assignment import design_assignments
     from study.instruments import get_builtin
-    from study.services import content, design, instruments, lifecycle, people, rating
+    from study.services import content, design, instrument_library, lifecycle, people, rating
 
     for rater in RUBRIC_RATERS:
         people.grant_role(store, builder, study_id, rater, "rater")
@@ -547,8 +547,8 @@ def _fill_rubric(store: Any, builder: Any, study_id: str, *, seed: int) -> None:
     content.import_cases(store, builder, study_id, RUBRIC_DIR / "cases.jsonl")
     content.import_answers(store, builder, study_id, RUBRIC_DIR / "answers.jsonl")
     instrument = get_builtin("healthbench_rubric")
-    key, version = instruments.add_instrument(store, builder, instrument)
-    instruments.attach_instrument(store, builder, study_id, key, version)
+    key, version = instrument_library.add_instrument(store, builder, instrument)
+    instrument_library.attach_instrument(store, builder, study_id, key, version)
     design.lock_protocol(
         store,
         builder,

@@ -1,7 +1,7 @@
 """Writing a long ratings export as CSV, Parquet, Stata ``.dta`` and SPSS ``.sav``, and its codebook.
 
 Pure functions on the frame ``study.services.exports.export_ratings_long`` returns and on the
-study's items (``instruments.study_items``); no database, no services. The service decides who
+study's items (``instrument_library.study_items``); no database, no services. The service decides who
 may export and records the export in the audit trail; this module decides what the files hold.
 
 Stata and SPSS files (written with ``pyreadstat``) carry a variable label on every column and

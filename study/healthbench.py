@@ -115,15 +115,7 @@ def read_healthbench(
     return HealthBench(
         cases=pl.DataFrame(
             cases,
-            schema={
-                "case_id": pl.String,
-                "question": pl.String,
-                "context": pl.String,
-                "specialty": pl.String,
-                "tags": pl.List(pl.String),
-                "conversation": pl.String,
-                "criteria": pl.String,
-            },
+            schema=importing.CASE_SCHEMA,
         ),
         arms=pl.DataFrame(
             [

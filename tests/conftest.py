@@ -16,7 +16,8 @@ import pytest
 
 from study.access import Caller, system_caller
 from study.instruments import Instrument, Item, Option
-from study.services import content, design, instruments, lifecycle, people, studies
+from study.services import content, design, lifecycle, people, studies
+from study.services import instrument_library as instruments
 from study.store import Store
 
 _skipped: list[str] = []

@@ -27,11 +27,11 @@ from study.services import (
     analyses,
     design,
     exports,
-    instruments,
     lifecycle,
     monitoring,
     rating_imports,
 )
+from study.services import instrument_library as instruments
 from study.store import Store
 
 COMPARE = tuple(

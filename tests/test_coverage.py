@@ -12,7 +12,8 @@ from conftest import ARMS, CASES, INSTRUMENT, OPERATOR, add_person, answers_rows
 
 from study import audit_verify
 from study.errors import StateError, ValidationError
-from study.services import content, design, instruments, people
+from study.services import content, design, people
+from study.services import instrument_library as instruments
 
 SINGLE = dataclasses.replace(INSTRUMENT, key="single_quality", items=INSTRUMENT.items[:1])
 """The test instrument's quality item alone: no pairwise comparison."""

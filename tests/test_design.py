@@ -26,7 +26,8 @@ from conftest import (
 from study import audit_verify
 from study.errors import NotFoundError, PermissionDenied, StateError, ValidationError
 from study.keyfile import new_seed
-from study.services import analyses, content, design, instruments, people, studies
+from study.services import analyses, content, design, people, studies
+from study.services import instrument_library as instruments
 
 
 def _answers_frame(rows):

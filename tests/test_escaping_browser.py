@@ -33,7 +33,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from serving import chromium, serve
 
 from study.instruments import Option
-from study.services import content, instruments, people, rating, studies
+from study.services import content, people, rating, studies
+from study.services import instrument_library as instruments
 from study.store import Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -1,4 +1,4 @@
-"""The instrument library and a study's instruments (``study.services.instruments``); the
+"""The instrument library and a study's instruments (``study.services.instrument_library``); the
 instrument definitions themselves are ``tests/test_instruments.py``'s."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from conftest import INSTRUMENT, OPERATOR, sign_in
 
 from study.errors import ConflictError, NotFoundError, StudyError
-from study.services import instruments
+from study.services import instrument_library as instruments
 
 
 def test_instrument_versions_are_immutable(store):

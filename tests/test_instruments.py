@@ -793,7 +793,7 @@ def test_quest_description_counts_its_items() -> None:
 
 # Bump a built-in's version whenever its content (and so its hash) changes; a stored instrument
 # with the same key and version but other content is refused by
-# study.services.instruments.add_instrument.
+# study.services.instrument_library.add_instrument.
 @pytest.mark.parametrize(
     ("key", "version"),
     [

@@ -21,7 +21,8 @@ from serving import chromium, serve
 from study import audit_verify
 from study.demo import COORDINATOR, DEMO_STUDY_ID, STATISTICIAN, read_raters
 from study.instruments import get_builtin
-from study.services import content, design, instruments, lifecycle, people, rating, studies
+from study.services import content, design, lifecycle, people, rating, studies
+from study.services import instrument_library as instruments
 from study.services.people import DEMO_ISSUER
 from study.store import Store
 

@@ -30,7 +30,8 @@ from study import audit, audit_verify
 from study.errors import ConflictError, NotFoundError, PermissionDenied, StateError, ValidationError
 from study.facts import Facts
 from study.instruments import get_builtin
-from study.services import content, design, exports, instruments, lifecycle, people
+from study.services import content, design, exports, lifecycle, people
+from study.services import instrument_library as instruments
 from study.services import rating as rating_service
 from study.store import Store
 

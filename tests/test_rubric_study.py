@@ -15,7 +15,8 @@ from study.access import system_caller
 from study.demo import RUBRIC_RATERS, RUBRIC_SIMULATED, RUBRIC_STUDY_ID
 from study.errors import ConflictError, StateError, ValidationError
 from study.instruments import InstrumentError, Item, get_builtin
-from study.services import analyses, content, design, exports, instruments, people, rating
+from study.services import analyses, content, design, exports, people, rating
+from study.services import instrument_library as instruments
 
 NEWCOMER = next(r for r in RUBRIC_RATERS if r != RUBRIC_SIMULATED)
 

@@ -26,7 +26,7 @@ from study.access import allowed
 from study.errors import StudyError
 from study.instruments import Instrument, list_builtin, parse_instrument
 from study.rendering import markdown_code, markdown_text
-from study.services import content, design, instruments
+from study.services import content, design, instrument_library
 
 UPLOADS = (
     ("arms", "Arms", content.import_arms, "one row per source of answers: arm_id, kind, label"),
@@ -186,7 +186,7 @@ def provenance(draft: Draft, coverage: pl.DataFrame) -> pl.DataFrame:
 
 def step_instrument(draft: Draft) -> None:
     """Step 3: what is attached, attaching a built-in or an uploaded instrument, the preview."""
-    attached = instruments.study_instruments(draft.store, draft.caller, draft.study)
+    attached = instrument_library.study_instruments(draft.store, draft.caller, draft.study)
     if attached:
         st.markdown(
             "**Attached:** "
@@ -233,7 +233,7 @@ def step_instrument(draft: Draft) -> None:
                     items_table(instrument, key=draft.key("custom-items"))
                     if st.button("Add and attach this instrument", key=draft.key("attach-custom")):
                         attach(draft, instrument)
-    if instruments.study_instruments(draft.store, draft.caller, draft.study):
+    if instrument_library.study_instruments(draft.store, draft.caller, draft.study):
         preview(draft)
 
 
@@ -261,8 +261,8 @@ def attach(draft: Draft, instrument: Instrument) -> None:
     """Store the instrument in the library (a no-op when stored with the same content) and
     attach it to the draft."""
     try:
-        key, version = instruments.add_instrument(draft.store, draft.caller, instrument)
-        instruments.attach_instrument(draft.store, draft.caller, draft.study, key, version)
+        key, version = instrument_library.add_instrument(draft.store, draft.caller, instrument)
+        instrument_library.attach_instrument(draft.store, draft.caller, draft.study, key, version)
     except StudyError as error:
         show_error(error, key=draft.key("attach-problems"))
     else:
@@ -318,7 +318,7 @@ def preview(draft: Draft) -> None:
     )
     items = [
         json.loads(d)
-        for d in instruments.study_items(draft.store, draft.caller, draft.study).get_column(
+        for d in instrument_library.study_items(draft.store, draft.caller, draft.study).get_column(
             "definition"
         )
     ]

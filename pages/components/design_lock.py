@@ -19,7 +19,7 @@ from pages.components.design_plan import design_seed
 from pages.components.status import status_words
 from study.errors import Problem, StudyError, ValidationError
 from study.rendering import markdown_text
-from study.services import design, instruments, lifecycle, monitoring, people
+from study.services import design, instrument_library, lifecycle, monitoring, people
 
 
 def step_lock(draft: Draft) -> None:
@@ -34,11 +34,11 @@ def step_lock(draft: Draft) -> None:
 def lock(draft: Draft) -> None:
     items = {
         key: json.loads(d)
-        for key, d in instruments.study_items(draft.store, draft.caller, draft.study)
+        for key, d in instrument_library.study_items(draft.store, draft.caller, draft.study)
         .select("item_key", "definition")
         .iter_rows()
     }
-    attached = instruments.study_instruments(draft.store, draft.caller, draft.study)
+    attached = instrument_library.study_instruments(draft.store, draft.caller, draft.study)
     if not draft.settings["primary_item"]:
         st.info("Choose the primary endpoint first (step 5).")
         return

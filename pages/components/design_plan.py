@@ -39,7 +39,7 @@ from pages.components.status import status_words
 from study.assignment import MODES
 from study.errors import StudyError
 from study.rendering import markdown_text
-from study.services import analyses, content, design, instruments, people
+from study.services import analyses, content, design, instrument_library, people
 
 MODE_NAMES = {
     "side_by_side": "Side by side: all of a case's answers on one screen",
@@ -360,7 +360,7 @@ def step_plan(draft: Draft) -> None:
     """Step 5: the primary and secondary endpoints, each with its own margin (in its units),
     direction and method and its H0 in words, what stops the lock next to the field it
     concerns, and the sample-size panel."""
-    frame = instruments.study_items(draft.store, draft.caller, draft.study)
+    frame = instrument_library.study_items(draft.store, draft.caller, draft.study)
     items = {key: json.loads(d) for key, d in frame.select("item_key", "definition").iter_rows()}
     if not items:
         st.info("Attach an instrument first (step 3): the plan names its items.")

@@ -56,7 +56,7 @@ def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
     the library."""
     from study.access import require
     from study.instruments import get_builtin, load_instrument
-    from study.services import instruments
+    from study.services import instrument_library
 
     check_id_text("--study", args.study)
     given = Path(args.instrument)
@@ -69,13 +69,17 @@ def cmd_attach_instrument(args: argparse.Namespace, out: TextIO) -> int:
         caller = acting_caller(args, store)
         # asked before the transaction: a refusal's access.denied event is written in its own
         # transaction, and the one below would roll it back with everything else
-        require(store, caller, "manage_instruments", service="instruments.add_instrument")
+        require(store, caller, "manage_instruments", service="instrument_library.add_instrument")
         require(
-            store, caller, "design_study", study=args.study, service="instruments.attach_instrument"
+            store,
+            caller,
+            "design_study",
+            study=args.study,
+            service="instrument_library.attach_instrument",
         )
         with store.transaction():
-            key, version = instruments.add_instrument(store, caller, instrument)
-            instruments.attach_instrument(store, caller, args.study, key, version)
+            key, version = instrument_library.add_instrument(store, caller, instrument)
+            instrument_library.attach_instrument(store, caller, args.study, key, version)
     print(f"{args.study}: instrument {key} {version} attached", file=out)
     return EXIT_OK
 

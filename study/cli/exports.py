@@ -71,7 +71,7 @@ def _format_list(given: str | None) -> list[str] | None:
 
 def _export_file(args: argparse.Namespace, given: str | None, out: TextIO) -> int:
     from study import exporting
-    from study.services import exports, instruments
+    from study.services import exports, instrument_library
 
     fmt = _export_format(args.out, given)
     # A temporary file next to --out, renamed only once the export and its audit event are
@@ -82,7 +82,7 @@ def _export_file(args: argparse.Namespace, given: str | None, out: TextIO) -> in
 
         with open_store(args.db, create=False) as store:
             # the items give the value labels of .dta and .sav files
-            items = instruments.study_items(store, acting_caller(args, store), args.study)
+            items = instrument_library.study_items(store, acting_caller(args, store), args.study)
 
             def write(frame: pl.DataFrame, head: str) -> None:
                 heads.append(head)

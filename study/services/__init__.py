@@ -2,7 +2,7 @@
 
 - ``studies``: create a study, read it, list the studies one may see;
 - ``content``: cases, arms and answers, imported from files or frames;
-- ``instruments``: the instrument library and the instruments a study uses;
+- ``instrument_library``: the instrument library and the instruments a study uses;
 - ``people``: sign-in, people and their roles;
 - ``tokens``: personal access tokens, with which a person acts at the command line;
 - ``design``: the protocol, its lock, and the assignment of raters to cases;

@@ -223,7 +223,7 @@ def _locked_instruments(cur: Cursor, study: str) -> list[dict[str, str]]:
 
 def _study_instruments(cur: Cursor, study: str) -> tuple:
     """The study's attached instruments (``study.instruments.Instrument``), in position order."""
-    from study.services.instruments import instrument_from_json
+    from study.services.instrument_library import instrument_from_json
 
     return tuple(
         instrument_from_json(definition, digest)

@@ -15,7 +15,7 @@ from study.access import Caller, check_grants, refuse, with_grants
 from study.errors import NotFoundError
 from study.instruments import Instrument
 from study.services._common import person_key_sql
-from study.services.instruments import instrument_from_json
+from study.services.instrument_library import instrument_from_json
 from study.store import Store
 
 
@@ -146,7 +146,7 @@ def _read(
         instruments = tuple(
             instrument_from_json(d, digest) for d, digest in row.pop("instruments") or []
         )
-        # instruments are attached to a draft only (instruments.attach_instrument), and an
+        # instruments are attached to a draft only (instrument_library.attach_instrument), and an
         # instrument version is never changed once added: past the draft the list is final
         # (the status is the study named, which is the assignment's once checked)
         if row["study_status"] != "draft" and facts.study == study:

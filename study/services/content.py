@@ -65,15 +65,7 @@ _TABLES = {
         "case_id",
         "case",
         importing.CASE_COLUMNS,
-        {
-            "case_id": pl.String,
-            "question": pl.String,
-            "context": pl.String,
-            "specialty": pl.String,
-            "tags": pl.List(pl.String),
-            "conversation": pl.String,
-            "criteria": pl.String,
-        },
+        importing.CASE_SCHEMA,
         audit.CASES_IMPORT,
     ),
     "arms": _Table(

@@ -161,10 +161,10 @@ def _long_frame(store: Store, caller: Caller, study: str) -> pl.DataFrame:
 
 
 def _items(store: Store, caller: Caller, study: str) -> pl.DataFrame:
-    """The study's items (``instruments.study_items``: whoever may export may view the study)."""
-    from study.services import instruments
+    """The study's items (``instrument_library.study_items``: whoever may export may view the study)."""
+    from study.services import instrument_library
 
-    return instruments.study_items(store, caller, study)
+    return instrument_library.study_items(store, caller, study)
 
 
 # --- the bundle: files, codebook, report, manifest --------------------------------------------

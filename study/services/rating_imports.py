@@ -30,7 +30,7 @@ from study.access import Caller, guarded
 from study.case_json import stored_criteria
 from study.errors import Problem, StateError, StudyError, ValidationError
 from study.services._common import audit_design, author_owner_sql, require_study
-from study.services.instruments import instrument_from_json
+from study.services.instrument_library import instrument_from_json
 from study.store import Cursor, Store, utc_now
 
 IMPORTED = "imported"
