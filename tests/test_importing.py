@@ -307,6 +307,18 @@ MALFORMED = [
         "parameters must be a JSON object {...}, got a list",
     ),
     (
+        # Python's json reads NaN, JSON has no such value: stored, it could not be written out
+        "parameters holding NaN",
+        "answers",
+        "answers.csv",
+        ANSWER_HEADER
+        + GOOD_ANSWER_ROWS.replace("Answer: {q},,", 'Answer: {q},"{""top_p"": NaN}",', 1),
+        {},
+        1,
+        "parameters",
+        "parameters holds NaN or Infinity, which JSON does not allow",
+    ),
+    (
         "unknown case",
         "answers",
         "answers.csv",
