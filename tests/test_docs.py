@@ -135,6 +135,22 @@ def test_every_relative_link_and_image_resolves(doc: Path) -> None:
     assert not problems, f"{_name(doc)}:\n" + "\n".join(problems)
 
 
+SOURCE_PATH = re.compile(r"`((?:study|analysis|pages|benchmarks|tests|docs|deploy)/[\w/.-]*)`")
+"""A path in the project named in code style (`study/protocol.py`, `study/cli/`)."""
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_name)
+def test_every_source_path_named_exists(doc: Path) -> None:
+    """Modules move as they are split: a guide naming one sends a newcomer nowhere."""
+    missing = [
+        f"line {number}: {path}"
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1)
+        for path in SOURCE_PATH.findall(line)
+        if not (ROOT / path).exists()
+    ]
+    assert not missing, f"{_name(doc)} names paths that do not exist:\n" + "\n".join(missing)
+
+
 def test_the_guides_are_linked_from_the_readme() -> None:
     readme = {target for _, target in links(ROOT / "README.md")}
     for doc in DOCS[1:]:
