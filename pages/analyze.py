@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from pages.components.agreement_plot import alpha_figure, alpha_rows
 from pages.components.confirm import confirmed_step
 from pages.components.handover import store_and_caller
 from pages.components.plain import plain
@@ -200,19 +201,9 @@ st.dataframe(
 st.subheader("Agreement per item", anchor=False)
 agreement = found["agreement"]
 if agreement.height and "statistic" in agreement.columns:
-    alpha = agreement.filter((pl.col("statistic") == "krippendorff_alpha") & pl.col("applicable"))
+    alpha = alpha_rows(agreement)
     if alpha.height:
-        figure = px.scatter(
-            alpha.to_pandas(),
-            x="estimate",
-            y="item",
-            error_x=(alpha["ci_high"] - alpha["estimate"]).to_list(),
-            error_x_minus=(alpha["estimate"] - alpha["ci_low"]).to_list(),
-            labels={"estimate": "Krippendorff's alpha (95% CI)", "item": ""},
-        )
-        figure.update_layout(
-            height=max(200, 50 * alpha.height), margin={"l": 0, "r": 0, "t": 10, "b": 0}
-        )
+        figure = alpha_figure(alpha, label="Krippendorff's alpha (95% CI)")
         st.plotly_chart(figure, key="analyze_agreement")
     # a rubric item's rows (HealthBench's agreement) name a pooled "rater" and no n_raters; an
     # item not analysable yet has no estimate columns at all

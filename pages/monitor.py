@@ -15,6 +15,7 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
+from pages.components.agreement_plot import TENTATIVE_ALPHA, alpha_figure, alpha_rows
 from pages.components.confirm import confirmed_step
 from pages.components.handover import store_and_caller
 from pages.components.plain import plain
@@ -288,23 +289,13 @@ agreement = interim(study_id, analyses.ratings_digest(store, caller, study_id))
 if agreement.height and "statistic" in agreement.columns:
     # an item not analysable yet is a row without estimate columns: when no item is, the
     # frame has none
-    alpha = agreement.filter((pl.col("statistic") == "krippendorff_alpha") & pl.col("applicable"))
+    alpha = alpha_rows(agreement)
     if alpha.height:
-        alpha = alpha.select("item", "estimate", "ci_low", "ci_high", "n_units", "n_raters")
-        figure = px.scatter(
-            alpha.to_pandas(),
-            x="estimate",
-            y="item",
-            error_x=(alpha["ci_high"] - alpha["estimate"]).to_list(),
-            error_x_minus=(alpha["estimate"] - alpha["ci_low"]).to_list(),
-            labels={"estimate": "Krippendorff's alpha", "item": ""},
-        )
-        figure.update_layout(
-            height=max(200, 50 * alpha.height), margin={"l": 0, "r": 0, "t": 10, "b": 0}
-        )
-        figure.add_vline(x=0.667, line_dash="dot", line_color="#888")
+        figure = alpha_figure(alpha, label="Krippendorff's alpha", tentative_line=True)
         st.plotly_chart(figure, key="monitor_agreement")
-        st.caption("Dotted line: 0.667, Krippendorff's lowest alpha for tentative conclusions.")
+        st.caption(
+            f"Dotted line: {TENTATIVE_ALPHA}, Krippendorff's lowest alpha for tentative conclusions."
+        )
     with st.expander("Every agreement statistic"):
         st.dataframe(
             agreement.select(
