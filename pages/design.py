@@ -31,6 +31,7 @@ from pages.components.design_common import Draft, keep_settings, settings_of, sh
 from pages.components.design_content import step_content, step_instrument
 from pages.components.design_lock import step_lock, step_open
 from pages.components.design_plan import step_assignment, step_plan
+from pages.components.design_use import intended_use
 from pages.components.handover import store_and_caller
 from study.access import allowed
 from study.errors import StudyError
@@ -153,6 +154,8 @@ if step == 1:
                 else ""
             )
         )
+    if draft:
+        intended_use(draft)
     if may_create:
         with st.form("design_create", clear_on_submit=True):
             st.markdown("**Create a study**")

@@ -329,6 +329,13 @@ def demo_protocol(*, instrument: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "title": DEMO_STUDY_NAME,
         "synthetic": True,
+        # what the demo validates the model for (study.protocol.IntendedUse)
+        "intended_use": {
+            "task": "answering patients' written questions about their care",
+            "setting": "a patient portal; answers reviewed by a clinician before sending",
+            "population": "adults in primary and specialist care (synthetic cases)",
+            "language": "English",
+        },
         "instrument": dict(instrument),
         "arms": {"test": TEST_ARM, "reference": REFERENCE_ARM},
         "primary_endpoint": {

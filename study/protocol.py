@@ -116,6 +116,34 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class IntendedUse:
+    """What the study validates the model for, as the protocol states it (``intended_use``):
+    the task (e.g. replies to patient portal messages), the setting (e.g. primary care, a
+    hospital's patient portal), the specialty or population, and the language; each free text,
+    None where the protocol leaves it out. What a validation register files the result under."""
+
+    task: str | None = None
+    setting: str | None = None
+    population: str | None = None
+    language: str | None = None
+
+    def described(self) -> list[tuple[str, str]]:
+        """(field in words, value) of the fields stated, in order."""
+        words = dict(zip(INTENDED_USE_FIELDS, INTENDED_USE_WORDS, strict=True))
+        return [(words[f], v) for f in INTENDED_USE_FIELDS if (v := getattr(self, f))]
+
+
+INTENDED_USE_FIELDS = ("task", "setting", "population", "language")
+"""The fields of the protocol's ``intended_use`` object, in the order they are shown."""
+
+INTENDED_USE_WORDS = ("Task", "Setting", "Specialty or population", "Language")
+"""How each field of ``INTENDED_USE_FIELDS`` is named on a screen or in the report."""
+
+MAX_INTENDED_USE_CHARS = 500
+"""The longest text a field of the intended use may hold (a sentence or two, not a document)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """A locked protocol, parsed (``parse``) and, once read from the store, with its row.
 
@@ -132,6 +160,7 @@ class Plan:
     multiplicity: str = "holm"
     display: str | None = None
     single_answer_cases: bool = False
+    intended_use: IntendedUse | None = None
     version: int | None = None
     content_hash: str | None = None
     reason: str | None = None
@@ -234,6 +263,7 @@ def parse(content: Mapping[str, Any] | None, **row: Any) -> Plan:
     single = content.get("single_answer_cases", False)
     if not isinstance(single, bool):
         problems.append(_problem("single_answer_cases", "true or false"))
+    intended_use = _intended_use(content.get("intended_use"), problems)
     if problems:
         raise ValidationError(problems)
     multiplicity = content.get("multiplicity") or "holm"
@@ -245,6 +275,7 @@ def parse(content: Mapping[str, Any] | None, **row: Any) -> Plan:
         multiplicity=str(multiplicity),
         display=display,
         single_answer_cases=single,
+        intended_use=intended_use,
         version=row.get("version"),
         content_hash=row.get("content_hash"),
         reason=row.get("reason"),
@@ -460,6 +491,43 @@ def _endpoint(spec: Any, role: str, where: str, problems: list[Problem]) -> Endp
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _intended_use(given: Any, problems: list[Problem]) -> IntendedUse | None:
+    """The protocol's ``intended_use`` object read (None when it has none); each field it cannot
+    read is a problem named ``intended_use.<field>``."""
+    if given is None:
+        return None
+    if not isinstance(given, Mapping):
+        problems.append(
+            _problem("intended_use", "an object naming the task, setting, population, language")
+        )
+        return None
+    for key in given:
+        if key not in INTENDED_USE_FIELDS:
+            problems.append(
+                _problem(
+                    f"intended_use.{key}",
+                    "not a field of the intended use (task, setting, population, language)",
+                )
+            )
+    fields: dict[str, str | None] = {}
+    for name in INTENDED_USE_FIELDS:
+        value = given.get(name)
+        if value is None:
+            fields[name] = None
+        elif not isinstance(value, str) or not value.strip():
+            problems.append(_problem(f"intended_use.{name}", "a text, not empty"))
+        elif len(value) > MAX_INTENDED_USE_CHARS:
+            problems.append(
+                _problem(
+                    f"intended_use.{name}",
+                    f"at most {MAX_INTENDED_USE_CHARS} characters (it has {len(value):,})",
+                )
+            )
+        else:
+            fields[name] = value.strip()
+    return IntendedUse(**fields) if any(fields.values()) else None
 
 
 def _problem(field_name: str, reason: str) -> Problem:

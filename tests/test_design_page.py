@@ -491,6 +491,26 @@ def test_calibration_and_repeats_go_to_the_dry_run_and_the_locked_protocol(monke
     assert content["repeats"] == {"share": 0.1, "washout_days": 14}
 
 
+def test_the_intended_use_is_set_in_step_1_and_locked_with_the_protocol(monkeypatch, db):
+    at = create(open_design(monkeypatch, db))
+    go(at, 1)
+    at.text_input(key=key("use_task")).input("replies to portal messages").run()
+    at.text_input(key=key("use_language")).input("  English ").run()
+    assert_no_exception(at)
+    attach(import_demo(at))
+    # kept with the draft across steps: step 1 shows what was typed
+    go(at, 1)
+    assert at.text_input(key=key("use_task")).value == "replies to portal messages"
+    lock(plan(at))
+    content = json.loads(stored(db, "SELECT content FROM protocols WHERE study = $s").item())
+    # stated fields only, trimmed; an empty field is left out rather than locked as ""
+    assert content["intended_use"] == {"task": "replies to portal messages", "language": "English"}
+    go(at, 1)
+    shown = " ".join(m.value for m in at.markdown)
+    assert "Task: replies to portal messages" in shown and "Language: English" in shown
+    assert key("use_task") not in [t.key for t in at.text_input]  # locked: shown, not editable
+
+
 def test_the_demo_coordinator_sees_every_step_of_a_study_in_rating(monkeypatch, demo_db):
     from study.demo import DEMO_STUDY_ID
 

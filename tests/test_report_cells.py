@@ -138,3 +138,17 @@ def test_distribution_axes_name_each_value_by_its_option_label_in_the_scale_orde
     assert scales[("i", "rubric")] == {0.0: "not met", 1.0: "met"}
     assert scales[("i", "minutes")] == {}
     assert report._wrapped("Mild or moderate <harm>") == "Mild or<br>moderate<br>&lt;harm&gt;"
+
+
+def test_the_intended_use_is_stated_in_the_summary_and_tripods_background_item_escaped() -> None:
+    """The locked protocol's intended use is what the result holds for: the report's summary and
+    TRIPOD-LLM's "Background: the clinical task" item state it as locked, its text escaped."""
+    from study.report.conduct import intended_use
+
+    plan = parse(
+        {"intended_use": {"task": "replies <b>to</b> portal messages", "language": "Dutch"}}
+    )
+    html = intended_use({"plan": plan})
+    assert "<td>Task</td><td>replies &lt;b&gt;to&lt;/b&gt; portal messages</td>" in html
+    assert "<td>Language</td><td>Dutch</td>" in html
+    assert intended_use({"plan": parse({})}) is None

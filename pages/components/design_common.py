@@ -35,11 +35,17 @@ from study.access import Caller
 from study.assignment import ALGORITHM
 from study.errors import Problem, StateError, StudyError, ValidationError
 from study.instruments import Instrument
+from study.protocol import INTENDED_USE_FIELDS
 from study.services import design
 
 # A new draft's settings; each is one widget's value on the Design screen. (Comments, not
 # docstrings: Streamlit's "magic" would print a bare string.)
 DEFAULTS: dict[str, Any] = {
+    # intended use (step 1): what the study validates the model for; free text, "" = unstated
+    "use_task": "",
+    "use_setting": "",
+    "use_population": "",
+    "use_language": "",
     # assignment (step 4)
     "mode": "side_by_side",
     "raters_per_case": 2,
@@ -263,6 +269,8 @@ def protocol_of(
             "exclude_own_answers": True,
         },
     }
+    if use := intended_use_of(s):
+        protocol["intended_use"] = use
     if s["single_answer_cases"]:
         protocol["single_answer_cases"] = True
     if s["calibration"]:
@@ -274,6 +282,13 @@ def protocol_of(
     if s["repeats"]:
         protocol["repeats"] = {"share": s["repeat_share"], "washout_days": s["washout_days"]}
     return protocol
+
+
+def intended_use_of(s: dict[str, Any]) -> dict[str, str]:
+    """The protocol's ``intended_use`` from settings ``s``: the fields stated (blank ones left
+    out), keyed as ``study.protocol.INTENDED_USE_FIELDS``; {} when none is."""
+    given = {f: str(s.get(f"use_{f}") or "").strip() for f in INTENDED_USE_FIELDS}
+    return {f: v for f, v in given.items() if v}
 
 
 def analysis_plan(s: dict[str, Any], items: dict[str, dict[str, Any]]) -> dict[str, Any]:

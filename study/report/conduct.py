@@ -32,6 +32,16 @@ def primary_endpoint(facts: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def intended_use(facts: Mapping[str, Any]) -> str | None:
+    """The locked protocol's intended use as an HTML table (field, what it states), or None
+    when it states none."""
+    plan = (facts.get("results") or {}).get("protocol") or facts.get("plan")
+    use = plan.intended_use if plan is not None else None
+    if use is None:
+        return None
+    return html_table(("intended use", "as locked"), use.described())
+
+
 def results_table(facts: Mapping[str, Any]) -> pl.DataFrame | None:
     """The results table (``analyses.RESULT_COLUMNS``), or None before a plan was run."""
     return (facts.get("results") or {}).get("results")
@@ -54,6 +64,8 @@ def summary_section(facts: Mapping[str, Any]) -> str:
             ],
         ),
     ]
+    if (use := intended_use(facts)) is not None:
+        parts.append(use)
     ni = results_table(facts)
     if ni is not None and ni.height:
         for row in ni.filter(pl.col("role") == "primary").head(1).iter_rows(named=True):

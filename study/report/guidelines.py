@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from study.report.cells import TO_COMPLETE, e, html_table, number
-from study.report.conduct import primary_endpoint, results_table
+from study.report.conduct import intended_use, primary_endpoint, results_table
 
 TRIPOD_LLM = (
     "Gallifant J, Afshar M, Ameen S, et al. The TRIPOD-LLM reporting guideline for studies "
@@ -99,7 +99,13 @@ def _tripod_items(facts: Mapping[str, Any]) -> list[tuple[str, str, str | None]]
             "Abstract: structured summary of objectives, LLM, data, evaluation and results",
             None,
         ),
-        ("Introduction", "Background: the clinical task and the rationale for using an LLM", None),
+        (
+            "Introduction",
+            "Background: the clinical task and the rationale for using an LLM",
+            # the task, setting, population and language as the protocol locked them; the
+            # rationale is the authors' to write
+            intended_use(facts),
+        ),
         (
             "Introduction",
             "Objectives: the research question and hypotheses",
