@@ -182,9 +182,21 @@ def record_frame(cur: Cursor, study: str, kind: str, computed: FrameDigests) -> 
             "  AND d.kind = $kind AND d.row_id = r.row_id)",
             {"study": study, "kind": kind},
         )
-    # the first digests of the kind: the study's total is theirs (an import's row ids are
-    # distinct, it refuses a file that repeats one)
-    return computed.total if held == 0 else total(cur, study, kind)
+    if held:
+        return total(cur, study, kind)
+    spec = DIGESTED[kind]
+    (stored,) = first(
+        cur.execute(
+            f"SELECT count(*) FROM {spec.table} WHERE study = $study", {"study": study}
+        ).fetchall()
+    )
+    if stored == computed.rows.height:
+        # the study's first rows of the kind, all digested here: its total is theirs (an
+        # import's row ids are distinct, it refuses a file that repeats one)
+        return computed.total
+    # rows stored before digests were kept (a database from before migration 0004): digest
+    # them now, as the first import after the upgrade always has
+    return record(cur, study, kind)
 
 
 def column_types(cur: Cursor, kind: str) -> dict[str, str]:

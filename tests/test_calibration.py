@@ -1031,3 +1031,23 @@ def test_the_planned_analyses_read_live_rows_and_add_intra_rater_agreement(store
     # within raters: one repeated case per rater, two answers each, all rated alike
     intra = alpha(results["intra_rater"])
     assert (intra["n_units"], intra["raters_pooled"]) == (6, 3)
+
+
+def test_a_submission_presents_what_the_phased_queue_offers_next(store, phased):
+    """The rating screen's submission stamps the next case's first showing (``present_next``)
+    by the same queue rules as ``next_assignment``: after a passed calibration, the first live
+    case; after a failed one, nothing (the rater waits for the coordinator)."""
+    r1, r2 = sign_in(store, "r1"), sign_in(store, "r2")
+    for who, values in ((r1, RIGHT), (r2, WRONG)):
+        view = rating_service.next_assignment(store, who, phased)
+        assert view["phase"] == "calibration"
+        rating_service.submit_rating(
+            store, who, phased, view["assignment"], values, present_next=True
+        )
+    offered = rating_service.next_assignment(store, r1, phased)
+    assert offered["phase"] == "live" and offered["presented_at"] is not None
+    assert rating_service.next_assignment(store, r2, phased) is None
+    stamped = store.read(
+        "SELECT object_id FROM audit_events WHERE action = 'assignment.present'"
+    ).get_column("object_id")
+    assert stamped.to_list() == [str(offered["assignment"])]  # r2's failed calibration: none

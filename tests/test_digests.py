@@ -123,6 +123,33 @@ def test_a_second_import_of_a_kind_adds_to_the_study_total(imported: Store, tmp_
     assert audit_verify.verify(imported).ok
 
 
+def test_rows_stored_before_digests_were_kept_are_digested_by_the_next_import(
+    imported: Store, tmp_path: Path
+) -> None:
+    """A database from before row digests (migration 0004 added the table empty): the next
+    import of the kind digests the older rows too, not only its own, so that verify finds every
+    row accounted for."""
+    with imported.transaction() as cur:
+        cur.execute("DELETE FROM stored_digests WHERE study = 'dg' AND kind = 'cases'")
+    more = [{"case_id": "after-upgrade", "question": "q"}]
+    content.import_cases(imported, OPERATOR, "dg", write_jsonl(tmp_path / "more.jsonl", more))
+    spec = digests.DIGESTED["cases"]
+    stored = imported.read(spec.rows_sql() + " ORDER BY row_id", {"study": "dg"})
+    recorded = imported.read(
+        "SELECT row_id, digest FROM stored_digests WHERE study = 'dg' AND kind = 'cases'"
+        " ORDER BY row_id"
+    )
+    assert recorded.rows() == stored.rows() and recorded.height == len(AWKWARD) + 1
+    payload = imported.read(
+        "SELECT payload FROM audit_events WHERE action = 'cases.import' ORDER BY seq DESC LIMIT 1"
+    ).item()
+    cur = imported.cursor()
+    try:
+        assert json.loads(payload)["stored_sha256"] == digests.total(cur, "dg", "cases")
+    finally:
+        cur.close()
+
+
 def test_a_refused_import_stores_no_digest(imported: Store, tmp_path: Path) -> None:
     before = imported.read("SELECT count(*) AS n FROM stored_digests").item()
     changed = [

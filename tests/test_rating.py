@@ -279,6 +279,26 @@ def test_a_submission_presents_the_next_case_in_its_own_transaction(store, ratin
     assert audit_verify.verify(store).ok
 
 
+def test_a_revision_presents_nothing(store, rating):
+    """Revising a rated case shows no new case: ``present_next`` stamps only after a first
+    submission, so the queue's next case keeps its stamp for when it is really shown."""
+    r1 = sign_in(store, "r1")
+    first_case = rating_service.next_assignment(store, r1, rating)["assignment"]
+    rating_service.submit_rating(store, r1, rating, first_case, full_values())
+    waiting = rating_service.next_assignment(store, r1, rating)
+    assert waiting["presented_at"] is None
+    rating_service.submit_rating(
+        store, r1, rating, first_case, full_values(quality_a=2), revise=True, present_next=True
+    )
+    assert rating_service.next_assignment(store, r1, rating)["presented_at"] is None
+    assert (
+        store.read(
+            "SELECT count(*) AS n FROM audit_events WHERE action = 'assignment.present'"
+        ).item()
+        == 0
+    )
+
+
 def _warm(store, caller, study) -> int:
     """Show ``caller`` their next case as the rating screen does; its assignment id, whose facts
     are then kept (``store.facts``)."""
